@@ -1,0 +1,180 @@
+//! The batch endpoint: many items of one kind, results in input order, one summary.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody, ErrorDetail, JsonBody};
+use crate::AppState;
+use crate::batch::{self, BatchItem, Summary};
+use crate::judge::JudgeKind;
+
+/// A batch: `items` of one kind, or (binary only) the parallel arrays `questions`, `answers`,
+/// `predictions`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// `binary` (default), `score` or `compare`.
+    #[serde(default = "binary_kind")]
+    pub kind: JudgeKind,
+    /// The judge (route) for every item that names none.
+    pub judge: Option<String>,
+    /// Items judged at once (default from the configuration).
+    #[schema(minimum = 1)]
+    pub max_concurrent: Option<usize>,
+    /// Items with the fields of the matching single endpoint. A bad item becomes an error entry.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub items: Option<Vec<Value>>,
+    pub questions: Option<Vec<String>>,
+    pub answers: Option<Vec<String>>,
+    pub predictions: Option<Vec<String>>,
+}
+
+fn binary_kind() -> JudgeKind {
+    JudgeKind::Binary
+}
+
+/// One item's result: `status` `ok` with the fields of the single endpoint's answer, or `error`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResult {
+    /// The item's position in the request.
+    pub index: usize,
+    /// `ok` or `error`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// The batch answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One entry per item, in input order.
+    #[schema(value_type = Vec<BatchResult>)]
+    pub results: Vec<Value>,
+    pub summary: Summary,
+}
+
+/// Reads and checks a batch request into its items; body-level problems are 4xx, item-level
+/// problems become error entries.
+pub fn prepare(
+    app: &AppState,
+    req: BatchRequest,
+) -> Result<(String, JudgeKind, Vec<BatchItem>, usize), ApiError> {
+    let limits = &app.settings.server;
+    let route = app.judge.resolve_route(req.judge.as_deref())?;
+    let max_concurrent = req.max_concurrent.unwrap_or(
+        limits
+            .batch_max_concurrent
+            .min(limits.batch_max_concurrent_limit),
+    );
+    if max_concurrent == 0 || max_concurrent > limits.batch_max_concurrent_limit {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!(
+                "max_concurrent must be between 1 and {}",
+                limits.batch_max_concurrent_limit
+            ),
+        )
+        .field("max_concurrent"));
+    }
+    let arrays = req.questions.is_some() || req.answers.is_some() || req.predictions.is_some();
+    let values: Vec<Value> = match (req.items, arrays) {
+        (Some(_), true) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "send either items or the arrays questions/answers/predictions, not both",
+            )
+            .field("items"));
+        }
+        (Some(items), false) => items,
+        (None, true) => {
+            if req.kind != JudgeKind::Binary {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    "the arrays questions/answers/predictions are for kind binary; send items",
+                )
+                .field("kind"));
+            }
+            let (Some(q), Some(a), Some(p)) = (req.questions, req.answers, req.predictions) else {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    "questions, answers and predictions must all be given",
+                )
+                .field("predictions"));
+            };
+            if q.len() != a.len() || q.len() != p.len() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    format!("questions ({}), answers ({}) and predictions ({}) must have the same length", q.len(), a.len(), p.len()),
+                )
+                .field("answers"));
+            }
+            q.into_iter()
+                .zip(a)
+                .zip(p)
+                .map(|((q, a), p)| serde_json::json!({"question": q, "answer": a, "prediction": p}))
+                .collect()
+        }
+        (None, false) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "items is required",
+            )
+            .field("items"));
+        }
+    };
+    if values.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "items must not be empty",
+        )
+        .field("items"));
+    }
+    if values.len() > limits.max_batch_items {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_items",
+            format!(
+                "{} items is over the limit of {} per batch (server.max_batch_items); split the batch",
+                values.len(),
+                limits.max_batch_items
+            ),
+        )
+        .field("items"));
+    }
+    let items = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| BatchItem::parse(req.kind, i, v))
+        .collect();
+    Ok((route, req.kind, items, max_concurrent))
+}
+
+/// Judges many items; a failing item is an `error` entry, never a failed batch.
+#[utoipa::path(post, path = "/v1/judge/batch", tag = "judge", request_body = BatchRequest,
+    responses(
+        (status = 200, description = "Results in input order and a summary", body = BatchResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong client token", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 422, description = "Invalid batch (too many items, unknown judge, ...)", body = ErrorBody),
+    ))]
+pub async fn batch(
+    State(app): State<AppState>,
+    JsonBody(req): JsonBody<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let (route, kind, items, max_concurrent) = prepare(&app, req)?;
+    let (results, summary) =
+        batch::run(app.judge.clone(), route, kind, items, max_concurrent).await;
+    Ok(Json(BatchResponse { results, summary }))
+}

@@ -1,0 +1,177 @@
+//! HTTP errors: every 4xx and 5xx carries `{"error": {"code", "message", "field"?}}`, and a JSON
+//! body extractor whose failures say which field is wrong.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
+
+use crate::judge::items::path_error;
+use crate::judge::{FieldError, JudgeError};
+use crate::pool::Attempt;
+
+/// The error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    /// Every provider attempt, when the route failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<Attempt>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code (`invalid_field`, `malformed_json`, `unknown_judge` ...).
+    pub code: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+    /// The request field at fault, when there is one (`prediction`, `items[3].question`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error: ErrorDetail {
+                    code: code.to_string(),
+                    message: message.into(),
+                    field: None,
+                },
+                attempts: None,
+            },
+        }
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.body.error.field = Some(field.into());
+        self
+    }
+
+    /// A validation failure of one field (422).
+    pub fn invalid(e: FieldError) -> Self {
+        let message = if e.message.contains(&e.field) {
+            e.message
+        } else {
+            format!("{}: {}", e.field, e.message)
+        };
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(e.field)
+    }
+}
+
+impl From<JudgeError> for ApiError {
+    fn from(e: JudgeError) -> Self {
+        match e {
+            JudgeError::UnknownRoute(name) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_judge",
+                format!("no judge named {name:?}; GET /v1/providers lists the configured providers, and the configuration's [routes] table names the judges"),
+            )
+            .field("judge"),
+            JudgeError::Failed { code, message, attempts } => {
+                let mut err = ApiError::new(StatusCode::BAD_GATEWAY, code, message);
+                err.body.attempts = Some(attempts);
+                err
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// A JSON body read with clear errors: 400 for malformed JSON, 422 naming the field for a wrong
+/// type or a missing or unknown field, 413 for a body over the limit. Any content type is read
+/// as JSON, so `curl -d` without a header still works.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is over the limit (server.max_body_bytes); split the batch or use a job",
+                )
+                .field("body")
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", r.body_text()).field("body")
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses a JSON body into `T` with the errors described on [`JsonBody`].
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "the request body is empty; send a JSON object",
+        )
+        .field("body"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    match result {
+        Ok(v) => de.end().map(|_| v).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {e}"),
+            )
+            .field("body")
+        }),
+        Err(e) => {
+            use serde_json::error::Category;
+            // A body that is not JSON at all is a syntax error, whatever the first problem found.
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("the body is not valid JSON: {syntax}"),
+                )
+                .field("body"));
+            }
+            match e.inner().classify() {
+                Category::Syntax | Category::Eof | Category::Io => Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("the body is not valid JSON: {}", e.inner()),
+                )
+                .field("body")),
+                Category::Data
+                    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') =>
+                {
+                    Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_field",
+                        "the body must be a JSON object",
+                    )
+                    .field("body"))
+                }
+                Category::Data => Err(ApiError::invalid(path_error(e))),
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Liveness, readiness, provider state and the metrics scrape.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::pool::ProviderStatus;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `ready` or `shutting_down`.
+    pub status: &'static str,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The service takes requests (503 while shutting down).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, description = "Shutting down", body = Health)))]
+pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    if app.shutting_down.load(Ordering::Relaxed) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "shutting_down",
+            }),
+        )
+    } else {
+        (StatusCode::OK, Json(Health { status: "ready" }))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProvidersResponse {
+    pub providers: Vec<ProviderStatus>,
+    /// Route names and their steps as `provider:model`.
+    pub routes: std::collections::BTreeMap<String, Vec<String>>,
+    pub default_route: String,
+}
+
+/// Every provider: enabled, circuit state, in flight, limits, recent error rate; and the routes.
+#[utoipa::path(get, path = "/v1/providers", tag = "operations",
+    responses((status = 200, body = ProvidersResponse), (status = 401, body = super::error::ErrorBody)))]
+pub async fn providers(State(app): State<AppState>) -> Json<ProvidersResponse> {
+    let pool = app.judge.pool();
+    let routes = pool
+        .route_names()
+        .map(|name| {
+            let steps = pool
+                .route(name)
+                .unwrap_or(&[])
+                .iter()
+                .map(|s| format!("{}:{}", s.provider, s.model))
+                .collect();
+            (name.to_string(), steps)
+        })
+        .collect();
+    Json(ProvidersResponse {
+        providers: pool.status(),
+        routes,
+        default_route: pool.default_route().to_string(),
+    })
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    let mut text = app.metrics.render();
+    text.push_str(&crate::metrics::render_costs());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}

@@ -1,0 +1,132 @@
+//! Batch summaries: verdict counts, accuracy over scored items, usage, cost and throughput.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::judge::JudgeKind;
+use crate::providers::Usage;
+
+/// Totals over a batch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Summary {
+    pub total: usize,
+    pub correct: usize,
+    pub incorrect: usize,
+    pub unscored: usize,
+    /// Items that could not be judged at all (invalid, or every provider failed).
+    pub errors: usize,
+    /// correct / (correct + incorrect); null when nothing was scored.
+    pub accuracy: Option<f64>,
+    /// Score judgments: the mean score of scored items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_score: Option<f64>,
+    /// Pairwise judgments: wins of A, wins of B, ties.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wins: Option<Wins>,
+    pub usage: Usage,
+    /// Summed cost; null when some answered item's model has no price.
+    pub cost_usd: Option<f64>,
+    pub cached: usize,
+    pub duration_ms: f64,
+    pub items_per_second: f64,
+    #[serde(skip)]
+    kind: Option<JudgeKind>,
+    #[serde(skip)]
+    score_sum: f64,
+    #[serde(skip)]
+    scored: usize,
+    #[serde(skip)]
+    unpriced: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Wins {
+    pub a: usize,
+    pub b: usize,
+    pub tie: usize,
+}
+
+impl Summary {
+    pub fn new(kind: JudgeKind, total: usize) -> Self {
+        Summary {
+            total,
+            correct: 0,
+            incorrect: 0,
+            unscored: 0,
+            errors: 0,
+            accuracy: None,
+            mean_score: None,
+            wins: (kind == JudgeKind::Compare).then(Wins::default),
+            usage: Usage::default(),
+            cost_usd: Some(0.0),
+            cached: 0,
+            duration_ms: 0.0,
+            items_per_second: 0.0,
+            kind: Some(kind),
+            score_sum: 0.0,
+            scored: 0,
+            unpriced: false,
+        }
+    }
+
+    /// Counts one result entry (as serialised for the response).
+    pub fn add(&mut self, entry: &Value) {
+        if entry["status"] != "ok" {
+            self.errors += 1;
+            return;
+        }
+        match entry["verdict"].as_str() {
+            Some("correct") => self.correct += 1,
+            Some("incorrect") => self.incorrect += 1,
+            Some("unscored") => self.unscored += 1,
+            _ => {}
+        }
+        if let Some(s) = entry["score"].as_f64() {
+            self.score_sum += s;
+            self.scored += 1;
+        }
+        if let (Some(w), Some(wins)) = (entry["winner"].as_str(), self.wins.as_mut()) {
+            match w {
+                "a" => wins.a += 1,
+                "b" => wins.b += 1,
+                _ => wins.tie += 1,
+            }
+        }
+        self.usage.prompt_tokens += entry["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+        self.usage.completion_tokens += entry["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+        match entry["cost_usd"].as_f64() {
+            Some(c) => {
+                if let Some(t) = self.cost_usd.as_mut() {
+                    *t += c;
+                }
+            }
+            None => self.unpriced = true,
+        }
+        if entry["cached"] == true {
+            self.cached += 1;
+        }
+    }
+
+    /// Sets the derived figures.
+    pub fn finish(&mut self, elapsed: Duration) {
+        let scored = self.correct + self.incorrect;
+        self.accuracy = (scored > 0).then(|| self.correct as f64 / scored as f64);
+        if self.kind == Some(JudgeKind::Score) && self.scored > 0 {
+            self.mean_score = Some(self.score_sum / self.scored as f64);
+        }
+        if self.unpriced {
+            self.cost_usd = None;
+        }
+        let secs = elapsed.as_secs_f64();
+        self.duration_ms = (secs * 1_000_000.0).round() / 1000.0;
+        let done = self.total as f64;
+        self.items_per_second = if secs > 0.0 {
+            (done / secs * 10.0).round() / 10.0
+        } else {
+            0.0
+        };
+    }
+}

@@ -1,0 +1,783 @@
+//! Settings: built-in defaults < TOML file (`--config`) < `LLM_JUDGE__SECTION__KEY` environment
+//! variables < the shortcuts an lmms-eval user already has set (`API_TYPE`, `OPENAI_API_KEY` ...).
+//!
+//! Raw settings are read with unknown keys refused, then validated into [`Settings`] with messages
+//! that name the key to fix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::{Deserialize, Deserializer};
+
+/// Built-in defaults, the lowest layer. Every known provider is present; one is enabled when its
+/// key is set (or, for local servers, when it needs none).
+const DEFAULTS: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+max_body_bytes = 16777216
+max_batch_items = 10000
+batch_max_concurrent = 64
+batch_max_concurrent_limit = 10000
+
+[judge]
+default_route = "default"
+rules_precheck = false
+temperature = 0.0
+max_tokens = 512
+cache_entries = 100000
+
+[retry]
+max_attempts = 3
+base_delay_ms = 500
+max_delay_ms = 8000
+max_retry_after_s = 60
+budget_ratio = 0.2
+budget_min_per_s = 10
+
+[providers.rules]
+kind = "rules"
+
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+default_model = "gpt-4o-2024-08-06"
+
+[providers.azure]
+kind = "azure"
+api_key_env = "AZURE_API_KEY"
+api_version = "2024-10-21"
+default_model = "gpt-4o"
+
+[providers.anthropic]
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+api_key_env = "ANTHROPIC_API_KEY"
+default_model = "claude-3-5-sonnet-latest"
+
+[providers.cohere]
+kind = "cohere"
+base_url = "https://api.cohere.com"
+api_key_env = "COHERE_API_KEY"
+default_model = "command-r-plus"
+
+[providers.together]
+kind = "together"
+base_url = "https://api.together.xyz/v1"
+api_key_env = "TOGETHER_API_KEY"
+default_model = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
+
+[providers.gemini]
+kind = "gemini"
+base_url = "https://generativelanguage.googleapis.com"
+api_key_env = "GEMINI_API_KEY"
+default_model = "gemini-2.0-flash"
+"#;
+
+/// A secret that never prints.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Secret(String::deserialize(d)?))
+    }
+}
+
+/// The wire format of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Openai,
+    Azure,
+    Anthropic,
+    Cohere,
+    Together,
+    Gemini,
+    Rules,
+}
+
+impl ProviderKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Cohere => "cohere",
+            ProviderKind::Together => "together",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Rules => "rules",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: String,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Most items in one batch.
+    pub max_batch_items: usize,
+    /// Batch concurrency when the request does not say.
+    pub batch_max_concurrent: usize,
+    /// The highest `max_concurrent` a request may ask for.
+    pub batch_max_concurrent_limit: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeSettings {
+    /// The route used when a request names none.
+    pub default_route: String,
+    /// Ask the deterministic rules judge first; call a model only when it is unsure.
+    pub rules_precheck: bool,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    /// Verdicts kept in the in-memory cache (0 turns the cache off).
+    pub cache_entries: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Attempts per route step, the first included.
+    pub max_attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    /// A provider asking to wait longer than this is not retried (the route moves on).
+    pub max_retry_after_s: u64,
+    /// Retries allowed as a fraction of first attempts, shared by all requests.
+    pub budget_ratio: f64,
+    /// Retries per second always allowed, whatever the ratio.
+    pub budget_min_per_s: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: ProviderKind,
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret>,
+    pub api_key_env: Option<String>,
+    /// Azure: the API version sent as `api-version`.
+    pub api_version: Option<String>,
+    /// The model used when a route names this provider without a model.
+    pub default_model: Option<String>,
+    pub max_in_flight: Option<usize>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+    /// Length of the rate-limit window in seconds (60 unless testing).
+    pub rate_window_s: Option<f64>,
+    /// Longest wait for a rate-limit or concurrency permit before the route moves on.
+    pub permit_wait_s: Option<f64>,
+    /// Per-attempt timeout.
+    pub timeout_s: Option<f64>,
+    /// Overall time one route step may take, retries included.
+    pub deadline_s: Option<f64>,
+    pub max_attempts: Option<u32>,
+    /// Circuit breaker: consecutive failures that open it.
+    pub breaker_failures: Option<u32>,
+    /// Circuit breaker: seconds it stays open before a probe.
+    pub breaker_cooldown_s: Option<f64>,
+    /// Extra headers sent with every request (e.g. `OpenAI-Organization`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Price of a model in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub prompt_per_mtok: f64,
+    pub completion_per_mtok: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    server: ServerSettings,
+    judge: JudgeSettings,
+    retry: RetrySettings,
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    routes: BTreeMap<String, RouteSpec>,
+    #[serde(default)]
+    prices: BTreeMap<String, Price>,
+    #[serde(default)]
+    auth: AuthSettings,
+}
+
+/// Client bearer tokens. Empty: no authentication.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    #[serde(default)]
+    pub tokens: Vec<Secret>,
+}
+
+/// A route as written: a list of `"provider:model"` (or a comma-separated string, for env vars).
+#[derive(Debug, Clone)]
+struct RouteSpec(Vec<String>);
+
+impl<'de> Deserialize<'de> for RouteSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(RouteSpec(match Either::deserialize(d)? {
+            Either::One(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
+            Either::Many(v) => v,
+        }))
+    }
+}
+
+/// One provider, validated.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub api_version: String,
+    pub default_model: Option<String>,
+    pub max_in_flight: usize,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+    pub rate_window: Duration,
+    pub permit_wait: Duration,
+    pub timeout: Duration,
+    pub deadline: Duration,
+    pub max_attempts: u32,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+    pub headers: Vec<(String, String)>,
+}
+
+/// One step of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSettings {
+    pub provider: String,
+    pub model: String,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub server: ServerSettings,
+    pub judge: JudgeSettings,
+    pub retry: RetrySettings,
+    pub providers: BTreeMap<String, ProviderSettings>,
+    pub routes: BTreeMap<String, Vec<StepSettings>>,
+    pub prices: BTreeMap<String, Price>,
+    pub auth: AuthSettings,
+    /// True when the default route was chosen automatically and is the rules judge.
+    pub rules_only: bool,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Where settings come from; tests pass their own environment.
+pub struct Sources<'a> {
+    pub file: Option<&'a Path>,
+    /// TOML text read after the file (tests and embedding programs).
+    pub toml: Option<&'a str>,
+    /// The environment (`std::env::vars()` in production).
+    pub env: Vec<(String, String)>,
+}
+
+impl Settings {
+    /// Loads settings from the process environment and an optional file.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::from_sources(Sources {
+            file,
+            toml: None,
+            env: std::env::vars().collect(),
+        })
+    }
+
+    /// Settings with defaults only (no file, no environment): the rules judge.
+    pub fn defaults() -> Settings {
+        Self::from_sources(Sources {
+            file: None,
+            toml: None,
+            env: Vec::new(),
+        })
+        .expect("built-in defaults are valid")
+    }
+
+    pub fn from_sources(src: Sources<'_>) -> Result<Settings, ConfigError> {
+        let env: BTreeMap<String, String> = src
+            .env
+            .into_iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .collect();
+        let mut b = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = src.file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            b = b.add_source(File::from(path).format(FileFormat::Toml).required(true));
+        }
+        if let Some(text) = src.toml {
+            b = b.add_source(File::from_str(text, FileFormat::Toml));
+        }
+        let prefixed: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("LLM_JUDGE__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        b = b.add_source(
+            Environment::with_prefix("LLM_JUDGE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .ignore_empty(true)
+                .source(Some(prefixed)),
+        );
+        b = apply_shortcuts(b, &env).map_err(|e| ConfigError(e.to_string()))?;
+        let raw: RawSettings = b
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        validate(raw, &env)
+    }
+
+    /// The price of `provider:model`, or of `model` alone.
+    pub fn price(&self, provider: &str, model: &str) -> Option<Price> {
+        self.prices
+            .get(&format!("{provider}:{model}"))
+            .or_else(|| self.prices.get(model))
+            .copied()
+    }
+}
+
+/// The lmms-eval shortcuts: the keys a user already has in the shell.
+fn apply_shortcuts(
+    mut b: config::ConfigBuilder<config::builder::DefaultState>,
+    env: &BTreeMap<String, String>,
+) -> Result<config::ConfigBuilder<config::builder::DefaultState>, config::ConfigError> {
+    let keys = [
+        ("OPENAI_API_KEY", "providers.openai.api_key"),
+        ("AZURE_API_KEY", "providers.azure.api_key"),
+        ("AZURE_ENDPOINT", "providers.azure.base_url"),
+        ("API_VERSION", "providers.azure.api_version"),
+        ("ANTHROPIC_API_KEY", "providers.anthropic.api_key"),
+        ("COHERE_API_KEY", "providers.cohere.api_key"),
+        ("TOGETHER_API_KEY", "providers.together.api_key"),
+        ("GEMINI_API_KEY", "providers.gemini.api_key"),
+    ];
+    for (var, key) in keys {
+        if let Some(v) = env.get(var) {
+            b = b.set_override(key, v.trim().to_string())?;
+        }
+    }
+    if let Some(url) = env.get("OPENAI_API_URL") {
+        // lmms-eval users set the full endpoint; the adapter wants the base.
+        let base = url.trim().trim_end_matches('/');
+        let base = base.strip_suffix("/chat/completions").unwrap_or(base);
+        b = b.set_override("providers.openai.base_url", base.to_string())?;
+    }
+    Ok(b)
+}
+
+fn secs(v: Option<f64>, default: f64, key: &str) -> Result<Duration, ConfigError> {
+    let s = v.unwrap_or(default);
+    if !s.is_finite() || s < 0.0 {
+        return Err(ConfigError(format!(
+            "{key} must be a non-negative number of seconds"
+        )));
+    }
+    Duration::try_from_secs_f64(s).map_err(|_| ConfigError(format!("{key} is too large")))
+}
+
+fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
+    let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
+        ConfigError(format!(
+            "server.listen = {:?} is not an address such as 127.0.0.1:8080",
+            raw.server.listen
+        ))
+    })?;
+    if raw.server.max_batch_items == 0 {
+        return Err(ConfigError(
+            "server.max_batch_items must be at least 1".into(),
+        ));
+    }
+    if raw.server.batch_max_concurrent == 0 || raw.server.batch_max_concurrent_limit == 0 {
+        return Err(ConfigError(
+            "server.batch_max_concurrent and server.batch_max_concurrent_limit must be at least 1"
+                .into(),
+        ));
+    }
+    if raw.retry.max_attempts == 0 {
+        return Err(ConfigError("retry.max_attempts must be at least 1".into()));
+    }
+    if !(0.0..=2.0).contains(&raw.judge.temperature) {
+        return Err(ConfigError(
+            "judge.temperature must be between 0 and 2".into(),
+        ));
+    }
+
+    let mut providers = BTreeMap::new();
+    for (name, p) in raw.providers {
+        let key = format!("providers.{name}");
+        if name.is_empty() || name.contains(':') {
+            return Err(ConfigError(format!(
+                "{key}: a provider name may not contain ':'"
+            )));
+        }
+        let api_key = p
+            .api_key
+            .clone()
+            .filter(|k| !k.expose().trim().is_empty())
+            .or_else(|| {
+                p.api_key_env
+                    .as_ref()
+                    .and_then(|var| env.get(var))
+                    .map(|v| Secret::new(v.trim()))
+            });
+        let base_url = match (&p.base_url, p.kind) {
+            (Some(u), _) => u.trim().trim_end_matches('/').to_string(),
+            (None, ProviderKind::Rules) => String::new(),
+            (None, ProviderKind::Azure) => String::new(),
+            (None, ProviderKind::Openai) => "https://api.openai.com/v1".into(),
+            (None, ProviderKind::Together) => "https://api.together.xyz/v1".into(),
+            (None, ProviderKind::Anthropic) => "https://api.anthropic.com".into(),
+            (None, ProviderKind::Cohere) => "https://api.cohere.com".into(),
+            (None, ProviderKind::Gemini) => "https://generativelanguage.googleapis.com".into(),
+        };
+        if p.kind != ProviderKind::Rules
+            && !base_url.is_empty()
+            && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+        {
+            return Err(ConfigError(format!(
+                "{key}.base_url = {base_url:?} must start with http:// or https://"
+            )));
+        }
+        if p.kind == ProviderKind::Azure && base_url.is_empty() && api_key.is_some() {
+            return Err(ConfigError(format!(
+                "{key}.base_url is not set: set AZURE_ENDPOINT (https://<resource>.openai.azure.com)"
+            )));
+        }
+        if p.max_in_flight == Some(0) {
+            return Err(ConfigError(format!(
+                "{key}.max_in_flight must be at least 1"
+            )));
+        }
+        if p.requests_per_minute == Some(0) || p.tokens_per_minute == Some(0) {
+            return Err(ConfigError(format!(
+                "{key}: requests_per_minute and tokens_per_minute must be at least 1 (leave them out for no limit)"
+            )));
+        }
+        let rate_window = secs(p.rate_window_s, 60.0, &format!("{key}.rate_window_s"))?;
+        if rate_window.is_zero() {
+            return Err(ConfigError(format!("{key}.rate_window_s must be above 0")));
+        }
+        providers.insert(
+            name.clone(),
+            ProviderSettings {
+                name: name.clone(),
+                kind: p.kind,
+                base_url,
+                api_key,
+                api_version: p.api_version.unwrap_or_else(|| "2024-10-21".into()),
+                default_model: p.default_model,
+                max_in_flight: p.max_in_flight.unwrap_or(256),
+                requests_per_minute: p.requests_per_minute,
+                tokens_per_minute: p.tokens_per_minute,
+                rate_window,
+                permit_wait: secs(p.permit_wait_s, 30.0, &format!("{key}.permit_wait_s"))?,
+                timeout: secs(p.timeout_s, 60.0, &format!("{key}.timeout_s"))?,
+                deadline: secs(p.deadline_s, 180.0, &format!("{key}.deadline_s"))?,
+                max_attempts: p.max_attempts.unwrap_or(raw.retry.max_attempts).max(1),
+                breaker_failures: p.breaker_failures.unwrap_or(5).max(1),
+                breaker_cooldown: secs(
+                    p.breaker_cooldown_s,
+                    10.0,
+                    &format!("{key}.breaker_cooldown_s"),
+                )?,
+                headers: p.headers.into_iter().collect(),
+            },
+        );
+    }
+
+    let mut routes = BTreeMap::new();
+    for (name, spec) in &raw.routes {
+        let key = format!("routes.{name}");
+        if spec.0.is_empty() {
+            return Err(ConfigError(format!("{key} has no steps")));
+        }
+        let mut steps = Vec::new();
+        for s in &spec.0 {
+            steps.push(parse_step(s, &providers).map_err(|m| ConfigError(format!("{key}: {m}")))?);
+        }
+        routes.insert(name.clone(), steps);
+    }
+
+    let mut rules_only = false;
+    let default_name = raw.judge.default_route.clone();
+    // API_TYPE / MODEL_VERSION choose the default route, as they do for lmms-eval.
+    if let Some(api_type) = env.get("API_TYPE").map(|s| s.trim().to_ascii_lowercase()) {
+        let p = providers.get(&api_type).ok_or_else(|| {
+            ConfigError(format!(
+                "API_TYPE = {api_type:?} names no provider (known: {})",
+                providers.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let model = env
+            .get("MODEL_VERSION")
+            .map(|m| m.trim().to_string())
+            .or_else(|| p.default_model.clone())
+            .unwrap_or_else(|| "rules".into());
+        routes.insert(
+            default_name.clone(),
+            vec![StepSettings {
+                provider: api_type,
+                model,
+            }],
+        );
+    } else if !routes.contains_key(&default_name) {
+        // No default route configured: the first provider with credentials, else the rules judge.
+        let order = [
+            "openai",
+            "azure",
+            "anthropic",
+            "gemini",
+            "cohere",
+            "together",
+        ];
+        let chosen = order.iter().find_map(|n| {
+            let p = providers.get(*n)?;
+            let model = if *n == "openai" {
+                env.get("MODEL_VERSION")
+                    .cloned()
+                    .or(p.default_model.clone())
+            } else {
+                p.default_model.clone()
+            };
+            (p.api_key.is_some() && !(p.kind == ProviderKind::Azure && p.base_url.is_empty())).then(
+                || StepSettings {
+                    provider: n.to_string(),
+                    model: model.unwrap_or_default(),
+                },
+            )
+        });
+        let step = chosen.unwrap_or_else(|| {
+            rules_only = true;
+            StepSettings {
+                provider: "rules".into(),
+                model: "rules".into(),
+            }
+        });
+        routes.insert(default_name.clone(), vec![step]);
+    }
+    routes.entry("rules".into()).or_insert_with(|| {
+        vec![StepSettings {
+            provider: "rules".into(),
+            model: "rules".into(),
+        }]
+    });
+    if !providers.contains_key("rules") {
+        return Err(ConfigError("providers.rules may not be removed".into()));
+    }
+
+    Ok(Settings {
+        listen,
+        server: raw.server,
+        judge: raw.judge,
+        retry: raw.retry,
+        providers,
+        routes,
+        prices: raw.prices,
+        auth: raw.auth,
+        rules_only,
+    })
+}
+
+/// Parses `"provider:model"`, split at the first ':' (model names may contain ':').
+fn parse_step(
+    s: &str,
+    providers: &BTreeMap<String, ProviderSettings>,
+) -> Result<StepSettings, String> {
+    let s = s.trim();
+    let (provider, model) = match s.split_once(':') {
+        Some((p, m)) => (p.trim(), m.trim().to_string()),
+        None => (s, String::new()),
+    };
+    let p = providers.get(provider).ok_or_else(|| {
+        format!(
+            "step {s:?} names the provider {provider:?}, which is not configured (known: {})",
+            providers.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let model = if model.is_empty() {
+        p.default_model
+            .clone()
+            .or_else(|| (p.kind == ProviderKind::Rules).then(|| "rules".to_string()))
+            .ok_or_else(|| {
+                format!("step {s:?} names no model and {provider} has no default_model")
+            })?
+    } else {
+        model
+    };
+    Ok(StepSettings {
+        provider: provider.to_string(),
+        model,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(env: &[(&str, &str)], file: Option<&str>) -> Result<Settings, ConfigError> {
+        let tmp = file.map(|text| {
+            let mut f = tempfile::NamedTempFile::with_suffix(".toml").unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            f
+        });
+        Settings::from_sources(Sources {
+            file: tmp.as_ref().map(|f| f.path()),
+            toml: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn no_keys_means_the_rules_judge() {
+        let s = load(&[], None).unwrap();
+        assert!(s.rules_only);
+        assert_eq!(
+            s.routes["default"],
+            vec![StepSettings {
+                provider: "rules".into(),
+                model: "rules".into()
+            }]
+        );
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn lmms_eval_shortcuts_choose_the_default_route() {
+        let s = load(
+            &[
+                ("API_TYPE", "openai"),
+                ("MODEL_VERSION", "gpt-4o-mini"),
+                ("OPENAI_API_KEY", "sk-test"),
+                (
+                    "OPENAI_API_URL",
+                    "http://127.0.0.1:9000/v1/chat/completions",
+                ),
+            ],
+            None,
+        )
+        .unwrap();
+        assert!(!s.rules_only);
+        assert_eq!(s.routes["default"][0].model, "gpt-4o-mini");
+        assert_eq!(s.providers["openai"].base_url, "http://127.0.0.1:9000/v1");
+        assert_eq!(
+            s.providers["openai"].api_key.as_ref().unwrap().expose(),
+            "sk-test"
+        );
+        // a key alone enables the provider as the default
+        let s = load(&[("ANTHROPIC_API_KEY", "k")], None).unwrap();
+        assert_eq!(s.routes["default"][0].provider, "anthropic");
+    }
+
+    #[test]
+    fn layering_file_then_env() {
+        let file = r#"
+            [providers.local]
+            kind = "openai"
+            base_url = "http://127.0.0.1:11434/v1"
+            [routes]
+            default = ["local:llama3.1:8b", "rules"]
+        "#;
+        let s = load(
+            &[(
+                "LLM_JUDGE__PROVIDERS__LOCAL__BASE_URL",
+                "http://127.0.0.1:9000/v1",
+            )],
+            Some(file),
+        )
+        .unwrap();
+        assert_eq!(s.providers["local"].base_url, "http://127.0.0.1:9000/v1");
+        assert_eq!(
+            s.routes["default"][0],
+            StepSettings {
+                provider: "local".into(),
+                model: "llama3.1:8b".into()
+            }
+        );
+        assert_eq!(s.routes["default"][1].provider, "rules");
+        let s = load(
+            &[("LLM_JUDGE__ROUTES__DEFAULT", "openai:gpt-4o, rules")],
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.routes["default"].len(), 2);
+    }
+
+    #[test]
+    fn invalid_files_name_the_key() {
+        let e = load(&[], Some("[server]\nlisten = \"nope\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let e = load(&[], Some("[providers.x]\nkind = \"openai\"\nbogus = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = load(&[], Some("[routes]\ndefault = [\"nobody:m\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("routes.default") && e.contains("nobody"), "{e}");
+        let e = load(&[], Some("[providers.x]\nkind = \"telepathy\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("telepathy"), "{e}");
+        let e = load(&[("API_TYPE", "nobody")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("API_TYPE"), "{e}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = load(&[("OPENAI_API_KEY", "sk-very-secret")], None).unwrap();
+        assert!(!format!("{s:?}").contains("sk-very-secret"));
+    }
+}

@@ -1,0 +1,642 @@
+//! Judging: turns items into prompts, sends them along a route of the pool, and parses the
+//! answers into three-state verdicts (correct, incorrect, unscored with a reason).
+//!
+//! Knows templates, parsing, the verdict cache and the rules pre-check; knows nothing of HTTP.
+
+pub mod cache;
+pub mod items;
+pub mod parse;
+pub mod prompts;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::JudgeSettings;
+use crate::metrics as m;
+use crate::pool::{Attempt, Pool, RouteFailed};
+use crate::providers::rules::{self, RulesVerdict};
+use crate::providers::{ChatRequest, GradingTask, ImageRef, Part, Usage};
+use cache::{CachedAnswer, VerdictCache};
+pub use items::{BinaryItem, CompareItem, FieldError, Options, ScoreItem};
+use parse::{Unscored, UnscoredReason, Winner};
+use prompts::Rendered;
+
+/// The kind of judgment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JudgeKind {
+    Binary,
+    Score,
+    Compare,
+}
+
+impl JudgeKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JudgeKind::Binary => "binary",
+            JudgeKind::Score => "score",
+            JudgeKind::Compare => "compare",
+        }
+    }
+}
+
+/// The outcome of one judgment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Correct,
+    Incorrect,
+    /// A score or a pairwise winner was read (no pass mark was asked for).
+    Scored,
+    /// The judge's answer could not be read as a verdict; `reason` says why.
+    Unscored,
+}
+
+impl Verdict {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Correct => "correct",
+            Verdict::Incorrect => "incorrect",
+            Verdict::Scored => "scored",
+            Verdict::Unscored => "unscored",
+        }
+    }
+}
+
+/// Fields every judgment has.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Judgment {
+    /// 1 correct, 0 incorrect, null when unscored (or not a pass/fail judgment).
+    pub result: Option<u8>,
+    pub verdict: Verdict,
+    /// Why the item is unscored (or what the rules judge matched).
+    pub reason: Option<String>,
+    /// A bounded label for the unscored reason (`empty_response`, `refusal`, `unparseable`,
+    /// `ambiguous`, `out_of_range`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unscored_reason: Option<&'static str>,
+    /// The judge's answer text, as it came.
+    pub raw_response: String,
+    pub provider: String,
+    pub model: String,
+    pub attempts: Vec<Attempt>,
+    /// True when a later step of the route answered.
+    pub fallback: bool,
+    pub usage: Usage,
+    pub cost_usd: Option<f64>,
+    pub latency_ms: f64,
+    /// True when the answer came from the verdict cache (no provider was called).
+    pub cached: bool,
+    /// The prompt template and its version (part of what identifies a judgment).
+    pub template_version: String,
+}
+
+/// A scale judgment.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ScoreJudgment {
+    #[serde(flatten)]
+    pub judgment: Judgment,
+    pub score: Option<f64>,
+}
+
+/// A pairwise judgment.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CompareJudgment {
+    #[serde(flatten)]
+    pub judgment: Judgment,
+    /// `a`, `b`, `tie`, or null when unscored.
+    pub winner: Option<&'static str>,
+    /// 1 for the winner, 0 for the loser, 0.5 each for a tie.
+    pub scores: [Option<f64>; 2],
+    /// With `swap`: whether both orders chose the same winner (disagreement is a tie).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistent: Option<bool>,
+}
+
+/// Why no judgment could be made.
+#[derive(Debug, Clone)]
+pub enum JudgeError {
+    UnknownRoute(String),
+    /// No step of the route produced an answer.
+    Failed {
+        code: &'static str,
+        message: String,
+        attempts: Vec<Attempt>,
+    },
+}
+
+impl JudgeError {
+    fn from_route(route: &str, f: RouteFailed) -> Self {
+        JudgeError::Failed {
+            code: if f.client_error {
+                "provider_rejected_request"
+            } else {
+                "all_providers_failed"
+            },
+            message: format!(
+                "no provider in route {route:?} produced an answer; last error: {}",
+                f.last_error
+            ),
+            attempts: f.attempts,
+        }
+    }
+}
+
+/// What one call along a route gave back.
+struct Asked {
+    text: String,
+    refusal: Option<String>,
+    finish_reason: Option<String>,
+    provider: String,
+    model: String,
+    attempts: Vec<Attempt>,
+    fallback: bool,
+    usage: Usage,
+    cost_usd: Option<f64>,
+    cached: bool,
+    provider_time: Duration,
+    cache_key: Option<[u8; 32]>,
+}
+
+/// The judge service, shared by every request.
+pub struct Judge {
+    pool: Arc<Pool>,
+    cfg: JudgeSettings,
+    cache: VerdictCache,
+}
+
+impl Judge {
+    pub fn new(pool: Arc<Pool>, cfg: JudgeSettings) -> Self {
+        Self {
+            cache: VerdictCache::new(cfg.cache_entries),
+            pool,
+            cfg,
+        }
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// The route to use: the one named, or the default.
+    pub fn resolve_route(&self, name: Option<&str>) -> Result<String, JudgeError> {
+        let name = name.unwrap_or(self.pool.default_route());
+        if self.pool.route(name).is_some() {
+            Ok(name.to_string())
+        } else {
+            Err(JudgeError::UnknownRoute(name.to_string()))
+        }
+    }
+
+    /// Judges whether a prediction matches the reference.
+    pub async fn binary(&self, route: &str, item: &BinaryItem) -> Result<Judgment, JudgeError> {
+        let started = Instant::now();
+        if self.cfg.rules_precheck && !self.route_is_rules(route) {
+            if let Some(j) = self.precheck(item, started) {
+                record_verdict(JudgeKind::Binary, route, &j);
+                return Ok(j);
+            }
+        }
+        let rendered = match &item.prompt {
+            Some(t) => prompts::render_custom(
+                t,
+                &[
+                    ("question", &item.question),
+                    ("answer", &item.answer),
+                    ("prediction", &item.prediction),
+                ],
+            ),
+            None => prompts::binary(
+                &item.question,
+                &item.answer,
+                &item.prediction,
+                item.output_format.into(),
+            ),
+        };
+        let grading = GradingTask::Binary {
+            question: item.question.clone(),
+            reference: item.answer.clone(),
+            prediction: item.prediction.clone(),
+        };
+        let asked = self
+            .ask(route, &rendered, &item.images, grading, &item.options)
+            .await?;
+        let parsed = unscored_first(&asked).map_or_else(|| parse::parse_binary(&asked.text), Err);
+        let (result, verdict, reason, ureason) = match parsed {
+            Ok(true) => (Some(1), Verdict::Correct, None, None),
+            Ok(false) => (Some(0), Verdict::Incorrect, None, None),
+            Err(u) => (
+                None,
+                Verdict::Unscored,
+                Some(u.detail),
+                Some(u.reason.as_str()),
+            ),
+        };
+        let j = self.finish(
+            asked,
+            started,
+            result,
+            verdict,
+            reason,
+            ureason,
+            &rendered.version,
+        );
+        record_verdict(JudgeKind::Binary, route, &j);
+        Ok(j)
+    }
+
+    /// Grades a response on a scale.
+    pub async fn score(&self, route: &str, item: &ScoreItem) -> Result<ScoreJudgment, JudgeError> {
+        let started = Instant::now();
+        let rendered = match &item.prompt {
+            Some(t) => prompts::render_custom(
+                t,
+                &[
+                    ("question", &item.question),
+                    ("answer", item.answer.as_deref().unwrap_or("")),
+                    ("prediction", &item.prediction),
+                    ("rubric", item.rubric.as_deref().unwrap_or("")),
+                ],
+            ),
+            None => prompts::score(
+                &item.question,
+                item.answer.as_deref(),
+                &item.prediction,
+                item.rubric.as_deref(),
+                item.min,
+                item.max,
+            ),
+        };
+        let grading = GradingTask::Score {
+            question: item.question.clone(),
+            reference: item.answer.clone(),
+            prediction: item.prediction.clone(),
+            min: item.min,
+            max: item.max,
+        };
+        let asked = self
+            .ask(route, &rendered, &item.images, grading, &item.options)
+            .await?;
+        let parsed = unscored_first(&asked)
+            .map_or_else(|| parse::parse_score(&asked.text, item.min, item.max), Err);
+        let (score, result, verdict, reason, ureason) = match parsed {
+            Ok(s) => match item.pass_score {
+                Some(p) if s >= p => (Some(s), Some(1), Verdict::Correct, None, None),
+                Some(_) => (Some(s), Some(0), Verdict::Incorrect, None, None),
+                None => (Some(s), None, Verdict::Scored, None, None),
+            },
+            Err(u) => (
+                None,
+                None,
+                Verdict::Unscored,
+                Some(u.detail),
+                Some(u.reason.as_str()),
+            ),
+        };
+        let judgment = self.finish(
+            asked,
+            started,
+            result,
+            verdict,
+            reason,
+            ureason,
+            &rendered.version,
+        );
+        record_verdict(JudgeKind::Score, route, &judgment);
+        Ok(ScoreJudgment { judgment, score })
+    }
+
+    /// Decides which of two responses is better; with `swap`, in both orders.
+    pub async fn compare(
+        &self,
+        route: &str,
+        item: &CompareItem,
+    ) -> Result<CompareJudgment, JudgeError> {
+        let started = Instant::now();
+        let first = self.compare_once(route, item, false);
+        let (a, b) = if item.swap {
+            let (a, b) = futures::join!(first, self.compare_once(route, item, true));
+            (a?, Some(b?))
+        } else {
+            (first.await?, None)
+        };
+        let (asked1, parsed1, version) = a;
+        let mut winner = parsed1.clone();
+        let mut consistent = None;
+        let mut asked = asked1;
+        if let Some((asked2, parsed2, _)) = b {
+            // The swapped run saw B as A: map its winner back.
+            let back = parsed2.map(|w| match w {
+                Winner::A => Winner::B,
+                Winner::B => Winner::A,
+                Winner::Tie => Winner::Tie,
+            });
+            winner = match (&parsed1, &back) {
+                (Ok(x), Ok(y)) if x == y => {
+                    consistent = Some(true);
+                    Ok(*x)
+                }
+                (Ok(_), Ok(_)) => {
+                    consistent = Some(false);
+                    Ok(Winner::Tie)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+            };
+            asked = merge(asked, asked2);
+        }
+        let (w, scores, verdict, reason, ureason) = match winner {
+            Ok(Winner::A) => (
+                Some("a"),
+                [Some(1.0), Some(0.0)],
+                Verdict::Scored,
+                None,
+                None,
+            ),
+            Ok(Winner::B) => (
+                Some("b"),
+                [Some(0.0), Some(1.0)],
+                Verdict::Scored,
+                None,
+                None,
+            ),
+            Ok(Winner::Tie) => (
+                Some("tie"),
+                [Some(0.5), Some(0.5)],
+                Verdict::Scored,
+                None,
+                None,
+            ),
+            Err(u) => (
+                None,
+                [None, None],
+                Verdict::Unscored,
+                Some(u.detail),
+                Some(u.reason.as_str()),
+            ),
+        };
+        let judgment = self.finish(asked, started, None, verdict, reason, ureason, &version);
+        record_verdict(JudgeKind::Compare, route, &judgment);
+        Ok(CompareJudgment {
+            judgment,
+            winner: w,
+            scores,
+            consistent,
+        })
+    }
+
+    async fn compare_once(
+        &self,
+        route: &str,
+        item: &CompareItem,
+        swapped: bool,
+    ) -> Result<(Asked, Result<Winner, Unscored>, String), JudgeError> {
+        let (a, b) = if swapped {
+            (&item.response_b, &item.response_a)
+        } else {
+            (&item.response_a, &item.response_b)
+        };
+        let rendered = match &item.prompt {
+            Some(t) => prompts::render_custom(
+                t,
+                &[
+                    ("question", &item.question),
+                    ("answer", item.answer.as_deref().unwrap_or("")),
+                    ("response_a", a),
+                    ("response_b", b),
+                ],
+            ),
+            None => prompts::compare(&item.question, item.answer.as_deref(), a, b),
+        };
+        let grading = GradingTask::Compare {
+            question: item.question.clone(),
+            reference: item.answer.clone(),
+            response_a: a.clone(),
+            response_b: b.clone(),
+        };
+        let asked = self
+            .ask(route, &rendered, &item.images, grading, &item.options)
+            .await?;
+        let parsed = unscored_first(&asked).map_or_else(|| parse::parse_pairwise(&asked.text), Err);
+        Ok((asked, parsed, rendered.version))
+    }
+
+    fn route_is_rules(&self, route: &str) -> bool {
+        self.pool
+            .route(route)
+            .is_some_and(|s| s.iter().all(|st| st.provider == "rules"))
+    }
+
+    /// The rules pre-check: when the deterministic judge is sure, no model is called.
+    fn precheck(&self, item: &BinaryItem, started: Instant) -> Option<Judgment> {
+        if item.prompt.is_some() {
+            return None;
+        }
+        let (result, verdict, reason) =
+            match rules::grade_binary(&item.question, &item.answer, &item.prediction) {
+                RulesVerdict::Correct(r) => (1, Verdict::Correct, r),
+                // Two short answers with no word in common may still be aliases ("Au" /
+                // "gold"): in front of a model, that is for the model to decide.
+                RulesVerdict::Incorrect(r) if r.starts_with("different short answers") => {
+                    return None;
+                }
+                RulesVerdict::Incorrect(r) => (0, Verdict::Incorrect, r),
+                RulesVerdict::Unsure(_) => return None,
+            };
+        let raw = serde_json::json!({"verdict": verdict.as_str(), "reason": reason}).to_string();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        metrics::histogram!(m::OVERHEAD).record(started.elapsed().as_secs_f64());
+        Some(Judgment {
+            result: Some(result),
+            verdict,
+            reason: Some(reason),
+            unscored_reason: None,
+            raw_response: raw,
+            provider: "rules".into(),
+            model: "rules".into(),
+            attempts: Vec::new(),
+            fallback: false,
+            usage: Usage::default(),
+            cost_usd: Some(0.0),
+            latency_ms,
+            cached: false,
+            template_version: "rules-precheck-v1".into(),
+        })
+    }
+
+    /// Sends a rendered prompt along the route, through the verdict cache.
+    async fn ask(
+        &self,
+        route: &str,
+        rendered: &Rendered,
+        images: &[String],
+        grading: GradingTask,
+        options: &Options,
+    ) -> Result<Asked, JudgeError> {
+        let temperature = options.temperature.unwrap_or(self.cfg.temperature);
+        let max_tokens = options.max_tokens.unwrap_or(self.cfg.max_tokens);
+        let cacheable = options.cache.unwrap_or(true) && temperature == 0.0 && self.cache.enabled();
+        let cache_key = cacheable.then(|| {
+            let mut parts: Vec<&str> = vec![
+                route,
+                &rendered.version,
+                rendered.system.as_deref().unwrap_or(""),
+                &rendered.user,
+            ];
+            let mt = max_tokens.to_string();
+            parts.push(&mt);
+            parts.extend(images.iter().map(String::as_str));
+            VerdictCache::key(&parts)
+        });
+        if let Some(hit) = cache_key.as_ref().and_then(|k| self.cache.get(k)) {
+            metrics::counter!(m::CACHE_HITS).increment(1);
+            return Ok(Asked {
+                text: hit.text,
+                refusal: None,
+                finish_reason: None,
+                provider: hit.provider,
+                model: hit.model,
+                attempts: Vec::new(),
+                fallback: false,
+                usage: Usage::default(),
+                cost_usd: Some(0.0),
+                cached: true,
+                provider_time: Duration::ZERO,
+                cache_key: None,
+            });
+        }
+        let mut user = Vec::with_capacity(1 + images.len());
+        user.push(Part::Text(rendered.user.clone()));
+        user.extend(
+            images
+                .iter()
+                .map(|url| Part::Image(ImageRef { url: url.clone() })),
+        );
+        let req = ChatRequest {
+            model: String::new(),
+            system: rendered.system.clone(),
+            user,
+            temperature: Some(temperature),
+            max_tokens: Some(max_tokens),
+            grading: Some(grading),
+        };
+        let d = self
+            .pool
+            .complete(route, &req)
+            .await
+            .map_err(|f| JudgeError::from_route(route, f))?;
+        Ok(Asked {
+            text: d.completion.text,
+            refusal: d.completion.refusal,
+            finish_reason: d.completion.finish_reason,
+            provider: d.provider,
+            model: d.model,
+            attempts: d.attempts,
+            fallback: d.fallback,
+            usage: d.completion.usage,
+            cost_usd: d.cost_usd,
+            cached: false,
+            provider_time: d.provider_time,
+            cache_key,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        asked: Asked,
+        started: Instant,
+        result: Option<u8>,
+        verdict: Verdict,
+        reason: Option<String>,
+        unscored_reason: Option<&'static str>,
+        version: &str,
+    ) -> Judgment {
+        // Only readable answers are cached: an unscored one may read differently next time.
+        if let Some(key) = asked.cache_key
+            && verdict != Verdict::Unscored
+        {
+            self.cache.put(
+                key,
+                CachedAnswer {
+                    text: asked.text.clone(),
+                    provider: asked.provider.clone(),
+                    model: asked.model.clone(),
+                },
+            );
+        }
+        // A structured answer may explain itself (the rules judge always does).
+        let reason = reason.or_else(|| {
+            let v: serde_json::Value = serde_json::from_str(asked.text.trim()).ok()?;
+            v.get("reason")?.as_str().map(str::to_string)
+        });
+        let total = started.elapsed();
+        metrics::histogram!(m::OVERHEAD)
+            .record(total.saturating_sub(asked.provider_time).as_secs_f64());
+        Judgment {
+            result,
+            verdict,
+            reason,
+            unscored_reason,
+            raw_response: asked.text,
+            provider: asked.provider,
+            model: asked.model,
+            attempts: asked.attempts,
+            fallback: asked.fallback,
+            usage: asked.usage,
+            cost_usd: asked.cost_usd,
+            latency_ms: (total.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+            cached: asked.cached,
+            template_version: version.to_string(),
+        }
+    }
+}
+
+/// A refusal or an empty answer is unscored before any parsing.
+fn unscored_first(a: &Asked) -> Option<Unscored> {
+    if a.text.trim().is_empty() {
+        if let Some(r) = &a.refusal {
+            return Some(Unscored {
+                reason: UnscoredReason::Refusal,
+                detail: format!("the judge refused: {}", crate::providers::clip(r, 300)),
+            });
+        }
+        let detail = match a.finish_reason.as_deref() {
+            Some("length") | Some("max_tokens") | Some("MAX_TOKENS") => {
+                "the judge's answer was empty: it ran out of tokens (raise options.max_tokens)"
+                    .to_string()
+            }
+            _ => "the judge's answer was empty".to_string(),
+        };
+        return Some(Unscored {
+            reason: UnscoredReason::EmptyResponse,
+            detail,
+        });
+    }
+    None
+}
+
+/// Combines the two runs of a swapped comparison.
+fn merge(mut a: Asked, b: Asked) -> Asked {
+    a.text = format!("{}\n\n--- swapped order ---\n\n{}", a.text, b.text);
+    a.attempts.extend(b.attempts);
+    a.fallback |= b.fallback;
+    a.usage.add(b.usage);
+    a.cost_usd = match (a.cost_usd, b.cost_usd) {
+        (Some(x), Some(y)) => Some(x + y),
+        _ => None,
+    };
+    a.cached &= b.cached;
+    a.provider_time += b.provider_time;
+    a.cache_key = None;
+    a
+}
+
+fn record_verdict(kind: JudgeKind, route: &str, j: &Judgment) {
+    metrics::counter!(m::VERDICTS, "kind" => kind.as_str(), "route" => route.to_string(), "verdict" => j.verdict.as_str())
+        .increment(1);
+    if let Some(r) = j.unscored_reason {
+        metrics::counter!(m::UNSCORED, "reason" => r).increment(1);
+    }
+}

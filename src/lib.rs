@@ -1,0 +1,112 @@
+//! llm-judge: an HTTP service that grades model outputs with LLM judges, alone or in batches,
+//! across providers, with rate limits, retries, circuit breaking and ordered fallback.
+//!
+//! Layout (a request travels down this list, never up):
+//! - [`api`]: HTTP routes, extractors, errors, the OpenAPI document, request ids and auth.
+//! - [`batch`]: many items with bounded concurrency, results in order, summaries.
+//! - [`judge`]: prompt templates, verdict parsing, the verdict cache, the rules pre-check.
+//! - [`pool`]: routes and fallback, limits, retries, circuit breakers, cost.
+//! - [`providers`]: one wire format per file behind a provider-neutral interface.
+//! - [`config`] and [`metrics`] sit at the edge; `main.rs` is the command line.
+
+pub mod api;
+pub mod batch;
+pub mod config;
+pub mod judge;
+pub mod metrics;
+pub mod pool;
+pub mod providers;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+use config::Settings;
+use judge::Judge;
+use pool::Pool;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub judge: Arc<Judge>,
+    pub metrics: PrometheusHandle,
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Builds the pool (every provider client, once) and the judge.
+    pub fn new(settings: Settings) -> anyhow::Result<AppState> {
+        let metrics = metrics::install();
+        let pool = Arc::new(Pool::from_settings(&settings)?);
+        let judge = Arc::new(Judge::new(pool, settings.judge.clone()));
+        Ok(AppState {
+            settings: Arc::new(settings),
+            judge,
+            metrics,
+            shutting_down: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// Builds the HTTP application.
+pub fn build_app(settings: Settings) -> anyhow::Result<(Router, AppState)> {
+    let state = AppState::new(settings)?;
+    Ok((api::router(state.clone()), state))
+}
+
+/// A bound, not yet running server; `port()` lets tests bind to port 0.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn bind(settings: Settings, listen: SocketAddr) -> anyhow::Result<Application> {
+        let (router, state) = build_app(settings)?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves; then `/readyz` turns 503, no new connections are taken,
+    /// and in-flight requests finish (the caller bounds how long with its grace period).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        let flag = self.state.shutting_down.clone();
+        // Replies split into two writes must not wait for the client's delayed ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                flag.store(true, Ordering::SeqCst);
+            })
+            .await
+    }
+}

@@ -1,0 +1,144 @@
+//! The `llm-judge` command line: `serve` runs the HTTP service, `openapi` prints its document.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use llm_judge::Application;
+use llm_judge::config::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "llm-judge",
+    version,
+    about = "Grades model outputs with LLM judges over HTTP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// Address to listen on (default: server.listen from the configuration, 127.0.0.1:8080).
+        #[arg(long, env = "LLM_JUDGE_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// TOML configuration file (see llm-judge.example.toml).
+        #[arg(long, env = "LLM_JUDGE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log format; the level comes from RUST_LOG (default info).
+        #[arg(
+            long,
+            value_enum,
+            default_value = "pretty",
+            env = "LLM_JUDGE_LOG_FORMAT"
+        )]
+        log_format: LogFormat,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Pretty => builder.compact().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received: finishing in-flight requests");
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => {
+            let doc = llm_judge::api::openapi();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("serialisable")
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Serve {
+            listen,
+            config,
+            log_format,
+        } => {
+            init_tracing(log_format);
+            match serve(listen, config).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("llm-judge: {e:#}");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+async fn serve(listen: Option<SocketAddr>, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let listen = listen.unwrap_or(settings.listen);
+    if settings.rules_only {
+        tracing::info!(
+            "no provider API key found: judging with the built-in deterministic `rules` judge. \
+             To judge with a model, set OPENAI_API_KEY (or ANTHROPIC_API_KEY, GEMINI_API_KEY, ...), \
+             or point a provider at a local OpenAI-compatible server with \
+             LLM_JUDGE__PROVIDERS__OPENAI__BASE_URL=http://127.0.0.1:11434/v1"
+        );
+    }
+    if !listen.ip().is_loopback() && settings.auth.tokens.is_empty() {
+        tracing::warn!(%listen, "listening on a non-loopback address with no client tokens: anyone who can reach it can spend the provider keys; set [auth] tokens");
+    }
+    let routes: Vec<String> = settings
+        .routes
+        .iter()
+        .map(|(n, s)| {
+            format!(
+                "{n}=[{}]",
+                s.iter()
+                    .map(|s| format!("{}:{}", s.provider, s.model))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect();
+    let app = Application::bind(settings, listen).await?;
+    tracing::info!(addr = %app.local_addr(), routes = %routes.join(" "), "llm-judge listening");
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! Every metric the service exports: names, units and descriptions in one place.
+//!
+//! Label values are bounded: endpoint paths from the router, provider and route names from the
+//! configuration, outcome and reason labels from fixed lists. No user text, no request ids.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "llm_judge_http_requests_total";
+pub const HTTP_DURATION: &str = "llm_judge_http_request_duration_seconds";
+pub const VERDICTS: &str = "llm_judge_verdicts_total";
+pub const UNSCORED: &str = "llm_judge_unscored_total";
+pub const PROVIDER_REQUESTS: &str = "llm_judge_provider_requests_total";
+pub const PROVIDER_DURATION: &str = "llm_judge_provider_request_duration_seconds";
+pub const TOKENS: &str = "llm_judge_tokens_total";
+pub const COST: &str = "llm_judge_cost_usd_total";
+pub const FALLBACKS: &str = "llm_judge_fallbacks_total";
+pub const RETRIES: &str = "llm_judge_retries_total";
+pub const RATE_LIMIT_WAIT: &str = "llm_judge_rate_limit_wait_seconds";
+pub const INFLIGHT: &str = "llm_judge_inflight";
+pub const CIRCUIT_STATE: &str = "llm_judge_circuit_state";
+pub const OVERHEAD: &str = "llm_judge_overhead_seconds";
+pub const BATCH_ITEMS: &str = "llm_judge_batch_items_total";
+pub const CACHE_HITS: &str = "llm_judge_cache_hits_total";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+];
+const WAIT_BUCKETS: &[f64] = &[0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(PROVIDER_DURATION.into()),
+                        LATENCY_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(OVERHEAD.into()), OVERHEAD_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(RATE_LIMIT_WAIT.into()), WAIT_BUCKETS)
+                })
+                .expect("bucket lists are not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (several apps in one test process).
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("spawn metrics upkeep thread");
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by endpoint and status code"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request duration, by endpoint"
+    );
+    describe_counter!(
+        VERDICTS,
+        "Judgments made, by kind, route and verdict (correct, incorrect, unscored)"
+    );
+    describe_counter!(UNSCORED, "Unscored judgments, by reason");
+    describe_counter!(
+        PROVIDER_REQUESTS,
+        "Provider attempts, by provider, model and outcome"
+    );
+    describe_histogram!(
+        PROVIDER_DURATION,
+        Unit::Seconds,
+        "Provider attempt duration, by provider and model"
+    );
+    describe_counter!(
+        TOKENS,
+        "Tokens used, by provider, model and type (prompt, completion)"
+    );
+    describe_counter!(
+        FALLBACKS,
+        "Route steps abandoned for the next one, by route, from, to and reason"
+    );
+    describe_counter!(
+        RETRIES,
+        "Retries of a provider call, by provider and reason"
+    );
+    describe_histogram!(
+        RATE_LIMIT_WAIT,
+        Unit::Seconds,
+        "Time spent waiting for a rate-limit or concurrency permit, by provider"
+    );
+    describe_gauge!(INFLIGHT, "Provider calls in flight, by provider");
+    describe_gauge!(
+        CIRCUIT_STATE,
+        "Circuit breaker state by provider: 0 closed, 1 half-open, 2 open"
+    );
+    describe_histogram!(
+        OVERHEAD,
+        Unit::Seconds,
+        "Time a judgment spent in the service itself: total minus time waiting on providers"
+    );
+    describe_counter!(BATCH_ITEMS, "Batch items finished, by status (ok, error)");
+    describe_counter!(CACHE_HITS, "Judgments answered from the verdict cache");
+}
+
+/// Spend in dollars is fractional, and the recorder's counters count whole numbers: the cost
+/// counter is kept here and rendered beside the recorder's output.
+static COSTS: std::sync::Mutex<std::collections::BTreeMap<(String, String), f64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Adds spend for `provider` and `model`.
+pub fn add_cost(provider: &str, model: &str, usd: f64) {
+    if usd.is_finite() && usd > 0.0 {
+        let mut c = COSTS.lock().unwrap();
+        *c.entry((provider.to_string(), model.to_string()))
+            .or_insert(0.0) += usd;
+    }
+}
+
+/// The cost counter in the Prometheus text format.
+pub fn render_costs() -> String {
+    let c = COSTS.lock().unwrap();
+    let mut out = format!(
+        "# HELP {COST} Estimated spend in US dollars, by provider and model\n# TYPE {COST} counter\n"
+    );
+    for ((p, m), v) in c.iter() {
+        out.push_str(&format!(
+            "{COST}{{provider=\"{}\",model=\"{}\"}} {v}\n",
+            escape(p),
+            escape(m)
+        ));
+    }
+    out
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

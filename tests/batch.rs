@@ -1,0 +1,165 @@
+//! Batches: input order, a failing item in the middle, parallel arrays, bounded concurrency and
+//! the summary.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// Answers after a delay that shrinks with the item number (so completion order is reversed),
+/// fails items whose prediction says FAIL with a 400, and records the most calls in flight.
+#[derive(Clone, Default)]
+struct Standin {
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+}
+
+impl Respond for Standin {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let body: Value = req.body_json().unwrap();
+        let user = body["messages"][1]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let n: u64 = user
+            .rsplit("item-")
+            .next()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        // wiremock holds the response for the delay; count it out when the delay ends
+        let counter = self.in_flight.clone();
+        let delay = Duration::from_millis(60u64.saturating_sub(n * 5));
+        std::thread::spawn(move || {
+            // a little early, so a slow thread never over-counts
+            std::thread::sleep(delay.saturating_sub(Duration::from_millis(8)));
+            counter.fetch_sub(1, Ordering::SeqCst);
+        });
+        if user.contains("FAIL") {
+            return ResponseTemplate::new(400)
+                .set_body_json(json!({"error":{"message":"bad request","type":"invalid_request_error","param":null,"code":null}}))
+                .set_delay(delay);
+        }
+        let reply = if n % 2 == 0 {
+            "Verdict: 1"
+        } else {
+            "Verdict: 0"
+        };
+        ResponseTemplate::new(200)
+            .set_body_json(openai_answer(reply))
+            .set_delay(delay)
+    }
+}
+
+#[tokio::test]
+async fn results_come_back_in_input_order_and_a_failing_item_does_not_sink_the_batch() {
+    let server = MockServer::start().await;
+    let standin = Standin::default();
+    Mock::given(method("POST"))
+        .respond_with(standin.clone())
+        .mount(&server)
+        .await;
+    let app = spawn(&openai_config("openai", &server, "gpt-4o"), &[]).await;
+    let mut items: Vec<Value> = (0..10)
+        .map(|i| json!({"question": "q", "answer": "a", "prediction": format!("item-{i}")}))
+        .collect();
+    items[4] = json!({"question": "q", "answer": "a", "prediction": "FAIL item-4"});
+    items[6] = json!({"question": "q", "answer": "a"}); // invalid: no prediction
+    let (status, body) = app
+        .post(
+            "/v1/judge/batch",
+            &json!({"kind":"binary","max_concurrent":3,"items": items}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 10);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["index"], i, "{r}");
+    }
+    assert_eq!(results[4]["status"], "error");
+    assert_eq!(results[4]["error"]["code"], "provider_rejected_request");
+    assert_eq!(results[4]["attempts"][0]["status"], 400);
+    assert_eq!(
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains("FAIL"))
+            .count(),
+        1,
+        "400 is not retried"
+    );
+    assert_eq!(results[6]["status"], "error");
+    assert_eq!(results[6]["error"]["code"], "invalid_item");
+    assert_eq!(results[6]["error"]["field"], "items[6].prediction");
+    for i in [0, 2, 8] {
+        assert_eq!(results[i]["verdict"], "correct", "{}", results[i]);
+    }
+    for i in [1, 3, 5, 7, 9] {
+        assert_eq!(results[i]["verdict"], "incorrect");
+    }
+    let s = &body["summary"];
+    assert_eq!(s["total"], 10);
+    assert_eq!(s["correct"], 3);
+    assert_eq!(s["incorrect"], 5);
+    assert_eq!(s["errors"], 2);
+    assert_eq!(s["unscored"], 0);
+    assert!((s["accuracy"].as_f64().unwrap() - 3.0 / 8.0).abs() < 1e-9);
+    assert_eq!(s["usage"]["prompt_tokens"], 8 * 120);
+    assert!(s["items_per_second"].as_f64().unwrap() > 0.0);
+    let max = standin.max_in_flight.load(Ordering::SeqCst);
+    assert!(max <= 3, "max_concurrent 3 was exceeded: {max}");
+}
+
+#[tokio::test]
+async fn parallel_arrays_and_per_item_judges() {
+    let app = spawn("", &[]).await;
+    let (status, body) = app
+        .post(
+            "/v1/judge/batch",
+            &json!({"questions":["What is 2+2?","Capital of France?"],"answers":["4","Paris"],"predictions":["4.0","London"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["verdict"], "correct");
+    assert_eq!(body["results"][1]["verdict"], "incorrect");
+    assert_eq!(body["summary"]["accuracy"], 0.5);
+    let (_, body) = app
+        .post(
+            "/v1/judge/batch",
+            &json!({"items":[{"question":"q","answer":"4","prediction":"4","judge":"rules"},{"question":"q","answer":"4","prediction":"4","judge":"nobody"}]}),
+        )
+        .await;
+    assert_eq!(body["results"][0]["status"], "ok");
+    assert_eq!(body["results"][1]["error"]["code"], "unknown_judge");
+    assert_eq!(body["results"][1]["error"]["field"], "items[1].judge");
+}
+
+#[tokio::test]
+async fn score_and_compare_batches_summarise_their_own_way() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_answer("Score: 6")))
+        .mount(&server)
+        .await;
+    let app = spawn(&openai_config("openai", &server, "gpt-4o"), &[]).await;
+    let (_, body) = app
+        .post("/v1/judge/batch", &json!({"kind":"score","items":[{"question":"q","prediction":"p1"},{"question":"q","prediction":"p2","max":5}]}))
+        .await;
+    assert_eq!(body["results"][0]["score"], 6.0);
+    assert_eq!(
+        body["results"][1]["verdict"], "unscored",
+        "6 is above max 5"
+    );
+    assert_eq!(body["summary"]["mean_score"], 6.0);
+    assert_eq!(body["summary"]["unscored"], 1);
+}

@@ -1,0 +1,148 @@
+//! Test support: spawns the real server on a random loopback port, with settings from TOML text
+//! and an explicit environment (never the test process's own).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use llm_judge::Application;
+use llm_judge::config::{Settings, Sources};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: llm_judge::AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn settings(toml: &str, env: &[(&str, &str)]) -> Settings {
+    Settings::from_sources(Sources {
+        file: None,
+        toml: Some(toml),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
+    .expect("test settings are valid")
+}
+
+pub async fn spawn(toml: &str, env: &[(&str, &str)]) -> TestApp {
+    spawn_settings(settings(toml, env)).await
+}
+
+pub async fn spawn_settings(s: Settings) -> TestApp {
+    let app = Application::bind(s, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("bind");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        state,
+        shutdown: Some(tx),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+/// An OpenAI chat-completion body with the given answer text.
+pub fn openai_answer(text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 1, "model": "gpt-4o-2024-08-06",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 8, "total_tokens": 128}
+    })
+}
+
+/// Config for one OpenAI-wire provider named `name` at the stand-in, as the default route.
+pub fn openai_config(name: &str, server: &MockServer, model: &str) -> String {
+    format!(
+        r#"
+[providers.{name}]
+kind = "openai"
+base_url = "{}/v1"
+api_key = "sk-test-{name}"
+[retry]
+base_delay_ms = 5
+max_delay_ms = 20
+[routes]
+default = ["{name}:{model}"]
+"#,
+        server.uri()
+    )
+}
+
+/// A stand-in that answers every chat completion with `text`.
+pub async fn openai_standin(text: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_answer(text)))
+        .mount(&server)
+        .await;
+    server
+}
