@@ -35,7 +35,7 @@ max_attempts = 3
 base_delay_ms = 500
 max_delay_ms = 8000
 max_retry_after_s = 60
-budget_ratio = 0.2
+budget_ratio = 0.5
 budget_min_per_s = 10
 
 [providers.rules]

@@ -358,16 +358,35 @@ async fn the_rules_precheck_calls_no_model_when_it_is_sure() {
     let server = openai_standin("Verdict: 1").await;
     let toml = openai_config("openai", &server, "gpt-4o") + "\n[judge]\nrules_precheck = true\n";
     let app = spawn(&toml, &[]).await;
-    let (_, body) = app.post("/v1/judge/binary", &json!({"question":"2+2?","answer":"4","prediction":"The answer is 4.00"})).await;
+    let (_, body) = app
+        .post(
+            "/v1/judge/binary",
+            &json!({"question":"2+2?","answer":"4","prediction":"The answer is 4.00"}),
+        )
+        .await;
     assert_eq!(body["verdict"], "correct");
     assert_eq!(body["provider"], "rules");
     assert_eq!(body["attempts"], json!([]));
-    let (_, body) = app.post("/v1/judge/binary", &json!({"question":"2+2?","answer":"4","prediction":"5"})).await;
+    let (_, body) = app
+        .post(
+            "/v1/judge/binary",
+            &json!({"question":"2+2?","answer":"4","prediction":"5"}),
+        )
+        .await;
     assert_eq!(body["verdict"], "incorrect");
-    assert_eq!(server.received_requests().await.unwrap().len(), 0, "sure answers call no model");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        0,
+        "sure answers call no model"
+    );
     // unsure (free-form) and possible aliases go to the model
     for prediction in ["It is gold, the metal", "gold"] {
-        let (_, body) = app.post("/v1/judge/binary", &json!({"question":"Which element is Au?","answer":"Au","prediction": prediction})).await;
+        let (_, body) = app
+            .post(
+                "/v1/judge/binary",
+                &json!({"question":"Which element is Au?","answer":"Au","prediction": prediction}),
+            )
+            .await;
         assert_eq!(body["provider"], "openai", "{body}");
     }
     assert_eq!(server.received_requests().await.unwrap().len(), 2);

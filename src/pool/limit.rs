@@ -36,10 +36,13 @@ impl WindowLog {
 }
 
 impl SlidingWindow {
+    /// The window is kept a little longer than asked (2%, at most 100 ms more), so that network
+    /// jitter between our grant and the provider's arrival never puts `limit + 1` requests into
+    /// one of the provider's windows.
     pub fn new(limit: u64, window: Duration) -> Self {
         Self {
             limit: limit.max(1),
-            window,
+            window: window + (window / 50).min(Duration::from_millis(100)),
             log: Mutex::new(WindowLog::default()),
         }
     }

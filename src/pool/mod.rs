@@ -18,7 +18,10 @@ use serde::Serialize;
 
 use crate::config::{Price, ProviderKind, ProviderSettings, Settings};
 use crate::metrics as m;
-use crate::providers::{ChatRequest, Completion, Provider, ProviderError, openai, rules};
+use crate::providers::{
+    ChatRequest, Completion, Provider, ProviderError, anthropic, azure, cohere, gemini, openai,
+    rules,
+};
 use breaker::{Admission, Breaker, BreakerConfig, CircuitState};
 use limit::Limits;
 use retry::{RetryBudget, RetryDecision, RetryPolicy};
@@ -135,7 +138,17 @@ fn build_provider(p: &ProviderSettings) -> anyhow::Result<Arc<dyn Provider>> {
             openai::OpenAiProvider::new("together", client, &p.base_url, key)
                 .with_headers(p.headers.clone()),
         ),
-        other => anyhow::bail!("provider kind {} has no adapter yet", other.as_str()),
+        ProviderKind::Azure => Arc::new(azure::AzureProvider::new(
+            client,
+            &p.base_url,
+            &p.api_version,
+            key,
+        )),
+        ProviderKind::Anthropic => {
+            Arc::new(anthropic::AnthropicProvider::new(client, &p.base_url, key))
+        }
+        ProviderKind::Cohere => Arc::new(cohere::CohereProvider::new(client, &p.base_url, key)),
+        ProviderKind::Gemini => Arc::new(gemini::GeminiProvider::new(client, &p.base_url, key)),
     })
 }
 
@@ -144,14 +157,9 @@ impl Pool {
     pub fn from_settings(s: &Settings) -> anyhow::Result<Pool> {
         let mut slots = BTreeMap::new();
         for (name, p) in &s.providers {
-            let provider = match build_provider(p) {
-                Ok(p) => p,
-                Err(e) if p.api_key.is_none() => {
-                    tracing::debug!(provider = %name, error = %e, "provider not built");
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
+            let provider = build_provider(p).map_err(|e| {
+                anyhow::anyhow!("provider {name}: cannot build its HTTP client: {e}")
+            })?;
             slots.insert(
                 name.clone(),
                 Arc::new(ProviderSlot {

@@ -4,6 +4,10 @@
 //! error body, status and retry headers) back into a [`Completion`] or a typed [`ProviderError`].
 //! Nothing here knows about judges, routes, retries or limits: that is `pool/`'s business.
 
+pub mod anthropic;
+pub mod azure;
+pub mod cohere;
+pub mod gemini;
 pub mod openai;
 pub mod rules;
 
