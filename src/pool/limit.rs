@@ -227,7 +227,7 @@ mod tests {
         assert!(w.try_take(1).is_ok());
         let wait = w.try_take(1).unwrap_err();
         assert!(
-            wait <= Duration::from_millis(101) && wait > Duration::from_millis(50),
+            wait <= Duration::from_millis(104) && wait > Duration::from_millis(50),
             "{wait:?}"
         );
         std::thread::sleep(wait);
