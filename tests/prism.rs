@@ -1,7 +1,9 @@
-//! The OpenAI requests the service sends are valid under OpenAI's own published spec: Stoplight
-//! Prism serves the chat-completions slice and rejects (422) any request that breaks it.
+//! The requests the service sends are valid under each provider's own published spec: Stoplight
+//! Prism serves the chat slice of OpenAI's, Together's and Cohere's OpenAPI documents and refuses
+//! (4xx) any request that breaks it.
 //!
-//! Needs a running Prism at `PRISM_URL` (scripts/test starts one); ignored otherwise.
+//! Needs running Prism mocks at `PRISM_URL` (OpenAI), `PRISM_TOGETHER_URL` and `PRISM_COHERE_URL`;
+//! scripts/test starts them. Ignored under a plain `cargo test`.
 
 mod support;
 
@@ -9,7 +11,95 @@ use serde_json::{Value, json};
 use support::*;
 
 fn prism_url() -> String {
-    std::env::var("PRISM_URL").expect("PRISM_URL must point at a Prism mock of the OpenAI chat-completions spec (scripts/test starts one)")
+    env_url("PRISM_URL")
+}
+
+fn env_url(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} must point at a Prism mock (scripts/test starts one)"))
+}
+
+/// Sends binary, score and compare items through a route whose only step is `kind` at `base`,
+/// and checks that the mock accepted every request.
+async fn check_provider(kind: &str, base: &str, model: &str) {
+    let toml = format!(
+        r#"
+[providers.under_test]
+kind = "{kind}"
+base_url = "{base}"
+api_key = "sk-test"
+max_attempts = 1
+[routes]
+default = ["under_test:{model}"]
+"#
+    );
+    let app = spawn(&toml, &[]).await;
+    for (path, item) in [
+        (
+            "/v1/judge/binary",
+            json!({"question":"What is 2+2?","answer":"4","prediction":"4"}),
+        ),
+        (
+            "/v1/judge/binary",
+            json!({"question":"What is shown?","answer":"a cat","prediction":"a dog",
+            "images":["data:image/png;base64,iVBORw0KGgo="],"options":{"temperature":0.5,"max_tokens":64}}),
+        ),
+        (
+            "/v1/judge/score",
+            json!({"question":"q","prediction":"p","rubric":"r"}),
+        ),
+        (
+            "/v1/judge/compare",
+            json!({"question":"q","response_a":"x","response_b":"y","swap":false}),
+        ),
+    ] {
+        let (status, body) = app.post(path, &item).await;
+        assert_eq!(
+            status, 200,
+            "{kind}: the mock refused the request for {path}: {body}"
+        );
+        assert_eq!(body["attempts"][0]["status"], 200, "{kind} {path}: {body}");
+        assert_eq!(
+            body["raw_response"], "string",
+            "{kind}: the example answer was read: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Prism; run by scripts/test"]
+async fn together_requests_match_togethers_spec() {
+    let base = env_url("PRISM_TOGETHER_URL");
+    let bad = reqwest::Client::new()
+        .post(format!("{base}/chat/completions"))
+        .bearer_auth("t")
+        .json(&json!({"model":"m","messages":[{"role":"robot","content":"hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        bad.status().is_client_error(),
+        "the control request must be refused"
+    );
+    check_provider("together", &base, "meta-llama/Llama-3.3-70B-Instruct-Turbo").await;
+}
+
+#[tokio::test]
+#[ignore = "needs Prism; run by scripts/test"]
+async fn cohere_requests_match_coheres_spec() {
+    let base = env_url("PRISM_COHERE_URL");
+    let bad = reqwest::Client::new()
+        .post(format!("{base}/v2/chat"))
+        .bearer_auth("t")
+        .json(&json!({"model":"m","messages":[{"role":"robot","content":"hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        bad.status().is_client_error(),
+        "the control request must be refused"
+    );
+    check_provider("cohere", &base, "command-r-plus").await;
 }
 
 #[tokio::test]
