@@ -22,6 +22,7 @@ max_body_bytes = 16777216
 max_batch_items = 10000
 batch_max_concurrent = 64
 batch_max_concurrent_limit = 10000
+shutdown_grace_s = 30
 
 [judge]
 default_route = "default"
@@ -142,6 +143,8 @@ pub struct ServerSettings {
     pub batch_max_concurrent: usize,
     /// The highest `max_concurrent` a request may ask for.
     pub batch_max_concurrent_limit: usize,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits.
+    pub shutdown_grace_s: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

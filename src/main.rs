@@ -136,9 +136,28 @@ async fn serve(listen: Option<SocketAddr>, config: Option<PathBuf>) -> anyhow::R
             )
         })
         .collect();
+    let grace = std::time::Duration::from_secs_f64(settings.server.shutdown_grace_s.max(0.0));
     let app = Application::bind(settings, listen).await?;
     tracing::info!(addr = %app.local_addr(), routes = %routes.join(" "), "llm-judge listening");
-    app.run_until(shutdown_signal()).await?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    let mut signalled = rx.clone();
+    let mut for_server = rx;
+    let server = app.run_until(async move {
+        let _ = for_server.wait_for(|v| *v).await;
+    });
+    tokio::select! {
+        result = server => result?,
+        _ = async {
+            let _ = signalled.wait_for(|v| *v).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_s = grace.as_secs_f64(), "the shutdown grace period is over: exiting with requests unfinished");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

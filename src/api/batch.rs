@@ -168,6 +168,7 @@ pub fn prepare(
         (status = 401, description = "Missing or wrong client token", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 422, description = "Invalid batch (too many items, unknown judge, ...)", body = ErrorBody),
+        (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
     ))]
 pub async fn batch(
     State(app): State<AppState>,

@@ -15,6 +15,7 @@ use crate::judge::{BinaryItem, CompareItem, CompareJudgment, Judgment, ScoreItem
         (status = 401, description = "Missing or wrong client token", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 422, description = "A field is missing, empty or of the wrong type; unknown judge or placeholder", body = ErrorBody),
+        (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
         (status = 502, description = "No provider in the route produced an answer; every attempt is listed", body = ErrorBody),
     ))]
 pub async fn binary(
@@ -34,6 +35,7 @@ pub async fn binary(
         (status = 401, description = "Missing or wrong client token", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
         (status = 502, description = "No provider in the route produced an answer", body = ErrorBody),
     ))]
 pub async fn score(
@@ -53,6 +55,7 @@ pub async fn score(
         (status = 401, description = "Missing or wrong client token", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
         (status = 502, description = "No provider in the route produced an answer", body = ErrorBody),
     ))]
 pub async fn compare(

@@ -102,6 +102,10 @@ pub fn router(state: AppState) -> Router {
             )
             .into_response()
         }))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_when_draining,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -126,6 +130,24 @@ async fn method_not_allowed() -> ApiError {
 /// Paths that stay open without a client token.
 fn is_open_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+}
+
+/// While shutting down, new work is refused (in-flight requests go on); probes still answer.
+async fn refuse_when_draining(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if app.shutting_down.load(std::sync::atomic::Ordering::Relaxed)
+        && !is_open_path(req.uri().path())
+    {
+        let mut resp = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; retry on another instance",
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+    next.run(req).await
 }
 
 /// Checks the client bearer token, when tokens are configured (constant-time comparison).

@@ -37,6 +37,20 @@ pub struct ProviderSlot {
     timeout: Duration,
     deadline: Duration,
     permit_wait: Duration,
+    /// The provider's key, scrubbed from any text a provider sends back (some echo it).
+    secret: Option<String>,
+}
+
+impl ProviderSlot {
+    /// Removes the provider's key from text that will reach a client, a log or a metric.
+    fn scrub(&self, text: String) -> String {
+        match &self.secret {
+            Some(k) if k.len() >= 4 && text.contains(k.as_str()) => {
+                text.replace(k.as_str(), "[redacted]")
+            }
+            _ => text,
+        }
+    }
 }
 
 /// One step of a route.
@@ -188,6 +202,7 @@ impl Pool {
                     timeout: p.timeout,
                     deadline: p.deadline,
                     permit_wait: p.permit_wait,
+                    secret: p.api_key.as_ref().map(|k| k.expose().to_string()),
                 }),
             );
         }
@@ -383,7 +398,9 @@ impl Pool {
             metrics::gauge!(m::INFLIGHT, "provider" => slot.name.clone()).increment(1.0);
             let started = Instant::now();
             let timeout = slot.timeout.min(until.saturating_duration_since(started));
-            let result = match tokio::time::timeout(timeout, slot.provider.chat(req)).await {
+            let span = tracing::debug_span!("provider_attempt", provider = %slot.name, model = %step.model, attempt = attempt_no);
+            let call = tracing::Instrument::instrument(slot.provider.chat(req), span);
+            let result = match tokio::time::timeout(timeout, call).await {
                 Ok(r) => r,
                 Err(_) => Err(ProviderError::Timeout),
             };
@@ -418,12 +435,14 @@ impl Pool {
                     return Ok(c);
                 }
                 Err(e) => {
+                    let message = slot.scrub(e.to_string());
+                    tracing::debug!(provider = %slot.name, model = %step.model, attempt = attempt_no, error = %message, "provider attempt failed");
                     attempts.push(Attempt {
                         provider: step.provider.clone(),
                         model: step.model.clone(),
                         outcome: "error",
                         status: e.status(),
-                        error: Some(e.to_string()),
+                        error: Some(message.clone()),
                         latency_ms: ms(elapsed),
                     });
                     match slot.policy.decide(&e, attempt_no, until, &self.budget) {
@@ -438,16 +457,19 @@ impl Pool {
                             } else {
                                 "retries_exhausted"
                             };
-                            return Err(StepEnd::Next(reason, format!("{}: {e}", step.provider)));
+                            return Err(StepEnd::Next(
+                                reason,
+                                format!("{}: {message}", step.provider),
+                            ));
                         }
                         RetryDecision::GiveUp => {
                             return Err(if another_provider_could_avoid(&e) {
                                 StepEnd::Next(
                                     fallback_reason(&e),
-                                    format!("{}: {e}", step.provider),
+                                    format!("{}: {message}", step.provider),
                                 )
                             } else {
-                                StepEnd::Stop(format!("{}: {e}", step.provider))
+                                StepEnd::Stop(format!("{}: {message}", step.provider))
                             });
                         }
                     }

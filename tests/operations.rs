@@ -1,0 +1,279 @@
+//! Operating the service: client tokens, request ids, secrets kept out of every output, and a
+//! graceful shutdown that lets a running batch finish.
+
+mod support;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+#[tokio::test]
+async fn client_tokens_guard_the_api_but_not_the_probes() {
+    let app = spawn("[auth]\ntokens = [\"tok-one\", \"tok-two\"]\n", &[]).await;
+    let item = json!({"question":"q","answer":"4","prediction":"4"});
+    let url = app.url("/v1/judge/binary");
+    let r = app.client.post(&url).json(&item).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let r = app
+        .client
+        .post(&url)
+        .bearer_auth("tok-wrong")
+        .json(&item)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .client
+        .post(&url)
+        .bearer_auth("tok-tw")
+        .json(&item)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a prefix of a token is not a token");
+    for token in ["tok-one", "tok-two"] {
+        let r = app
+            .client
+            .post(&url)
+            .bearer_auth(token)
+            .json(&item)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    for open in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        assert_eq!(app.get(open).await.0, 200, "{open} stays open");
+    }
+    let r = app
+        .client
+        .get(app.url("/v1/providers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn("", &[]).await;
+    let r = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let r = app
+        .client
+        .post(app.url("/v1/judge/binary"))
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 32, "{id}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not start");
+}
+
+const SECRET: &str = "sk-live-SECRET-4f9a8b7c6d5e";
+
+#[tokio::test]
+async fn a_provider_key_appears_in_no_log_line_error_metric_or_response() {
+    let provider = MockServer::start().await;
+    // A provider that echoes the key it was sent, in its error body, as some do when rejecting it.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error":{"message":format!("Incorrect API key provided: {SECRET}"),"type":"invalid_request_error","param":null,"code":"invalid_api_key"}})))
+        .mount(&provider)
+        .await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[providers.openai]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key = \"{SECRET}\"\n[routes]\ndefault = [\"openai:gpt-4o\"]\n",
+            provider.uri()
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("log.txt");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-judge"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+            "--config",
+        ])
+        .arg(&config)
+        .env_clear()
+        .env("RUST_LOG", "debug")
+        .env("TOGETHER_API_KEY", SECRET)
+        .stdout(Stdio::from(log_file.try_clone().unwrap()))
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    let client = reqwest::Client::new();
+    let mut outputs = Vec::new();
+    for (path, body) in [
+        (
+            "/v1/judge/binary",
+            json!({"question":"q","answer":"a","prediction":"p"}),
+        ),
+        (
+            "/v1/judge/batch",
+            json!({"items":[{"question":"q","answer":"a","prediction":"p"}]}),
+        ),
+        (
+            "/v1/judge/binary",
+            json!({"question":"q","answer":"a","prediction":"p","judge":"nobody"}),
+        ),
+    ] {
+        let r = client
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        outputs.push(format!("{:?}", r.headers()));
+        outputs.push(r.text().await.unwrap());
+    }
+    for path in ["/metrics", "/v1/providers", "/openapi.json"] {
+        outputs.push(
+            client
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let mut log = String::new();
+    std::fs::File::open(&log_path)
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        outputs[1].contains("[redacted]"),
+        "the provider's echo was scrubbed, not dropped: {}",
+        outputs[1]
+    );
+    assert!(log.lines().count() > 5, "debug logging was on: {log}");
+    assert!(log.contains("provider attempt failed"), "{log}");
+    for (i, text) in outputs.iter().chain(std::iter::once(&log)).enumerate() {
+        assert!(!text.contains(SECRET), "output {i} leaks the key:\n{text}");
+        assert!(
+            !text.contains("SECRET-4f9a"),
+            "output {i} leaks part of the key:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_during_a_batch_lets_it_finish_then_exits_zero() {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(openai_answer("Verdict: 1"))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .mount(&provider)
+        .await;
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-judge"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("OPENAI_API_URL", format!("{}/v1", provider.uri()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    let items: Vec<Value> = (0..20)
+        .map(|i| json!({"question":"q","answer":"a","prediction":format!("p{i}")}))
+        .collect();
+    let client = reqwest::Client::new();
+    let batch = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("http://127.0.0.1:{port}/v1/judge/batch"))
+                .json(&json!({"max_concurrent": 5, "items": items}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // new work is refused while the batch drains
+    let refused = client
+        .post(format!("http://127.0.0.1:{port}/v1/judge/binary"))
+        .json(&json!({"question":"q","answer":"a","prediction":"p"}))
+        .send()
+        .await;
+    match refused {
+        Ok(r) => assert_eq!(r.status(), 503),
+        Err(e) => assert!(e.is_connect(), "{e}"),
+    }
+    let body = batch.await.unwrap();
+    assert_eq!(body["summary"]["total"], 20);
+    assert_eq!(
+        body["summary"]["correct"], 20,
+        "every item finished: {}",
+        body["summary"]
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
