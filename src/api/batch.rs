@@ -1,8 +1,13 @@
 //! The batch endpoint: many items of one kind, results in input order, one summary.
 
+use std::time::Duration;
+
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -31,6 +36,11 @@ pub struct BatchRequest {
     pub questions: Option<Vec<String>>,
     pub answers: Option<Vec<String>>,
     pub predictions: Option<Vec<String>>,
+    /// Streaming (`Accept: application/x-ndjson`): least time between progress lines (default 1000).
+    #[schema(minimum = 50)]
+    pub progress_interval_ms: Option<u64>,
+    /// Jobs only: the same key returns the same job.
+    pub idempotency_key: Option<String>,
 }
 
 fn binary_kind() -> JudgeKind {
@@ -163,7 +173,8 @@ pub fn prepare(
 /// Judges many items; a failing item is an `error` entry, never a failed batch.
 #[utoipa::path(post, path = "/v1/judge/batch", tag = "judge", request_body = BatchRequest,
     responses(
-        (status = 200, description = "Results in input order and a summary", body = BatchResponse),
+        (status = 200, description = "Results in input order and a summary; with `Accept: application/x-ndjson`, one JSON line per item as it completes (`{\"index\",\"status\",...}`), progress lines (`{\"progress\":{...}}`) and the summary last (`{\"summary\":{...}}`)",
+            content((BatchResponse = "application/json"), (String = "application/x-ndjson"))),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong client token", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
@@ -172,10 +183,28 @@ pub fn prepare(
     ))]
 pub async fn batch(
     State(app): State<AppState>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<BatchRequest>,
-) -> Result<Json<BatchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    let interval = Duration::from_millis(req.progress_interval_ms.unwrap_or(1000).max(50));
     let (route, kind, items, max_concurrent) = prepare(&app, req)?;
+    let wants_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"));
+    if wants_stream {
+        let lines = batch::stream(
+            app.judge.clone(),
+            route,
+            kind,
+            items,
+            max_concurrent,
+            interval,
+        );
+        let body = Body::from_stream(lines.map(Ok::<_, std::convert::Infallible>));
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
+    }
     let (results, summary) =
         batch::run(app.judge.clone(), route, kind, items, max_concurrent).await;
-    Ok(Json(BatchResponse { results, summary }))
+    Ok(Json(BatchResponse { results, summary }).into_response())
 }

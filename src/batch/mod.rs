@@ -195,3 +195,84 @@ pub async fn run(
     summary.finish(started.elapsed());
     (results, summary)
 }
+
+/// Runs a batch as a stream of NDJSON lines: each item's entry as it completes, a progress line
+/// at most every `interval`, and the summary last. Dropping the stream (the client went away)
+/// cancels the work still in flight.
+pub fn stream(
+    judge: Arc<Judge>,
+    route: String,
+    kind: JudgeKind,
+    items: Vec<BatchItem>,
+    max_concurrent: usize,
+    interval: std::time::Duration,
+) -> impl futures::Stream<Item = bytes::Bytes> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
+    let total = items.len();
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut summary = Summary::new(kind, total);
+        let mut work = futures::stream::iter(items.into_iter().enumerate())
+            .map(|(index, item)| {
+                let judge = judge.clone();
+                let route = route.clone();
+                async move { judge_one(&judge, &route, index, item).await }
+            })
+            .buffer_unordered(max_concurrent.max(1));
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let mut changed = false;
+        loop {
+            tokio::select! {
+                next = work.next() => match next {
+                    Some(entry) => {
+                        summary.add(&entry);
+                        let status = if entry["status"] == "ok" { "ok" } else { "error" };
+                        metrics::counter!(m::BATCH_ITEMS, "status" => status).increment(1);
+                        changed = true;
+                        if tx.send(line(&entry)).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => break,
+                },
+                _ = ticker.tick(), if changed => {
+                    changed = false;
+                    let p = summary.progress(started.elapsed(), 0);
+                    if tx.send(line(&json!({"progress": p}))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        summary.finish(started.elapsed());
+        let _ = tx.send(line(&json!({"summary": summary}))).await;
+    });
+    let guard = AbortOnDrop(task.abort_handle());
+    tokio_stream_from(rx).map(move |b| {
+        let _ = &guard;
+        b
+    })
+}
+
+/// Aborts the producing task when the response stream is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn line(v: &Value) -> bytes::Bytes {
+    let mut buf = serde_json::to_vec(v).unwrap_or_default();
+    buf.push(b'\n');
+    bytes::Bytes::from(buf)
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> impl futures::Stream<Item = bytes::Bytes> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

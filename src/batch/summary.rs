@@ -40,6 +40,8 @@ pub struct Summary {
     scored: usize,
     #[serde(skip)]
     unpriced: bool,
+    #[serde(skip)]
+    scored_without_verdict: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -69,6 +71,7 @@ impl Summary {
             score_sum: 0.0,
             scored: 0,
             unpriced: false,
+            scored_without_verdict: 0,
         }
     }
 
@@ -82,7 +85,7 @@ impl Summary {
             Some("correct") => self.correct += 1,
             Some("incorrect") => self.incorrect += 1,
             Some("unscored") => self.unscored += 1,
-            _ => {}
+            _ => self.scored_without_verdict += 1,
         }
         if let Some(s) = entry["score"].as_f64() {
             self.score_sum += s;
@@ -128,5 +131,50 @@ impl Summary {
         } else {
             0.0
         };
+    }
+}
+
+/// Progress of a running batch or job, as streamed to clients.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub correct: usize,
+    pub incorrect: usize,
+    pub unscored: usize,
+    pub errors: usize,
+    pub items_per_second: f64,
+    /// Seconds left at the current rate; null before the first result.
+    pub eta_s: Option<f64>,
+}
+
+impl Summary {
+    /// Items counted so far.
+    pub fn done(&self) -> usize {
+        self.correct + self.incorrect + self.unscored + self.errors + self.scored_only()
+    }
+
+    /// Items scored without a pass mark (score and compare judgments) count as done too.
+    fn scored_only(&self) -> usize {
+        self.scored_without_verdict
+    }
+
+    /// The progress object after `elapsed` of work on `done_before_start` items done earlier.
+    pub fn progress(&self, elapsed: Duration, done_before_start: usize) -> Progress {
+        let done = self.done();
+        let fresh = done.saturating_sub(done_before_start) as f64;
+        let secs = elapsed.as_secs_f64();
+        let rate = if secs > 0.0 { fresh / secs } else { 0.0 };
+        let left = self.total.saturating_sub(done) as f64;
+        Progress {
+            done,
+            total: self.total,
+            correct: self.correct,
+            incorrect: self.incorrect,
+            unscored: self.unscored,
+            errors: self.errors,
+            items_per_second: (rate * 10.0).round() / 10.0,
+            eta_s: (rate > 0.0).then(|| (left / rate * 10.0).round() / 10.0),
+        }
     }
 }
