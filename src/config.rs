@@ -31,6 +31,12 @@ temperature = 0.0
 max_tokens = 512
 cache_entries = 100000
 
+[jobs]
+data_dir = "llm-judge-data"
+retention_hours = 168.0
+janitor_interval_s = 60.0
+commit_interval_ms = 50
+
 [retry]
 max_attempts = 3
 base_delay_ms = 500
@@ -162,6 +168,19 @@ pub struct JudgeSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Where jobs, their items and results are kept (`--data-dir` overrides it).
+    pub data_dir: String,
+    /// Finished jobs are deleted this long after they finish.
+    pub retention_hours: f64,
+    /// How often finished jobs are checked for expiry.
+    pub janitor_interval_s: f64,
+    /// Results finishing within this window are committed to disk together.
+    pub commit_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetrySettings {
     /// Attempts per route step, the first included.
     pub max_attempts: u32,
@@ -220,6 +239,7 @@ pub struct Price {
 struct RawSettings {
     server: ServerSettings,
     judge: JudgeSettings,
+    jobs: JobsConfig,
     retry: RetrySettings,
     providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
@@ -292,6 +312,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub server: ServerSettings,
     pub judge: JudgeSettings,
+    pub jobs: JobsConfig,
     pub retry: RetrySettings,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub routes: BTreeMap<String, Vec<StepSettings>>,
@@ -440,6 +461,17 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
             "server.batch_max_concurrent and server.batch_max_concurrent_limit must be at least 1"
                 .into(),
         ));
+    }
+    for (key, v) in [
+        ("jobs.retention_hours", raw.jobs.retention_hours),
+        ("jobs.janitor_interval_s", raw.jobs.janitor_interval_s),
+    ] {
+        if !v.is_finite() || v <= 0.0 {
+            return Err(ConfigError(format!("{key} must be a positive number")));
+        }
+    }
+    if raw.jobs.data_dir.trim().is_empty() {
+        return Err(ConfigError("jobs.data_dir must not be empty".into()));
     }
     if raw.retry.max_attempts == 0 {
         return Err(ConfigError("retry.max_attempts must be at least 1".into()));
@@ -617,6 +649,7 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
         listen,
         server: raw.server,
         judge: raw.judge,
+        jobs: raw.jobs,
         retry: raw.retry,
         providers,
         routes,

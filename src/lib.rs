@@ -12,6 +12,7 @@
 pub mod api;
 pub mod batch;
 pub mod config;
+pub mod jobs;
 pub mod judge;
 pub mod metrics;
 pub mod pool;
@@ -27,6 +28,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use config::Settings;
+use jobs::{JobSettings, Jobs};
 use judge::Judge;
 use pool::Pool;
 
@@ -35,6 +37,7 @@ use pool::Pool;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub judge: Arc<Judge>,
+    pub jobs: Arc<Jobs>,
     pub metrics: PrometheusHandle,
     pub shutting_down: Arc<AtomicBool>,
 }
@@ -45,9 +48,20 @@ impl AppState {
         let metrics = metrics::install();
         let pool = Arc::new(Pool::from_settings(&settings)?);
         let judge = Arc::new(Judge::new(pool, settings.judge.clone()));
+        let j = &settings.jobs;
+        let jobs = Jobs::open(
+            JobSettings {
+                data_dir: j.data_dir.clone().into(),
+                retention: std::time::Duration::from_secs_f64(j.retention_hours * 3600.0),
+                janitor_interval: std::time::Duration::from_secs_f64(j.janitor_interval_s),
+                commit_interval: std::time::Duration::from_millis(j.commit_interval_ms),
+            },
+            judge.clone(),
+        )?;
         Ok(AppState {
             settings: Arc::new(settings),
             judge,
+            jobs,
             metrics,
             shutting_down: Arc::new(AtomicBool::new(false)),
         })
@@ -70,6 +84,10 @@ pub struct Application {
 impl Application {
     pub async fn bind(settings: Settings, listen: SocketAddr) -> anyhow::Result<Application> {
         let (router, state) = build_app(settings)?;
+        let resumed = state.jobs.start().await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed unfinished jobs");
+        }
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

@@ -28,6 +28,9 @@ enum Command {
         /// TOML configuration file (see llm-judge.example.toml).
         #[arg(long, env = "LLM_JUDGE_CONFIG")]
         config: Option<PathBuf>,
+        /// Directory for persistent jobs (default: jobs.data_dir, ./llm-judge-data).
+        #[arg(long, env = "LLM_JUDGE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         /// Log format; the level comes from RUST_LOG (default info).
         #[arg(
             long,
@@ -94,10 +97,11 @@ async fn main() -> std::process::ExitCode {
         Command::Serve {
             listen,
             config,
+            data_dir,
             log_format,
         } => {
             init_tracing(log_format);
-            match serve(listen, config).await {
+            match serve(listen, config, data_dir).await {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -109,8 +113,15 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(listen: Option<SocketAddr>, config: Option<PathBuf>) -> anyhow::Result<()> {
-    let settings = Settings::load(config.as_deref())?;
+async fn serve(
+    listen: Option<SocketAddr>,
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut settings = Settings::load(config.as_deref())?;
+    if let Some(dir) = data_dir {
+        settings.jobs.data_dir = dir.display().to_string();
+    }
     let listen = listen.unwrap_or(settings.listen);
     if settings.rules_only {
         tracing::info!(

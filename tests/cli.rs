@@ -18,6 +18,7 @@ async fn serve_with_no_keys_uses_the_rules_judge_and_says_how_to_add_a_provider(
     let mut child = Command::new(env!("CARGO_BIN_EXE_llm-judge"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env_clear()
+        .env("LLM_JUDGE_DATA_DIR", tempfile::tempdir().unwrap().keep())
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -68,6 +69,7 @@ fn an_invalid_config_file_fails_start_up_naming_the_key() {
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&path)
         .env_clear()
+        .env("LLM_JUDGE_DATA_DIR", tempfile::tempdir().unwrap().keep())
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -69,10 +69,10 @@ pub struct BatchResponse {
 
 /// Reads and checks a batch request into its items; body-level problems are 4xx, item-level
 /// problems become error entries.
-pub fn prepare(
+pub fn prepare_values(
     app: &AppState,
     req: BatchRequest,
-) -> Result<(String, JudgeKind, Vec<BatchItem>, usize), ApiError> {
+) -> Result<(String, JudgeKind, Vec<Value>, usize), ApiError> {
     let limits = &app.settings.server;
     let route = app.judge.resolve_route(req.judge.as_deref())?;
     let max_concurrent = req.max_concurrent.unwrap_or(
@@ -162,12 +162,21 @@ pub fn prepare(
         )
         .field("items"));
     }
+    Ok((route, req.kind, values, max_concurrent))
+}
+
+/// [`prepare_values`], then each item parsed and validated (a bad item becomes an error entry).
+pub fn prepare(
+    app: &AppState,
+    req: BatchRequest,
+) -> Result<(String, JudgeKind, Vec<BatchItem>, usize), ApiError> {
+    let (route, kind, values, max_concurrent) = prepare_values(app, req)?;
     let items = values
         .into_iter()
         .enumerate()
-        .map(|(i, v)| BatchItem::parse(req.kind, i, v))
+        .map(|(i, v)| BatchItem::parse(kind, i, v))
         .collect();
-    Ok((route, req.kind, items, max_concurrent))
+    Ok((route, kind, items, max_concurrent))
 }
 
 /// Judges many items; a failing item is an `error` entry, never a failed batch.

@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod judge;
 
 use std::time::Instant;
@@ -31,6 +32,7 @@ use error::ApiError;
     ),
     tags(
         (name = "judge", description = "Judging items"),
+        (name = "jobs", description = "Persistent batch jobs"),
         (name = "operations", description = "Health, provider state and metrics")
     )
 )]
@@ -43,6 +45,10 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(judge::score))
         .routes(routes!(judge::compare))
         .routes(routes!(batch::batch))
+        .routes(routes!(jobs::create, jobs::list))
+        .routes(routes!(jobs::get, jobs::cancel))
+        .routes(routes!(jobs::results))
+        .routes(routes!(jobs::events))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::providers))

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::judge::{BinaryItem, CompareItem, FieldError, Judge, JudgeError, JudgeKind, ScoreItem};
 use crate::metrics as m;
-pub use summary::Summary;
+pub use summary::{Progress, Summary};
 
 /// One item of a batch, parsed (or not) from the request.
 #[derive(Debug, Clone)]

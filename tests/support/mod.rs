@@ -26,14 +26,24 @@ impl Drop for TestApp {
     }
 }
 
+/// Settings from TOML text and an explicit environment; jobs go to a fresh temporary directory
+/// unless the test names one.
 pub fn settings(toml: &str, env: &[(&str, &str)]) -> Settings {
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if !toml.contains("data_dir") && !env.iter().any(|(k, _)| k == "LLM_JUDGE__JOBS__DATA_DIR") {
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        env.push((
+            "LLM_JUDGE__JOBS__DATA_DIR".into(),
+            dir.display().to_string(),
+        ));
+    }
     Settings::from_sources(Sources {
         file: None,
         toml: Some(toml),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        env,
     })
     .expect("test settings are valid")
 }
