@@ -254,8 +254,18 @@ struct RawSettings {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    #[serde(default)]
+    /// A list, or (for environment variables) a comma-separated string.
+    #[serde(default, deserialize_with = "secret_list")]
     pub tokens: Vec<Secret>,
+}
+
+fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    Ok(RouteSpec::deserialize(d)?
+        .0
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
+        .collect())
 }
 
 /// A route as written: a list of `"provider:model"` (or a comma-separated string, for env vars).
@@ -809,6 +819,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("API_TYPE"), "{e}");
+    }
+
+    #[test]
+    fn client_tokens_come_from_a_list_or_a_comma_separated_variable() {
+        let s = load(&[("LLM_JUDGE__AUTH__TOKENS", "abc, def")], None).unwrap();
+        let t: Vec<&str> = s.auth.tokens.iter().map(Secret::expose).collect();
+        assert_eq!(t, ["abc", "def"]);
+        let s = load(&[], Some("[auth]\ntokens = [\"x\"]\n")).unwrap();
+        assert_eq!(s.auth.tokens.len(), 1);
     }
 
     #[test]
