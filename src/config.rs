@@ -36,6 +36,7 @@ data_dir = "llm-judge-data"
 retention_hours = 168.0
 janitor_interval_s = 60.0
 commit_interval_ms = 50
+max_items = 10000000
 
 [retry]
 max_attempts = 3
@@ -177,6 +178,8 @@ pub struct JobsConfig {
     pub janitor_interval_s: f64,
     /// Results finishing within this window are committed to disk together.
     pub commit_interval_ms: u64,
+    /// Most items in one NDJSON job upload.
+    pub max_items: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

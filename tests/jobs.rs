@@ -405,3 +405,66 @@ async fn a_job_resumes_after_sigkill_without_judging_finished_items_again() {
     assert_eq!(finished["summary"]["incorrect"], N / 4);
     assert_eq!(finished["summary"]["total"], N);
 }
+
+#[tokio::test]
+async fn an_ndjson_upload_streams_items_to_disk_and_reports_bad_lines_by_number() {
+    let app = spawn("", &[]).await;
+    let body = "{\"question\":\"2+2?\",\"answer\":\"4\",\"prediction\":\"4\"}\n\n{not json}\n[1,2]\n{\"question\":\"3+3?\",\"answer\":\"6\",\"prediction\":\"7\"}";
+    let r = app
+        .client
+        .post(app.url("/v1/jobs?kind=binary&idempotency_key=upload-1"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let accepted: Value = r.json().await.unwrap();
+    let id = accepted["id"].as_str().unwrap().to_string();
+    let done = wait_for(&app, &id, |v| v["status"] == "completed").await;
+    assert_eq!(done["total"], 4, "blank lines are not items: {done}");
+    let (_, text) = app.get(&format!("/v1/jobs/{id}/results")).await;
+    let rows = ndjson(&text);
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0]["verdict"], "correct");
+    assert_eq!(rows[1]["error"]["code"], "invalid_line");
+    assert!(
+        rows[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 3:"),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[2]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 4:"),
+        "{}",
+        rows[2]
+    );
+    assert_eq!(rows[3]["verdict"], "incorrect");
+    // the same key returns the same job without reading a new upload
+    let r = app
+        .client
+        .post(app.url("/v1/jobs?idempotency_key=upload-1"))
+        .header("content-type", "application/x-ndjson")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["id"], id.as_str());
+    assert_eq!(again["created"], false);
+    // a bad judge is refused before anything is stored
+    let r = app
+        .client
+        .post(app.url("/v1/jobs?judge=nobody"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+}

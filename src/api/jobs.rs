@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::batch::{BatchRequest, prepare_values};
 use super::error::{ApiError, ErrorBody, JsonBody};
 use crate::AppState;
-use crate::jobs::{JobStatus, JobView, StoreError};
+use crate::jobs::{INVALID_LINE, JobStatus, JobView, StoreError};
+use crate::judge::JudgeKind;
+use futures::StreamExt;
+use serde_json::Value;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -47,22 +50,56 @@ pub struct JobAccepted {
     pub created: bool,
 }
 
+/// Query parameters of an NDJSON upload (a JSON body carries these fields itself).
+#[derive(Deserialize, IntoParams)]
+pub struct UploadParams {
+    /// `binary` (default), `score` or `compare`.
+    pub kind: Option<JudgeKind>,
+    /// The judge (route) for items that name none.
+    pub judge: Option<String>,
+    pub max_concurrent: Option<usize>,
+    pub idempotency_key: Option<String>,
+}
+
 /// Submits a batch as a persistent job: its items are stored before the answer, then judged in
-/// the background; results survive restarts.
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = BatchRequest,
+/// the background; results survive restarts. The body is the batch JSON, or (for very large
+/// jobs, streamed to disk as it arrives) NDJSON with one item per line and `Content-Type:
+/// application/x-ndjson`, the batch fields then going in the query string.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(UploadParams),
+    request_body(content((BatchRequest = "application/json"), (String = "application/x-ndjson"))),
     responses(
         (status = 202, description = "Accepted; the same idempotency key returns the same job", body = JobAccepted),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 400, description = "Malformed JSON or an unreadable upload", body = ErrorBody),
         (status = 401, description = "Missing or wrong client token", body = ErrorBody),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 413, description = "Body over the limit, or too many items", body = ErrorBody),
         (status = 422, description = "Invalid batch", body = ErrorBody),
         (status = 503, description = "Shutting down, or the job store failed", body = ErrorBody),
     ))]
 pub async fn create(
     State(app): State<AppState>,
-    JsonBody(req): JsonBody<BatchRequest>,
+    Query(q): Query<UploadParams>,
+    req: Request,
 ) -> Result<Response, ApiError> {
-    let key = req.idempotency_key.clone().filter(|k| !k.is_empty());
+    let ndjson = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+    if ndjson {
+        return upload(app, q, req).await;
+    }
+    let JsonBody(body) = JsonBody::<BatchRequest>::from_request(req, &()).await?;
+    let key = check_key(body.idempotency_key.clone())?;
+    let (route, kind, values, max_concurrent) = prepare_values(&app, body)?;
+    let (view, created) = app
+        .jobs
+        .submit(kind, route, max_concurrent, values, key)
+        .await?;
+    Ok(accepted(&view, created))
+}
+
+fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
+    let key = key.filter(|k| !k.is_empty());
     if key.as_ref().is_some_and(|k| k.len() > 256) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -71,22 +108,129 @@ pub async fn create(
         )
         .field("idempotency_key"));
     }
-    let (route, kind, values, max_concurrent) = prepare_values(&app, req)?;
-    let (view, created) = app
-        .jobs
-        .submit(kind, route, max_concurrent, values, key)
-        .await?;
+    Ok(key)
+}
+
+/// 202 with the job's id and a `Location` header; an idempotent repeat answers 202 too, so
+/// clients need not care which they got.
+fn accepted(view: &JobView, created: bool) -> Response {
     let body = JobAccepted {
         id: view.id.clone(),
         status: view.status,
         created,
     };
-    // An idempotent repeat answers 202 too, so clients need not care which they got.
     let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(v) = format!("/v1/jobs/{}", view.id).parse() {
         resp.headers_mut().insert(header::LOCATION, v);
     }
-    Ok(resp)
+    resp
+}
+
+/// Streams an NDJSON body into the store, a page at a time.
+async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response, ApiError> {
+    let limits = &app.settings.server;
+    let route = app.judge.resolve_route(q.judge.as_deref())?;
+    let max_concurrent = q.max_concurrent.unwrap_or(
+        limits
+            .batch_max_concurrent
+            .min(limits.batch_max_concurrent_limit),
+    );
+    if max_concurrent == 0 || max_concurrent > limits.batch_max_concurrent_limit {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!(
+                "max_concurrent must be between 1 and {}",
+                limits.batch_max_concurrent_limit
+            ),
+        )
+        .field("max_concurrent"));
+    }
+    let key = check_key(q.idempotency_key)?;
+    let kind = q.kind.unwrap_or(JudgeKind::Binary);
+    let mut up = match app
+        .jobs
+        .begin_upload(kind, route, max_concurrent, key)
+        .await?
+    {
+        Ok(up) => up,
+        Err(existing) => return Ok(accepted(&existing, false)),
+    };
+    let max_items = app.settings.jobs.max_items;
+    let mut body = req.into_body().into_data_stream();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        let chunk = match body.next().await {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                up.abandon().await;
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unreadable_body",
+                    format!("the upload broke off: {e}"),
+                )
+                .field("body"));
+            }
+            None => None,
+        };
+        let last = chunk.is_none();
+        if let Some(c) = chunk {
+            pending.extend_from_slice(&c);
+        } else if !pending.is_empty() {
+            pending.push(b'\n');
+        }
+        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            line_no += 1;
+            let text = &line[..line.len() - 1];
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let item = match serde_json::from_slice::<Value>(text) {
+                Ok(v @ Value::Object(_)) => v,
+                Ok(_) => {
+                    serde_json::json!({ INVALID_LINE: format!("line {line_no}: not a JSON object") })
+                }
+                Err(e) => {
+                    serde_json::json!({ INVALID_LINE: format!("line {line_no}: not valid JSON: {e}") })
+                }
+            };
+            if up.count() >= max_items {
+                up.abandon().await;
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_items",
+                    format!("more than {max_items} items (jobs.max_items)"),
+                )
+                .field("body"));
+            }
+            up.push(item).await?;
+        }
+        if pending.len() > 16 * 1024 * 1024 {
+            up.abandon().await;
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "line_too_long",
+                format!("line {} is longer than 16 MiB", line_no + 1),
+            )
+            .field("body"));
+        }
+        if last {
+            break;
+        }
+    }
+    if up.count() == 0 {
+        up.abandon().await;
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "the upload has no items",
+        )
+        .field("body"));
+    }
+    let view = up.finish().await?;
+    Ok(accepted(&view, true))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -95,10 +95,16 @@ impl Jobs {
     /// janitor that expires finished jobs.
     pub async fn start(self: &Arc<Self>) -> Result<usize, StoreError> {
         let store = self.store.clone();
-        let unfinished: Vec<JobRecord> = blocking(move || store.list())
-            .await?
+        let all = blocking(move || store.list()).await?;
+        // An upload cut off by the crash was never accepted: drop it.
+        for job in all.iter().filter(|j| j.status == JobStatus::Uploading) {
+            tracing::warn!(job = %job.id, "removing a job whose upload did not finish");
+            let (store, job) = (self.store.clone(), job.clone());
+            blocking(move || store.delete(&job)).await?;
+        }
+        let unfinished: Vec<JobRecord> = all
             .into_iter()
-            .filter(|j| !j.status.is_finished())
+            .filter(|j| !j.status.is_finished() && j.status != JobStatus::Uploading)
             .collect();
         let n = unfinished.len();
         for job in unfinished {
@@ -151,6 +157,48 @@ impl Jobs {
                 Ok((self.view(&record), true))
             }
             Created::Existing(record) => Ok((self.view(&record), false)),
+        }
+    }
+
+    /// Starts an upload: items arrive later through [`Upload::push`]. Returns the existing job
+    /// instead when the idempotency key was used before.
+    pub async fn begin_upload(
+        self: &Arc<Self>,
+        kind: JudgeKind,
+        route: String,
+        max_concurrent: usize,
+        idempotency_key: Option<String>,
+    ) -> Result<Result<Upload, JobView>, StoreError> {
+        if let Some(key) = idempotency_key.clone() {
+            let store = self.store.clone();
+            if let Some(existing) = blocking(move || store.by_key(&key)).await? {
+                return Ok(Err(self.view(&existing)));
+            }
+        }
+        let record = JobRecord {
+            id: new_id(),
+            status: JobStatus::Uploading,
+            kind,
+            route,
+            max_concurrent,
+            total: 0,
+            created_at_ms: now_ms(),
+            finished_at_ms: None,
+            idempotency_key,
+            committed: 0,
+            summary: None,
+            error: None,
+        };
+        let store = self.store.clone();
+        let created = blocking(move || store.create(record, &[])).await?;
+        match created {
+            Created::New(record) => Ok(Ok(Upload {
+                jobs: self.clone(),
+                record,
+                buffer: Vec::new(),
+                next: 0,
+            })),
+            Created::Existing(record) => Ok(Err(self.view(&record))),
         }
     }
 
@@ -343,6 +391,11 @@ impl Jobs {
                 let judge = judge.clone();
                 let route = route.clone();
                 async move {
+                    if let Some(msg) = value.get(INVALID_LINE).and_then(Value::as_str) {
+                        let entry =
+                            batch::error_entry(index as usize, "invalid_line", msg, None, None);
+                        return (index, entry);
+                    }
                     let item = BatchItem::parse(kind, index as usize, value);
                     let entry = batch::judge_one(&judge, &route, index as usize, item).await;
                     (index, entry)
@@ -457,5 +510,57 @@ fn finished_progress(r: &JobRecord) -> Progress {
             .and_then(|s| s["items_per_second"].as_f64())
             .unwrap_or(0.0),
         eta_s: None,
+    }
+}
+
+/// An NDJSON upload in progress: items are written in pages as they arrive, so an upload of a
+/// million items never sits in memory.
+pub struct Upload {
+    jobs: Arc<Jobs>,
+    record: JobRecord,
+    buffer: Vec<Value>,
+    next: u64,
+}
+
+/// Marks an input line that was not a JSON object; it becomes an error entry when the job runs.
+pub const INVALID_LINE: &str = "__llm_judge_invalid_line";
+
+impl Upload {
+    pub fn count(&self) -> u64 {
+        self.next + self.buffer.len() as u64
+    }
+
+    /// Adds one item (or an invalid-line marker).
+    pub async fn push(&mut self, item: Value) -> Result<(), StoreError> {
+        self.buffer.push(item);
+        if self.buffer.len() >= 2000 {
+            self.write().await?;
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self) -> Result<(), StoreError> {
+        let items = std::mem::take(&mut self.buffer);
+        let first = self.next;
+        self.next += items.len() as u64;
+        let (store, id) = (self.jobs.store.clone(), self.record.id.clone());
+        blocking(move || store.append_items(&id, first, &items)).await
+    }
+
+    /// Stores the last items, marks the job queued and starts it.
+    pub async fn finish(mut self) -> Result<JobView, StoreError> {
+        self.write().await?;
+        self.record.total = self.next;
+        self.record.status = JobStatus::Queued;
+        let (store, r) = (self.jobs.store.clone(), self.record.clone());
+        blocking(move || store.put(&r)).await?;
+        self.jobs.spawn_runner(self.record.clone());
+        Ok(self.jobs.view(&self.record))
+    }
+
+    /// Drops a failed upload and everything stored of it.
+    pub async fn abandon(self) {
+        let (store, r) = (self.jobs.store.clone(), self.record.clone());
+        let _ = blocking(move || store.delete(&r)).await;
     }
 }

@@ -24,6 +24,8 @@ const KEYS: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
+    /// Items are still arriving (an NDJSON upload); never run, removed at start-up if unfinished.
+    Uploading,
     Queued,
     Running,
     Completed,
@@ -139,6 +141,34 @@ impl Store {
         }
         txn.commit().map_err(err("commit"))?;
         Ok(Created::New(record))
+    }
+
+    /// The job made with an idempotency key, if any.
+    pub fn by_key(&self, key: &str) -> Result<Option<JobRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(err("begin"))?;
+        let keys = txn.open_table(KEYS).map_err(err("open keys"))?;
+        let Some(id) = keys.get(key).map_err(err("read key"))? else {
+            return Ok(None);
+        };
+        let id = id.value().to_string();
+        drop(keys);
+        drop(txn);
+        self.get(&id)
+    }
+
+    /// Appends items `first..` of an upload.
+    pub fn append_items(&self, id: &str, first: u64, items: &[Value]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(err("begin"))?;
+        {
+            let mut table = txn.open_table(ITEMS).map_err(err("open items"))?;
+            for (i, item) in (first..).zip(items) {
+                let bytes = serde_json::to_vec(item).map_err(err("encode item"))?;
+                table
+                    .insert((id, i), bytes.as_slice())
+                    .map_err(err("write item"))?;
+            }
+        }
+        txn.commit().map_err(err("commit"))
     }
 
     pub fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
