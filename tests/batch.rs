@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,17 +12,12 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// Answers after a delay that shrinks with the item number (so completion order is reversed),
-/// fails items whose prediction says FAIL with a 400, and records the most calls in flight.
+/// and fails items whose prediction says FAIL with a 400.
 #[derive(Clone, Default)]
-struct Standin {
-    in_flight: Arc<AtomicUsize>,
-    max_in_flight: Arc<AtomicUsize>,
-}
+struct Standin;
 
 impl Respond for Standin {
     fn respond(&self, req: &Request) -> ResponseTemplate {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         let body: Value = req.body_json().unwrap();
         let user = body["messages"][1]["content"]
             .as_str()
@@ -34,14 +28,7 @@ impl Respond for Standin {
             .next()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
-        // wiremock holds the response for the delay; count it out when the delay ends
-        let counter = self.in_flight.clone();
         let delay = Duration::from_millis(60u64.saturating_sub(n * 5));
-        std::thread::spawn(move || {
-            // a little early, so a slow thread never over-counts
-            std::thread::sleep(delay.saturating_sub(Duration::from_millis(8)));
-            counter.fetch_sub(1, Ordering::SeqCst);
-        });
         if user.contains("FAIL") {
             return ResponseTemplate::new(400)
                 .set_body_json(json!({"error":{"message":"bad request","type":"invalid_request_error","param":null,"code":null}}))
@@ -116,8 +103,6 @@ async fn results_come_back_in_input_order_and_a_failing_item_does_not_sink_the_b
     assert!((s["accuracy"].as_f64().unwrap() - 3.0 / 8.0).abs() < 1e-9);
     assert_eq!(s["usage"]["prompt_tokens"], 8 * 120);
     assert!(s["items_per_second"].as_f64().unwrap() > 0.0);
-    let max = standin.max_in_flight.load(Ordering::SeqCst);
-    assert!(max <= 3, "max_concurrent 3 was exceeded: {max}");
 }
 
 #[tokio::test]
@@ -162,4 +147,28 @@ async fn score_and_compare_batches_summarise_their_own_way() {
     );
     assert_eq!(body["summary"]["mean_score"], 6.0);
     assert_eq!(body["summary"]["unscored"], 1);
+}
+
+#[tokio::test]
+async fn max_concurrent_bounds_the_calls_in_flight() {
+    let (base, gauge) = counting_standin("Verdict: 1", Duration::from_millis(30)).await;
+    let toml = format!(
+        "[providers.openai]\nkind = \"openai\"\nbase_url = \"{base}\"\napi_key = \"k\"\n[routes]\ndefault = [\"openai:gpt-4o\"]\n"
+    );
+    let app = spawn(&toml, &[]).await;
+    let items: Vec<Value> = (0..30)
+        .map(|i| json!({"question": "q", "answer": "a", "prediction": format!("p{i}")}))
+        .collect();
+    let (status, body) = app
+        .post(
+            "/v1/judge/batch",
+            &json!({"max_concurrent": 3, "items": items}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["summary"]["correct"], 30);
+    assert_eq!(gauge.calls.load(Ordering::SeqCst), 30);
+    let max = gauge.max.load(Ordering::SeqCst);
+    assert!(max <= 3, "max_concurrent 3 was exceeded: {max}");
+    assert!(max >= 2, "the batch ran concurrently: {max}");
 }

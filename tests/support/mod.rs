@@ -156,3 +156,41 @@ pub async fn openai_standin(text: &str) -> MockServer {
         .await;
     server
 }
+
+/// Calls in flight at a stand-in, counted exactly: in when the handler starts, out before the
+/// answer is sent.
+#[derive(Default)]
+pub struct InFlight {
+    pub now: std::sync::atomic::AtomicUsize,
+    pub max: std::sync::atomic::AtomicUsize,
+    pub calls: std::sync::atomic::AtomicUsize,
+}
+
+/// An OpenAI stand-in (axum on a loopback port) answering `text` after `delay`; returns its base
+/// URL (with `/v1`) and its in-flight counter.
+pub async fn counting_standin(
+    text: &'static str,
+    delay: std::time::Duration,
+) -> (String, std::sync::Arc<InFlight>) {
+    use std::sync::atomic::Ordering;
+    let gauge = std::sync::Arc::new(InFlight::default());
+    let g = gauge.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let g = g.clone();
+            async move {
+                let now = g.now.fetch_add(1, Ordering::SeqCst) + 1;
+                g.max.fetch_max(now, Ordering::SeqCst);
+                g.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                g.now.fetch_sub(1, Ordering::SeqCst);
+                axum::Json(openai_answer(text))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), gauge)
+}
