@@ -7,10 +7,12 @@
 //! - [`judge`]: prompt templates, verdict parsing, the verdict cache, the rules pre-check.
 //! - [`pool`]: routes and fallback, limits, retries, circuit breakers, cost.
 //! - [`providers`]: one wire format per file behind a provider-neutral interface.
-//! - [`config`] and [`metrics`] sit at the edge; `main.rs` is the command line.
+//! - [`config`] and [`metrics`] sit at the edge; `main.rs` is the command line, and [`cli`] is
+//!   its `run` command (grading a file), a client of [`batch`] and [`api`]'s batch endpoint.
 
 pub mod api;
 pub mod batch;
+pub mod cli;
 pub mod config;
 pub mod judge;
 pub mod metrics;
