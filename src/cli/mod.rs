@@ -4,9 +4,16 @@
 //! - [`input`] and [`csv_rows`]: streaming readers yielding `(line number, item or why it is
 //!   unreadable)`.
 //! - [`output`]: the results file: resume and writing.
-//! - [`report`]: the summary over the whole results file.
+//! - [`engine`]: the bounded judging loop and signal handling.
+//! - [`remote`]: `--server` mode through the batch endpoint.
+//! - [`progress`] and [`report`]: what a person sees on standard error.
+//! - [`run`]: the arguments, the checks before anything runs, and the exit code.
 
 pub mod csv_rows;
+pub mod engine;
 pub mod input;
 pub mod output;
+pub mod progress;
+pub mod remote;
 pub mod report;
+pub mod run;
