@@ -173,7 +173,8 @@ async fn fail_under_exits_3_below_the_accuracy_and_0_above() {
     let none = run(&["--input", path_str(&input), "--fail-under", "0"], &[]).await;
     assert_eq!(none.status.code(), Some(3), "{}", none.stderr);
     assert!(
-        none.stderr.contains("nothing was scored"),
+        none.stderr
+            .contains("nothing was graded correct or incorrect"),
         "{}",
         none.stderr
     );

@@ -16,6 +16,8 @@ pub struct Tally {
     summary: Summary,
     unscored_reasons: BTreeMap<String, usize>,
     error_codes: BTreeMap<String, usize>,
+    /// Verdict `scored`: a score or a winner with no pass mark.
+    scored: usize,
     /// Entries from this run.
     pub judged: usize,
     /// Entries kept from an earlier run.
@@ -28,6 +30,7 @@ impl Tally {
             summary: Summary::new(kind, 0),
             unscored_reasons: BTreeMap::new(),
             error_codes: BTreeMap::new(),
+            scored: 0,
             judged: 0,
             earlier: 0,
         }
@@ -44,6 +47,8 @@ impl Tally {
         if entry["status"] != "ok" {
             let code = entry["error"]["code"].as_str().unwrap_or("unknown");
             *self.error_codes.entry(code.to_string()).or_default() += 1;
+        } else if entry["verdict"] == "scored" {
+            self.scored += 1;
         } else if entry["verdict"] == "unscored" {
             let reason = entry["unscored_reason"].as_str().unwrap_or("unknown");
             *self.unscored_reasons.entry(reason.to_string()).or_default() += 1;
@@ -79,6 +84,7 @@ impl Tally {
             judged_this_run: self.judged,
             from_earlier_run: self.earlier,
             total_exact: exact,
+            scored: self.scored,
             unscored_reasons: self.unscored_reasons,
             error_codes: self.error_codes,
             stopped: stop.map(str::to_string),
@@ -100,6 +106,9 @@ pub struct RunSummary {
     pub from_earlier_run: usize,
     /// False when the run stopped before the end of an input whose size was not known up front.
     pub total_exact: bool,
+    /// Items with verdict `scored` (a score or a winner without a pass mark): neither correct nor
+    /// incorrect.
+    pub scored: usize,
     /// Unscored items per `unscored_reason`.
     pub unscored_reasons: BTreeMap<String, usize>,
     /// Error entries per `error.code`.
@@ -139,6 +148,12 @@ impl RunSummary {
         );
         row("correct", s.correct.to_string());
         row("incorrect", s.incorrect.to_string());
+        if self.scored > 0 {
+            row(
+                "scored",
+                format!("{}  (a score or winner, no pass mark)", self.scored),
+            );
+        }
         row(
             "unscored",
             format!("{}{}", s.unscored, breakdown(&self.unscored_reasons)),
@@ -147,12 +162,12 @@ impl RunSummary {
             "errors",
             format!("{}{}", s.errors, breakdown(&self.error_codes)),
         );
-        let scored = s.correct + s.incorrect;
+        let graded = s.correct + s.incorrect;
         row(
             "accuracy",
             match s.accuracy {
-                Some(a) => format!("{a:.4}  ({} of {scored} scored)", s.correct),
-                None => "n/a  (nothing scored)".to_string(),
+                Some(a) => format!("{a:.4}  ({} of {graded} graded)", s.correct),
+                None => "n/a  (nothing graded correct or incorrect)".to_string(),
             },
         );
         if let Some(m) = s.mean_score {
@@ -213,7 +228,7 @@ mod tests {
         let table = r.table();
         assert!(table.contains("unscored   1  (refusal 1)"), "{table}");
         assert!(table.contains("errors     1  (invalid_line 1)"), "{table}");
-        assert!(table.contains("0.6667  (2 of 3 scored)"), "{table}");
+        assert!(table.contains("0.6667  (2 of 3 graded)"), "{table}");
         assert!(table.contains("cost       n/a"), "{table}");
         assert!(
             table.contains("tokens     40 prompt, 8 completion"),

@@ -17,7 +17,8 @@ use super::report::Tally;
 use crate::config::Settings;
 use crate::judge::JudgeKind;
 
-/// Exit code when the accuracy is under `--fail-under` (or nothing was scored).
+/// Exit code when the accuracy is under `--fail-under`, or nothing was graded correct or
+/// incorrect.
 pub const EXIT_FAIL_UNDER: u8 = 3;
 /// Exit code for bad arguments, an unreadable input or configuration, or an unknown judge.
 pub const EXIT_USAGE: u8 = 2;
@@ -61,7 +62,8 @@ pub struct RunArgs {
     /// Client token for --server (sent as Authorization: Bearer).
     #[arg(long, env = "LLM_JUDGE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Exit with code 3 when the accuracy is below this (0 to 1), or when nothing was scored.
+    /// Exit with code 3 when the accuracy is below this (0 to 1), or when nothing was graded
+    /// correct or incorrect.
     #[arg(long, value_name = "ACCURACY", value_parser = parse_fraction)]
     pub fail_under: Option<f64>,
     /// Also write the summary as JSON to this file.
@@ -314,7 +316,7 @@ fn finish(args: &RunArgs, outcome: Outcome, started: Instant) -> ExitCode {
         match summary.summary.accuracy {
             None => {
                 eprintln!(
-                    "llm-judge run: fail: nothing was scored, so --fail-under {min} cannot be met"
+                    "llm-judge run: fail: nothing was graded correct or incorrect, so --fail-under {min} cannot be met"
                 );
                 return ExitCode::from(EXIT_FAIL_UNDER);
             }
