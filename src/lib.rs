@@ -7,10 +7,12 @@
 //! - [`judge`]: prompt templates, verdict parsing, the verdict cache, the rules pre-check.
 //! - [`pool`]: routes and fallback, limits, retries, circuit breakers, cost.
 //! - [`providers`]: one wire format per file behind a provider-neutral interface.
-//! - [`config`] and [`metrics`] sit at the edge; `main.rs` is the command line.
+//! - [`config`] and [`metrics`] sit at the edge; `main.rs` is the command line, and [`cli`] is
+//!   its `run` command (grading a file), a client of [`batch`] and [`api`]'s batch endpoint.
 
 pub mod api;
 pub mod batch;
+pub mod cli;
 pub mod config;
 pub mod jobs;
 pub mod judge;
@@ -42,12 +44,18 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
 }
 
+/// The pool (every provider client, once) and the judge over it, without the HTTP service or the
+/// job store: what `llm-judge run` needs to judge in process.
+pub fn build_judge(settings: &Settings) -> anyhow::Result<Arc<Judge>> {
+    let pool = Arc::new(Pool::from_settings(settings)?);
+    Ok(Arc::new(Judge::new(pool, settings.judge.clone())))
+}
+
 impl AppState {
     /// Builds the pool (every provider client, once) and the judge.
     pub fn new(settings: Settings) -> anyhow::Result<AppState> {
         let metrics = metrics::install();
-        let pool = Arc::new(Pool::from_settings(&settings)?);
-        let judge = Arc::new(Judge::new(pool, settings.judge.clone()));
+        let judge = build_judge(&settings)?;
         let j = &settings.jobs;
         let jobs = Jobs::open(
             JobSettings {

@@ -1,4 +1,5 @@
-//! The `llm-judge` command line: `serve` runs the HTTP service, `openapi` prints its document.
+//! The `llm-judge` command line: `serve` runs the HTTP service, `run` grades a file of items,
+//! `openapi` prints the service's document.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ enum Command {
         )]
         log_format: LogFormat,
     },
+    /// Grade every item of a file (JSON Lines, gzip or CSV) and write one result line per item.
+    Run(llm_judge::cli::run::RunArgs),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -64,6 +67,17 @@ fn init_tracing(format: LogFormat) {
             .init(),
         LogFormat::Pretty => builder.compact().init(),
     }
+}
+
+/// `run` logs warnings only (level from RUST_LOG), printed around its progress bar.
+fn init_run_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| llm_judge::cli::progress::LogWriter)
+        .compact()
+        .init();
 }
 
 async fn shutdown_signal() {
@@ -93,6 +107,10 @@ async fn main() -> std::process::ExitCode {
                 serde_json::to_string_pretty(&doc).expect("serialisable")
             );
             std::process::ExitCode::SUCCESS
+        }
+        Command::Run(args) => {
+            init_run_tracing();
+            llm_judge::cli::run::run(args).await
         }
         Command::Serve {
             listen,

@@ -48,7 +48,7 @@ impl Respond for Standin {
 #[tokio::test]
 async fn results_come_back_in_input_order_and_a_failing_item_does_not_sink_the_batch() {
     let server = MockServer::start().await;
-    let standin = Standin::default();
+    let standin = Standin;
     Mock::given(method("POST"))
         .respond_with(standin.clone())
         .mount(&server)

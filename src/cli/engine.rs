@@ -1,0 +1,411 @@
+//! The judging loop of `llm-judge run`: a reader thread streams records through a bounded
+//! channel, at most `concurrency` items are in flight, and each result is written as soon as it
+//! is finished (in completion order). On the first SIGINT/SIGTERM no new item is taken, items in
+//! flight get a grace period, and everything finished is written; a second signal exits at once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{Id, JoinSet};
+use tokio::time::Instant;
+
+use super::input::{self, Format, Record};
+use super::output::{IndexSet, Sink};
+use super::progress::Progress;
+use super::remote::{MAX_CHUNK, Pending, Remote};
+use super::report::Tally;
+use crate::batch::{self, BatchItem};
+use crate::judge::{Judge, JudgeKind};
+
+/// Item error messages shown on standard error before the rest are only counted.
+const SHOWN_ERRORS: usize = 20;
+
+/// Who judges.
+pub enum Backend {
+    /// This process, with the judge built from the configuration.
+    Local {
+        judge: Arc<Judge>,
+        /// No provider has a key: the rules judge judges.
+        rules_only: bool,
+        route: String,
+        description: String,
+    },
+    /// A running service, through its batch endpoint.
+    Remote(Arc<Remote>),
+}
+
+impl Backend {
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Local { description, .. } => description.clone(),
+            Backend::Remote(r) => format!("{} on the server", r.route),
+        }
+    }
+}
+
+/// What the loop ends with.
+pub struct Outcome {
+    pub tally: Tally,
+    pub total: usize,
+    pub total_exact: bool,
+    /// 130 after SIGINT, 143 after SIGTERM.
+    pub signal: Option<u8>,
+    /// Why the run stopped early on an error.
+    pub failure: Option<String>,
+}
+
+/// What a judging task gives: its entries, or why the run must stop (server mode).
+type TaskResult = Result<Vec<Value>, String>;
+
+enum Msg {
+    Item(Pending),
+    Unreadable {
+        index: usize,
+        line: usize,
+        message: String,
+    },
+    End {
+        items: usize,
+        error: Option<String>,
+    },
+}
+
+pub struct Engine {
+    backend: Backend,
+    kind: JudgeKind,
+    concurrency: usize,
+    grace: Duration,
+    sink: Sink,
+    tally: Tally,
+    precount: Option<(PathBuf, Format)>,
+    progress: Progress,
+    tasks: JoinSet<TaskResult>,
+    owners: HashMap<Id, Vec<(usize, usize)>>,
+    in_flight: usize,
+    chunk: Vec<Pending>,
+    errors_shown: usize,
+    failure: Option<String>,
+}
+
+impl Engine {
+    pub fn new(
+        backend: Backend,
+        kind: JudgeKind,
+        concurrency: usize,
+        grace: Duration,
+        sink: Sink,
+        tally: Tally,
+        precount: Option<(PathBuf, Format)>,
+    ) -> Engine {
+        Engine {
+            backend,
+            kind,
+            concurrency: concurrency.max(1),
+            grace,
+            sink,
+            tally,
+            precount,
+            progress: Progress::new(),
+            tasks: JoinSet::new(),
+            owners: HashMap::new(),
+            in_flight: 0,
+            chunk: Vec::new(),
+            errors_shown: 0,
+            failure: None,
+        }
+    }
+
+    /// Items per batch request in server mode: half the concurrency, so two requests overlap
+    /// and the slow tail of one does not idle the server.
+    fn chunk_size(&self) -> usize {
+        self.concurrency.div_ceil(2).clamp(1, MAX_CHUNK)
+    }
+
+    pub async fn run(
+        mut self,
+        records: Box<dyn Iterator<Item = std::io::Result<Record>> + Send>,
+        done: Arc<IndexSet>,
+        mut signals: watch::Receiver<Option<u8>>,
+    ) -> Outcome {
+        let read = Arc::new(AtomicUsize::new(0));
+        let (tx, mut rx) = mpsc::channel((self.concurrency * 2).clamp(16, 4096));
+        {
+            let (done, read) = (done.clone(), read.clone());
+            std::thread::spawn(move || read_input(records, &done, &read, &tx));
+        }
+        let counted = Arc::new(OnceLock::new());
+        if let Some((path, format)) = self.precount.take() {
+            let (done, counted) = (done.clone(), counted.clone());
+            std::thread::spawn(move || {
+                if let Some(n) = input::count_records(&path, format) {
+                    let _ = counted.set((n, n - done.count_below(n)));
+                }
+            });
+        }
+        let mut ticker = tokio::time::interval(Duration::from_millis(250));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut input_open = true;
+        let mut input_end: Option<usize> = None;
+        let mut watching = true;
+        let mut signal = None;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let stopping = signal.is_some() || self.failure.is_some();
+            let can_take = !stopping && input_open && self.in_flight < self.concurrency;
+            if self.tasks.is_empty() && (stopping || !input_open) {
+                break;
+            }
+            tokio::select! {
+                changed = signals.changed(), if watching && signal.is_none() => match changed {
+                    Ok(()) => {
+                        signal = *signals.borrow();
+                        deadline = Some(Instant::now() + self.grace);
+                        self.progress.println(&format!(
+                            "llm-judge run: stopping: no new items; {} in flight may finish \
+                             (up to {:.0}s; press Ctrl-C again to quit at once)",
+                            self.in_flight,
+                            self.grace.as_secs_f64()
+                        ));
+                    }
+                    Err(_) => watching = false,
+                },
+                msg = rx.recv(), if can_take => {
+                    // The reader thread always ends with `End`; a closed channel means it died.
+                    let Some(first) = msg else {
+                        input_open = false;
+                        self.fail("reading the input failed".to_string());
+                        continue;
+                    };
+                    let mut next = Some(first);
+                    while let Some(m) = next {
+                        if let Msg::End { items, error } = m {
+                            input_open = false;
+                            match error {
+                                None => {
+                                    input_end = Some(items);
+                                    let to_judge = items - done.count_below(items);
+                                    self.progress.set_total(to_judge as u64);
+                                }
+                                Some(e) => self.fail(format!("reading the input failed: {e}")),
+                            }
+                            break;
+                        }
+                        self.take(m);
+                        next = if self.in_flight + self.chunk.len() < self.concurrency {
+                            rx.try_recv().ok()
+                        } else {
+                            None
+                        };
+                    }
+                    self.send_chunk();
+                },
+                joined = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    self.finished(joined);
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    let abandoned = self.in_flight;
+                    self.tasks.abort_all();
+                    while self.tasks.join_next().await.is_some() {}
+                    self.in_flight = 0;
+                    self.progress.println(&format!(
+                        "llm-judge run: grace period over: {abandoned} items in flight abandoned \
+                         (running again with the same --output judges them)"
+                    ));
+                    break;
+                },
+                _ = ticker.tick() => {
+                    if let Some(&(_, to_judge)) = counted.get() {
+                        self.progress.set_total(to_judge as u64);
+                    }
+                    if let Err(e) = self.sink.flush() {
+                        self.fail(format!("cannot write the output: {e}"));
+                    }
+                    self.progress.tick();
+                },
+            }
+        }
+        if let Err(e) = self.sink.flush() {
+            self.fail(format!("cannot write the output: {e}"));
+        }
+        self.progress.finish();
+        let (total, total_exact) = match (input_end, counted.get()) {
+            (Some(n), _) => (n, true),
+            (None, Some(&(n, _))) => (n, true),
+            (None, None) => (read.load(Ordering::Relaxed), false),
+        };
+        Outcome {
+            tally: self.tally,
+            total,
+            total_exact,
+            signal,
+            failure: self.failure,
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        if self.failure.is_none() {
+            self.progress
+                .println(&format!("llm-judge run: stopping: {message}"));
+            self.failure = Some(message);
+        }
+    }
+
+    /// Starts judging an item (or queues it for the next chunk), or records an unreadable one.
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Item(p) => match &self.backend {
+                Backend::Local { judge, route, .. } => {
+                    let (judge, route, kind) = (judge.clone(), route.clone(), self.kind);
+                    let owner = vec![(p.index, p.line)];
+                    let handle = self.tasks.spawn(async move {
+                        let item = BatchItem::parse(kind, p.index, p.value);
+                        let mut entry = batch::judge_one(&judge, &route, p.index, item).await;
+                        entry["line"] = json!(p.line);
+                        Ok(vec![entry])
+                    });
+                    self.owners.insert(handle.id(), owner);
+                    self.in_flight += 1;
+                }
+                Backend::Remote(_) => {
+                    self.chunk.push(p);
+                    if self.chunk.len() >= self.chunk_size() {
+                        self.send_chunk();
+                    }
+                }
+            },
+            Msg::Unreadable {
+                index,
+                line,
+                message,
+            } => {
+                let message = format!("line {line}: {message}");
+                let mut entry = batch::error_entry(index, "invalid_line", &message, None, None);
+                entry["line"] = json!(line);
+                self.record(entry);
+            }
+            Msg::End { .. } => {}
+        }
+    }
+
+    /// Sends the queued items to the server as one batch.
+    fn send_chunk(&mut self) {
+        let Backend::Remote(remote) = &self.backend else {
+            return;
+        };
+        if self.chunk.is_empty() {
+            return;
+        }
+        let items = std::mem::take(&mut self.chunk);
+        let owner: Vec<(usize, usize)> = items.iter().map(|p| (p.index, p.line)).collect();
+        let (remote, n) = (remote.clone(), items.len());
+        let handle = self
+            .tasks
+            .spawn(async move { remote.judge(items, n).await });
+        self.owners.insert(handle.id(), owner);
+        self.in_flight += n;
+    }
+
+    fn finished(&mut self, joined: Option<Result<(Id, TaskResult), tokio::task::JoinError>>) {
+        let Some(joined) = joined else { return };
+        let id = match &joined {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        let owner = self.owners.remove(&id).unwrap_or_default();
+        self.in_flight = self.in_flight.saturating_sub(owner.len());
+        match joined {
+            Ok((_, Ok(entries))) => entries.into_iter().for_each(|e| self.record(e)),
+            Ok((_, Err(message))) => self.fail(message),
+            Err(e) if e.is_panic() => {
+                for (index, line) in owner {
+                    let mut entry = batch::error_entry(
+                        index,
+                        "internal_error",
+                        "judging this item failed unexpectedly (a bug: please report it)",
+                        None,
+                        None,
+                    );
+                    entry["line"] = json!(line);
+                    self.record(entry);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Writes one finished entry and counts it.
+    fn record(&mut self, entry: Value) {
+        if let Err(e) = self.sink.write(&entry) {
+            self.fail(format!("cannot write the output: {e}"));
+            return;
+        }
+        if entry["status"] != "ok" {
+            self.errors_shown += 1;
+            if self.errors_shown <= SHOWN_ERRORS {
+                self.progress.println(&format!(
+                    "item {} (line {}): {}: {}",
+                    entry["index"],
+                    entry["line"],
+                    entry["error"]["code"].as_str().unwrap_or("error"),
+                    entry["error"]["message"].as_str().unwrap_or_default()
+                ));
+            } else if self.errors_shown == SHOWN_ERRORS + 1 {
+                self.progress
+                    .println("further item errors are not shown here: see the output");
+            }
+        }
+        self.tally.add(&entry, false);
+        self.progress.inc(self.tally.accuracy());
+    }
+}
+
+/// The reader thread: numbers the records (index = position among records), skips those already
+/// done, and sends the rest; ends with the count (or the I/O error that ended the input).
+fn read_input(
+    records: Box<dyn Iterator<Item = std::io::Result<Record>> + Send>,
+    done: &IndexSet,
+    read: &AtomicUsize,
+    tx: &mpsc::Sender<Msg>,
+) {
+    let mut index = 0;
+    let mut error = None;
+    for record in records {
+        let (line, value) = match record {
+            Ok(r) => r,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        };
+        let i = index;
+        index += 1;
+        read.store(index, Ordering::Relaxed);
+        if done.contains(i) {
+            continue;
+        }
+        let msg = match value {
+            Ok(value) => Msg::Item(Pending {
+                index: i,
+                line,
+                value,
+            }),
+            Err(message) => Msg::Unreadable {
+                index: i,
+                line,
+                message,
+            },
+        };
+        if tx.blocking_send(msg).is_err() {
+            return;
+        }
+    }
+    let _ = tx.blocking_send(Msg::End {
+        items: index,
+        error,
+    });
+}

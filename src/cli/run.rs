@@ -1,0 +1,352 @@
+//! `llm-judge run`: the command line arguments, the checks made before anything runs (exit 2 on
+//! any problem), and the end of the run (summary, `--summary-json`, `--fail-under`, exit code).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::ValueEnum;
+use tokio::sync::watch;
+
+use super::engine::{Backend, Engine, Outcome};
+use super::input::{self, Format};
+use super::output::{self, IndexSet, Sink};
+use super::remote::Remote;
+use super::report::Tally;
+use crate::config::Settings;
+use crate::judge::JudgeKind;
+
+/// Exit code when the accuracy is under `--fail-under`, or nothing was graded correct or
+/// incorrect.
+pub const EXIT_FAIL_UNDER: u8 = 3;
+/// Exit code for bad arguments, an unreadable input or configuration, or an unknown judge.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the run stopped on an error (the server gave up, the output cannot be written).
+pub const EXIT_FAILED: u8 = 1;
+
+/// Grade every item of a file (JSON Lines, gzip JSON Lines or CSV) and write one result line per
+/// item.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Items to judge: JSON Lines (.jsonl), gzip (.jsonl.gz, or any file starting with the gzip
+    /// magic bytes) or CSV with a header (.csv, .csv.gz); `-` reads standard input.
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Results, one JSON line per item (default: standard output). An existing file is resumed:
+    /// items with an `ok` entry are skipped, error entries are judged again.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Start over: empty the --output file instead of resuming from it.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// The kind of judgment; items have the fields of that kind's single endpoint.
+    #[arg(long, value_enum, default_value = "binary")]
+    pub kind: KindArg,
+    /// The input's layout when its name does not tell (default: CSV for .csv, else JSON Lines).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// The judge (route) for items that name none (default: the default route).
+    #[arg(long)]
+    pub judge: Option<String>,
+    /// Items judged at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=10000))]
+    pub concurrency: u16,
+    /// TOML configuration file (see llm-judge.example.toml).
+    #[arg(long, env = "LLM_JUDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Send the items to a running llm-judge service (e.g. http://127.0.0.1:8080) instead of
+    /// judging in this process.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Client token for --server (sent as Authorization: Bearer).
+    #[arg(long, env = "LLM_JUDGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Exit with code 3 when the accuracy is below this (0 to 1), or when nothing was graded
+    /// correct or incorrect.
+    #[arg(long, value_name = "ACCURACY", value_parser = parse_fraction)]
+    pub fail_under: Option<f64>,
+    /// Also write the summary as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+    /// After Ctrl-C or SIGTERM, how long items in flight may take to finish, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub grace: f64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    Binary,
+    Score,
+    Compare,
+}
+
+impl From<KindArg> for JudgeKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Binary => JudgeKind::Binary,
+            KindArg::Score => JudgeKind::Score,
+            KindArg::Compare => JudgeKind::Compare,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Jsonl,
+    Csv,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not an accuracy between 0 and 1")),
+    }
+}
+
+/// Runs the command; every problem found before judging starts is exit code 2.
+pub async fn run(args: RunArgs) -> ExitCode {
+    let signals = signals();
+    let started = Instant::now();
+    let prepared = match prepare(&args).await {
+        Ok(p) => p,
+        Err(msg) => {
+            eprintln!("llm-judge run: {msg}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let Prepared {
+        engine,
+        records,
+        done,
+    } = prepared;
+    let outcome = engine.run(records, done, signals).await;
+    finish(&args, outcome, started)
+}
+
+struct Prepared {
+    engine: Engine,
+    records: Box<dyn Iterator<Item = std::io::Result<input::Record>> + Send>,
+    done: Arc<IndexSet>,
+}
+
+async fn prepare(args: &RunArgs) -> Result<Prepared, String> {
+    let kind: JudgeKind = args.kind.into();
+    if !(args.grace.is_finite() && args.grace >= 0.0) {
+        return Err("--grace must be a number of seconds, 0 or more".into());
+    }
+    let format = args.format.map(|f| match f {
+        FormatArg::Jsonl => Format::Jsonl,
+        FormatArg::Csv => Format::Csv,
+    });
+    let shown = if args.input == Path::new("-") {
+        "standard input".to_string()
+    } else {
+        args.input.display().to_string()
+    };
+    let opened = input::open(&args.input, format)
+        .map_err(|e| format!("cannot read the input {shown}: {e}"))?;
+    let (format, gzip) = (opened.format, opened.gzip);
+    let records = opened.records(kind).map_err(|e| format!("{shown}: {e}"))?;
+    if let Some(out) = &args.output
+        && same_file(out, &args.input)
+    {
+        return Err("--output is the input file; choose another file for the results".into());
+    }
+
+    let backend = match &args.server {
+        Some(url) => {
+            let remote = Remote::connect(url, args.token.clone(), kind, args.judge.clone()).await?;
+            Backend::Remote(Arc::new(remote))
+        }
+        None => local_backend(args)?,
+    };
+
+    let mut tally = Tally::new(kind);
+    let mut done = IndexSet::default();
+    let mut note = None;
+    if let (Some(out), false) = (&args.output, args.overwrite) {
+        let prior = output::resume(out, |entry| tally.add(entry, true))?;
+        if !prior.done.is_empty() || prior.errors_dropped > 0 {
+            note = Some(format!(
+                "resuming {}: {} items already done are skipped{}",
+                out.display(),
+                prior.done.len(),
+                match prior.errors_dropped {
+                    0 => String::new(),
+                    n => format!(", {n} error entries are judged again"),
+                }
+            ));
+        }
+        done = prior.done;
+    }
+    let sink = Sink::open(args.output.as_deref(), args.overwrite).map_err(|e| {
+        let out = args.output.as_deref().unwrap_or(Path::new("-"));
+        format!("cannot write the output {}: {e}", out.display())
+    })?;
+
+    eprintln!(
+        "llm-judge run: {shown} ({}{}, {}) with judge {}, {} at a time, results to {}",
+        match format {
+            Format::Jsonl => "JSON Lines",
+            Format::Csv => "CSV",
+        },
+        if gzip { ", gzip" } else { "" },
+        kind.as_str(),
+        backend.describe(),
+        args.concurrency,
+        args.output
+            .as_deref()
+            .map_or("standard output".to_string(), |p| p.display().to_string()),
+    );
+    if let Backend::Local {
+        rules_only: true, ..
+    } = backend
+    {
+        eprintln!(
+            "llm-judge run: no provider API key found: judging with the built-in `rules` judge. \
+             To judge with a model, set OPENAI_API_KEY (or ANTHROPIC_API_KEY, GEMINI_API_KEY, ...) \
+             or point a provider at an OpenAI-compatible server with \
+             LLM_JUDGE__PROVIDERS__OPENAI__BASE_URL"
+        );
+    }
+    if let Some(n) = note {
+        eprintln!("llm-judge run: {n}");
+    }
+    let done = Arc::new(done);
+    let precount = if gzip {
+        None
+    } else {
+        Some((args.input.clone(), format))
+    };
+    let engine = Engine::new(
+        backend,
+        kind,
+        usize::from(args.concurrency),
+        std::time::Duration::from_secs_f64(args.grace),
+        sink,
+        tally,
+        precount,
+    );
+    Ok(Prepared {
+        engine,
+        records,
+        done,
+    })
+}
+
+/// Builds the settings and the judge in this process; checks the judge exists.
+fn local_backend(args: &RunArgs) -> Result<Backend, String> {
+    let settings = Settings::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let rules_only = settings.rules_only;
+    crate::metrics::install();
+    let judge = crate::build_judge(&settings).map_err(|e| format!("{e:#}"))?;
+    let route = judge.resolve_route(args.judge.as_deref()).map_err(|_| {
+        let known: Vec<&str> = settings.routes.keys().map(String::as_str).collect();
+        format!(
+            "unknown judge {:?}: the configured judges are {}",
+            args.judge.as_deref().unwrap_or_default(),
+            known.join(", ")
+        )
+    })?;
+    let steps: Vec<String> = settings
+        .routes
+        .get(&route)
+        .map(|s| {
+            s.iter()
+                .map(|s| format!("{}:{}", s.provider, s.model))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Backend::Local {
+        rules_only,
+        judge,
+        description: format!("{route} [{}]", steps.join(", ")),
+        route,
+    })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Prints the summary, writes `--summary-json`, and picks the exit code.
+fn finish(args: &RunArgs, outcome: Outcome, started: Instant) -> ExitCode {
+    let Outcome {
+        tally,
+        total,
+        total_exact,
+        signal,
+        failure,
+    } = outcome;
+    let stopped = match (&failure, signal) {
+        (Some(f), _) => Some(f.clone()),
+        (None, Some(130)) => Some("interrupted (SIGINT)".to_string()),
+        (None, Some(_)) => Some("terminated (SIGTERM)".to_string()),
+        (None, None) => None,
+    };
+    let summary = tally.finish(total, total_exact, started.elapsed(), stopped.as_deref());
+    eprint!("{}", summary.table());
+    let mut code = ExitCode::SUCCESS;
+    if let Some(path) = &args.summary_json {
+        let written = serde_json::to_vec_pretty(&summary)
+            .map_err(std::io::Error::other)
+            .and_then(|json| std::fs::write(path, json));
+        if let Err(e) = written {
+            eprintln!(
+                "llm-judge run: cannot write the summary to {}: {e}",
+                path.display()
+            );
+            code = ExitCode::from(EXIT_FAILED);
+        }
+    }
+    if let Some(sig) = signal {
+        return ExitCode::from(sig);
+    }
+    if failure.is_some() {
+        return ExitCode::from(EXIT_FAILED);
+    }
+    if let Some(min) = args.fail_under {
+        match summary.summary.accuracy {
+            None => {
+                eprintln!(
+                    "llm-judge run: fail: nothing was graded correct or incorrect, so --fail-under {min} cannot be met"
+                );
+                return ExitCode::from(EXIT_FAIL_UNDER);
+            }
+            Some(a) if a < min => {
+                eprintln!("llm-judge run: fail: accuracy {a:.4} is below --fail-under {min}");
+                return ExitCode::from(EXIT_FAIL_UNDER);
+            }
+            Some(a) => eprintln!("llm-judge run: ok: accuracy {a:.4} meets --fail-under {min}"),
+        }
+    }
+    code
+}
+
+/// Watches SIGINT and SIGTERM: the first sets the exit code (130 or 143) in the channel, the
+/// second exits at once.
+pub fn signals() -> watch::Receiver<Option<u8>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = watch::channel(None);
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return rx;
+    };
+    tokio::spawn(async move {
+        let code = tokio::select! { _ = int.recv() => 130, _ = term.recv() => 143 };
+        let _ = tx.send(Some(code));
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!(
+            "\nllm-judge run: second signal: quitting at once (results not yet written are \
+             lost; running again with the same --output judges them)"
+        );
+        std::process::exit(i32::from(code));
+    });
+    rx
+}
