@@ -175,3 +175,39 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
     }
 }
+
+/// Query parameters read with the error body: 422 naming the parameter, never a bare 400.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded_deserializer(query);
+        match serde_path_to_error::deserialize(de) {
+            Ok(v) => Ok(QueryParams(v)),
+            Err(e) => {
+                let field = e.path().to_string();
+                let field = if field == "." {
+                    "query".to_string()
+                } else {
+                    field
+                };
+                Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    format!("query parameter {field}: {}", e.inner()),
+                )
+                .field(field))
+            }
+        }
+    }
+}
+
+fn serde_urlencoded_deserializer(query: &str) -> serde_urlencoded::Deserializer<'_> {
+    serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()))
+}

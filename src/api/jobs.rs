@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::batch::{BatchRequest, prepare_values};
-use super::error::{ApiError, ErrorBody, JsonBody};
+use super::error::{ApiError, ErrorBody, JsonBody, QueryParams};
 use crate::AppState;
 use crate::jobs::{INVALID_LINE, JobStatus, JobView, StoreError};
 use crate::judge::JudgeKind;
@@ -77,7 +77,7 @@ pub struct UploadParams {
     ))]
 pub async fn create(
     State(app): State<AppState>,
-    Query(q): Query<UploadParams>,
+    QueryParams(q): QueryParams<UploadParams>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let ndjson = req
@@ -246,10 +246,10 @@ pub struct JobList {
 
 /// Lists jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
-    responses((status = 200, body = JobList), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = JobList), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
-    Query(p): Query<ListParams>,
+    QueryParams(p): QueryParams<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
     Ok(Json(JobList {
         jobs: app.jobs.list(p.limit.unwrap_or(100).min(10_000)).await?,
@@ -301,7 +301,7 @@ pub struct ResultParams {
 pub async fn results(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    Query(p): Query<ResultParams>,
+    QueryParams(p): QueryParams<ResultParams>,
 ) -> Result<Response, ApiError> {
     let by_completion = match p.order.as_deref() {
         None | Some("index") => false,
@@ -355,10 +355,19 @@ pub async fn results(
         .into_response())
 }
 
+/// One Server-Sent Event.
+#[derive(Serialize, ToSchema)]
+pub struct SseEvent {
+    /// `progress` or `summary`.
+    pub event: String,
+    /// JSON text.
+    pub data: String,
+}
+
 /// Server-Sent Events: `progress` events while the job runs, then one `summary` event.
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream: `progress` events (data: the progress object) while the job runs, then one `summary` event (data: the job)", content_type = "text/event-stream", body = SseEvent),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn events(
     State(app): State<AppState>,
