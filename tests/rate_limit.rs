@@ -40,6 +40,7 @@ fn busiest_window(arrivals: &[Instant], window: Duration) -> usize {
 async fn requests_per_window_are_never_exceeded_and_a_saturated_batch_keeps_up() {
     const R: usize = 20;
     const N: usize = 60;
+    const WINDOW: Duration = Duration::from_secs(2);
     let server = MockServer::start().await;
     let clock = Clock::default();
     Mock::given(method("POST"))
@@ -48,7 +49,10 @@ async fn requests_per_window_are_never_exceeded_and_a_saturated_batch_keeps_up()
         .await;
     let toml = openai_config("openai", &server, "gpt-4o").replace(
         "api_key = ",
-        &format!("requests_per_minute = {R}\nrate_window_s = 1\napi_key = "),
+        &format!(
+            "requests_per_minute = {R}\nrate_window_s = {}\napi_key = ",
+            WINDOW.as_secs()
+        ),
     );
     let app = spawn(&toml, &[]).await;
     let items: Vec<Value> = (0..N)
@@ -67,21 +71,20 @@ async fn requests_per_window_are_never_exceeded_and_a_saturated_batch_keeps_up()
     let mut arrivals = clock.arrivals.lock().unwrap().clone();
     arrivals.sort();
     assert_eq!(arrivals.len(), N);
-    let busiest = busiest_window(&arrivals, Duration::from_secs(1));
+    let busiest = busiest_window(&arrivals, WINDOW);
     assert!(
         busiest <= R,
-        "{busiest} requests in one 1 s window, limit {R}"
+        "{busiest} requests in one {WINDOW:?} window, limit {R}"
     );
-    // N requests at R per second need (N / R - 1) full windows after the first burst; at 90% of
-    // R the batch may take N / (0.9 R) seconds.
-    let allowed = Duration::from_secs_f64(N as f64 / (0.9 * R as f64));
+    // At 90% of R per window, N requests may take N / (0.9 R) windows.
+    let allowed = WINDOW.mul_f64(N as f64 / (0.9 * R as f64));
     assert!(
         elapsed <= allowed,
         "the batch took {elapsed:?}, more than {allowed:?} (90% of the limit)"
     );
     assert!(
-        elapsed >= Duration::from_secs(2),
-        "60 at 20 per window cannot finish before 2 s: {elapsed:?}"
+        elapsed >= WINDOW * 2,
+        "60 at 20 per window cannot finish within two windows: {elapsed:?}"
     );
 }
 
