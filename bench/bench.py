@@ -23,6 +23,7 @@ import http.client
 import json
 import os
 import platform
+import resource
 import shutil
 import socket
 import subprocess
@@ -87,6 +88,54 @@ def log(msg: str) -> None:
 def loadavg() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
+
+
+def system_ticks() -> tuple[int, int]:
+    """(busy in process context, total) CPU ticks of the whole machine since boot, from
+    /proc/stat. Interrupt and softirq time (where loopback TCP is mostly processed, for our own
+    traffic too) and steal are left out of "busy": no process is charged for them."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return v[0] + v[1] + v[2], sum(v)
+
+
+class CpuWatch:
+    """CPU used during a measurement: the whole machine, ours (the given processes, oha and
+    this script) and the difference, other people's work on the same machine."""
+
+    def __init__(self, *pids: int):
+        self.pids = pids
+        self.t0 = time.monotonic()
+        self.sys0 = system_ticks()
+        self.p0 = [cpu_seconds(p) for p in pids]
+        self.ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.self0 = resource.getrusage(resource.RUSAGE_SELF)
+
+    def stop(self) -> dict:
+        wall = time.monotonic() - self.t0
+        busy1, total1 = system_ticks()
+        busy = (busy1 - self.sys0[0]) / CLK_TCK
+        procs = sum(cpu_seconds(p) - c for p, c in zip(self.pids, self.p0))
+        ch, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(
+            resource.RUSAGE_SELF)
+        extra = (ch.ru_utime + ch.ru_stime - self.ch0.ru_utime - self.ch0.ru_stime
+                 + me.ru_utime + me.ru_stime - self.self0.ru_utime - self.self0.ru_stime)
+        ours = procs + extra
+        return {"wall_s": wall, "busy_cores": busy / wall, "ours_cores": ours / wall,
+                "others_cores": max(0.0, busy - ours) / wall}
+
+
+def wait_quiet(limit_s: float, threshold_cores: float = 0.15) -> dict:
+    """Waits (at most limit_s) until other work on the machine uses under threshold_cores over
+    2 s; returns what it saw."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        b0, _ = system_ticks()
+        time.sleep(2.0)
+        b1, _ = system_ticks()
+        cores = (b1 - b0) / CLK_TCK / 2.0
+        if cores < threshold_cores or time.monotonic() >= deadline:
+            return {"quiet": cores < threshold_cores, "cores_busy_before": cores}
 
 
 def free_port() -> int:
@@ -178,12 +227,23 @@ def wait_ready(port: int, path: str, proc: Proc, seconds: float = 30.0) -> None:
 
 
 class Bench:
-    def __init__(self, plan: Plan, oha: str, workdir: Path):
+    def __init__(self, plan: Plan, oha: str, workdir: Path, quiet_s: float = 0.0):
         self.plan = plan
+        self.quiet_s = quiet_s
         self.oha_bin = oha
         self.work = workdir
         self.results: dict = {}
         self.counter = 0
+
+    def settle(self) -> dict:
+        """Before a timed run: wait (bounded) for other work on the machine to calm down."""
+        if self.quiet_s <= 0:
+            return {"quiet": None, "cores_busy_before": None}
+        q = wait_quiet(self.quiet_s)
+        if not q["quiet"]:
+            log(f"  machine still busy ({q['cores_busy_before']:.2f} cores) after waiting "
+                f"{self.quiet_s:.0f} s; measuring anyway")
+        return q
 
     # -- processes ------------------------------------------------------------------------
 
@@ -230,12 +290,12 @@ default = ["mock:m"]
     # -- load -----------------------------------------------------------------------------
 
     def oha(self, url: str, *, n: int, rate: float | None, c: int, body: Path,
-            lines: bool = False) -> dict:
+            lines: bool = False, method: str = "POST") -> dict:
         """One oha run, bounded by -n and by a wall-clock timeout."""
         args = [self.oha_bin, "--no-tui", "--output-format", "json", "-n", str(n),
-                "-c", str(c), "-m", "POST", "-T", "application/json",
-                "--worker-threads", "1", "-t", "30s"]
-        args += ["-Z" if lines else "-D", str(body)]
+                "-c", str(c), "-m", method, "--worker-threads", "1", "-t", "30s"]
+        if method == "POST":
+            args += ["-T", "application/json", "-Z" if lines else "-D", str(body)]
         if rate:
             args += ["-q", str(rate), "--latency-correction"]
         args.append(url)
@@ -292,15 +352,18 @@ default = ["mock:m"]
             body = self.chat_body()
             url = f"http://127.0.0.1:{mport}/v1/chat/completions"
             self.oha(url, n=min(2000, p.mock_alone_n), rate=None, c=p.mock_alone_c, body=body)
+            self.settle()
             load = loadavg()
             cpu0 = cpu_seconds(mock.pid)
+            w = CpuWatch(mock.pid)
             r = self.oha(url, n=p.mock_alone_n, rate=None, c=p.mock_alone_c, body=body)
+            watch = w.stop()
             cpu = cpu_seconds(mock.pid) - cpu0
             self.results["mock_alone"] = {
                 "load": load, "n": p.mock_alone_n, "c": p.mock_alone_c,
                 "rps": r["summary"]["requestsPerSec"], "lat": pct_ms(r),
                 "status": r["statusCodeDistribution"], "errors": r["errorDistribution"],
-                "mock_cpu_us_per_req": cpu / p.mock_alone_n * 1e6,
+                "mock_cpu_us_per_req": cpu / p.mock_alone_n * 1e6, "cpu": watch,
             }
         finally:
             mock.stop()
@@ -325,15 +388,28 @@ default = ["mock:m"]
                 warm = max(50, int(rate * p.warmup_s))
                 c = max(p.oha_connections, rate // 200)
                 self.oha(direct_url, n=warm, rate=rate, c=c, body=chat)
+                self.settle()
                 load_d = loadavg()
                 direct = self.oha(direct_url, n=n, rate=rate, c=c, body=chat)
                 self.oha(svc_url, n=warm, rate=rate, c=c, body=lines, lines=True)
                 before = scrape_histogram(sport, "llm_judge_overhead_seconds")
+                self.settle()
                 load_s = loadavg()
                 cpu0 = cpu_seconds(svc.pid)
+                w = CpuWatch(svc.pid, mock.pid)
                 served = self.oha(svc_url, n=n, rate=rate, c=c, body=lines, lines=True)
+                watch = w.stop()
                 cpu = cpu_seconds(svc.pid) - cpu0
                 after = scrape_histogram(sport, "llm_judge_overhead_seconds")
+                # The floor of one more loopback hop through the service's HTTP stack and
+                # middleware, without a provider call: GET /healthz at the same rate.
+                floor = None
+                if not in_ladder:
+                    self.settle()
+                    h0 = cpu_seconds(svc.pid)
+                    hz = self.oha(f"http://127.0.0.1:{sport}/healthz", n=n, rate=rate, c=c,
+                                  body=chat, method="GET")
+                    floor = {"lat": pct_ms(hz), "cpu_us": (cpu_seconds(svc.pid) - h0) / n * 1e6}
                 hist = histogram_delta(before, after)
                 row = {
                     "rate": rate, "n": n, "c": c, "ladder": in_ladder,
@@ -347,7 +423,8 @@ default = ["mock:m"]
                     "metric_p50_ms": hist_quantile(hist, 0.5) * 1e3 if hist else None,
                     "metric_p99_ms": hist_quantile(hist, 0.99) * 1e3 if hist else None,
                     "metric_count": hist_total(hist) if hist else 0,
-                    "service_cpu_us_per_req": cpu / n * 1e6,
+                    "service_cpu_us_per_req": cpu / n * 1e6, "cpu": watch,
+                    "healthz": floor,
                 }
                 row["held"] = held(row)
                 rows.append(row)
@@ -373,8 +450,10 @@ default = ["mock:m"]
                   sample_rss: bool = False) -> dict:
         body = self.batch_body(n, c)
         http_request(mport, "POST", "/stats/reset", b"")
+        quiet = self.settle()
         load = loadavg()
         cpu0, mcpu0 = cpu_seconds(svc.pid), cpu_seconds(mock.pid)
+        w = CpuWatch(svc.pid, mock.pid)
         peak = {"rss_kb": proc_status_kb(svc.pid, "VmRSS")}
         stop = threading.Event()
 
@@ -391,6 +470,7 @@ default = ["mock:m"]
         t0 = time.perf_counter()
         status, raw = http_request(sport, "POST", "/v1/judge/batch", body, timeout=900)
         wall = time.perf_counter() - t0
+        watch = w.stop()
         stop.set()
         if t:
             t.join()
@@ -410,6 +490,7 @@ default = ["mock:m"]
             "mock_max_in_flight": stats["max_in_flight"], "mock_calls": stats["calls"],
             "mock_connections": stats["connections"], "response_bytes": len(raw),
             "request_bytes": len(body), "rss_peak_sampled_kb": peak["rss_kb"],
+            "cpu": watch, "quiet_before": quiet,
         }
 
     def batch(self) -> None:
@@ -482,22 +563,25 @@ api_key = "x"
 default_model = "m"
 {dead_extra}"""
 
-        def measure(sport: int, label: str, state: str) -> None:
+        def measure(svc: Proc, sport: int, label: str, state: str) -> None:
             direct_lines = self.binary_lines(None)
             fb_lines = self.binary_lines("fb")
             url = f"http://127.0.0.1:{sport}/v1/judge/binary"
             c = p.oha_connections
             self.oha(url, n=max(20, n // 10), rate=p.fb_rate, c=c, body=direct_lines, lines=True)
+            self.settle()
             load = loadavg()
+            w = CpuWatch(svc.pid, mock.pid)
             base = self.oha(url, n=n, rate=p.fb_rate, c=c, body=direct_lines, lines=True)
             fb = self.oha(url, n=n, rate=p.fb_rate, c=c, body=fb_lines, lines=True)
+            watch = w.stop()
             circuit = [x["circuit"] for x in get_json(sport, "/v1/providers")["providers"]
                        if x["name"] == "dead"][0]
             rows.append({"case": label, "state": state, "load": load, "n": n, "rate": p.fb_rate,
                          "direct": pct_ms(base), "fallback": pct_ms(fb),
                          "fallback_status": fb["statusCodeDistribution"],
                          "direct_status": base["statusCodeDistribution"],
-                         "circuit_after": circuit})
+                         "circuit_after": circuit, "cpu": watch})
 
         try:
             # (a) defaults for the dead provider; open its circuit first.
@@ -515,7 +599,7 @@ default_model = "m"
                         break
                 if not opened:
                     raise RuntimeError("the dead provider's circuit did not open")
-                measure(sport, "circuit open (defaults: breaker_failures 5, cooldown 10 s)",
+                measure(svc, sport, "circuit open (defaults: breaker_failures 5, cooldown 10 s)",
                         "open")
             finally:
                 svc.stop()
@@ -523,7 +607,7 @@ default_model = "m"
             svc, sport = self.start_service(mport, toml(
                 "breaker_failures = 1000000\nbreaker_cooldown_s = 0\nmax_attempts = 1\n"))
             try:
-                measure(sport, "circuit closed (breaker_failures 1e6, cooldown 0, 1 attempt)",
+                measure(svc, sport, "circuit closed (breaker_failures 1e6, cooldown 0, 1 attempt)",
                         "closed")
             finally:
                 svc.stop()
@@ -675,7 +759,13 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
             f"{res['load_end']} |",
             f"| load generator | {res['oha_version']} (`-q` fixed rate with "
             "`--latency-correction`, 1 worker thread) |",
-            f"| duration | {res['duration_s']:.0f} s |", ""]
+            f"| duration | {res['duration_s']:.0f} s |",
+            f"| quiet wait | before each timed run, up to {res['quiet_s']:.0f} s for other work to "
+            "use under 0.15 CPU |", "",
+            "`load` columns: the 1-minute load average at the start of the run (as `uptime` shows "
+            "it) and, in brackets, the CPUs that processes other than the benchmark's own "
+            "(service, mock, oha, this script) used on average during the run, from `/proc/stat`: "
+            "above about 0.1 the figure was measured while someone else was computing.", ""]
 
     if "mock_alone" in res:
         r = res["mock_alone"]
@@ -686,7 +776,7 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 "load |", "| --- | --- | --- | --- | --- | --- | --- |",
                 f"| {r['rps']:.0f} | {f3(r['lat']['p50'])} | {f3(r['lat']['p99'])} | "
                 f"{f3(r['lat']['p99.9'])} | {r['mock_cpu_us_per_req']:.1f} | "
-                f"{fmt_status(r['status'], r['errors'])} | {r['load']} |", ""]
+                f"{fmt_status(r['status'], r['errors'])} | {fmt_load(r['load'], r.get('cpu'))} |", ""]
 
     if "overhead" in res:
         rows = res["overhead"]
@@ -697,11 +787,15 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 "direct percentile. `metric` columns: the service's own "
                 "`llm_judge_overhead_seconds` histogram over the same run (judge time minus "
                 "provider time; excludes HTTP parsing and provider I/O), interpolated inside its "
-                "buckets (50 µs, 100 µs, 250 µs, 500 µs, 1 ms ...).", "",
+                "buckets (50 µs, 100 µs, 250 µs, 500 µs, 1 ms ...). `/healthz` column: `GET /healthz` "
+                "on the service at the same rate, i.e. one loopback hop through its HTTP stack "
+                "and middleware with no provider call: the part of the overhead any extra hop "
+                "costs on this machine.", "",
                 "| rate/s | achieved/s | direct p50 / p99 / p99.9 ms | service p50 / p99 / p99.9 "
                 "ms | overhead p50 ms | overhead p99 ms | overhead p99.9 ms | metric p50 / p99 ms "
-                "| service CPU µs/req | statuses | load | target | result |",
-                "| " + " | ".join(["---"] * 13) + " |"]
+                "| service CPU µs/req | service `/healthz` p50 / p99 ms (CPU µs/req) | statuses "
+                "| load | target | result |",
+                "| " + " | ".join(["---"] * 14) + " |"]
         for r in rows:
             d, s = r["direct"], r["service"]
             o50, o99, o999 = s["p50"] - d["p50"], s["p99"] - d["p99"], s["p99.9"] - d["p99.9"]
@@ -717,8 +811,9 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 f"{f3(d['p50'])} / {f3(d['p99'])} / {f3(d['p99.9'])} | "
                 f"{f3(s['p50'])} / {f3(s['p99'])} / {f3(s['p99.9'])} | {o50:.3f} | {o99:.3f} | "
                 f"{o999:.3f} | {f3(r['metric_p50_ms'])} / {f3(r['metric_p99_ms'])} | "
-                f"{r['service_cpu_us_per_req']:.1f} | "
-                f"{fmt_status(r['service_status'], r['service_errors'])} | {r['load_service']} | "
+                f"{r['service_cpu_us_per_req']:.1f} | {fmt_floor(r.get('healthz'))} | "
+                f"{fmt_status(r['service_status'], r['service_errors'])} | "
+                f"{fmt_load(r['load_service'], r.get('cpu'))} | "
                 f"{'p50 ≤ 0.2, p99 ≤ 1' if is_target else ''} | {mark(ok)} |")
         best = max((r["rate"] for r in rows if r["held"]), default=None)
         tried = max(r["rate"] for r in rows)
@@ -748,7 +843,8 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 f"{r['ideal_items_per_s']:.0f} | {r['efficiency']:.3f} | "
                 f"{r['server_efficiency']:.3f} | {r['mock_max_in_flight']} | "
                 f"{r['mock_connections']} | {r['service_cpu_us_per_item']:.1f} | "
-                f"{r['mock_cpu_us_per_item']:.1f} | {r['load']} | ≥ {tgt} | {mark(ok)} |")
+                f"{r['mock_cpu_us_per_item']:.1f} | {fmt_load(r['load'], r.get('cpu'))} | ≥ {tgt} | "
+                f"{mark(ok)} |")
         bad = [r for r in rows if r["ok"] != r["n"]]
         if bad:
             out += ["", "Items not ok: " + ", ".join(f"C={r['c']}: {r['n'] - r['ok']}"
@@ -768,7 +864,8 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 "| C | N | service CPU s | µs/item | mock µs/item | load | target | result |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- |",
                 f"| {r['c']} | {r['n']} | {r['service_cpu_s']:.2f} | {v:.1f} | "
-                f"{r['mock_cpu_us_per_item']:.1f} | {r['load']} | ≤ 50 µs | {mark(ok)} |", ""]
+                f"{r['mock_cpu_us_per_item']:.1f} | {fmt_load(r['load'], r.get('cpu'))} | ≤ 50 µs | "
+                f"{mark(ok)} |", ""]
 
     if "memory" in res:
         r = res["memory"]
@@ -786,7 +883,8 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 "| " + " | ".join(["---"] * 10) + " |",
                 f"| {r['n']} | {r['mock_max_in_flight']} | {r['idle_rss_kb'] * 1024 / 1e6:.1f} | "
                 f"{mb:.1f} | {r['after_rss_kb'] * 1024 / 1e6:.1f} | {r['wall_s']:.2f} | "
-                f"{r['response_bytes']} | {r['load']} | ≤ 150 MB | {mark(ok)} |", ""]
+                f"{r['response_bytes']} | {fmt_load(r['load'], r.get('cpu'))} | ≤ 150 MB | {mark(ok)} |",
+                ""]
 
     if "fallback" in res:
         out += ["## 5. Fallback past a refused primary", "",
@@ -810,7 +908,7 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 f"| {r['case']} | {f3(d['p50'])} / {f3(d['p99'])} / {f3(d['p99.9'])} | "
                 f"{f3(f['p50'])} / {f3(f['p99'])} / {f3(f['p99.9'])} | "
                 f"{f['p50'] - d['p50']:.3f} | {extra99:.3f} | {r['circuit_after']} | "
-                f"{fmt_status(r['fallback_status'], {})} | {r['load']} | "
+                f"{fmt_status(r['fallback_status'], {})} | {fmt_load(r['load'], r.get('cpu'))} | "
                 f"{'≤ 5 ms' if r['state'] == 'open' else ''} | {mark(ok)} |")
         if "fallback_retries" in res:
             r = res["fallback_retries"]
@@ -827,6 +925,19 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
     if "notes" in res:
         out += ["## Notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
     return "\n".join(out), verdicts
+
+
+def fmt_floor(h: dict | None) -> str:
+    if not h:
+        return "–"
+    return f"{f3(h['lat']['p50'])} / {f3(h['lat']['p99'])} ({h['cpu_us']:.0f})"
+
+
+def fmt_load(load: str, cpu: dict | None) -> str:
+    """The load average and, when known, the CPU other people's work took during the run."""
+    if not cpu:
+        return load
+    return f"{load} (others {cpu['others_cores']:.2f})"
 
 
 def fmt_status(status: dict, errors: dict) -> str:
@@ -846,6 +957,9 @@ def main() -> int:
     ap.add_argument("--only", help="comma-separated subset: mock,overhead,batch,memory,fallback")
     ap.add_argument("--command", default=None, help="the command line to print in the report")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (configs and logs)")
+    ap.add_argument("--wait-quiet", type=float, default=None,
+                    help="before each timed run, wait up to this many seconds for the machine to "
+                         "be quiet (default 120, 0 with --smoke)")
     args = ap.parse_args()
 
     plan = Plan(args.smoke)
@@ -859,7 +973,8 @@ def main() -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="llm-judge-bench-"))
     log(f"work dir {work} (logs and configs); load {loadavg()}")
-    bench = Bench(plan, args.oha, work)
+    quiet_s = args.wait_quiet if args.wait_quiet is not None else (0.0 if plan.smoke else 120.0)
+    bench = Bench(plan, args.oha, work, quiet_s)
     started = time.time()
     res = bench.results
     res.update({
@@ -868,6 +983,7 @@ def main() -> int:
         "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "machine": machine(), "load_start": loadavg(),
         "oha_version": tool_version([args.oha, "--version"]), "smoke": plan.smoke,
+        "quiet_s": quiet_s,
     })
     steps = [("mock", bench.mock_alone), ("overhead", bench.overhead), ("batch", bench.batch),
              ("memory", bench.memory), ("fallback", bench.fallback)]
