@@ -14,11 +14,15 @@ WORKDIR /build
 
 # Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or Cargo.lock change.
 # A dummy lib + bin stands in for the real sources so that `cargo build` compiles every dependency.
+# The workspace also lists the benchmark stand-in; its manifest (with a placeholder main) is
+# enough for cargo to resolve the workspace, and only the service is built.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY bench/mock-provider/Cargo.toml bench/mock-provider/Cargo.toml
+RUN mkdir -p src bench/mock-provider/src \
     && echo 'fn main() {}' > src/main.rs \
+    && echo 'fn main() {}' > bench/mock-provider/src/main.rs \
     && echo '// placeholder for the dependency layer' > src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked -p llm-judge \
     && rm -rf src
 
 # The service itself. COPY keeps the files' own modification times, which can be older than the
@@ -27,7 +31,7 @@ RUN mkdir src \
 # than stripping) keeps file:line in backtraces and halves the binary (~60 MB -> ~27 MB).
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked -p llm-judge \
     && objcopy --compress-debug-sections=zlib target/release/llm-judge /usr/local/bin/llm-judge \
     && /usr/local/bin/llm-judge --version
 

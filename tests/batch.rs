@@ -172,3 +172,61 @@ async fn max_concurrent_bounds_the_calls_in_flight() {
     assert!(max <= 3, "max_concurrent 3 was exceeded: {max}");
     assert!(max >= 2, "the batch ran concurrently: {max}");
 }
+
+/// Items are judged on tasks of their own; when the client goes away they are aborted with the
+/// batch, so no provider call keeps running (or holds a concurrency slot) for an answer nobody
+/// will read, and no further item is started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_dropped_by_its_client_stops_its_items() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(openai_answer("Verdict: 1"))
+                .set_delay(Duration::from_secs(10)),
+        )
+        .mount(&server)
+        .await;
+    let app = spawn(&openai_config("openai", &server, "gpt-4o"), &[]).await;
+    let in_flight = || {
+        app.state
+            .judge
+            .pool()
+            .status()
+            .into_iter()
+            .find(|p| p.name == "openai")
+            .map(|p| p.in_flight)
+            .unwrap()
+    };
+    let items: Vec<Value> = (0..8)
+        .map(|i| json!({"question": "q", "answer": "a", "prediction": format!("p{i}")}))
+        .collect();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let sent = impatient
+        .post(app.url("/v1/judge/batch"))
+        .json(&json!({"max_concurrent": 4, "items": items}))
+        .send()
+        .await;
+    assert!(
+        sent.is_err(),
+        "the client gives up before the provider answers"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while in_flight() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} provider calls still in flight after the client left",
+            in_flight()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        4,
+        "only the first max_concurrent items were ever sent"
+    );
+}

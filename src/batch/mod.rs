@@ -4,7 +4,10 @@
 
 pub mod summary;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -160,7 +163,43 @@ pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem
     }
 }
 
+/// One item judged on a task of its own, aborted if the batch is dropped (the client went away
+/// or the server stopped waiting), so no provider call outlives the request that asked for it.
+struct ItemTask {
+    index: usize,
+    handle: tokio::task::JoinHandle<Value>,
+}
+
+impl Future for ItemTask {
+    type Output = Value;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Value> {
+        let index = self.index;
+        Pin::new(&mut self.handle).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|e| {
+                error_entry(
+                    index,
+                    "internal_error",
+                    &format!("the item could not be judged: {e}"),
+                    None,
+                    None,
+                )
+            })
+        })
+    }
+}
+
+impl Drop for ItemTask {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
 /// Runs a whole batch: results in input order and the summary.
+///
+/// At most `max_concurrent` items are in progress at once. Each is spawned as its own task, so
+/// items are judged (prompts, parsing, provider I/O) on every runtime worker rather than all on
+/// the one task serving the request.
 pub async fn run(
     judge: Arc<Judge>,
     route: String,
@@ -170,11 +209,12 @@ pub async fn run(
 ) -> (Vec<Value>, Summary) {
     let started = Instant::now();
     let total = items.len();
+    let route: Arc<str> = route.into();
     let results: Vec<Value> = futures::stream::iter(items.into_iter().enumerate())
         .map(|(index, item)| {
             let judge = judge.clone();
             let route = route.clone();
-            async move {
+            let handle = tokio::spawn(async move {
                 let entry = judge_one(&judge, &route, index, item).await;
                 let status = if entry["status"] == "ok" {
                     "ok"
@@ -183,7 +223,8 @@ pub async fn run(
                 };
                 metrics::counter!(m::BATCH_ITEMS, "status" => status).increment(1);
                 entry
-            }
+            });
+            ItemTask { index, handle }
         })
         .buffered(max_concurrent.max(1))
         .collect()

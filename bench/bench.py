@@ -1,0 +1,1027 @@
+#!/usr/bin/env python3
+"""Benchmarks llm-judge against the stand-in provider llm-judge-mock and writes BENCHMARKS.md.
+
+Called by `bench/run` (which builds the release binaries and installs oha first); python3 stdlib
+only. Every process it starts listens on 127.0.0.1 only and is stopped by its own pid; every load
+run is bounded both in request count and in time.
+
+Measurements (see README "Benchmarks"):
+  0. the mock alone (its own ceiling: max rate, latency, CPU per request);
+  1. overhead of POST /v1/judge/binary over the same load sent straight to the mock, at fixed
+     rates, plus the service's own llm_judge_overhead_seconds histogram;
+  2. batch efficiency: items/s over C/L at mock latency L = 100 ms, for several max_concurrent C;
+  3. service CPU seconds per judged item at C = 1000;
+  4. peak RSS with 10,000 items in flight;
+  5. the cost of falling back past a refused primary, circuit open and closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+SERVICE_BIN = RELEASE / "llm-judge"
+MOCK_BIN = RELEASE / "llm-judge-mock"
+OUT_DIR = ROOT / "bench" / "out"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+TARGETS = {
+    "overhead_p50_ms": 0.2,
+    "overhead_p99_ms": 1.0,
+    "overhead_rate": 2000,
+    "batch_eff_upto_1000": 0.95,
+    "batch_eff_2000": 0.90,
+    "cpu_us_per_item": 50.0,
+    "rss_mb": 150.0,
+    "fallback_extra_p99_ms": 5.0,
+}
+
+
+class Plan:
+    """Sizes of every measurement: the full run, or the tiny smoke run."""
+
+    def __init__(self, smoke: bool):
+        self.smoke = smoke
+        if smoke:
+            self.mock_alone_n, self.mock_alone_c = 300, 10
+            self.overhead_rates, self.overhead_s, self.ladder, self.warmup_s = [500], 0.6, [], 0.2
+            self.batch_cs, self.batch_latency_ms = [10, 100], 100
+            self.batch_n = lambda c: 5 * c
+            self.cpu_c = 100
+            self.mem_items, self.mem_latency_ms = 500, 200
+            self.fb_rate, self.fb_s, self.fb_retry_n = 100, 1.0, 2
+        else:
+            self.mock_alone_n, self.mock_alone_c = 100_000, 50
+            self.overhead_rates, self.overhead_s = [500, 2000, 5000], 10.0
+            self.ladder, self.warmup_s = [7500, 10000, 15000, 20000], 1.0
+            self.batch_cs, self.batch_latency_ms = [10, 50, 100, 500, 1000, 2000], 100
+            self.batch_n = lambda c: max(10 * c, 2000)
+            self.cpu_c = 1000
+            self.mem_items, self.mem_latency_ms = 10_000, 2000
+            self.fb_rate, self.fb_s, self.fb_retry_n = 200, 10.0, 20
+        self.oha_connections = 32
+
+
+# ---------------------------------------------------------------------------------------------
+# processes and probes
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def system_ticks() -> tuple[int, int]:
+    """(busy in process context, total) CPU ticks of the whole machine since boot, from
+    /proc/stat. Interrupt and softirq time (where loopback TCP is mostly processed, for our own
+    traffic too) and steal are left out of "busy": no process is charged for them."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return v[0] + v[1] + v[2], sum(v)
+
+
+class CpuWatch:
+    """CPU used during a measurement: the whole machine, ours (the given processes, oha and
+    this script) and the difference, other people's work on the same machine."""
+
+    def __init__(self, *pids: int):
+        self.pids = pids
+        self.t0 = time.monotonic()
+        self.sys0 = system_ticks()
+        self.p0 = [cpu_seconds(p) for p in pids]
+        self.ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.self0 = resource.getrusage(resource.RUSAGE_SELF)
+
+    def stop(self) -> dict:
+        wall = time.monotonic() - self.t0
+        busy1, total1 = system_ticks()
+        busy = (busy1 - self.sys0[0]) / CLK_TCK
+        procs = sum(cpu_seconds(p) - c for p, c in zip(self.pids, self.p0))
+        ch, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(
+            resource.RUSAGE_SELF)
+        extra = (ch.ru_utime + ch.ru_stime - self.ch0.ru_utime - self.ch0.ru_stime
+                 + me.ru_utime + me.ru_stime - self.self0.ru_utime - self.self0.ru_stime)
+        ours = procs + extra
+        return {"wall_s": wall, "busy_cores": busy / wall, "ours_cores": ours / wall,
+                "others_cores": max(0.0, busy - ours) / wall}
+
+
+def wait_quiet(limit_s: float, threshold_cores: float = 0.15) -> dict:
+    """Waits (at most limit_s) until other work on the machine uses under threshold_cores over
+    2 s; returns what it saw."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        b0, _ = system_ticks()
+        time.sleep(2.0)
+        b1, _ = system_ticks()
+        cores = (b1 - b0) / CLK_TCK / 2.0
+        if cores < threshold_cores or time.monotonic() >= deadline:
+            return {"quiet": cores < threshold_cores, "cores_busy_before": cores}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds (resolution 1/CLK_TCK)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_status_kb(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+class Proc:
+    """A child process we started; stopped by its own pid."""
+
+    live: list["Proc"] = []
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logdir: Path):
+        self.name = name
+        self.log_path = logdir / f"{name}.log"
+        self.log = open(self.log_path, "w")
+        self.p = subprocess.Popen(
+            args, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=str(logdir)
+        )
+        self.pid = self.p.pid
+        Proc.live.append(self)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(timeout=10)
+        self.log.close()
+        if self in Proc.live:
+            Proc.live.remove(self)
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for p in list(cls.live):
+            p.stop()
+
+
+def http_request(port: int, method: str, path: str, body: bytes | None = None,
+                 timeout: float = 30.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def get_json(port: int, path: str):
+    status, body = http_request(port, "GET", path)
+    if status != 200:
+        raise RuntimeError(f"GET {path} -> {status}: {body[:200]!r}")
+    return json.loads(body)
+
+
+def wait_ready(port: int, path: str, proc: Proc, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.p.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited early; see {proc.log_path}:\n"
+                               + proc.log_path.read_text()[-2000:])
+        try:
+            if http_request(port, "GET", path, timeout=1.0)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.name} not ready on port {port} after {seconds}s")
+
+
+class Bench:
+    def __init__(self, plan: Plan, oha: str, workdir: Path, quiet_s: float = 0.0):
+        self.plan = plan
+        self.quiet_s = quiet_s
+        self.oha_bin = oha
+        self.work = workdir
+        self.results: dict = {}
+        self.counter = 0
+
+    def settle(self) -> dict:
+        """Before a timed run: wait (bounded) for other work on the machine to calm down."""
+        if self.quiet_s <= 0:
+            return {"quiet": None, "cores_busy_before": None}
+        q = wait_quiet(self.quiet_s)
+        if not q["quiet"]:
+            log(f"  machine still busy ({q['cores_busy_before']:.2f} cores) after waiting "
+                f"{self.quiet_s:.0f} s; measuring anyway")
+        return q
+
+    # -- processes ------------------------------------------------------------------------
+
+    def start_mock(self, *flags: str) -> tuple[Proc, int]:
+        port = free_port()
+        self.counter += 1
+        proc = Proc(f"mock{self.counter}", [str(MOCK_BIN), "--listen", f"127.0.0.1:{port}", *flags],
+                    {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, self.work)
+        wait_ready(port, "/healthz", proc)
+        return proc, port
+
+    def start_service(self, mock_port: int, extra_toml: str = "",
+                      env: dict[str, str] | None = None) -> tuple[Proc, int]:
+        """The service with a provider `mock` (kind openai) at the mock, cache off."""
+        port = free_port()
+        self.counter += 1
+        cfg = self.work / f"service{self.counter}.toml"
+        cfg.write_text(f"""# written by bench/bench.py
+[server]
+max_batch_items = 20000
+batch_max_concurrent_limit = 10000
+shutdown_grace_s = 2
+
+[providers.mock]
+kind = "openai"
+base_url = "http://127.0.0.1:{mock_port}/v1"
+api_key = "x"
+default_model = "m"
+
+[routes]
+default = ["mock:m"]
+{extra_toml}""")
+        # A clean environment: no provider keys or LLM_JUDGE settings leak in from the shell.
+        e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RUST_LOG": "info",
+             "LLM_JUDGE__JUDGE__CACHE_ENTRIES": "0",
+             "LLM_JUDGE__PROVIDERS__MOCK__MAX_IN_FLIGHT": "4096"}
+        e.update(env or {})
+        proc = Proc(f"service{self.counter}",
+                    [str(SERVICE_BIN), "serve", "--listen", f"127.0.0.1:{port}",
+                     "--config", str(cfg)], e, self.work)
+        wait_ready(port, "/readyz", proc)
+        return proc, port
+
+    # -- load -----------------------------------------------------------------------------
+
+    def oha(self, url: str, *, n: int, rate: float | None, c: int, body: Path,
+            lines: bool = False, method: str = "POST") -> dict:
+        """One oha run, bounded by -n and by a wall-clock timeout."""
+        args = [self.oha_bin, "--no-tui", "--output-format", "json", "-n", str(n),
+                "-c", str(c), "-m", method, "--worker-threads", "1", "-t", "30s"]
+        if method == "POST":
+            args += ["-T", "application/json", "-Z" if lines else "-D", str(body)]
+        if rate:
+            args += ["-q", str(rate), "--latency-correction"]
+        args.append(url)
+        limit = (n / rate if rate else 60.0) * 3 + 30
+        out = subprocess.run(args, capture_output=True, text=True, timeout=limit)
+        if out.returncode != 0:
+            raise RuntimeError(f"oha failed ({out.returncode}): {out.stderr[-2000:]}")
+        return json.loads(out.stdout)
+
+    # -- bodies ---------------------------------------------------------------------------
+
+    def chat_body(self) -> Path:
+        """A chat request of the shape and size the service sends for a binary item."""
+        system = (
+            "You are a strict grader. You compare a candidate answer with a reference answer and "
+            "decide whether the candidate is right.\nHow to decide:\n1. When the candidate shows "
+            "its working, look only at the final answer it commits to.\n2. Multiple choice: the "
+            "candidate is right when it picks the same option as the reference, named by its "
+            "letter or by the option's text.\n3. An answer that is only partly right, lists "
+            "several answers without choosing one, or adds a wrong claim is wrong.\n4. Layout, "
+            "capitals, punctuation and wording do not matter when the meaning is the same.\n5. "
+            "Numbers must have the same value; where units are given they must agree (5 km is not "
+            "5 m).\nReply with one short sentence of justification, then a last line that is "
+            "exactly `Verdict: 1` when the candidate is right or `Verdict: 0` when it is not.")
+        user = ("Question:\nWhat is 17 + 25?\n\nReference answer:\n42\n\nCandidate answer:\n"
+                "After adding, the answer is 42.")
+        body = {"model": "m", "messages": [{"role": "system", "content": system},
+                                           {"role": "user", "content": user}],
+                "temperature": 0.0, "max_tokens": 512}
+        path = self.work / "chat.json"
+        path.write_text(json.dumps(body))
+        return path
+
+    def binary_lines(self, judge: str | None = None, count: int = 1000) -> Path:
+        """Binary judge requests, one per line, each with its own prediction; cache off."""
+        path = self.work / f"binary-{judge or 'default'}.jsonl"
+        with open(path, "w") as f:
+            for i in range(count):
+                item = {"question": f"What is {i} + {i + 25}?", "answer": str(2 * i + 25),
+                        "prediction": f"After adding, the answer is {2 * i + 25} (variant {i}).",
+                        "options": {"cache": False}}
+                if judge:
+                    item["judge"] = judge
+                f.write(json.dumps(item) + "\n")
+        return path
+
+    # -- 0. the mock alone ----------------------------------------------------------------
+
+    def mock_alone(self) -> None:
+        p = self.plan
+        log("mock alone: max rate at 0 ms latency")
+        mock, mport = self.start_mock("--latency-ms", "0")
+        try:
+            body = self.chat_body()
+            url = f"http://127.0.0.1:{mport}/v1/chat/completions"
+            self.oha(url, n=min(2000, p.mock_alone_n), rate=None, c=p.mock_alone_c, body=body)
+            self.settle()
+            load = loadavg()
+            cpu0 = cpu_seconds(mock.pid)
+            w = CpuWatch(mock.pid)
+            r = self.oha(url, n=p.mock_alone_n, rate=None, c=p.mock_alone_c, body=body)
+            watch = w.stop()
+            cpu = cpu_seconds(mock.pid) - cpu0
+            self.results["mock_alone"] = {
+                "load": load, "n": p.mock_alone_n, "c": p.mock_alone_c,
+                "rps": r["summary"]["requestsPerSec"], "lat": pct_ms(r),
+                "status": r["statusCodeDistribution"], "errors": r["errorDistribution"],
+                "mock_cpu_us_per_req": cpu / p.mock_alone_n * 1e6, "cpu": watch,
+            }
+        finally:
+            mock.stop()
+
+    # -- 1. overhead ----------------------------------------------------------------------
+
+    def overhead(self) -> None:
+        p = self.plan
+        log("overhead: binary judge through the service vs straight to the mock")
+        mock, mport = self.start_mock("--latency-ms", "0")
+        svc, sport = self.start_service(mport)
+        rows = []
+        try:
+            chat = self.chat_body()
+            lines = self.binary_lines()
+            direct_url = f"http://127.0.0.1:{mport}/v1/chat/completions"
+            svc_url = f"http://127.0.0.1:{sport}/v1/judge/binary"
+            rates = list(p.overhead_rates) + list(p.ladder)
+            for rate in rates:
+                in_ladder = rate not in p.overhead_rates
+                n = int(rate * p.overhead_s)
+                warm = max(50, int(rate * p.warmup_s))
+                c = max(p.oha_connections, rate // 200)
+                self.oha(direct_url, n=warm, rate=rate, c=c, body=chat)
+                self.settle()
+                load_d = loadavg()
+                direct = self.oha(direct_url, n=n, rate=rate, c=c, body=chat)
+                self.oha(svc_url, n=warm, rate=rate, c=c, body=lines, lines=True)
+                before = scrape_histogram(sport, "llm_judge_overhead_seconds")
+                self.settle()
+                load_s = loadavg()
+                cpu0 = cpu_seconds(svc.pid)
+                w = CpuWatch(svc.pid, mock.pid)
+                served = self.oha(svc_url, n=n, rate=rate, c=c, body=lines, lines=True)
+                watch = w.stop()
+                cpu = cpu_seconds(svc.pid) - cpu0
+                after = scrape_histogram(sport, "llm_judge_overhead_seconds")
+                # The floor of one more loopback hop through the service's HTTP stack and
+                # middleware, without a provider call: GET /healthz at the same rate.
+                floor = None
+                if not in_ladder:
+                    self.settle()
+                    h0 = cpu_seconds(svc.pid)
+                    hz = self.oha(f"http://127.0.0.1:{sport}/healthz", n=n, rate=rate, c=c,
+                                  body=chat, method="GET")
+                    floor = {"lat": pct_ms(hz), "cpu_us": (cpu_seconds(svc.pid) - h0) / n * 1e6}
+                hist = histogram_delta(before, after)
+                row = {
+                    "rate": rate, "n": n, "c": c, "ladder": in_ladder,
+                    "load_direct": load_d, "load_service": load_s,
+                    "direct": pct_ms(direct), "service": pct_ms(served),
+                    "direct_rps": direct["summary"]["requestsPerSec"],
+                    "service_rps": served["summary"]["requestsPerSec"],
+                    "service_status": served["statusCodeDistribution"],
+                    "service_errors": served["errorDistribution"],
+                    "direct_status": direct["statusCodeDistribution"],
+                    "metric_p50_ms": hist_quantile(hist, 0.5) * 1e3 if hist else None,
+                    "metric_p99_ms": hist_quantile(hist, 0.99) * 1e3 if hist else None,
+                    "metric_count": hist_total(hist) if hist else 0,
+                    "service_cpu_us_per_req": cpu / n * 1e6, "cpu": watch,
+                    "healthz": floor,
+                }
+                row["held"] = held(row)
+                rows.append(row)
+                log(f"  {rate}/s: service p50 {row['service']['p50']:.3f} ms p99 "
+                    f"{row['service']['p99']:.3f} ms; direct p50 {row['direct']['p50']:.3f} "
+                    f"p99 {row['direct']['p99']:.3f}; load {load_s}")
+                if in_ladder and not row["held"]:
+                    break
+        finally:
+            svc.stop()
+            mock.stop()
+        self.results["overhead"] = rows
+
+    # -- 2 and 3. batch efficiency and CPU per item ---------------------------------------
+
+    def batch_body(self, n: int, c: int) -> bytes:
+        items = [{"question": f"What is {i} + {i + 25}?", "answer": str(2 * i + 25),
+                  "prediction": f"After adding, the answer is {2 * i + 25} (item {i}).",
+                  "options": {"cache": False}} for i in range(n)]
+        return json.dumps({"kind": "binary", "max_concurrent": c, "items": items}).encode()
+
+    def run_batch(self, sport: int, svc: Proc, mock: Proc, mport: int, n: int, c: int,
+                  sample_rss: bool = False) -> dict:
+        body = self.batch_body(n, c)
+        http_request(mport, "POST", "/stats/reset", b"")
+        quiet = self.settle()
+        load = loadavg()
+        cpu0, mcpu0 = cpu_seconds(svc.pid), cpu_seconds(mock.pid)
+        w = CpuWatch(svc.pid, mock.pid)
+        peak = {"rss_kb": proc_status_kb(svc.pid, "VmRSS")}
+        stop = threading.Event()
+
+        def sampler():
+            while not stop.wait(0.02):
+                try:
+                    peak["rss_kb"] = max(peak["rss_kb"], proc_status_kb(svc.pid, "VmRSS"))
+                except (OSError, KeyError):
+                    return
+
+        t = threading.Thread(target=sampler, daemon=True) if sample_rss else None
+        if t:
+            t.start()
+        t0 = time.perf_counter()
+        status, raw = http_request(sport, "POST", "/v1/judge/batch", body, timeout=900)
+        wall = time.perf_counter() - t0
+        watch = w.stop()
+        stop.set()
+        if t:
+            t.join()
+        cpu, mcpu = cpu_seconds(svc.pid) - cpu0, cpu_seconds(mock.pid) - mcpu0
+        if status != 200:
+            raise RuntimeError(f"batch of {n} at C={c} -> {status}: {raw[:300]!r}")
+        resp = json.loads(raw)
+        summary = resp["summary"]
+        ok = sum(1 for r in resp["results"] if r["status"] == "ok")
+        stats = get_json(mport, "/stats")
+        return {
+            "c": c, "n": n, "load": load, "wall_s": wall, "ok": ok,
+            "errors": summary.get("errors"), "server_duration_s": summary["duration_ms"] / 1e3,
+            "items_per_s": n / wall, "server_items_per_s": summary["items_per_second"],
+            "service_cpu_s": cpu, "service_cpu_us_per_item": cpu / n * 1e6,
+            "mock_cpu_us_per_item": mcpu / n * 1e6,
+            "mock_max_in_flight": stats["max_in_flight"], "mock_calls": stats["calls"],
+            "mock_connections": stats["connections"], "response_bytes": len(raw),
+            "request_bytes": len(body), "rss_peak_sampled_kb": peak["rss_kb"],
+            "cpu": watch, "quiet_before": quiet,
+        }
+
+    def batch(self) -> None:
+        p = self.plan
+        lat = p.batch_latency_ms
+        log(f"batch efficiency at mock latency {lat} ms")
+        mock, mport = self.start_mock("--latency-ms", str(lat))
+        svc, sport = self.start_service(mport)
+        rows = []
+        try:
+            self.run_batch(sport, svc, mock, mport, 200, 100)  # warm-up
+            for c in p.batch_cs:
+                n = p.batch_n(c)
+                r = self.run_batch(sport, svc, mock, mport, n, c)
+                ideal = c / (lat / 1000.0)
+                r["ideal_items_per_s"] = ideal
+                r["efficiency"] = r["items_per_s"] / ideal
+                r["server_efficiency"] = r["server_items_per_s"] / ideal
+                rows.append(r)
+                log(f"  C={c} N={n}: {r['items_per_s']:.0f} items/s, efficiency "
+                    f"{r['efficiency']:.3f} (server-side {r['server_efficiency']:.3f}), "
+                    f"CPU {r['service_cpu_us_per_item']:.1f} us/item, load {r['load']}")
+        finally:
+            svc.stop()
+            mock.stop()
+        self.results["batch"] = rows
+        cpu_rows = [r for r in rows if r["c"] == p.cpu_c]
+        if cpu_rows:
+            self.results["cpu"] = cpu_rows[0]
+
+    # -- 4. memory ------------------------------------------------------------------------
+
+    def memory(self) -> None:
+        p = self.plan
+        n = p.mem_items
+        log(f"memory: {n} items in flight at mock latency {p.mem_latency_ms} ms")
+        mock, mport = self.start_mock("--latency-ms", str(p.mem_latency_ms))
+        svc, sport = self.start_service(
+            mport, env={"LLM_JUDGE__PROVIDERS__MOCK__MAX_IN_FLIGHT": str(max(n, 4096) + 100)})
+        try:
+            idle_kb = proc_status_kb(svc.pid, "VmRSS")
+            r = self.run_batch(sport, svc, mock, mport, n, n, sample_rss=True)
+            r["idle_rss_kb"] = idle_kb
+            r["vmhwm_kb"] = proc_status_kb(svc.pid, "VmHWM")
+            r["after_rss_kb"] = proc_status_kb(svc.pid, "VmRSS")
+            self.results["memory"] = r
+            log(f"  peak RSS {r['vmhwm_kb'] / 1024:.1f} MiB with {r['mock_max_in_flight']} "
+                f"in flight at the mock; load {r['load']}")
+        finally:
+            svc.stop()
+            mock.stop()
+
+    # -- 5. fallback ----------------------------------------------------------------------
+
+    def fallback(self) -> None:
+        p = self.plan
+        log("fallback past a refused primary")
+        dead = free_port()  # nothing listens there: connections are refused
+        mock, mport = self.start_mock("--latency-ms", "0")
+        rows = []
+        n = int(p.fb_rate * p.fb_s)
+
+        def toml(dead_extra: str) -> str:
+            return f"""fb = ["dead:m", "mock:m"]
+
+[providers.dead]
+kind = "openai"
+base_url = "http://127.0.0.1:{dead}/v1"
+api_key = "x"
+default_model = "m"
+{dead_extra}"""
+
+        def measure(svc: Proc, sport: int, label: str, state: str) -> None:
+            direct_lines = self.binary_lines(None)
+            fb_lines = self.binary_lines("fb")
+            url = f"http://127.0.0.1:{sport}/v1/judge/binary"
+            c = p.oha_connections
+            self.oha(url, n=max(20, n // 10), rate=p.fb_rate, c=c, body=direct_lines, lines=True)
+            self.settle()
+            load = loadavg()
+            w = CpuWatch(svc.pid, mock.pid)
+            base = self.oha(url, n=n, rate=p.fb_rate, c=c, body=direct_lines, lines=True)
+            fb = self.oha(url, n=n, rate=p.fb_rate, c=c, body=fb_lines, lines=True)
+            watch = w.stop()
+            circuit = [x["circuit"] for x in get_json(sport, "/v1/providers")["providers"]
+                       if x["name"] == "dead"][0]
+            rows.append({"case": label, "state": state, "load": load, "n": n, "rate": p.fb_rate,
+                         "direct": pct_ms(base), "fallback": pct_ms(fb),
+                         "fallback_status": fb["statusCodeDistribution"],
+                         "direct_status": base["statusCodeDistribution"],
+                         "circuit_after": circuit, "cpu": watch})
+
+        try:
+            # (a) defaults for the dead provider; open its circuit first.
+            svc, sport = self.start_service(mport, toml(""))
+            try:
+                opened = False
+                for i in range(20):
+                    http_request(sport, "POST", "/v1/judge/binary", json.dumps(
+                        {"question": "q", "answer": "a", "prediction": f"p{i}", "judge": "fb"}
+                    ).encode(), timeout=60)
+                    st = [x for x in get_json(sport, "/v1/providers")["providers"]
+                          if x["name"] == "dead"][0]
+                    if st["circuit"] == "open":
+                        opened = True
+                        break
+                if not opened:
+                    raise RuntimeError("the dead provider's circuit did not open")
+                measure(svc, sport, "circuit open (defaults: breaker_failures 5, cooldown 10 s)",
+                        "open")
+            finally:
+                svc.stop()
+            # (b) circuit kept closed: every request tries the dead provider once.
+            svc, sport = self.start_service(mport, toml(
+                "breaker_failures = 1000000\nbreaker_cooldown_s = 0\nmax_attempts = 1\n"))
+            try:
+                measure(svc, sport, "circuit closed (breaker_failures 1e6, cooldown 0, 1 attempt)",
+                        "closed")
+            finally:
+                svc.stop()
+            # (c) circuit closed with the default retry policy: a few sequential requests.
+            svc, sport = self.start_service(mport, toml(
+                "breaker_failures = 1000000\nbreaker_cooldown_s = 0\n"))
+            try:
+                lat = []
+                load = loadavg()
+                for i in range(p.fb_retry_n):
+                    t0 = time.perf_counter()
+                    st, _ = http_request(sport, "POST", "/v1/judge/binary", json.dumps(
+                        {"question": "q", "answer": "a", "prediction": f"r{i}", "judge": "fb",
+                         "options": {"cache": False}}).encode(), timeout=60)
+                    lat.append((time.perf_counter() - t0) * 1e3)
+                    if st != 200:
+                        raise RuntimeError(f"fallback request -> {st}")
+                lat.sort()
+                self.results["fallback_retries"] = {
+                    "n": len(lat), "load": load, "mean_ms": sum(lat) / len(lat),
+                    "median_ms": lat[len(lat) // 2], "max_ms": lat[-1], "min_ms": lat[0]}
+            finally:
+                svc.stop()
+        finally:
+            mock.stop()
+        self.results["fallback"] = rows
+
+
+# ---------------------------------------------------------------------------------------------
+# analysis
+
+
+def pct_ms(oha_json: dict) -> dict:
+    lp = oha_json["latencyPercentiles"]
+    return {"p50": lp["p50"] * 1e3, "p99": lp["p99"] * 1e3, "p99.9": lp["p99.9"] * 1e3,
+            "max": oha_json["summary"]["slowest"] * 1e3}
+
+
+def held(row: dict) -> bool:
+    """A rate is held when the achieved rate is within 5% of it, every answer is 200 and the
+    service's p99 is under 10 ms."""
+    ok = set(row["service_status"]) <= {"200"} and not row["service_errors"]
+    return ok and row["service_rps"] >= 0.95 * row["rate"] and row["service"]["p99"] < 10.0
+
+
+def scrape_histogram(port: int, name: str) -> dict[float, float]:
+    _, body = http_request(port, "GET", "/metrics")
+    buckets: dict[float, float] = {}
+    for line in body.decode().splitlines():
+        if line.startswith(name + "_bucket{"):
+            labels, value = line.rsplit(" ", 1)
+            le = labels.split('le="', 1)[1].split('"', 1)[0]
+            key = float("inf") if le == "+Inf" else float(le)
+            buckets[key] = buckets.get(key, 0.0) + float(value)
+    return buckets
+
+
+def histogram_delta(before: dict, after: dict) -> dict:
+    return {k: v - before.get(k, 0.0) for k, v in after.items()}
+
+
+def hist_total(h: dict) -> float:
+    return h.get(float("inf"), max(h.values(), default=0.0))
+
+
+def hist_quantile(h: dict, q: float) -> float:
+    """Linear interpolation inside the bucket holding the q-quantile (as Prometheus does)."""
+    total = hist_total(h)
+    if total <= 0:
+        return float("nan")
+    rank = q * total
+    prev_le, prev_count = 0.0, 0.0
+    for le in sorted(h):
+        count = h[le]
+        if count >= rank:
+            if le == float("inf"):
+                return prev_le
+            span = count - prev_count
+            frac = (rank - prev_count) / span if span > 0 else 1.0
+            return prev_le + (le - prev_le) * frac
+        prev_le, prev_count = le, count
+    return prev_le
+
+
+def machine() -> dict:
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = proc_status_meminfo("MemTotal")
+    return {"nproc": os.cpu_count(), "cpu": model, "mem_gib": mem_kb / 1024 / 1024,
+            "kernel": platform.release(), "python": platform.python_version()}
+
+
+def proc_status_meminfo(key: str) -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def tool_version(args: list[str]) -> str:
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        return "?"
+
+
+def mark(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**pass**" if ok else "**MISS**")
+
+
+def f3(x) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list]:
+    """The Markdown report and the list of (target, measured, pass) rows."""
+    m = res["machine"]
+    T = TARGETS
+    verdicts: list[tuple[str, str, bool | None]] = []
+    out = []
+    title = "llm-judge benchmarks" + (" (smoke run: tiny sizes, not a timed result)"
+                                      if plan.smoke else "")
+    out += [f"# {title}", ""]
+    out += ["Written by `bench/run`; do not edit by hand. Numbers are from one run on the machine "
+            "below, where the load generator (oha), the stand-in provider (llm-judge-mock) and the "
+            "service share the same CPUs, so every figure includes their competition for them.",
+            ""]
+    out += ["| | |", "| --- | --- |",
+            f"| date (UTC) | {res['date']} |",
+            f"| commit | `{res['commit']}`{' (with uncommitted changes)' if res['dirty'] else ''} |",
+            f"| command | `{command}` |",
+            f"| machine | {m['nproc']} CPUs, {m['cpu']}, {m['mem_gib']:.1f} GiB, Linux "
+            f"{m['kernel']} |",
+            f"| load average (1, 5, 15 min) | at start {res['load_start']}, at end "
+            f"{res['load_end']} |",
+            f"| load generator | {res['oha_version']} (`-q` fixed rate with "
+            "`--latency-correction`, 1 worker thread) |",
+            f"| duration | {res['duration_s']:.0f} s |",
+            f"| quiet wait | before each timed run, up to {res['quiet_s']:.0f} s for other work to "
+            "use under 0.15 CPU |", "",
+            "`load` columns: the 1-minute load average at the start of the run (as `uptime` shows "
+            "it) and, in brackets, the CPUs that processes other than the benchmark's own "
+            "(service, mock, oha, this script) used on average during the run, from `/proc/stat`: "
+            "above about 0.1 the figure was measured while someone else was computing.", ""]
+
+    if "mock_alone" in res:
+        r = res["mock_alone"]
+        out += ["## 0. The stand-in provider alone", "",
+                f"oha straight at the mock, 0 ms latency, {r['n']} requests over {r['c']} "
+                "connections, no rate limit (as fast as it goes).", "",
+                "| rate (req/s) | p50 ms | p99 ms | p99.9 ms | mock CPU µs/request | statuses | "
+                "load |", "| --- | --- | --- | --- | --- | --- | --- |",
+                f"| {r['rps']:.0f} | {f3(r['lat']['p50'])} | {f3(r['lat']['p99'])} | "
+                f"{f3(r['lat']['p99.9'])} | {r['mock_cpu_us_per_req']:.1f} | "
+                f"{fmt_status(r['status'], r['errors'])} | {fmt_load(r['load'], r.get('cpu'))} |", ""]
+
+    if "overhead" in res:
+        rows = res["overhead"]
+        out += ["## 1. Overhead of `POST /v1/judge/binary`", "",
+                "The same fixed-rate load sent to the service (openai-kind provider at the mock, "
+                "0 ms latency, verdict cache off, a different prediction per request) and straight "
+                "to the mock (a chat request of the same size). Overhead = service percentile − "
+                "direct percentile. `metric` columns: the service's own "
+                "`llm_judge_overhead_seconds` histogram over the same run (judge time minus "
+                "provider time; excludes HTTP parsing and provider I/O), interpolated inside its "
+                "buckets (50 µs, 100 µs, 250 µs, 500 µs, 1 ms ...). `/healthz` column: `GET /healthz` "
+                "on the service at the same rate, i.e. one loopback hop through its HTTP stack "
+                "and middleware with no provider call: the part of the overhead any extra hop "
+                "costs on this machine.", "",
+                "| rate/s | achieved/s | direct p50 / p99 / p99.9 ms | service p50 / p99 / p99.9 "
+                "ms | overhead p50 ms | overhead p99 ms | overhead p99.9 ms | metric p50 / p99 ms "
+                "| service CPU µs/req | service `/healthz` p50 / p99 ms (CPU µs/req) | statuses "
+                "| load | target | result |",
+                "| " + " | ".join(["---"] * 14) + " |"]
+        for r in rows:
+            d, s = r["direct"], r["service"]
+            o50, o99, o999 = s["p50"] - d["p50"], s["p99"] - d["p99"], s["p99.9"] - d["p99.9"]
+            is_target = r["rate"] == T["overhead_rate"]
+            ok = (o50 <= T["overhead_p50_ms"] and o99 <= T["overhead_p99_ms"]) \
+                if is_target else None
+            if is_target:
+                verdicts.append((f"overhead at {T['overhead_rate']}/s: p50 ≤ "
+                                 f"{T['overhead_p50_ms']} ms, p99 ≤ {T['overhead_p99_ms']} ms",
+                                 f"p50 {o50:.3f} ms, p99 {o99:.3f} ms", ok))
+            out.append(
+                f"| {r['rate']}{' (ladder)' if r['ladder'] else ''} | {r['service_rps']:.0f} | "
+                f"{f3(d['p50'])} / {f3(d['p99'])} / {f3(d['p99.9'])} | "
+                f"{f3(s['p50'])} / {f3(s['p99'])} / {f3(s['p99.9'])} | {o50:.3f} | {o99:.3f} | "
+                f"{o999:.3f} | {f3(r['metric_p50_ms'])} / {f3(r['metric_p99_ms'])} | "
+                f"{r['service_cpu_us_per_req']:.1f} | {fmt_floor(r.get('healthz'))} | "
+                f"{fmt_status(r['service_status'], r['service_errors'])} | "
+                f"{fmt_load(r['load_service'], r.get('cpu'))} | "
+                f"{'p50 ≤ 0.2, p99 ≤ 1' if is_target else ''} | {mark(ok)} |")
+        best = max((r["rate"] for r in rows if r["held"]), default=None)
+        tried = max(r["rate"] for r in rows)
+        out += ["", f"Highest rate held (achieved ≥ 95% of the asked rate, all 200, service p99 "
+                f"< 10 ms): **{best if best is not None else 'none'}/s** (highest tried: "
+                f"{tried}/s{'; the ladder stops at the first rate not held' if plan.ladder else ''}"
+                ").", ""]
+
+    if "batch" in res:
+        rows = res["batch"]
+        out += ["## 2. Batch efficiency", "",
+                f"`POST /v1/judge/batch` with N items at `max_concurrent` C, mock latency L = "
+                f"{plan.batch_latency_ms} ms; efficiency = (N / wall time) / (C / L), the wall "
+                "time measured by the client from sending the request to having read the whole "
+                "answer. Server-side efficiency uses the batch summary's own `duration_ms`. "
+                "Provider `max_in_flight` 4096, cache off.", "",
+                "| C | N | wall s | items/s | ideal items/s | efficiency | server-side | mock max "
+                "in flight | new connections | service CPU µs/item | mock CPU µs/item | load | "
+                "target | result |", "| " + " | ".join(["---"] * 14) + " |"]
+        for r in rows:
+            tgt = T["batch_eff_2000"] if r["c"] >= 2000 else T["batch_eff_upto_1000"]
+            ok = r["efficiency"] >= tgt and r["ok"] == r["n"]
+            verdicts.append((f"batch efficiency at C = {r['c']} ≥ {tgt}",
+                             f"{r['efficiency']:.3f}", ok))
+            out.append(
+                f"| {r['c']} | {r['n']} | {r['wall_s']:.2f} | {r['items_per_s']:.0f} | "
+                f"{r['ideal_items_per_s']:.0f} | {r['efficiency']:.3f} | "
+                f"{r['server_efficiency']:.3f} | {r['mock_max_in_flight']} | "
+                f"{r['mock_connections']} | {r['service_cpu_us_per_item']:.1f} | "
+                f"{r['mock_cpu_us_per_item']:.1f} | {fmt_load(r['load'], r.get('cpu'))} | ≥ {tgt} | "
+                f"{mark(ok)} |")
+        bad = [r for r in rows if r["ok"] != r["n"]]
+        if bad:
+            out += ["", "Items not ok: " + ", ".join(f"C={r['c']}: {r['n'] - r['ok']}"
+                                                     for r in bad)]
+        out.append("")
+
+    if "cpu" in res:
+        r = res["cpu"]
+        v = r["service_cpu_us_per_item"]
+        ok = v <= T["cpu_us_per_item"]
+        verdicts.append((f"service CPU per judged item at C = {r['c']} ≤ "
+                         f"{T['cpu_us_per_item']:.0f} µs", f"{v:.1f} µs", ok))
+        out += ["## 3. CPU per judged item", "",
+                "The service's utime + stime (from `/proc/PID/stat`, 10 ms ticks) over the batch "
+                f"run at C = {r['c']} above, divided by its items. The mock's CPU for the same "
+                "items is shown for scale.", "",
+                "| C | N | service CPU s | µs/item | mock µs/item | load | target | result |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |",
+                f"| {r['c']} | {r['n']} | {r['service_cpu_s']:.2f} | {v:.1f} | "
+                f"{r['mock_cpu_us_per_item']:.1f} | {fmt_load(r['load'], r.get('cpu'))} | ≤ 50 µs | "
+                f"{mark(ok)} |", ""]
+
+    if "memory" in res:
+        r = res["memory"]
+        mb = r["vmhwm_kb"] * 1024 / 1e6
+        ok = mb <= T["rss_mb"] and r["ok"] == r["n"]
+        verdicts.append((f"peak RSS with {r['n']} items in flight ≤ {T['rss_mb']:.0f} MB",
+                         f"{mb:.1f} MB", ok))
+        out += ["## 4. Memory", "",
+                f"One batch of {r['n']} items at `max_concurrent` {r['c']}, mock latency "
+                f"{plan.mem_latency_ms} ms, provider `max_in_flight` above {r['n']}. Peak RSS is "
+                "`VmHWM` from `/proc/PID/status` after the batch (it includes the whole answer "
+                "being built and sent); MB = 10^6 bytes.", "",
+                "| items | mock max in flight | RSS idle MB | peak RSS (VmHWM) MB | RSS after MB | "
+                "wall s | answer bytes | load | target | result |",
+                "| " + " | ".join(["---"] * 10) + " |",
+                f"| {r['n']} | {r['mock_max_in_flight']} | {r['idle_rss_kb'] * 1024 / 1e6:.1f} | "
+                f"{mb:.1f} | {r['after_rss_kb'] * 1024 / 1e6:.1f} | {r['wall_s']:.2f} | "
+                f"{r['response_bytes']} | {fmt_load(r['load'], r.get('cpu'))} | ≤ 150 MB | {mark(ok)} |",
+                ""]
+
+    if "fallback" in res:
+        out += ["## 5. Fallback past a refused primary", "",
+                "Route `fb = [\"dead:m\", \"mock:m\"]`, where `dead` points at a loopback port "
+                "with nothing listening (connection refused), against the route `[\"mock:m\"]` "
+                f"alone, on the same service; {plan.fb_rate} requests/s over up to "
+                f"{plan.oha_connections} connections, mock latency 0. Extra = fallback percentile − direct percentile.", "",
+                "| case | direct p50 / p99 / p99.9 ms | fallback p50 / p99 / p99.9 ms | extra p50 ms "
+                "| extra p99 ms | dead circuit after | statuses | load | target | result |",
+                "| " + " | ".join(["---"] * 10) + " |"]
+        for r in res["fallback"]:
+            d, f = r["direct"], r["fallback"]
+            extra99 = f["p99"] - d["p99"]
+            ok = None
+            if r["state"] == "open":
+                ok = extra99 <= T["fallback_extra_p99_ms"] and \
+                    set(r["fallback_status"]) <= {"200"}
+                verdicts.append(("fallback past a refused primary, circuit open: extra p99 ≤ "
+                                 f"{T['fallback_extra_p99_ms']:.0f} ms", f"{extra99:.3f} ms", ok))
+            out.append(
+                f"| {r['case']} | {f3(d['p50'])} / {f3(d['p99'])} / {f3(d['p99.9'])} | "
+                f"{f3(f['p50'])} / {f3(f['p99'])} / {f3(f['p99.9'])} | "
+                f"{f['p50'] - d['p50']:.3f} | {extra99:.3f} | {r['circuit_after']} | "
+                f"{fmt_status(r['fallback_status'], {})} | {fmt_load(r['load'], r.get('cpu'))} | "
+                f"{'≤ 5 ms' if r['state'] == 'open' else ''} | {mark(ok)} |")
+        if "fallback_retries" in res:
+            r = res["fallback_retries"]
+            out += ["", f"Circuit closed with the default retry policy (3 attempts, backoff from "
+                    f"500 ms with full jitter): {r['n']} sequential requests took "
+                    f"{r['min_ms']:.0f} ms min, {r['median_ms']:.0f} ms median, "
+                    f"{r['mean_ms']:.0f} ms mean, {r['max_ms']:.0f} ms max (load {r['load']})."]
+        out.append("")
+
+    out += ["## Targets", "", "| target | measured | result |", "| --- | --- | --- |"]
+    for name, measured, ok in verdicts:
+        out.append(f"| {name} | {measured} | {mark(ok)} |")
+    out.append("")
+    if "notes" in res:
+        out += ["## Notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
+    return "\n".join(out), verdicts
+
+
+def fmt_floor(h: dict | None) -> str:
+    if not h:
+        return "–"
+    return f"{f3(h['lat']['p50'])} / {f3(h['lat']['p99'])} ({h['cpu_us']:.0f})"
+
+
+def fmt_load(load: str, cpu: dict | None) -> str:
+    """The load average and, when known, the CPU other people's work took during the run."""
+    if not cpu:
+        return load
+    return f"{load} (others {cpu['others_cores']:.2f})"
+
+
+def fmt_status(status: dict, errors: dict) -> str:
+    parts = [f"{k}×{v}" for k, v in sorted(status.items())]
+    parts += [f"{k}×{v}" for k, v in sorted(errors.items())]
+    return ", ".join(parts) if parts else "–"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny sizes, report to a temp file; a does-it-still-work check")
+    ap.add_argument("--oha", required=True, help="the oha binary")
+    ap.add_argument("--out", help="report path (default BENCHMARKS.md, or a temp file with "
+                                  "--smoke)")
+    ap.add_argument("--only", help="comma-separated subset: mock,overhead,batch,memory,fallback")
+    ap.add_argument("--command", default=None, help="the command line to print in the report")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (configs and logs)")
+    ap.add_argument("--wait-quiet", type=float, default=None,
+                    help="before each timed run, wait up to this many seconds for the machine to "
+                         "be quiet (default 120, 0 with --smoke)")
+    args = ap.parse_args()
+
+    plan = Plan(args.smoke)
+    for b in (SERVICE_BIN, MOCK_BIN):
+        if not b.exists():
+            print(f"{b} is missing: run bench/run (it builds the release binaries)",
+                  file=sys.stderr)
+            return 2
+    only = set(args.only.split(",")) if args.only else \
+        {"mock", "overhead", "batch", "memory", "fallback"}
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="llm-judge-bench-"))
+    log(f"work dir {work} (logs and configs); load {loadavg()}")
+    quiet_s = args.wait_quiet if args.wait_quiet is not None else (0.0 if plan.smoke else 120.0)
+    bench = Bench(plan, args.oha, work, quiet_s)
+    started = time.time()
+    res = bench.results
+    res.update({
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git("rev-parse", "--short=12", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "machine": machine(), "load_start": loadavg(),
+        "oha_version": tool_version([args.oha, "--version"]), "smoke": plan.smoke,
+        "quiet_s": quiet_s,
+    })
+    steps = [("mock", bench.mock_alone), ("overhead", bench.overhead), ("batch", bench.batch),
+             ("memory", bench.memory), ("fallback", bench.fallback)]
+    try:
+        for name, fn in steps:
+            if name in only:
+                fn()
+    finally:
+        Proc.stop_all()
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    res["load_end"] = loadavg()
+    res["duration_s"] = time.time() - started
+    command = args.command or ("bench/run --smoke" if plan.smoke else "bench/run")
+    report, verdicts = render(res, plan, command, args.oha)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    raw_path = OUT_DIR / f"results-{'smoke-' if plan.smoke else ''}{stamp}.json"
+    raw_path.write_text(json.dumps(res, indent=2, default=str))
+    if args.out:
+        out = Path(args.out)
+    elif plan.smoke:
+        out = Path(tempfile.mkstemp(prefix="llm-judge-bench-smoke-", suffix=".md")[1])
+    else:
+        out = ROOT / "BENCHMARKS.md"
+    out.write_text(report)
+    log(f"raw results {raw_path}")
+    log(f"report {out}")
+    print()
+    for name, measured, ok in verdicts:
+        print(f"  {mark(ok).strip('*'):5}  {name}: {measured}")
+    if plan.smoke:
+        log("smoke run complete: everything ran (sizes are tiny; pass/miss means nothing here)")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        Proc.stop_all()
+        sys.exit(130)
