@@ -138,7 +138,9 @@ fn build_provider(p: &ProviderSettings) -> anyhow::Result<Arc<dyn Provider>> {
         .timeout(p.timeout)
         .connect_timeout(p.timeout.min(Duration::from_secs(10)))
         .tcp_nodelay(true)
-        .pool_max_idle_per_host(p.max_in_flight.min(1024))
+        // Keep as many idle connections as calls may be in flight: with fewer, every burst of
+        // completions above the cap closes connections the next wave must open again.
+        .pool_max_idle_per_host(p.max_in_flight)
         .user_agent(concat!("llm-judge/", env!("CARGO_PKG_VERSION")))
         .build()?;
     let key = p.api_key.as_ref().map(|k| k.expose().to_string());
