@@ -27,7 +27,7 @@ use serde_json::Value;
 use super::openai::error_message as lenient_error_message;
 use super::{
     ChatRequest, Completion, Part, Provider, ProviderError, Usage, clip, parse_retry_after,
-    parse_should_retry, transport_error,
+    parse_should_retry,
 };
 
 /// The `anthropic-version` header sent unless overridden.
@@ -225,18 +225,14 @@ impl Provider for AnthropicProvider {
         async move {
             let key = self.api_key.as_ref().ok_or(ProviderError::NoCredentials)?;
             let body = wire_request(req)?;
-            let resp = self
-                .client
-                .post(&self.url)
-                .header("x-api-key", key)
-                .header("anthropic-version", &self.version)
-                .json(&body)
-                .send()
-                .await
-                .map_err(transport_error)?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let bytes = resp.bytes().await.map_err(transport_error)?;
+            let (status, headers, bytes) = super::send(
+                self.client
+                    .post(&self.url)
+                    .header("x-api-key", key)
+                    .header("anthropic-version", &self.version)
+                    .json(&body),
+            )
+            .await?;
             if (200..300).contains(&status) {
                 return parse_response(&bytes);
             }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::openai::error_message;
 use super::{
     ChatRequest, Completion, Part, Provider, ProviderError, Usage, parse_retry_after,
-    parse_should_retry, transport_error,
+    parse_should_retry,
 };
 
 /// Cohere's Chat v2 API bound to a base URL and an optional key.
@@ -208,17 +208,13 @@ impl Provider for CohereProvider {
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         async move {
             let key = self.api_key.as_ref().ok_or(ProviderError::NoCredentials)?;
-            let resp = self
-                .client
-                .post(&self.url)
-                .bearer_auth(key)
-                .json(&wire_request(req))
-                .send()
-                .await
-                .map_err(transport_error)?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let bytes = resp.bytes().await.map_err(transport_error)?;
+            let (status, headers, bytes) = super::send(
+                self.client
+                    .post(&self.url)
+                    .bearer_auth(key)
+                    .json(&wire_request(req)),
+            )
+            .await?;
             if (200..300).contains(&status) {
                 return parse_response(&bytes);
             }

@@ -30,7 +30,7 @@ use super::azure::encode_path_segment;
 use super::openai::error_message as lenient_error_message;
 use super::{
     ChatRequest, Completion, Part, Provider, ProviderError, Usage, clip, parse_retry_after,
-    parse_should_retry, transport_error,
+    parse_should_retry,
 };
 
 /// The Gemini API bound to a base URL and an optional key.
@@ -283,17 +283,13 @@ impl Provider for GeminiProvider {
         async move {
             let key = self.api_key.as_ref().ok_or(ProviderError::NoCredentials)?;
             let body = wire_request(req)?;
-            let resp = self
-                .client
-                .post(self.url(&req.model))
-                .header("x-goog-api-key", key)
-                .json(&body)
-                .send()
-                .await
-                .map_err(transport_error)?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let bytes = resp.bytes().await.map_err(transport_error)?;
+            let (status, headers, bytes) = super::send(
+                self.client
+                    .post(self.url(&req.model))
+                    .header("x-goog-api-key", key)
+                    .json(&body),
+            )
+            .await?;
             if (200..300).contains(&status) {
                 return parse_response(&bytes);
             }

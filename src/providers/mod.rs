@@ -302,6 +302,18 @@ pub fn parse_should_retry(headers: &reqwest::header::HeaderMap) -> Option<bool> 
     }
 }
 
+/// Sends a prepared request and reads the whole answer: status, headers and body. Transport
+/// failures become [`ProviderError`]s without the URL.
+pub async fn send(
+    builder: reqwest::RequestBuilder,
+) -> Result<(u16, reqwest::header::HeaderMap, bytes::Bytes), ProviderError> {
+    let mut resp = builder.send().await.map_err(transport_error)?;
+    let status = resp.status().as_u16();
+    let headers = std::mem::take(resp.headers_mut());
+    let body = resp.bytes().await.map_err(transport_error)?;
+    Ok((status, headers, body))
+}
+
 /// Maps a reqwest transport error to a [`ProviderError`], without the URL (which may carry a key).
 pub fn transport_error(e: reqwest::Error) -> ProviderError {
     if e.is_timeout() {

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::{
     ChatRequest, Completion, Part, Provider, ProviderError, Usage, clip, parse_retry_after,
-    parse_should_retry, transport_error,
+    parse_should_retry,
 };
 
 /// An OpenAI-wire provider bound to a base URL and an optional key.
@@ -263,10 +263,7 @@ pub(crate) fn is_content_filter_error(body: &[u8]) -> bool {
 pub(crate) async fn send_openai_shaped(
     builder: reqwest::RequestBuilder,
 ) -> Result<Completion, ProviderError> {
-    let resp = builder.send().await.map_err(transport_error)?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.bytes().await.map_err(transport_error)?;
+    let (status, headers, body) = super::send(builder).await?;
     if (200..300).contains(&status) {
         return parse_response(&body);
     }
