@@ -531,6 +531,26 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
                 "{key}.base_url = {base_url:?} must start with http:// or https://"
             )));
         }
+        if !base_url.is_empty()
+            && let Err(e) = reqwest::Url::parse(&base_url)
+        {
+            // The URL is not echoed: a misplaced key could sit in it.
+            return Err(ConfigError(format!(
+                "{key}.base_url is not a valid URL: {e}"
+            )));
+        }
+        for (h, v) in &p.headers {
+            if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(ConfigError(format!(
+                    "{key}.headers: {h:?} is not a valid HTTP header name"
+                )));
+            }
+            if reqwest::header::HeaderValue::from_str(v).is_err() {
+                return Err(ConfigError(format!(
+                    "{key}.headers.{h}: the value is not a valid HTTP header value"
+                )));
+            }
+        }
         if p.kind == ProviderKind::Azure && base_url.is_empty() && api_key.is_some() {
             return Err(ConfigError(format!(
                 "{key}.base_url is not set: set AZURE_ENDPOINT (https://<resource>.openai.azure.com)"
@@ -737,6 +757,41 @@ mod tests {
             }]
         );
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn bad_base_urls_and_header_names_fail_at_start_up() {
+        let bad_url = r#"
+            [providers.local]
+            kind = "openai"
+            base_url = "http://exa mple.com/v1"
+        "#;
+        let e = load(&[], Some(bad_url)).unwrap_err().to_string();
+        assert!(
+            e.contains("providers.local.base_url is not a valid URL"),
+            "{e}"
+        );
+        let bad_header = r#"
+            [providers.local]
+            kind = "openai"
+            base_url = "http://127.0.0.1:9/v1"
+            [providers.local.headers]
+            "bad header" = "x"
+        "#;
+        let e = load(&[], Some(bad_header)).unwrap_err().to_string();
+        assert!(e.contains("is not a valid HTTP header name"), "{e}");
+        let bad_value = r#"
+            [providers.local]
+            kind = "openai"
+            base_url = "http://127.0.0.1:9/v1"
+            [providers.local.headers]
+            x-team = "a\nb"
+        "#;
+        let e = load(&[], Some(bad_value)).unwrap_err().to_string();
+        assert!(
+            e.contains("headers.x-team: the value is not a valid"),
+            "{e}"
+        );
     }
 
     #[test]

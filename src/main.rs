@@ -8,6 +8,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use llm_judge::Application;
 use llm_judge::config::Settings;
 
+/// mimalloc instead of the system allocator: the service makes many small, short-lived
+/// allocations per judged item (requests, JSON, headers) across threads, where glibc's malloc
+/// spent about a quarter of the CPU in profiles (see BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "llm-judge",

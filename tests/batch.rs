@@ -230,3 +230,53 @@ async fn a_batch_dropped_by_its_client_stops_its_items() {
         "only the first max_concurrent items were ever sent"
     );
 }
+
+/// `max_concurrent` counts items still being judged: a slow first item does not hold back the
+/// ones after it once their own calls finish (no head-of-line blocking).
+#[tokio::test]
+async fn a_slow_item_does_not_hold_back_the_items_after_it() {
+    struct SlowFirst;
+    impl Respond for SlowFirst {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let body: Value = req.body_json().unwrap();
+            let user = body["messages"][1]["content"].as_str().unwrap_or_default();
+            let delay = if user.contains("SLOW") {
+                Duration::from_millis(1500)
+            } else {
+                Duration::ZERO
+            };
+            ResponseTemplate::new(200)
+                .set_body_json(openai_answer("Verdict: 1"))
+                .set_delay(delay)
+        }
+    }
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(SlowFirst)
+        .mount(&server)
+        .await;
+    let app = spawn(&openai_config("openai", &server, "gpt-4o"), &[]).await;
+    let mut items = vec![json!({"question": "q", "answer": "a", "prediction": "SLOW"})];
+    items.extend(
+        (0..20).map(|i| json!({"question": "q", "answer": "a", "prediction": format!("fast {i}")})),
+    );
+    let body = json!({"kind": "binary", "max_concurrent": 2, "items": items});
+    // While the slow item is still waiting on its answer, the other 20 all get theirs.
+    let calls_meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        server.received_requests().await.unwrap().len()
+    };
+    let ((status, resp), calls) = tokio::join!(app.post("/v1/judge/batch", &body), calls_meanwhile);
+    assert_eq!(
+        calls, 21,
+        "calls made while the first item was still in flight"
+    );
+    assert_eq!(status, 200);
+    let results = resp["results"].as_array().unwrap();
+    assert_eq!(results.len(), 21);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["index"], i, "results stay in input order");
+        assert_eq!(r["status"], "ok");
+    }
+    assert_eq!(resp["summary"]["correct"], 21);
+}

@@ -63,7 +63,7 @@ pub struct BatchResult {
 pub struct BatchResponse {
     /// One entry per item, in input order.
     #[schema(value_type = Vec<BatchResult>)]
-    pub results: Vec<Value>,
+    pub results: Vec<Box<serde_json::value::RawValue>>,
     pub summary: Summary,
 }
 
@@ -215,5 +215,6 @@ pub async fn batch(
     }
     let (results, summary) =
         batch::run(app.judge.clone(), route, kind, items, max_concurrent).await;
+    let results = results.into_iter().map(|e| e.json).collect();
     Ok(Json(BatchResponse { results, summary }).into_response())
 }

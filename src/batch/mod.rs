@@ -11,11 +11,90 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::StreamExt;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::judge::{BinaryItem, CompareItem, FieldError, Judge, JudgeError, JudgeKind, ScoreItem};
+use crate::judge::{
+    BinaryItem, CompareItem, FieldError, Judge, JudgeError, JudgeKind, Judgment, ScoreItem,
+};
 use crate::metrics as m;
-pub use summary::{Progress, Summary};
+pub use summary::{Progress, Summary, Tally};
+
+/// One item's result: its JSON entry, serialised once when the item is judged, and what the
+/// summary counts of it. Results are never rebuilt as `serde_json::Value` trees on the hot path.
+#[derive(Debug)]
+pub struct Entry {
+    pub index: usize,
+    /// `{"index","status",...}`, as it goes into responses, streams and the job store.
+    pub json: Box<RawValue>,
+    pub tally: Tally,
+}
+
+impl Entry {
+    /// An entry from a JSON value (error entries, and results read back from storage).
+    pub fn from_value(index: usize, v: &Value) -> Entry {
+        Entry {
+            index,
+            json: serde_json::value::to_raw_value(v).expect("a JSON value serialises"),
+            tally: Tally::of_value(v),
+        }
+    }
+
+    /// An `ok` entry: `index`, `status`, then the judgment's own fields.
+    fn ok<J: Serialize>(index: usize, judgment: &J, tally: Tally) -> Entry {
+        #[derive(Serialize)]
+        struct Ok<'a, J> {
+            index: usize,
+            status: &'static str,
+            #[serde(flatten)]
+            judgment: &'a J,
+        }
+        let ok = Ok {
+            index,
+            status: "ok",
+            judgment,
+        };
+        match serde_json::value::to_raw_value(&ok) {
+            Ok(json) => Entry { index, json, tally },
+            Err(e) => Entry::from_value(
+                index,
+                &error_entry(index, "internal_error", &e.to_string(), None, None),
+            ),
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.tally.ok
+    }
+
+    /// The entry as a JSON value (for callers that add fields to it).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.json.get()).unwrap_or(Value::Null)
+    }
+
+    /// The entry as one NDJSON line.
+    pub fn line(&self) -> bytes::Bytes {
+        let raw = self.json.get();
+        let mut buf = Vec::with_capacity(raw.len() + 1);
+        buf.extend_from_slice(raw.as_bytes());
+        buf.push(b'\n');
+        bytes::Bytes::from(buf)
+    }
+}
+
+/// The tally of a judgment (every kind shares these fields).
+fn tally(j: &Judgment, score: Option<f64>, winner: Option<&'static str>) -> Tally {
+    Tally {
+        ok: true,
+        verdict: Some(j.verdict.as_str()),
+        score,
+        winner,
+        usage: j.usage,
+        cost_usd: j.cost_usd,
+        cached: j.cached,
+    }
+}
 
 /// One item of a batch, parsed (or not) from the request.
 #[derive(Debug, Clone)]
@@ -79,16 +158,6 @@ pub fn error_entry(
     Value::Object(entry)
 }
 
-fn ok_entry(index: usize, judgment: Value) -> Value {
-    let mut entry = Map::new();
-    entry.insert("index".into(), json!(index));
-    entry.insert("status".into(), json!("ok"));
-    if let Value::Object(fields) = judgment {
-        entry.extend(fields);
-    }
-    Value::Object(entry)
-}
-
 impl BatchItem {
     /// The judge the item itself names, if any.
     pub fn judge(&self) -> Option<&str> {
@@ -102,7 +171,10 @@ impl BatchItem {
 }
 
 /// Judges one item into its result entry; an item naming its own judge uses it.
-pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem) -> Value {
+pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem) -> Entry {
+    let error = |code: &str, message: &str, field: Option<&str>, attempts: Option<Value>| {
+        Entry::from_value(index, &error_entry(index, code, message, field, attempts))
+    };
     let own_route;
     let route = match item.judge() {
         Some(name) => match judge.resolve_route(Some(name)) {
@@ -112,8 +184,7 @@ pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem
             }
             Err(_) => {
                 let field = format!("items[{index}].judge");
-                return error_entry(
-                    index,
+                return error(
                     "unknown_judge",
                     &format!("no judge named {name:?}"),
                     Some(&field),
@@ -123,27 +194,26 @@ pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem
         },
         None => route,
     };
-    let outcome: Result<Value, JudgeError> = match item {
+    let outcome: Result<Entry, JudgeError> = match item {
         BatchItem::Invalid(e) => {
-            return error_entry(index, "invalid_item", &e.message, Some(&e.field), None);
+            return error("invalid_item", &e.message, Some(&e.field), None);
         }
         BatchItem::Binary(i) => judge
             .binary(route, &i)
             .await
-            .map(|j| serde_json::to_value(j).unwrap_or_default()),
+            .map(|j| Entry::ok(index, &j, tally(&j, None, None))),
         BatchItem::Score(i) => judge
             .score(route, &i)
             .await
-            .map(|j| serde_json::to_value(j).unwrap_or_default()),
+            .map(|j| Entry::ok(index, &j, tally(&j.judgment, j.score, None))),
         BatchItem::Compare(i) => judge
             .compare(route, &i)
             .await
-            .map(|j| serde_json::to_value(j).unwrap_or_default()),
+            .map(|j| Entry::ok(index, &j, tally(&j.judgment, None, j.winner))),
     };
     match outcome {
-        Ok(v) => ok_entry(index, v),
-        Err(JudgeError::UnknownRoute(r)) => error_entry(
-            index,
+        Ok(entry) => entry,
+        Err(JudgeError::UnknownRoute(r)) => error(
             "unknown_judge",
             &format!("no judge named {r:?}"),
             Some("judge"),
@@ -153,8 +223,7 @@ pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem
             code,
             message,
             attempts,
-        }) => error_entry(
-            index,
+        }) => error(
             code,
             &message,
             None,
@@ -167,23 +236,38 @@ pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem
 /// or the server stopped waiting), so no provider call outlives the request that asked for it.
 struct ItemTask {
     index: usize,
-    handle: tokio::task::JoinHandle<Value>,
+    handle: tokio::task::JoinHandle<Entry>,
+}
+
+impl ItemTask {
+    fn spawn(judge: &Arc<Judge>, route: &Arc<str>, index: usize, item: BatchItem) -> ItemTask {
+        let judge = judge.clone();
+        let route = route.clone();
+        let handle = tokio::spawn(async move {
+            let entry = judge_one(&judge, &route, index, item).await;
+            let status = if entry.is_ok() { "ok" } else { "error" };
+            metrics::counter!(m::BATCH_ITEMS, "status" => status).increment(1);
+            entry
+        });
+        ItemTask { index, handle }
+    }
 }
 
 impl Future for ItemTask {
-    type Output = Value;
+    type Output = Entry;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Value> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Entry> {
         let index = self.index;
         Pin::new(&mut self.handle).poll(cx).map(|joined| {
             joined.unwrap_or_else(|e| {
-                error_entry(
+                let v = error_entry(
                     index,
                     "internal_error",
                     &format!("the item could not be judged: {e}"),
                     None,
                     None,
-                )
+                );
+                Entry::from_value(index, &v)
             })
         })
     }
@@ -197,43 +281,42 @@ impl Drop for ItemTask {
 
 /// Runs a whole batch: results in input order and the summary.
 ///
-/// At most `max_concurrent` items are in progress at once. Each is spawned as its own task, so
-/// items are judged (prompts, parsing, provider I/O) on every runtime worker rather than all on
-/// the one task serving the request.
+/// At most `max_concurrent` items are being judged at once. An item that finishes early frees
+/// its place at once, even while an earlier one still waits on its provider. Each item is
+/// spawned as its own task, so items are judged (prompts, parsing, provider I/O) on every
+/// runtime worker rather than all on the one task serving the request.
 pub async fn run(
     judge: Arc<Judge>,
     route: String,
     kind: JudgeKind,
     items: Vec<BatchItem>,
     max_concurrent: usize,
-) -> (Vec<Value>, Summary) {
+) -> (Vec<Entry>, Summary) {
     let started = Instant::now();
     let total = items.len();
     let route: Arc<str> = route.into();
-    let results: Vec<Value> = futures::stream::iter(items.into_iter().enumerate())
-        .map(|(index, item)| {
-            let judge = judge.clone();
-            let route = route.clone();
-            let handle = tokio::spawn(async move {
-                let entry = judge_one(&judge, &route, index, item).await;
-                let status = if entry["status"] == "ok" {
-                    "ok"
-                } else {
-                    "error"
-                };
-                metrics::counter!(m::BATCH_ITEMS, "status" => status).increment(1);
-                entry
-            });
-            ItemTask { index, handle }
-        })
-        .buffered(max_concurrent.max(1))
-        .collect()
-        .await;
+    let mut slots: Vec<Option<Entry>> = Vec::with_capacity(total);
+    slots.resize_with(total, || None);
     let mut summary = Summary::new(kind, total);
-    for r in &results {
-        summary.add(r);
+    let mut work = futures::stream::iter(items.into_iter().enumerate())
+        .map(|(index, item)| ItemTask::spawn(&judge, &route, index, item))
+        .buffer_unordered(max_concurrent.max(1));
+    while let Some(entry) = work.next().await {
+        summary.count(&entry.tally);
+        let i = entry.index;
+        slots[i] = Some(entry);
     }
     summary.finish(started.elapsed());
+    let results = slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.unwrap_or_else(|| {
+                let v = error_entry(i, "internal_error", "the item was not judged", None, None);
+                Entry::from_value(i, &v)
+            })
+        })
+        .collect();
     (results, summary)
 }
 
@@ -253,12 +336,9 @@ pub fn stream(
     let task = tokio::spawn(async move {
         let started = Instant::now();
         let mut summary = Summary::new(kind, total);
+        let route: Arc<str> = route.into();
         let mut work = futures::stream::iter(items.into_iter().enumerate())
-            .map(|(index, item)| {
-                let judge = judge.clone();
-                let route = route.clone();
-                async move { judge_one(&judge, &route, index, item).await }
-            })
+            .map(|(index, item)| ItemTask::spawn(&judge, &route, index, item))
             .buffer_unordered(max_concurrent.max(1));
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -268,11 +348,9 @@ pub fn stream(
             tokio::select! {
                 next = work.next() => match next {
                     Some(entry) => {
-                        summary.add(&entry);
-                        let status = if entry["status"] == "ok" { "ok" } else { "error" };
-                        metrics::counter!(m::BATCH_ITEMS, "status" => status).increment(1);
+                        summary.count(&entry.tally);
                         changed = true;
-                        if tx.send(line(&entry)).await.is_err() {
+                        if tx.send(entry.line()).await.is_err() {
                             return;
                         }
                     }

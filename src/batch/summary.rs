@@ -9,6 +9,52 @@ use utoipa::ToSchema;
 use crate::judge::JudgeKind;
 use crate::providers::Usage;
 
+/// What a summary counts of one result entry, without the entry itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tally {
+    /// False for an `error` entry (nothing else is counted then).
+    pub ok: bool,
+    /// `correct`, `incorrect`, `unscored`, `scored`.
+    pub verdict: Option<&'static str>,
+    pub score: Option<f64>,
+    /// `a`, `b` or `tie`.
+    pub winner: Option<&'static str>,
+    pub usage: Usage,
+    pub cost_usd: Option<f64>,
+    pub cached: bool,
+}
+
+impl Tally {
+    /// The tally of an entry read back as JSON (stored job results, a run's output file).
+    pub fn of_value(entry: &Value) -> Tally {
+        if entry["status"] != "ok" {
+            return Tally::default();
+        }
+        let label = |v: &Value, known: &[&'static str]| {
+            v.as_str()
+                .and_then(|s| known.iter().copied().find(|k| *k == s))
+        };
+        Tally {
+            ok: true,
+            verdict: label(
+                &entry["verdict"],
+                &["correct", "incorrect", "unscored", "scored"],
+            ),
+            score: entry["score"].as_f64(),
+            winner: label(&entry["winner"], &["a", "b", "tie"]).or_else(|| {
+                // any other winner text still counts as a tie, as before
+                entry["winner"].as_str().map(|_| "tie")
+            }),
+            usage: Usage {
+                prompt_tokens: entry["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
+                completion_tokens: entry["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+            },
+            cost_usd: entry["cost_usd"].as_f64(),
+            cached: entry["cached"] == true,
+        }
+    }
+}
+
 /// Totals over a batch.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Summary {
@@ -77,38 +123,42 @@ impl Summary {
 
     /// Counts one result entry (as serialised for the response).
     pub fn add(&mut self, entry: &Value) {
-        if entry["status"] != "ok" {
+        self.count(&Tally::of_value(entry));
+    }
+
+    /// Counts one result from its [`Tally`].
+    pub fn count(&mut self, t: &Tally) {
+        if !t.ok {
             self.errors += 1;
             return;
         }
-        match entry["verdict"].as_str() {
+        match t.verdict {
             Some("correct") => self.correct += 1,
             Some("incorrect") => self.incorrect += 1,
             Some("unscored") => self.unscored += 1,
             _ => self.scored_without_verdict += 1,
         }
-        if let Some(s) = entry["score"].as_f64() {
+        if let Some(s) = t.score {
             self.score_sum += s;
             self.scored += 1;
         }
-        if let (Some(w), Some(wins)) = (entry["winner"].as_str(), self.wins.as_mut()) {
+        if let (Some(w), Some(wins)) = (t.winner, self.wins.as_mut()) {
             match w {
                 "a" => wins.a += 1,
                 "b" => wins.b += 1,
                 _ => wins.tie += 1,
             }
         }
-        self.usage.prompt_tokens += entry["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
-        self.usage.completion_tokens += entry["usage"]["completion_tokens"].as_u64().unwrap_or(0);
-        match entry["cost_usd"].as_f64() {
+        self.usage.add(t.usage);
+        match t.cost_usd {
             Some(c) => {
-                if let Some(t) = self.cost_usd.as_mut() {
-                    *t += c;
+                if let Some(total) = self.cost_usd.as_mut() {
+                    *total += c;
                 }
             }
             None => self.unpriced = true,
         }
-        if entry["cached"] == true {
+        if t.cached {
             self.cached += 1;
         }
     }

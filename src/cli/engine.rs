@@ -264,7 +264,9 @@ impl Engine {
                     let owner = vec![(p.index, p.line)];
                     let handle = self.tasks.spawn(async move {
                         let item = BatchItem::parse(kind, p.index, p.value);
-                        let mut entry = batch::judge_one(&judge, &route, p.index, item).await;
+                        let mut entry = batch::judge_one(&judge, &route, p.index, item)
+                            .await
+                            .to_value();
                         entry["line"] = json!(p.line);
                         Ok(vec![entry])
                     });

@@ -392,9 +392,8 @@ impl Jobs {
                 let route = route.clone();
                 async move {
                     if let Some(msg) = value.get(INVALID_LINE).and_then(Value::as_str) {
-                        let entry =
-                            batch::error_entry(index as usize, "invalid_line", msg, None, None);
-                        return (index, entry);
+                        let v = batch::error_entry(index as usize, "invalid_line", msg, None, None);
+                        return (index, batch::Entry::from_value(index as usize, &v));
                     }
                     let item = BatchItem::parse(kind, index as usize, value);
                     let entry = batch::judge_one(&judge, &route, index as usize, item).await;
@@ -416,17 +415,13 @@ impl Jobs {
                 }
             };
             let Some((index, entry)) = next else { break };
-            shared.lock().unwrap().add(&entry);
-            let status = if entry["status"] == "ok" {
-                "ok"
-            } else {
-                "error"
-            };
+            shared.lock().unwrap().count(&entry.tally);
+            let status = if entry.is_ok() { "ok" } else { "error" };
             metrics::counter!(crate::metrics::BATCH_ITEMS, "status" => status).increment(1);
             if pending.is_empty() {
                 flush_at = tokio::time::Instant::now() + self.settings.commit_interval;
             }
-            pending.push((index, serde_json::to_vec(&entry).unwrap_or_default()));
+            pending.push((index, entry.json.get().as_bytes().to_vec()));
             if pending.len() >= 256 {
                 self.flush(&mut record, &mut pending).await?;
             }

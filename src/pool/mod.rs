@@ -10,7 +10,7 @@ pub mod breaker;
 pub mod limit;
 pub mod retry;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,54 @@ pub struct ProviderSlot {
     permit_wait: Duration,
     /// The provider's key, scrubbed from any text a provider sends back (some echo it).
     secret: Option<String>,
+    metrics: SlotMetrics,
+}
+
+/// A provider's metric handles, made once at start-up. Updating a handle is an atomic
+/// operation; the `metrics` macros instead build, hash and look up the labelled key on every
+/// call, which was measurable CPU per judged item.
+struct SlotMetrics {
+    inflight: metrics::Gauge,
+    circuit: metrics::Gauge,
+    wait: metrics::Histogram,
+    /// Per model of this provider that some route step names.
+    models: HashMap<String, ModelMetrics>,
+}
+
+struct ModelMetrics {
+    /// The configured price of this provider and model, looked up once.
+    price: Option<Price>,
+    duration: metrics::Histogram,
+    ok: metrics::Counter,
+    prompt_tokens: metrics::Counter,
+    completion_tokens: metrics::Counter,
+}
+
+impl SlotMetrics {
+    fn new(
+        provider: &str,
+        models: impl Iterator<Item = String>,
+        prices: &BTreeMap<String, Price>,
+    ) -> SlotMetrics {
+        let p = provider.to_string();
+        SlotMetrics {
+            inflight: metrics::gauge!(m::INFLIGHT, "provider" => p.clone()),
+            circuit: metrics::gauge!(m::CIRCUIT_STATE, "provider" => p.clone()),
+            wait: metrics::histogram!(m::RATE_LIMIT_WAIT, "provider" => p.clone()),
+            models: models
+                .map(|model| {
+                    let h = ModelMetrics {
+                        price: price_of(prices, provider, &model),
+                        duration: metrics::histogram!(m::PROVIDER_DURATION, "provider" => p.clone(), "model" => model.clone()),
+                        ok: metrics::counter!(m::PROVIDER_REQUESTS, "provider" => p.clone(), "model" => model.clone(), "outcome" => "ok"),
+                        prompt_tokens: metrics::counter!(m::TOKENS, "provider" => p.clone(), "model" => model.clone(), "type" => "prompt"),
+                        completion_tokens: metrics::counter!(m::TOKENS, "provider" => p.clone(), "model" => model.clone(), "type" => "completion"),
+                    };
+                    (model, h)
+                })
+                .collect(),
+        }
+    }
 }
 
 impl ProviderSlot {
@@ -138,6 +186,9 @@ fn build_provider(p: &ProviderSettings) -> anyhow::Result<Arc<dyn Provider>> {
         .timeout(p.timeout)
         .connect_timeout(p.timeout.min(Duration::from_secs(10)))
         .tcp_nodelay(true)
+        // Provider APIs answer; they do not redirect. A redirect is reported as the status it is
+        // (and no key follows it to another host), and no per-request redirect policy runs.
+        .redirect(reqwest::redirect::Policy::none())
         // Keep as many idle connections as calls may be in flight: with fewer, every burst of
         // completions above the cap closes connections the next wave must open again.
         .pool_max_idle_per_host(p.max_in_flight)
@@ -205,6 +256,15 @@ impl Pool {
                     deadline: p.deadline,
                     permit_wait: p.permit_wait,
                     secret: p.api_key.as_ref().map(|k| k.expose().to_string()),
+                    metrics: SlotMetrics::new(
+                        name,
+                        s.routes
+                            .values()
+                            .flatten()
+                            .filter(|st| &st.provider == name)
+                            .map(|st| st.model.clone()),
+                        &s.prices,
+                    ),
                 }),
             );
         }
@@ -225,8 +285,8 @@ impl Pool {
             })
             .collect();
         for slot in slots.values() {
-            metrics::gauge!(m::CIRCUIT_STATE, "provider" => slot.name.clone()).set(0.0);
-            metrics::gauge!(m::INFLIGHT, "provider" => slot.name.clone()).set(0.0);
+            slot.metrics.circuit.set(0.0);
+            slot.metrics.inflight.set(0.0);
         }
         Ok(Pool {
             slots,
@@ -269,20 +329,17 @@ impl Pool {
 
     /// The cost of a completion at the configured price of `provider:model` or `model`.
     pub fn cost(&self, provider: &str, model: &str, c: &Completion) -> Option<f64> {
-        if self
-            .slots
-            .get(provider)
-            .is_some_and(|s| s.kind == ProviderKind::Rules)
-        {
+        let slot = self.slots.get(provider);
+        if slot.is_some_and(|s| s.kind == ProviderKind::Rules) {
             return Some(0.0);
         }
-        let p = self
-            .prices
-            .get(&format!("{provider}:{model}"))
-            .or_else(|| self.prices.get(model))?;
+        let price = match slot.and_then(|s| s.metrics.models.get(model)) {
+            Some(h) => h.price,
+            None => price_of(&self.prices, provider, model),
+        }?;
         Some(
-            (c.usage.prompt_tokens as f64 * p.prompt_per_mtok
-                + c.usage.completion_tokens as f64 * p.completion_per_mtok)
+            (c.usage.prompt_tokens as f64 * price.prompt_per_mtok
+                + c.usage.completion_tokens as f64 * price.completion_per_mtok)
                 / 1_000_000.0,
         )
     }
@@ -314,7 +371,7 @@ impl Pool {
             match end {
                 Ok(completion) => {
                     let cost = self.cost(&step.provider, &step.model, &completion);
-                    record_usage(step, &completion, cost);
+                    record_usage(slot, step, &completion, cost);
                     return Ok(Delivered {
                         completion,
                         provider: step.provider.clone(),
@@ -395,9 +452,8 @@ impl Pool {
                     ));
                 }
             };
-            metrics::histogram!(m::RATE_LIMIT_WAIT, "provider" => slot.name.clone())
-                .record(waited.elapsed().as_secs_f64());
-            metrics::gauge!(m::INFLIGHT, "provider" => slot.name.clone()).increment(1.0);
+            slot.metrics.wait.record(waited.elapsed().as_secs_f64());
+            slot.metrics.inflight.increment(1.0);
             let started = Instant::now();
             let timeout = slot.timeout.min(until.saturating_duration_since(started));
             let span = tracing::debug_span!("provider_attempt", provider = %slot.name, model = %step.model, attempt = attempt_no);
@@ -407,7 +463,7 @@ impl Pool {
                 Err(_) => Err(ProviderError::Timeout),
             };
             let elapsed = started.elapsed();
-            metrics::gauge!(m::INFLIGHT, "provider" => slot.name.clone()).decrement(1.0);
+            slot.metrics.inflight.decrement(1.0);
             if let Ok(c) = &result {
                 slot.limits.settle(&permit, c.usage.total());
             }
@@ -415,15 +471,24 @@ impl Pool {
             let provider_fault = matches!(&result, Err(e) if is_provider_fault(e));
             slot.breaker.record(admission, provider_fault);
             set_circuit_gauge(slot);
-            metrics::histogram!(m::PROVIDER_DURATION, "provider" => slot.name.clone(), "model" => step.model.clone())
-                .record(elapsed.as_secs_f64());
-            let outcome_label = match &result {
-                Ok(_) => "ok",
-                Err(e) => e.kind(),
-            };
-            metrics::counter!(m::PROVIDER_REQUESTS, "provider" => slot.name.clone(),
-                "model" => step.model.clone(), "outcome" => outcome_label)
-            .increment(1);
+            let model_metrics = slot.metrics.models.get(&step.model);
+            match model_metrics {
+                Some(h) => h.duration.record(elapsed.as_secs_f64()),
+                None => metrics::histogram!(m::PROVIDER_DURATION, "provider" => slot.name.clone(), "model" => step.model.clone())
+                    .record(elapsed.as_secs_f64()),
+            }
+            match (&result, model_metrics) {
+                (Ok(_), Some(h)) => h.ok.increment(1),
+                _ => {
+                    let outcome_label = match &result {
+                        Ok(_) => "ok",
+                        Err(e) => e.kind(),
+                    };
+                    metrics::counter!(m::PROVIDER_REQUESTS, "provider" => slot.name.clone(),
+                        "model" => step.model.clone(), "outcome" => outcome_label)
+                    .increment(1);
+                }
+            }
             match result {
                 Ok(c) => {
                     attempts.push(Attempt {
@@ -531,18 +596,34 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-fn set_circuit_gauge(slot: &ProviderSlot) {
-    let state: CircuitState = slot.breaker.state();
-    metrics::gauge!(m::CIRCUIT_STATE, "provider" => slot.name.clone()).set(state.gauge());
+/// The configured price of `provider:model`, else of `model`.
+fn price_of(prices: &BTreeMap<String, Price>, provider: &str, model: &str) -> Option<Price> {
+    prices
+        .get(&format!("{provider}:{model}"))
+        .or_else(|| prices.get(model))
+        .copied()
 }
 
-fn record_usage(step: &Step, c: &Completion, cost: Option<f64>) {
-    let p = step.provider.clone();
-    metrics::counter!(m::TOKENS, "provider" => p.clone(), "model" => step.model.clone(), "type" => "prompt")
-        .increment(c.usage.prompt_tokens);
-    metrics::counter!(m::TOKENS, "provider" => p.clone(), "model" => step.model.clone(), "type" => "completion")
-        .increment(c.usage.completion_tokens);
+fn set_circuit_gauge(slot: &ProviderSlot) {
+    let state: CircuitState = slot.breaker.state();
+    slot.metrics.circuit.set(state.gauge());
+}
+
+fn record_usage(slot: &ProviderSlot, step: &Step, c: &Completion, cost: Option<f64>) {
+    match slot.metrics.models.get(&step.model) {
+        Some(h) => {
+            h.prompt_tokens.increment(c.usage.prompt_tokens);
+            h.completion_tokens.increment(c.usage.completion_tokens);
+        }
+        None => {
+            let p = step.provider.clone();
+            metrics::counter!(m::TOKENS, "provider" => p.clone(), "model" => step.model.clone(), "type" => "prompt")
+                .increment(c.usage.prompt_tokens);
+            metrics::counter!(m::TOKENS, "provider" => p, "model" => step.model.clone(), "type" => "completion")
+                .increment(c.usage.completion_tokens);
+        }
+    }
     if let Some(cost) = cost {
-        m::add_cost(&p, &step.model, cost);
+        m::add_cost(&step.provider, &step.model, cost);
     }
 }

@@ -325,6 +325,33 @@ pub fn transport_error(e: reqwest::Error) -> ProviderError {
     }
 }
 
+/// Parses a provider URL once, at start-up. The error names no part of the URL, which may carry
+/// a key in its query.
+pub fn parse_url(url: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(url)
+        .map_err(|e| format!("the provider's base_url is not a valid URL ({e})"))
+}
+
+/// A header value holding a credential: marked sensitive, so it is never printed.
+pub fn secret_header(value: &str) -> Option<reqwest::header::HeaderValue> {
+    let mut v = reqwest::header::HeaderValue::from_str(value).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+/// Adds configured extra headers; a name or value that is not a valid header is skipped (the
+/// configuration layer rejects those at start-up).
+pub fn extend_headers(map: &mut reqwest::header::HeaderMap, extra: &[(String, String)]) {
+    for (k, v) in extra {
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+            reqwest::header::HeaderValue::from_str(v),
+        ) {
+            map.append(name, value);
+        }
+    }
+}
+
 /// Truncates a provider's error text so a huge HTML error page does not flood responses.
 pub fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {

@@ -18,12 +18,16 @@ use super::{
 };
 
 /// An OpenAI-wire provider bound to a base URL and an optional key.
+///
+/// The URL and the headers are parsed once here, not per request: per judged item, the
+/// per-request parse of the URL and of the `Authorization` header was measurable CPU.
 pub struct OpenAiProvider {
     kind: &'static str,
     client: reqwest::Client,
     url: String,
-    api_key: Option<String>,
-    extra_headers: Vec<(String, String)>,
+    parsed: Result<reqwest::Url, String>,
+    has_key: bool,
+    headers: reqwest::header::HeaderMap,
 }
 
 impl OpenAiProvider {
@@ -34,18 +38,27 @@ impl OpenAiProvider {
         base_url: &str,
         api_key: Option<String>,
     ) -> Self {
+        let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
+        let api_key = api_key.filter(|k| !k.is_empty());
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = &api_key
+            && let Some(v) = super::secret_header(&format!("Bearer {key}"))
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         Self {
             kind,
             client,
-            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
-            api_key: api_key.filter(|k| !k.is_empty()),
-            extra_headers: Vec::new(),
+            parsed: super::parse_url(&url),
+            url,
+            has_key: api_key.is_some(),
+            headers,
         }
     }
 
     /// Headers sent with every request (e.g. `OpenAI-Organization`).
     pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
-        self.extra_headers = headers;
+        super::extend_headers(&mut self.headers, &headers);
         self
     }
 
@@ -61,9 +74,10 @@ pub fn is_reasoning_model(model: &str) -> bool {
         .next()
         .unwrap_or(model)
         .to_ascii_lowercase();
-    ["o1", "o3", "o4", "gpt-5"]
-        .iter()
-        .any(|p| m == *p || m.starts_with(&format!("{p}-")))
+    ["o1", "o3", "o4", "gpt-5"].iter().any(|p| {
+        m.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+    })
 }
 
 #[derive(Serialize)]
@@ -285,7 +299,7 @@ impl Provider for OpenAiProvider {
 
     fn has_credentials(&self) -> bool {
         // Local compatible servers (Ollama, llama.cpp, vLLM without --api-key) need no key.
-        self.api_key.is_some() || !self.url.starts_with("https://")
+        self.has_key || !self.url.starts_with("https://")
     }
 
     fn chat<'a>(
@@ -293,16 +307,12 @@ impl Provider for OpenAiProvider {
         req: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         async move {
-            let mut builder = self
+            let url = self.parsed.clone().map_err(ProviderError::Connect)?;
+            let builder = self
                 .client
-                .post(&self.url)
+                .post(url)
+                .headers(self.headers.clone())
                 .json(&wire_request(req, Some(&req.model)));
-            if let Some(key) = &self.api_key {
-                builder = builder.bearer_auth(key);
-            }
-            for (k, v) in &self.extra_headers {
-                builder = builder.header(k, v);
-            }
             send_openai_shaped(builder).await
         }
         .boxed()
