@@ -227,6 +227,9 @@ pub struct RawProvider {
     /// Extra headers sent with every request (e.g. `OpenAI-Organization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Speak HTTP/2 to an `http://` base URL from the first byte (h2c with prior knowledge),
+    /// for servers and gateways that accept it. `https://` providers negotiate HTTP/2 anyway.
+    pub http2_prior_knowledge: Option<bool>,
 }
 
 /// Price of a model in US dollars per million tokens.
@@ -310,6 +313,7 @@ pub struct ProviderSettings {
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
     pub headers: Vec<(String, String)>,
+    pub http2_prior_knowledge: bool,
 }
 
 /// One step of a route.
@@ -594,6 +598,7 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
                     &format!("{key}.breaker_cooldown_s"),
                 )?,
                 headers: p.headers.into_iter().collect(),
+                http2_prior_knowledge: p.http2_prior_knowledge.unwrap_or(false),
             },
         );
     }

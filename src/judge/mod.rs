@@ -519,11 +519,12 @@ impl Judge {
             user,
             temperature: Some(temperature),
             max_tokens: Some(max_tokens),
-            grading: Some(grading),
+            // Only a rules step reads the raw fields; other routes do not carry them along.
+            grading: self.pool.route_uses_rules(route).then_some(grading),
         };
         let d = self
             .pool
-            .complete(route, &req)
+            .complete(route, req)
             .await
             .map_err(|f| JudgeError::from_route(route, f))?;
         Ok(Asked {

@@ -4,7 +4,7 @@
 //! A template's version is part of what identifies a judgment (it is in every result and in the
 //! cache key): change the wording, bump the version.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use regex::Regex;
 use sha2::{Digest, Sha256};
@@ -35,15 +35,34 @@ impl OutputFormat {
 /// A rendered prompt: an optional system message and the user message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
-    pub system: Option<String>,
+    /// Shared, not copied, by every request that uses it (the binary grader's is built once).
+    pub system: Option<Arc<str>>,
     pub user: String,
     pub version: String,
 }
 
 /// The strict binary grader.
 pub fn binary(question: &str, answer: &str, prediction: &str, format: OutputFormat) -> Rendered {
+    static SYSTEM: [OnceLock<Arc<str>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let slot = match format {
+        OutputFormat::ZeroOne => &SYSTEM[0],
+        OutputFormat::YesNo => &SYSTEM[1],
+    };
+    let system = slot.get_or_init(|| binary_system(format).into()).clone();
+    let user = format!(
+        "Question:\n{question}\n\nReference answer:\n{answer}\n\nCandidate answer:\n{prediction}"
+    );
+    Rendered {
+        system: Some(system),
+        user,
+        version: binary_version(format),
+    }
+}
+
+/// The binary grader's instructions for one output format.
+fn binary_system(format: OutputFormat) -> String {
     let (yes, no) = format.tokens();
-    let system = format!(
+    format!(
         "You are a strict grader. You compare a candidate answer with a reference answer and decide \
 whether the candidate is right.\n\
 How to decide:\n\
@@ -56,22 +75,18 @@ wrong claim is wrong.\n\
 5. Numbers must have the same value; where units are given they must agree (5 km is not 5 m).\n\
 Reply with one short sentence of justification, then a last line that is exactly \
 `Verdict: {yes}` when the candidate is right or `Verdict: {no}` when it is not."
-    );
-    let user = format!(
-        "Question:\n{question}\n\nReference answer:\n{answer}\n\nCandidate answer:\n{prediction}"
-    );
-    Rendered {
-        system: Some(system),
-        user,
-        version: format!(
-            "{BINARY_VERSION}-{}",
-            if format == OutputFormat::YesNo {
-                "yn"
-            } else {
-                "01"
-            }
-        ),
-    }
+    )
+}
+
+fn binary_version(format: OutputFormat) -> String {
+    format!(
+        "{BINARY_VERSION}-{}",
+        if format == OutputFormat::YesNo {
+            "yn"
+        } else {
+            "01"
+        }
+    )
 }
 
 /// The scale grader, with an optional rubric and reference.
@@ -106,7 +121,7 @@ number from {min} to {max}."
     }
     user.push_str(&format!("Response to rate:\n{prediction}"));
     Rendered {
-        system: Some(system),
+        system: Some(system.into()),
         user,
         version: SCORE_VERSION.into(),
     }
@@ -132,7 +147,7 @@ better, `[[B]]` if response B is better, or `[[C]]` if they are equally good.",
     }
     user.push_str(&format!("Response A:\n{a}\n\nResponse B:\n{b}"));
     Rendered {
-        system: Some(system),
+        system: Some(system.into()),
         user,
         version: COMPARE_VERSION.into(),
     }

@@ -182,7 +182,18 @@ pub struct Pool {
 
 /// Builds the adapter for one provider.
 fn build_provider(p: &ProviderSettings) -> anyhow::Result<Arc<dyn Provider>> {
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if p.http2_prior_knowledge {
+        // One connection carries every call in flight, so there are no per-connection buffers
+        // and tasks per call. The connection window is large and fixed: with the 64 KiB
+        // default, thousands of answers at once are split into small DATA frames, which the
+        // client's own flood guard then takes for an attack and closes the connection.
+        builder = builder
+            .http2_prior_knowledge()
+            .http2_initial_stream_window_size(Some(1 << 20))
+            .http2_initial_connection_window_size(Some(64 << 20));
+    }
+    let client = builder
         .timeout(p.timeout)
         .connect_timeout(p.timeout.min(Duration::from_secs(10)))
         .tcp_nodelay(true)
@@ -305,6 +316,18 @@ impl Pool {
         self.routes.get(name).map(Vec::as_slice)
     }
 
+    /// Whether some step of the route is a deterministic `rules` provider (which grades the
+    /// raw fields of [`ChatRequest::grading`] rather than the prompt).
+    pub fn route_uses_rules(&self, route: &str) -> bool {
+        self.route(route).is_some_and(|steps| {
+            steps.iter().any(|st| {
+                self.slots
+                    .get(&st.provider)
+                    .is_some_and(|s| s.kind == ProviderKind::Rules)
+            })
+        })
+    }
+
     pub fn route_names(&self) -> impl Iterator<Item = &str> {
         self.routes.keys().map(String::as_str)
     }
@@ -345,7 +368,11 @@ impl Pool {
     }
 
     /// Sends `req` along the route: each step with its own model, until one answers.
-    pub async fn complete(&self, route: &str, req: &ChatRequest) -> Result<Delivered, RouteFailed> {
+    pub async fn complete(
+        &self,
+        route: &str,
+        mut req: ChatRequest,
+    ) -> Result<Delivered, RouteFailed> {
         let steps = self.routes.get(route).map(Vec::as_slice).unwrap_or(&[]);
         let mut attempts = Vec::new();
         let mut provider_time = Duration::ZERO;
@@ -363,7 +390,6 @@ impl Pool {
                 prev = Some((step, "not_configured"));
                 continue;
             };
-            let mut req = req.clone();
             req.model.clone_from(&step.model);
             let started = Instant::now();
             let end = self.run_step(slot, step, &req, &mut attempts).await;

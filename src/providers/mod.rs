@@ -88,7 +88,8 @@ pub enum GradingTask {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
     pub model: String,
-    pub system: Option<String>,
+    /// Shared: a template's instructions are the same for every item.
+    pub system: Option<std::sync::Arc<str>>,
     pub user: Vec<Part>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,

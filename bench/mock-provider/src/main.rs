@@ -5,9 +5,10 @@
 //! bodies after a configurable latency, injects a configurable mix of faults, and counts what it
 //! did (`GET /stats`, `POST /stats/reset`).
 //!
-//! It is built to stay out of the measurement: HTTP/1.1 with keep-alive on hyper, TCP_NODELAY on
-//! every connection, a multi-threaded runtime, response bodies assembled from pre-rendered pieces,
-//! and counters that are plain atomics.
+//! It is built to stay out of the measurement: HTTP/1.1 with keep-alive (or h2c, HTTP/2 with
+//! prior knowledge, when the client opens with its preface) on hyper, TCP_NODELAY on every
+//! connection, a multi-threaded runtime, response bodies assembled from pre-rendered pieces, and
+//! counters that are plain atomics.
 
 mod body;
 mod latency;
@@ -25,7 +26,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use body::{Api, Canned};
 use latency::LatencyDist;
@@ -489,9 +490,18 @@ async fn serve(cli: Cli, shared: Arc<Shared>) -> Result<(), String> {
                 let s = conn_shared.clone();
                 async move { handle(s, fd, req).await }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .header_read_timeout(None)
+            // HTTP/1.1, or HTTP/2 when the client opens with the HTTP/2 preface (h2c with
+            // prior knowledge), with no cap on concurrent streams and receive windows large
+            // enough that thousands of request bodies at once are not split into small DATA
+            // frames (which h2's flood guard answers with GOAWAY).
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().keep_alive(true).header_read_timeout(None);
+            builder
+                .http2()
+                .max_concurrent_streams(None)
+                .initial_stream_window_size(1 << 20)
+                .initial_connection_window_size(64 << 20);
+            let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
