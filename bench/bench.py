@@ -69,6 +69,7 @@ class Plan:
             self.batch_n = lambda c: 5 * c
             self.cpu_c = 100
             self.mem_items, self.mem_latency_ms = 500, 200
+            self.job_items, self.job_c, self.job_latency_ms = 3000, 200, 20
             self.fb_rate, self.fb_s, self.fb_retry_n = 100, 1.0, 2
         else:
             self.mock_alone_n, self.mock_alone_c = 100_000, 50
@@ -78,6 +79,7 @@ class Plan:
             self.batch_n = lambda c: max(10 * c, 2000)
             self.cpu_c = 1000
             self.mem_items, self.mem_latency_ms = 10_000, 2000
+            self.job_items, self.job_c, self.job_latency_ms = 300_000, 1000, 100
             self.fb_rate, self.fb_s, self.fb_retry_n = 200, 10.0, 20
         self.oha_connections = 32
 
@@ -197,11 +199,11 @@ class Proc:
             p.stop()
 
 
-def http_request(port: int, method: str, path: str, body: bytes | None = None,
-                 timeout: float = 30.0) -> tuple[int, bytes]:
+def http_request(port: int, method: str, path: str, body=None,
+                 timeout: float = 30.0, content_type: str = "application/json") -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        headers = {"content-type": "application/json"} if body is not None else {}
+        headers = {"content-type": content_type} if body is not None else {}
         conn.request(method, path, body=body, headers=headers)
         r = conn.getresponse()
         return r.status, r.read()
@@ -556,6 +558,76 @@ default = ["mock:m"]
                 mock.stop()
         self.results["memory"] = rows
 
+    def long_job(self) -> None:
+        """A long job uploaded as NDJSON (streamed to disk), judged in the background while its
+        results are committed; RSS sampled every 50 ms from upload to the last result."""
+        p = self.plan
+        n = p.job_items
+        log(f"memory: a job of {n} items uploaded as NDJSON, max_concurrent {p.job_c}, "
+            f"mock latency {p.job_latency_ms} ms")
+        mock, mport = self.start_mock("--latency-ms", str(p.job_latency_ms))
+        svc, sport = self.start_service(mport)
+        try:
+            lines = self.work / "job.ndjson"
+            with lines.open("w") as f:
+                for i in range(n):
+                    f.write(json.dumps({"question": f"What is {i} + {i + 25}?",
+                                        "answer": str(2 * i + 25),
+                                        "prediction": f"The answer is {2 * i + 25} (item {i}).",
+                                        "options": {"cache": False}}) + "\n")
+            self.settle()
+            load = loadavg()
+            idle_kb = proc_status_kb(svc.pid, "VmRSS")
+            peak = {"kb": idle_kb}
+            stop = threading.Event()
+
+            def sampler():
+                while not stop.wait(0.05):
+                    try:
+                        peak["kb"] = max(peak["kb"], proc_status_kb(svc.pid, "VmRSS"))
+                    except (OSError, KeyError):
+                        return
+
+            t = threading.Thread(target=sampler, daemon=True)
+            t.start()
+            cpu0 = cpu_seconds(svc.pid)
+            w = CpuWatch(svc.pid, mock.pid)
+            t0 = time.perf_counter()
+            with lines.open("rb") as f:
+                status, raw = http_request(
+                    sport, "POST", f"/v1/jobs?kind=binary&max_concurrent={p.job_c}", f,
+                    timeout=600, content_type="application/x-ndjson")
+            if status != 202:
+                raise RuntimeError(f"job upload -> {status}: {raw[:300]!r}")
+            uploaded = time.perf_counter() - t0
+            job = json.loads(raw)["id"]
+            deadline = time.time() + max(120.0, n / 500)
+            view = {}
+            while time.time() < deadline:
+                view = get_json(sport, f"/v1/jobs/{job}")
+                if view["status"] in ("completed", "cancelled", "failed"):
+                    break
+                time.sleep(0.2)
+            wall = time.perf_counter() - t0
+            watch = w.stop()
+            stop.set()
+            t.join()
+            if view.get("status") != "completed":
+                raise RuntimeError(f"job did not complete in time: {view}")
+            summary = view["summary"]
+            self.results["long_job"] = {
+                "n": n, "c": p.job_c, "latency_ms": p.job_latency_ms, "load": load,
+                "upload_s": uploaded, "wall_s": wall, "items_per_s": n / wall,
+                "ok": n - summary["errors"], "idle_rss_kb": idle_kb, "peak_rss_kb": peak["kb"],
+                "vmhwm_kb": proc_status_kb(svc.pid, "VmHWM"),
+                "service_cpu_us_per_item": (cpu_seconds(svc.pid) - cpu0) / n * 1e6,
+                "upload_bytes": lines.stat().st_size, "cpu": watch,
+            }
+            log(f"  {n} items in {wall:.1f} s, peak RSS {peak['kb'] / 1024:.1f} MiB")
+        finally:
+            svc.stop()
+            mock.stop()
+
     # -- 5. fallback ----------------------------------------------------------------------
 
     def fallback(self) -> None:
@@ -905,6 +977,21 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 f"{mark(ok)} |")
         out.append("")
 
+    if res.get("long_job"):
+        r = res["long_job"]
+        out += ["### A long job", "",
+                f"`POST /v1/jobs` with {r['n']} items as an NDJSON upload "
+                f"({r['upload_bytes'] / 1e6:.1f} MB, streamed to the job store as it arrives), "
+                f"`max_concurrent` {r['c']}, mock latency {r['latency_ms']} ms, HTTP/1.1; RSS "
+                "sampled every 50 ms from the start of the upload to the job's completion.", "",
+                "| items | upload s | wall s | items/s | RSS idle MB | peak RSS MB (sampled) | "
+                "VmHWM MB | service CPU µs/item | items ok | load |",
+                "| " + " | ".join(["---"] * 10) + " |",
+                f"| {r['n']} | {r['upload_s']:.1f} | {r['wall_s']:.1f} | {r['items_per_s']:.0f} | "
+                f"{r['idle_rss_kb'] * 1024 / 1e6:.1f} | {r['peak_rss_kb'] * 1024 / 1e6:.1f} | "
+                f"{r['vmhwm_kb'] * 1024 / 1e6:.1f} | {r['service_cpu_us_per_item']:.1f} | "
+                f"{r['ok']} | {fmt_load(r['load'], r.get('cpu'))} |", ""]
+
     if "fallback" in res:
         out += ["## 5. Fallback past a refused primary", "",
                 "Route `fb = [\"dead:m\", \"mock:m\"]`, where `dead` points at a loopback port "
@@ -973,7 +1060,8 @@ def main() -> int:
     ap.add_argument("--oha", required=True, help="the oha binary")
     ap.add_argument("--out", help="report path (default BENCHMARKS.md, or a temp file with "
                                   "--smoke)")
-    ap.add_argument("--only", help="comma-separated subset: mock,overhead,batch,memory,fallback")
+    ap.add_argument("--only", help="comma-separated subset: "
+                                   "mock,overhead,batch,memory,job,fallback")
     ap.add_argument("--command", default=None, help="the command line to print in the report")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (configs and logs)")
     ap.add_argument("--wait-quiet", type=float, default=None,
@@ -988,7 +1076,7 @@ def main() -> int:
                   file=sys.stderr)
             return 2
     only = set(args.only.split(",")) if args.only else \
-        {"mock", "overhead", "batch", "memory", "fallback"}
+        {"mock", "overhead", "batch", "memory", "job", "fallback"}
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="llm-judge-bench-"))
     log(f"work dir {work} (logs and configs); load {loadavg()}")
@@ -1005,7 +1093,7 @@ def main() -> int:
         "quiet_s": quiet_s,
     })
     steps = [("mock", bench.mock_alone), ("overhead", bench.overhead), ("batch", bench.batch),
-             ("memory", bench.memory), ("fallback", bench.fallback)]
+             ("memory", bench.memory), ("job", bench.long_job), ("fallback", bench.fallback)]
     try:
         for name, fn in steps:
             if name in only:
@@ -1034,8 +1122,10 @@ def main() -> int:
     for name, measured, ok in verdicts:
         print(f"  {mark(ok).strip('*'):5}  {name}: {measured}")
     if plan.smoke:
-        failed = [f"{k} {r.get('proto', '')} C={r['c']}: {r['n'] - r['ok']} of {r['n']}"
-                  for k in ("batch", "memory") for r in res.get(k, []) if r["ok"] != r["n"]]
+        rows = [r for k in ("batch", "memory") for r in res.get(k, [])]
+        rows += [res["long_job"]] if res.get("long_job") else []
+        failed = [f"{r.get('proto', 'job')} C={r['c']}: {r['n'] - r['ok']} of {r['n']}"
+                  for r in rows if r["ok"] != r["n"]]
         if failed:
             log("smoke run FAILED: items not judged: " + "; ".join(failed))
             return 1

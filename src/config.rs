@@ -37,6 +37,7 @@ retention_hours = 168.0
 janitor_interval_s = 60.0
 commit_interval_ms = 50
 max_items = 10000000
+cache_mb = 16
 
 [retry]
 max_attempts = 3
@@ -180,6 +181,9 @@ pub struct JobsConfig {
     pub commit_interval_ms: u64,
     /// Most items in one NDJSON job upload.
     pub max_items: u64,
+    /// Memory the job store may use to cache its pages, in MiB. It bounds the service's memory
+    /// however large the jobs: without a bound, every page a long job writes stays cached.
+    pub cache_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -486,6 +490,9 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
         if !v.is_finite() || v <= 0.0 {
             return Err(ConfigError(format!("{key} must be a positive number")));
         }
+    }
+    if raw.jobs.cache_mb == 0 {
+        return Err(ConfigError("jobs.cache_mb must be at least 1".into()));
     }
     if raw.jobs.data_dir.trim().is_empty() {
         return Err(ConfigError("jobs.data_dir must not be empty".into()));

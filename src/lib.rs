@@ -63,6 +63,8 @@ impl AppState {
                 retention: std::time::Duration::from_secs_f64(j.retention_hours * 3600.0),
                 janitor_interval: std::time::Duration::from_secs_f64(j.janitor_interval_s),
                 commit_interval: std::time::Duration::from_millis(j.commit_interval_ms),
+                cache_bytes: usize::try_from(j.cache_mb.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
             },
             judge.clone(),
         )?;

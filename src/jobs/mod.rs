@@ -25,6 +25,8 @@ pub struct JobSettings {
     pub janitor_interval: Duration,
     /// Results finishing within this window are committed together (one disk sync for many).
     pub commit_interval: Duration,
+    /// The store's page cache, in bytes.
+    pub cache_bytes: usize,
 }
 
 /// A running job's live state.
@@ -82,7 +84,7 @@ async fn blocking<T: Send + 'static>(
 impl Jobs {
     /// Opens the store; call [`Jobs::start`] to resume unfinished jobs and run the janitor.
     pub fn open(settings: JobSettings, judge: Arc<Judge>) -> Result<Arc<Jobs>, StoreError> {
-        let store = Arc::new(Store::open(&settings.data_dir)?);
+        let store = Arc::new(Store::open(&settings.data_dir, settings.cache_bytes)?);
         Ok(Arc::new(Jobs {
             store,
             judge,

@@ -84,8 +84,9 @@ pub enum Created {
 }
 
 impl Store {
-    /// Opens (or creates) the database file `jobs.redb` in `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens (or creates) the database file `jobs.redb` in `dir`, caching at most `cache_bytes`
+    /// of its pages in memory.
+    pub fn open(dir: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError(format!(
                 "cannot create the data directory {}: {e}",
@@ -93,7 +94,9 @@ impl Store {
             ))
         })?;
         let path = dir.join("jobs.redb");
-        let db = Database::create(&path)
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
             .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(err("begin"))?;
         {
