@@ -31,9 +31,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use body::{Api, Canned};
 use latency::LatencyDist;
 
-/// mimalloc: cheaper small allocations across threads, so the stand-in stays out of the way.
+/// jemalloc: cheaper small allocations across threads, so the stand-in stays out of the way.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const AFTER_HELP: &str = "\
 LATENCY
