@@ -27,6 +27,17 @@ impl Counting {
         }
     }
 }
+/// The service with one OpenAI-wire provider: a stand-in answering after `delay_ms`.
+async fn app_over_counting(delay_ms: u64) -> (MockServer, TestApp) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Counting::new(delay_ms))
+        .mount(&server)
+        .await;
+    let app = spawn(&openai_config("openai", &server, "gpt-4o"), &[]).await;
+    (server, app)
+}
+
 impl Respond for Counting {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let body: Value = req.body_json().unwrap();
@@ -75,12 +86,7 @@ fn ndjson(text: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_job_runs_in_the_background_and_its_results_are_readable_in_either_order() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Counting::new(20))
-        .mount(&server)
-        .await;
-    let app = spawn(&openai_config("openai", &server, "gpt-4o"), &[]).await;
+    let (_server, app) = app_over_counting(20).await;
     let mut list = items(40);
     list.push(json!({"question":"q"})); // invalid item: an error entry in the job
     let r = app
@@ -148,12 +154,7 @@ async fn a_job_runs_in_the_background_and_its_results_are_readable_in_either_ord
 
 #[tokio::test]
 async fn events_stream_progress_then_the_summary() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Counting::new(100))
-        .mount(&server)
-        .await;
-    let app = spawn(&openai_config("openai", &server, "gpt-4o"), &[]).await;
+    let (_server, app) = app_over_counting(100).await;
     let (_, accepted) = app
         .post(
             "/v1/jobs",
@@ -186,12 +187,7 @@ async fn events_stream_progress_then_the_summary() {
 
 #[tokio::test]
 async fn idempotency_listing_and_cancellation() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(Counting::new(150))
-        .mount(&server)
-        .await;
-    let app = spawn(&openai_config("openai", &server, "gpt-4o"), &[]).await;
+    let (_server, app) = app_over_counting(150).await;
     let body = json!({"items": items(30), "max_concurrent": 2, "idempotency_key": "run-42"});
     let (s1, first) = app.post("/v1/jobs", &body).await;
     let (s2, again) = app.post("/v1/jobs", &body).await;

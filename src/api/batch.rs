@@ -67,20 +67,18 @@ pub struct BatchResponse {
     pub summary: Summary,
 }
 
-/// Reads and checks a batch request into its items; body-level problems are 4xx, item-level
-/// problems become error entries.
-pub fn prepare_values(
-    app: &AppState,
-    req: BatchRequest,
-) -> Result<(String, JudgeKind, Vec<Value>, usize), ApiError> {
-    let limits = &app.settings.server;
-    let route = app.judge.resolve_route(req.judge.as_deref())?;
-    let max_concurrent = req.max_concurrent.unwrap_or(
+/// The concurrency a batch or job asked for (or the configured default), checked against
+/// `server.batch_max_concurrent_limit`.
+pub fn max_concurrent(
+    limits: &crate::config::ServerSettings,
+    asked: Option<usize>,
+) -> Result<usize, ApiError> {
+    let n = asked.unwrap_or(
         limits
             .batch_max_concurrent
             .min(limits.batch_max_concurrent_limit),
     );
-    if max_concurrent == 0 || max_concurrent > limits.batch_max_concurrent_limit {
+    if n == 0 || n > limits.batch_max_concurrent_limit {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
@@ -91,6 +89,18 @@ pub fn prepare_values(
         )
         .field("max_concurrent"));
     }
+    Ok(n)
+}
+
+/// Reads and checks a batch request into its items; body-level problems are 4xx, item-level
+/// problems become error entries.
+pub fn prepare_values(
+    app: &AppState,
+    req: BatchRequest,
+) -> Result<(String, JudgeKind, Vec<Value>, usize), ApiError> {
+    let limits = &app.settings.server;
+    let route = app.judge.resolve_route(req.judge.as_deref())?;
+    let max_concurrent = max_concurrent(limits, req.max_concurrent)?;
     let arrays = req.questions.is_some() || req.answers.is_some() || req.predictions.is_some();
     let values: Vec<Value> = match (req.items, arrays) {
         (Some(_), true) => {

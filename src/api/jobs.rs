@@ -130,22 +130,7 @@ fn accepted(view: &JobView, created: bool) -> Response {
 async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response, ApiError> {
     let limits = &app.settings.server;
     let route = app.judge.resolve_route(q.judge.as_deref())?;
-    let max_concurrent = q.max_concurrent.unwrap_or(
-        limits
-            .batch_max_concurrent
-            .min(limits.batch_max_concurrent_limit),
-    );
-    if max_concurrent == 0 || max_concurrent > limits.batch_max_concurrent_limit {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            format!(
-                "max_concurrent must be between 1 and {}",
-                limits.batch_max_concurrent_limit
-            ),
-        )
-        .field("max_concurrent"));
-    }
+    let max_concurrent = super::batch::max_concurrent(limits, q.max_concurrent)?;
     let key = check_key(q.idempotency_key)?;
     let kind = q.kind.unwrap_or(JudgeKind::Binary);
     let mut up = match app

@@ -51,6 +51,31 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A fresh job record: nothing committed, not finished.
+fn new_record(
+    status: JobStatus,
+    kind: JudgeKind,
+    route: String,
+    max_concurrent: usize,
+    total: u64,
+    idempotency_key: Option<String>,
+) -> JobRecord {
+    JobRecord {
+        id: new_id(),
+        status,
+        kind,
+        route,
+        max_concurrent,
+        total,
+        created_at_ms: now_ms(),
+        finished_at_ms: None,
+        idempotency_key,
+        committed: 0,
+        summary: None,
+        error: None,
+    }
+}
+
 fn new_id() -> String {
     format!("job_{:016x}", rand::random::<u64>())
 }
@@ -137,20 +162,15 @@ impl Jobs {
         items: Vec<Value>,
         idempotency_key: Option<String>,
     ) -> Result<(JobView, bool), StoreError> {
-        let record = JobRecord {
-            id: new_id(),
-            status: JobStatus::Queued,
+        let total = items.len() as u64;
+        let record = new_record(
+            JobStatus::Queued,
             kind,
             route,
             max_concurrent,
-            total: items.len() as u64,
-            created_at_ms: now_ms(),
-            finished_at_ms: None,
+            total,
             idempotency_key,
-            committed: 0,
-            summary: None,
-            error: None,
-        };
+        );
         let store = self.store.clone();
         let created = blocking(move || store.create(record, &items)).await?;
         match created {
@@ -177,20 +197,14 @@ impl Jobs {
                 return Ok(Err(self.view(&existing)));
             }
         }
-        let record = JobRecord {
-            id: new_id(),
-            status: JobStatus::Uploading,
+        let record = new_record(
+            JobStatus::Uploading,
             kind,
             route,
             max_concurrent,
-            total: 0,
-            created_at_ms: now_ms(),
-            finished_at_ms: None,
+            0,
             idempotency_key,
-            committed: 0,
-            summary: None,
-            error: None,
-        };
+        );
         let store = self.store.clone();
         let created = blocking(move || store.create(record, &[])).await?;
         match created {

@@ -67,6 +67,15 @@ pub struct JobRecord {
 #[error("job store: {0}")]
 pub struct StoreError(pub String);
 
+/// Writes (or overwrites) a job's record inside an open write transaction.
+fn write_record(txn: &redb::WriteTransaction, record: &JobRecord) -> Result<(), StoreError> {
+    let mut jobs = txn.open_table(JOBS).map_err(err("open jobs"))?;
+    let bytes = serde_json::to_vec(record).map_err(err("encode job"))?;
+    jobs.insert(record.id.as_str(), bytes.as_slice())
+        .map_err(err("write job"))?;
+    Ok(())
+}
+
 fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> StoreError {
     move |e| StoreError(format!("{what}: {e}"))
 }
@@ -130,10 +139,7 @@ impl Store {
                 keys.insert(key.as_str(), record.id.as_str())
                     .map_err(err("write key"))?;
             }
-            let mut jobs = txn.open_table(JOBS).map_err(err("open jobs"))?;
-            let bytes = serde_json::to_vec(&record).map_err(err("encode job"))?;
-            jobs.insert(record.id.as_str(), bytes.as_slice())
-                .map_err(err("write job"))?;
+            write_record(&txn, &record)?;
             let mut table = txn.open_table(ITEMS).map_err(err("open items"))?;
             for (i, item) in items.iter().enumerate() {
                 let bytes = serde_json::to_vec(item).map_err(err("encode item"))?;
@@ -201,10 +207,7 @@ impl Store {
     pub fn put(&self, record: &JobRecord) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(err("begin"))?;
         {
-            let mut jobs = txn.open_table(JOBS).map_err(err("open jobs"))?;
-            let bytes = serde_json::to_vec(record).map_err(err("encode job"))?;
-            jobs.insert(record.id.as_str(), bytes.as_slice())
-                .map_err(err("write job"))?;
+            write_record(&txn, record)?;
         }
         txn.commit().map_err(err("commit"))
     }
@@ -261,10 +264,7 @@ impl Store {
                     .insert((record.id.as_str(), seq), *index)
                     .map_err(err("write order"))?;
             }
-            let mut jobs = txn.open_table(JOBS).map_err(err("open jobs"))?;
-            let bytes = serde_json::to_vec(record).map_err(err("encode job"))?;
-            jobs.insert(record.id.as_str(), bytes.as_slice())
-                .map_err(err("write job"))?;
+            write_record(&txn, record)?;
         }
         txn.commit().map_err(err("commit"))
     }
