@@ -63,6 +63,14 @@ struct ModelMetrics {
 }
 
 impl SlotMetrics {
+    /// The handles of a model some route step names for this provider. Every such model has
+    /// them: they are made from the same routes the pool's steps come from.
+    fn model(&self, model: &str) -> &ModelMetrics {
+        self.models
+            .get(model)
+            .expect("every route step's model has metric handles")
+    }
+
     fn new(
         provider: &str,
         models: impl Iterator<Item = String>,
@@ -176,7 +184,6 @@ pub struct Pool {
     slots: BTreeMap<String, Arc<ProviderSlot>>,
     routes: BTreeMap<String, Vec<Step>>,
     default_route: String,
-    prices: BTreeMap<String, Price>,
     budget: RetryBudget,
 }
 
@@ -303,7 +310,6 @@ impl Pool {
             slots,
             routes,
             default_route: s.judge.default_route.clone(),
-            prices: s.prices.clone(),
             budget: RetryBudget::new(s.retry.budget_ratio, s.retry.budget_min_per_s),
         })
     }
@@ -350,23 +356,6 @@ impl Pool {
             .collect()
     }
 
-    /// The cost of a completion at the configured price of `provider:model` or `model`.
-    pub fn cost(&self, provider: &str, model: &str, c: &Completion) -> Option<f64> {
-        let slot = self.slots.get(provider);
-        if slot.is_some_and(|s| s.kind == ProviderKind::Rules) {
-            return Some(0.0);
-        }
-        let price = match slot.and_then(|s| s.metrics.models.get(model)) {
-            Some(h) => h.price,
-            None => price_of(&self.prices, provider, model),
-        }?;
-        Some(
-            (c.usage.prompt_tokens as f64 * price.prompt_per_mtok
-                + c.usage.completion_tokens as f64 * price.completion_per_mtok)
-                / 1_000_000.0,
-        )
-    }
-
     /// Sends `req` along the route: each step with its own model, until one answers.
     pub async fn complete(
         &self,
@@ -396,7 +385,7 @@ impl Pool {
             provider_time += started.elapsed();
             match end {
                 Ok(completion) => {
-                    let cost = self.cost(&step.provider, &step.model, &completion);
+                    let cost = cost(slot, step, &completion);
                     record_usage(slot, step, &completion, cost);
                     return Ok(Delivered {
                         completion,
@@ -497,23 +486,14 @@ impl Pool {
             let provider_fault = matches!(&result, Err(e) if is_provider_fault(e));
             slot.breaker.record(admission, provider_fault);
             set_circuit_gauge(slot);
-            let model_metrics = slot.metrics.models.get(&step.model);
-            match model_metrics {
-                Some(h) => h.duration.record(elapsed.as_secs_f64()),
-                None => metrics::histogram!(m::PROVIDER_DURATION, "provider" => slot.name.clone(), "model" => step.model.clone())
-                    .record(elapsed.as_secs_f64()),
-            }
-            match (&result, model_metrics) {
-                (Ok(_), Some(h)) => h.ok.increment(1),
-                _ => {
-                    let outcome_label = match &result {
-                        Ok(_) => "ok",
-                        Err(e) => e.kind(),
-                    };
-                    metrics::counter!(m::PROVIDER_REQUESTS, "provider" => slot.name.clone(),
-                        "model" => step.model.clone(), "outcome" => outcome_label)
-                    .increment(1);
-                }
+            let handles = slot.metrics.model(&step.model);
+            handles.duration.record(elapsed.as_secs_f64());
+            match &result {
+                Ok(_) => handles.ok.increment(1),
+                // Failures are rare: their outcome label picks the series.
+                Err(e) => metrics::counter!(m::PROVIDER_REQUESTS, "provider" => slot.name.clone(),
+                    "model" => step.model.clone(), "outcome" => e.kind())
+                .increment(1),
             }
             match result {
                 Ok(c) => {
@@ -635,20 +615,26 @@ fn set_circuit_gauge(slot: &ProviderSlot) {
     slot.metrics.circuit.set(state.gauge());
 }
 
-fn record_usage(slot: &ProviderSlot, step: &Step, c: &Completion, cost: Option<f64>) {
-    match slot.metrics.models.get(&step.model) {
-        Some(h) => {
-            h.prompt_tokens.increment(c.usage.prompt_tokens);
-            h.completion_tokens.increment(c.usage.completion_tokens);
-        }
-        None => {
-            let p = step.provider.clone();
-            metrics::counter!(m::TOKENS, "provider" => p.clone(), "model" => step.model.clone(), "type" => "prompt")
-                .increment(c.usage.prompt_tokens);
-            metrics::counter!(m::TOKENS, "provider" => p, "model" => step.model.clone(), "type" => "completion")
-                .increment(c.usage.completion_tokens);
-        }
+/// The cost of a completion at the configured price of `provider:model` or `model`; the rules
+/// judge is free.
+fn cost(slot: &ProviderSlot, step: &Step, c: &Completion) -> Option<f64> {
+    if slot.kind == ProviderKind::Rules {
+        return Some(0.0);
     }
+    let price = slot.metrics.model(&step.model).price?;
+    Some(
+        (c.usage.prompt_tokens as f64 * price.prompt_per_mtok
+            + c.usage.completion_tokens as f64 * price.completion_per_mtok)
+            / 1_000_000.0,
+    )
+}
+
+fn record_usage(slot: &ProviderSlot, step: &Step, c: &Completion, cost: Option<f64>) {
+    let handles = slot.metrics.model(&step.model);
+    handles.prompt_tokens.increment(c.usage.prompt_tokens);
+    handles
+        .completion_tokens
+        .increment(c.usage.completion_tokens);
     if let Some(cost) = cost {
         m::add_cost(&step.provider, &step.model, cost);
     }
