@@ -199,6 +199,30 @@ class Proc:
             p.stop()
 
 
+class RssSampler:
+    """The highest VmRSS of a process, sampled on a thread every `interval` seconds until
+    stop()."""
+
+    def __init__(self, pid: int, interval: float):
+        self.pid, self.interval = pid, interval
+        self.peak_kb = proc_status_kb(pid, "VmRSS")
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                self.peak_kb = max(self.peak_kb, proc_status_kb(self.pid, "VmRSS"))
+            except (OSError, KeyError):
+                return
+
+    def stop(self) -> int:
+        self.done.set()
+        self.thread.join()
+        return self.peak_kb
+
+
 def http_request(port: int, method: str, path: str, body=None,
                  timeout: float = 30.0, content_type: str = "application/json") -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -464,26 +488,12 @@ default = ["mock:m"]
         load = loadavg()
         cpu0, mcpu0 = cpu_seconds(svc.pid), cpu_seconds(mock.pid)
         w = CpuWatch(svc.pid, mock.pid)
-        peak = {"rss_kb": proc_status_kb(svc.pid, "VmRSS")}
-        stop = threading.Event()
-
-        def sampler():
-            while not stop.wait(0.02):
-                try:
-                    peak["rss_kb"] = max(peak["rss_kb"], proc_status_kb(svc.pid, "VmRSS"))
-                except (OSError, KeyError):
-                    return
-
-        t = threading.Thread(target=sampler, daemon=True) if sample_rss else None
-        if t:
-            t.start()
+        rss = RssSampler(svc.pid, 0.02) if sample_rss else None
         t0 = time.perf_counter()
         status, raw = http_request(sport, "POST", "/v1/judge/batch", body, timeout=900)
         wall = time.perf_counter() - t0
         watch = w.stop()
-        stop.set()
-        if t:
-            t.join()
+        peak_kb = rss.stop() if rss else proc_status_kb(svc.pid, "VmRSS")
         cpu, mcpu = cpu_seconds(svc.pid) - cpu0, cpu_seconds(mock.pid) - mcpu0
         if status != 200:
             raise RuntimeError(f"batch of {n} at C={c} -> {status}: {raw[:300]!r}")
@@ -499,7 +509,7 @@ default = ["mock:m"]
             "mock_cpu_us_per_item": mcpu / n * 1e6,
             "mock_max_in_flight": stats["max_in_flight"], "mock_calls": stats["calls"],
             "mock_connections": stats["connections"], "response_bytes": len(raw),
-            "request_bytes": len(body), "rss_peak_sampled_kb": peak["rss_kb"],
+            "request_bytes": len(body), "rss_peak_sampled_kb": peak_kb,
             "cpu": watch, "quiet_before": quiet,
         }
 
@@ -578,18 +588,7 @@ default = ["mock:m"]
             self.settle()
             load = loadavg()
             idle_kb = proc_status_kb(svc.pid, "VmRSS")
-            peak = {"kb": idle_kb}
-            stop = threading.Event()
-
-            def sampler():
-                while not stop.wait(0.05):
-                    try:
-                        peak["kb"] = max(peak["kb"], proc_status_kb(svc.pid, "VmRSS"))
-                    except (OSError, KeyError):
-                        return
-
-            t = threading.Thread(target=sampler, daemon=True)
-            t.start()
+            rss = RssSampler(svc.pid, 0.05)
             cpu0 = cpu_seconds(svc.pid)
             w = CpuWatch(svc.pid, mock.pid)
             t0 = time.perf_counter()
@@ -610,20 +609,19 @@ default = ["mock:m"]
                 time.sleep(0.2)
             wall = time.perf_counter() - t0
             watch = w.stop()
-            stop.set()
-            t.join()
+            peak_kb = rss.stop()
             if view.get("status") != "completed":
                 raise RuntimeError(f"job did not complete in time: {view}")
             summary = view["summary"]
             self.results["long_job"] = {
                 "n": n, "c": p.job_c, "latency_ms": p.job_latency_ms, "load": load,
                 "upload_s": uploaded, "wall_s": wall, "items_per_s": n / wall,
-                "ok": n - summary["errors"], "idle_rss_kb": idle_kb, "peak_rss_kb": peak["kb"],
+                "ok": n - summary["errors"], "idle_rss_kb": idle_kb, "peak_rss_kb": peak_kb,
                 "vmhwm_kb": proc_status_kb(svc.pid, "VmHWM"),
                 "service_cpu_us_per_item": (cpu_seconds(svc.pid) - cpu0) / n * 1e6,
                 "upload_bytes": lines.stat().st_size, "cpu": watch,
             }
-            log(f"  {n} items in {wall:.1f} s, peak RSS {peak['kb'] / 1024:.1f} MiB")
+            log(f"  {n} items in {wall:.1f} s, peak RSS {peak_kb / 1024:.1f} MiB")
         finally:
             svc.stop()
             mock.stop()
