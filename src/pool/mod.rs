@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::config::{Price, ProviderKind, ProviderSettings, Settings};
 use crate::metrics as m;
+use crate::providers::http::{ClientOptions, HttpClient};
 use crate::providers::{
     ChatRequest, Completion, Provider, ProviderError, anthropic, azure, cohere, gemini, openai,
     rules,
@@ -189,29 +190,16 @@ pub struct Pool {
 
 /// Builds the adapter for one provider.
 fn build_provider(p: &ProviderSettings) -> anyhow::Result<Arc<dyn Provider>> {
-    let mut builder = reqwest::Client::builder();
-    if p.http2_prior_knowledge {
-        // One connection carries every call in flight, so there are no per-connection buffers
-        // and tasks per call. The connection window is large and fixed: with the 64 KiB
-        // default, thousands of answers at once are split into small DATA frames, which the
-        // client's own flood guard then takes for an attack and closes the connection.
-        builder = builder
-            .http2_prior_knowledge()
-            .http2_initial_stream_window_size(Some(1 << 20))
-            .http2_initial_connection_window_size(Some(64 << 20));
-    }
-    let client = builder
-        .timeout(p.timeout)
-        .connect_timeout(p.timeout.min(Duration::from_secs(10)))
-        .tcp_nodelay(true)
-        // Provider APIs answer; they do not redirect. A redirect is reported as the status it is
-        // (and no key follows it to another host), and no per-request redirect policy runs.
-        .redirect(reqwest::redirect::Policy::none())
-        // Keep as many idle connections as calls may be in flight: with fewer, every burst of
-        // completions above the cap closes connections the next wave must open again.
-        .pool_max_idle_per_host(p.max_in_flight)
-        .user_agent(concat!("llm-judge/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+    let client = HttpClient::new(
+        &p.base_url,
+        &ClientOptions {
+            timeout: p.timeout,
+            // As many idle connections as calls may be in flight: with fewer, every burst of
+            // completions above the cap closes connections the next wave must open again.
+            max_idle: p.max_in_flight,
+            http2_prior_knowledge: p.http2_prior_knowledge,
+        },
+    )?;
     let key = p.api_key.as_ref().map(|k| k.expose().to_string());
     Ok(match p.kind {
         ProviderKind::Rules => Arc::new(rules::RulesProvider),

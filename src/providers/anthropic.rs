@@ -24,6 +24,9 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use reqwest::header::HeaderMap;
+
+use super::http::HttpClient;
 use super::openai::error_message as lenient_error_message;
 use super::{
     ChatRequest, Completion, Part, Provider, ProviderError, Usage, clip, parse_retry_after,
@@ -37,27 +40,35 @@ pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 
 /// The Anthropic Messages API bound to a base URL and an optional key.
 pub struct AnthropicProvider {
-    client: reqwest::Client,
+    client: HttpClient,
     url: String,
+    parsed: Result<reqwest::Url, ProviderError>,
     api_key: Option<String>,
-    version: String,
+    /// `x-api-key` and `anthropic-version`, when a key is configured.
+    headers: Option<Result<HeaderMap, ProviderError>>,
 }
 
 impl AnthropicProvider {
-    pub fn new(client: reqwest::Client, base_url: &str, api_key: Option<String>) -> Self {
+    pub fn new(client: HttpClient, base_url: &str, api_key: Option<String>) -> Self {
         let base = base_url.trim_end_matches('/');
         let base = base.strip_suffix("/v1").unwrap_or(base);
+        let url = format!("{base}/v1/messages");
         Self {
             client,
-            url: format!("{base}/v1/messages"),
+            parsed: super::parse_url(&url),
+            url,
             api_key: api_key.filter(|k| !k.is_empty()),
-            version: DEFAULT_VERSION.to_string(),
+            headers: None,
         }
+        .with_version(DEFAULT_VERSION)
     }
 
     /// Overrides the `anthropic-version` header.
     pub fn with_version(mut self, version: &str) -> Self {
-        self.version = version.to_string();
+        self.headers = self
+            .api_key
+            .as_ref()
+            .map(|key| super::fixed_headers(&[("x-api-key", key), ("anthropic-version", version)]));
         self
     }
 
@@ -223,16 +234,11 @@ impl Provider for AnthropicProvider {
         req: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         async move {
-            let key = self.api_key.as_ref().ok_or(ProviderError::NoCredentials)?;
+            let headers = self.headers.as_ref().ok_or(ProviderError::NoCredentials)?;
+            let headers = headers.as_ref().map_err(Clone::clone)?;
+            let url = self.parsed.as_ref().map_err(Clone::clone)?;
             let body = wire_request(req)?;
-            let (status, headers, bytes) = super::send(
-                self.client
-                    .post(&self.url)
-                    .header("x-api-key", key)
-                    .header("anthropic-version", &self.version)
-                    .json(&body),
-            )
-            .await?;
+            let (status, headers, bytes) = self.client.post_json(url, headers, &body).await?;
             if (200..300).contains(&status) {
                 return parse_response(&bytes);
             }
@@ -270,7 +276,7 @@ mod tests {
     }
 
     fn provider(base: &str) -> AnthropicProvider {
-        AnthropicProvider::new(reqwest::Client::new(), base, Some("sk-ant-test".into()))
+        AnthropicProvider::new(HttpClient::default(), base, Some("sk-ant-test".into()))
     }
 
     const OK: &str = r#"{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"thinking","thinking":"2+2 is 4","signature":"EqQB"},{"type":"text","text":"Yes"},{"type":"text","text":", it is."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":20,"cache_creation_input_tokens":100,"cache_read_input_tokens":3,"output_tokens":7,"service_tier":"standard"}}"#;
@@ -427,7 +433,7 @@ mod tests {
     #[tokio::test]
     async fn no_key_sends_nothing() {
         let server = MockServer::start().await;
-        let p = AnthropicProvider::new(reqwest::Client::new(), &server.uri(), None);
+        let p = AnthropicProvider::new(HttpClient::default(), &server.uri(), None);
         assert!(!p.has_credentials());
         assert_eq!(
             p.chat(&req()).await.unwrap_err(),

@@ -18,22 +18,26 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::openai::{send_openai_shaped, wire_request};
+use reqwest::header::HeaderMap;
+
+use super::http::HttpClient;
+use super::openai::{openai_shaped, wire_request};
 use super::{ChatRequest, Completion, Provider, ProviderError};
 
 /// An Azure OpenAI resource bound to an endpoint, an API version and an optional key.
 pub struct AzureProvider {
-    client: reqwest::Client,
+    client: HttpClient,
     endpoint: String,
     api_version: String,
-    api_key: Option<String>,
+    /// `api-key`, when a key is configured.
+    headers: Option<Result<HeaderMap, ProviderError>>,
 }
 
 impl AzureProvider {
     /// `endpoint` is the resource URL (`https://my-res.openai.azure.com`); `api_version` is the
     /// data-plane version sent as `api-version` (`2024-10-21`).
     pub fn new(
-        client: reqwest::Client,
+        client: HttpClient,
         endpoint: &str,
         api_version: &str,
         api_key: Option<String>,
@@ -44,7 +48,9 @@ impl AzureProvider {
             client,
             endpoint: endpoint.to_string(),
             api_version: api_version.to_string(),
-            api_key: api_key.filter(|k| !k.is_empty()),
+            headers: api_key
+                .filter(|k| !k.is_empty())
+                .map(|k| super::fixed_headers(&[("api-key", &k)])),
         }
     }
 
@@ -79,7 +85,7 @@ impl Provider for AzureProvider {
     }
 
     fn has_credentials(&self) -> bool {
-        self.api_key.is_some()
+        self.headers.is_some()
     }
 
     fn chat<'a>(
@@ -87,13 +93,12 @@ impl Provider for AzureProvider {
         req: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         async move {
-            let key = self.api_key.as_ref().ok_or(ProviderError::NoCredentials)?;
-            let builder = self
-                .client
-                .post(self.url(&req.model))
-                .header("api-key", key)
-                .json(&wire_request(req, None));
-            send_openai_shaped(builder).await
+            let headers = self.headers.as_ref().ok_or(ProviderError::NoCredentials)?;
+            let headers = headers.as_ref().map_err(Clone::clone)?;
+            // The URL names the deployment, so it is parsed per call.
+            let url = super::parse_url(&self.url(&req.model))?;
+            let body = wire_request(req, None);
+            openai_shaped(self.client.post_json(&url, headers, &body).await?)
         }
         .boxed()
     }
@@ -123,7 +128,7 @@ mod tests {
 
     fn provider(endpoint: &str) -> AzureProvider {
         AzureProvider::new(
-            reqwest::Client::new(),
+            HttpClient::default(),
             endpoint,
             "2024-10-21",
             Some("az-key".into()),
@@ -172,7 +177,7 @@ mod tests {
     #[test]
     fn no_key_means_no_credentials_and_no_request() {
         let p = AzureProvider::new(
-            reqwest::Client::new(),
+            HttpClient::default(),
             "http://127.0.0.1:9",
             "v",
             Some(String::new()),

@@ -18,8 +18,10 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
+use super::http::HttpClient;
 use super::openai::error_message;
 use super::{
     ChatRequest, Completion, Part, Provider, ProviderError, Usage, parse_retry_after,
@@ -28,19 +30,25 @@ use super::{
 
 /// Cohere's Chat v2 API bound to a base URL and an optional key.
 pub struct CohereProvider {
-    client: reqwest::Client,
+    client: HttpClient,
     url: String,
-    api_key: Option<String>,
+    parsed: Result<reqwest::Url, ProviderError>,
+    /// `Authorization: Bearer`, when a key is configured.
+    headers: Option<Result<HeaderMap, ProviderError>>,
 }
 
 impl CohereProvider {
-    pub fn new(client: reqwest::Client, base_url: &str, api_key: Option<String>) -> Self {
+    pub fn new(client: HttpClient, base_url: &str, api_key: Option<String>) -> Self {
         let base = base_url.trim_end_matches('/');
         let base = base.strip_suffix("/v2").unwrap_or(base);
+        let url = format!("{base}/v2/chat");
         Self {
             client,
-            url: format!("{base}/v2/chat"),
-            api_key: api_key.filter(|k| !k.is_empty()),
+            parsed: super::parse_url(&url),
+            url,
+            headers: api_key
+                .filter(|k| !k.is_empty())
+                .map(|k| super::fixed_headers(&[("authorization", &format!("Bearer {k}"))])),
         }
     }
 
@@ -189,7 +197,7 @@ fn parse_response(body: &[u8]) -> Result<Completion, ProviderError> {
 }
 
 /// `x-should-retry` wins; otherwise 498 and 499 are marked as not worth retrying.
-fn should_retry(status: u16, headers: &reqwest::header::HeaderMap) -> Option<bool> {
+fn should_retry(status: u16, headers: &HeaderMap) -> Option<bool> {
     parse_should_retry(headers).or(matches!(status, 498 | 499).then_some(false))
 }
 
@@ -199,7 +207,7 @@ impl Provider for CohereProvider {
     }
 
     fn has_credentials(&self) -> bool {
-        self.api_key.is_some()
+        self.headers.is_some()
     }
 
     fn chat<'a>(
@@ -207,14 +215,11 @@ impl Provider for CohereProvider {
         req: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         async move {
-            let key = self.api_key.as_ref().ok_or(ProviderError::NoCredentials)?;
-            let (status, headers, bytes) = super::send(
-                self.client
-                    .post(&self.url)
-                    .bearer_auth(key)
-                    .json(&wire_request(req)),
-            )
-            .await?;
+            let headers = self.headers.as_ref().ok_or(ProviderError::NoCredentials)?;
+            let headers = headers.as_ref().map_err(Clone::clone)?;
+            let url = self.parsed.as_ref().map_err(Clone::clone)?;
+            let body = wire_request(req);
+            let (status, headers, bytes) = self.client.post_json(url, headers, &body).await?;
             if (200..300).contains(&status) {
                 return parse_response(&bytes);
             }
@@ -252,7 +257,7 @@ mod tests {
     }
 
     fn provider(base: &str) -> CohereProvider {
-        CohereProvider::new(reqwest::Client::new(), base, Some("co-key".into()))
+        CohereProvider::new(HttpClient::default(), base, Some("co-key".into()))
     }
 
     // Shape of the spec's v2 example (`ChatResponseV2`), shortened.
@@ -415,7 +420,7 @@ mod tests {
     #[tokio::test]
     async fn no_key_sends_nothing() {
         let server = MockServer::start().await;
-        let p = CohereProvider::new(reqwest::Client::new(), &server.uri(), Some(String::new()));
+        let p = CohereProvider::new(HttpClient::default(), &server.uri(), Some(String::new()));
         assert!(!p.has_credentials());
         assert_eq!(
             p.chat(&req()).await.unwrap_err(),

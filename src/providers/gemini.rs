@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::azure::encode_path_segment;
+use reqwest::header::HeaderMap;
+
+use super::http::HttpClient;
 use super::openai::error_message as lenient_error_message;
 use super::{
     ChatRequest, Completion, Part, Provider, ProviderError, Usage, clip, parse_retry_after,
@@ -35,19 +38,22 @@ use super::{
 
 /// The Gemini API bound to a base URL and an optional key.
 pub struct GeminiProvider {
-    client: reqwest::Client,
+    client: HttpClient,
     base: String,
-    api_key: Option<String>,
+    /// `x-goog-api-key`, when a key is configured.
+    headers: Option<Result<HeaderMap, ProviderError>>,
 }
 
 impl GeminiProvider {
-    pub fn new(client: reqwest::Client, base_url: &str, api_key: Option<String>) -> Self {
+    pub fn new(client: HttpClient, base_url: &str, api_key: Option<String>) -> Self {
         let base = base_url.trim_end_matches('/');
         let base = base.strip_suffix("/v1beta").unwrap_or(base);
         Self {
             client,
             base: base.to_string(),
-            api_key: api_key.filter(|k| !k.is_empty()),
+            headers: api_key
+                .filter(|k| !k.is_empty())
+                .map(|k| super::fixed_headers(&[("x-goog-api-key", &k)])),
         }
     }
 
@@ -273,7 +279,7 @@ impl Provider for GeminiProvider {
     }
 
     fn has_credentials(&self) -> bool {
-        self.api_key.is_some()
+        self.headers.is_some()
     }
 
     fn chat<'a>(
@@ -281,15 +287,12 @@ impl Provider for GeminiProvider {
         req: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         async move {
-            let key = self.api_key.as_ref().ok_or(ProviderError::NoCredentials)?;
+            let headers = self.headers.as_ref().ok_or(ProviderError::NoCredentials)?;
+            let headers = headers.as_ref().map_err(Clone::clone)?;
+            // The URL names the model, so it is parsed per call.
+            let url = super::parse_url(&self.url(&req.model))?;
             let body = wire_request(req)?;
-            let (status, headers, bytes) = super::send(
-                self.client
-                    .post(self.url(&req.model))
-                    .header("x-goog-api-key", key)
-                    .json(&body),
-            )
-            .await?;
+            let (status, headers, bytes) = self.client.post_json(&url, headers, &body).await?;
             if (200..300).contains(&status) {
                 return parse_response(&bytes);
             }
@@ -325,7 +328,7 @@ mod tests {
     }
 
     fn provider(base: &str) -> GeminiProvider {
-        GeminiProvider::new(reqwest::Client::new(), base, Some("AIza-test".into()))
+        GeminiProvider::new(HttpClient::default(), base, Some("AIza-test".into()))
     }
 
     const OK: &str = r#"{"candidates":[{"content":{"parts":[{"text":"Check the sum.","thought":true},{"text":"Yes"},{"text":", 4."}],"role":"model"},"finishReason":"STOP","index":0,"safetyRatings":[{"category":"HARM_CATEGORY_HARASSMENT","probability":"NEGLIGIBLE"}]}],"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":3,"totalTokenCount":40,"thoughtsTokenCount":25},"modelVersion":"gemini-2.5-flash","responseId":"mD2qaN3kDpS"}"#;
@@ -466,7 +469,7 @@ mod tests {
             url: "https://example.com/cat.png".into(),
         }));
         assert_eq!(p.chat(&r).await.unwrap_err().kind(), "unsupported");
-        let keyless = GeminiProvider::new(reqwest::Client::new(), &server.uri(), None);
+        let keyless = GeminiProvider::new(HttpClient::default(), &server.uri(), None);
         assert!(!keyless.has_credentials() && p.has_credentials());
         assert_eq!(
             keyless.chat(&req()).await,

@@ -8,6 +8,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod cohere;
 pub mod gemini;
+pub mod http;
 pub mod openai;
 pub mod rules;
 
@@ -15,6 +16,7 @@ use std::fmt;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 /// One part of the user message.
@@ -273,7 +275,7 @@ pub trait Provider: Send + Sync + 'static {
 }
 
 /// Reads `retry-after-ms`, then `retry-after` (seconds, possibly fractional, or an HTTP date).
-pub fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(ms) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
@@ -295,7 +297,7 @@ pub fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duratio
 }
 
 /// Reads `x-should-retry: true|false`.
-pub fn parse_should_retry(headers: &reqwest::header::HeaderMap) -> Option<bool> {
+pub fn parse_should_retry(headers: &HeaderMap) -> Option<bool> {
     match headers.get("x-should-retry")?.to_str().ok()?.trim() {
         "true" => Some(true),
         "false" => Some(false),
@@ -303,50 +305,36 @@ pub fn parse_should_retry(headers: &reqwest::header::HeaderMap) -> Option<bool> 
     }
 }
 
-/// Sends a prepared request and reads the whole answer: status, headers and body. Transport
-/// failures become [`ProviderError`]s without the URL.
-pub async fn send(
-    builder: reqwest::RequestBuilder,
-) -> Result<(u16, reqwest::header::HeaderMap, bytes::Bytes), ProviderError> {
-    let mut resp = builder.send().await.map_err(transport_error)?;
-    let status = resp.status().as_u16();
-    let headers = std::mem::take(resp.headers_mut());
-    let body = resp.bytes().await.map_err(transport_error)?;
-    Ok((status, headers, body))
-}
-
-/// Maps a reqwest transport error to a [`ProviderError`], without the URL (which may carry a key).
-pub fn transport_error(e: reqwest::Error) -> ProviderError {
-    if e.is_timeout() {
-        ProviderError::Timeout
-    } else if e.is_decode() {
-        ProviderError::Decode(e.without_url().to_string())
-    } else {
-        ProviderError::Connect(e.without_url().to_string())
-    }
-}
-
 /// Parses a provider URL once, at start-up. The error names no part of the URL, which may carry
 /// a key in its query.
-pub fn parse_url(url: &str) -> Result<reqwest::Url, String> {
-    reqwest::Url::parse(url)
-        .map_err(|e| format!("the provider's base_url is not a valid URL ({e})"))
+pub fn parse_url(url: &str) -> Result<reqwest::Url, ProviderError> {
+    reqwest::Url::parse(url).map_err(|e| {
+        ProviderError::Connect(format!("the provider's base_url is not a valid URL ({e})"))
+    })
 }
 
-/// A header value holding a credential: marked sensitive, so it is never printed.
-pub fn secret_header(value: &str) -> Option<reqwest::header::HeaderValue> {
-    let mut v = reqwest::header::HeaderValue::from_str(value).ok()?;
-    v.set_sensitive(true);
-    Some(v)
+/// The headers a provider sends with every call, built once. Every value is marked sensitive, so
+/// a credential is never printed; a value that cannot be a header fails every call with an error
+/// that names the header, never the value.
+pub fn fixed_headers(pairs: &[(&'static str, &str)]) -> Result<HeaderMap, ProviderError> {
+    let mut map = HeaderMap::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        let mut v = HeaderValue::from_str(value).map_err(|_| {
+            ProviderError::Connect(format!("the {name} header value is not valid in HTTP"))
+        })?;
+        v.set_sensitive(true);
+        map.insert(*name, v);
+    }
+    Ok(map)
 }
 
 /// Adds configured extra headers; a name or value that is not a valid header is skipped (the
 /// configuration layer rejects those at start-up).
-pub fn extend_headers(map: &mut reqwest::header::HeaderMap, extra: &[(String, String)]) {
+pub fn extend_headers(map: &mut HeaderMap, extra: &[(String, String)]) {
     for (k, v) in extra {
         if let (Ok(name), Ok(value)) = (
             reqwest::header::HeaderName::from_bytes(k.as_bytes()),
-            reqwest::header::HeaderValue::from_str(v),
+            HeaderValue::from_str(v),
         ) {
             map.append(name, value);
         }

@@ -12,6 +12,9 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use reqwest::header::HeaderMap;
+
+use super::http::{Answer, HttpClient};
 use super::{
     ChatRequest, Completion, Part, Provider, ProviderError, Usage, clip, parse_retry_after,
     parse_should_retry,
@@ -23,29 +26,27 @@ use super::{
 /// per-request parse of the URL and of the `Authorization` header was measurable CPU.
 pub struct OpenAiProvider {
     kind: &'static str,
-    client: reqwest::Client,
+    client: HttpClient,
     url: String,
-    parsed: Result<reqwest::Url, String>,
+    parsed: Result<reqwest::Url, ProviderError>,
     has_key: bool,
-    headers: reqwest::header::HeaderMap,
+    headers: Result<HeaderMap, ProviderError>,
 }
 
 impl OpenAiProvider {
     /// `kind` is the wire-format label reported in metrics (`openai` or `together`).
     pub fn new(
         kind: &'static str,
-        client: reqwest::Client,
+        client: HttpClient,
         base_url: &str,
         api_key: Option<String>,
     ) -> Self {
         let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
         let api_key = api_key.filter(|k| !k.is_empty());
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(key) = &api_key
-            && let Some(v) = super::secret_header(&format!("Bearer {key}"))
-        {
-            headers.insert(reqwest::header::AUTHORIZATION, v);
-        }
+        let headers = match &api_key {
+            Some(key) => super::fixed_headers(&[("authorization", &format!("Bearer {key}"))]),
+            None => Ok(HeaderMap::new()),
+        };
         Self {
             kind,
             client,
@@ -58,7 +59,9 @@ impl OpenAiProvider {
 
     /// Headers sent with every request (e.g. `OpenAI-Organization`).
     pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
-        super::extend_headers(&mut self.headers, &headers);
+        if let Ok(map) = &mut self.headers {
+            super::extend_headers(map, &headers);
+        }
         self
     }
 
@@ -273,11 +276,8 @@ pub(crate) fn is_content_filter_error(body: &[u8]) -> bool {
     ) || inner == Some("ResponsibleAIPolicyViolation")
 }
 
-/// Sends a prepared request and turns the answer into a [`Completion`] or a typed error.
-pub(crate) async fn send_openai_shaped(
-    builder: reqwest::RequestBuilder,
-) -> Result<Completion, ProviderError> {
-    let (status, headers, body) = super::send(builder).await?;
+/// Turns an OpenAI-shaped answer into a [`Completion`] or a typed error.
+pub(crate) fn openai_shaped((status, headers, body): Answer) -> Result<Completion, ProviderError> {
     if (200..300).contains(&status) {
         return parse_response(&body);
     }
@@ -307,13 +307,10 @@ impl Provider for OpenAiProvider {
         req: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         async move {
-            let url = self.parsed.clone().map_err(ProviderError::Connect)?;
-            let builder = self
-                .client
-                .post(url)
-                .headers(self.headers.clone())
-                .json(&wire_request(req, Some(&req.model)));
-            send_openai_shaped(builder).await
+            let url = self.parsed.as_ref().map_err(Clone::clone)?;
+            let headers = self.headers.as_ref().map_err(Clone::clone)?;
+            let body = wire_request(req, Some(&req.model));
+            openai_shaped(self.client.post_json(url, headers, &body).await?)
         }
         .boxed()
     }
