@@ -106,6 +106,47 @@ async fn results_come_back_in_input_order_and_a_failing_item_does_not_sink_the_b
 }
 
 #[tokio::test]
+async fn a_malformed_item_names_its_field_and_no_position_in_the_body() {
+    let app = spawn("", &[]).await;
+    let (status, body) = app
+        .post(
+            "/v1/judge/batch",
+            &json!({"items": [
+                {"question": "q", "answer": "4", "prediction": "4"},
+                {"question": 3, "answer": "a", "prediction": "p"},
+                "just text",
+                {"question": "q", "answer": "a", "prediction": "p", "colour": "red"},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let r = &body["results"];
+    assert_eq!(r[0]["verdict"], "correct", "{body}");
+    assert_eq!(r[1]["error"]["field"], "items[1].question");
+    assert_eq!(
+        r[1]["error"]["message"],
+        "invalid type: integer `3`, expected a string"
+    );
+    assert_eq!(r[2]["error"]["field"], "items[2]");
+    assert!(
+        r[2]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid type: string \"just text\""),
+        "{body}"
+    );
+    assert_eq!(r[3]["error"]["field"], "items[3].colour");
+    for i in 1..4 {
+        assert_eq!(r[i]["error"]["code"], "invalid_item");
+        assert!(
+            !r[i]["error"]["message"].as_str().unwrap().contains("line"),
+            "{body}"
+        );
+    }
+    assert_eq!(body["summary"]["errors"], 3);
+}
+
+#[tokio::test]
 async fn parallel_arrays_and_per_item_judges() {
     let app = spawn("", &[]).await;
     let (status, body) = app

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, ErrorDetail, JsonBody};
@@ -32,7 +32,7 @@ pub struct BatchRequest {
     pub max_concurrent: Option<usize>,
     /// Items with the fields of the matching single endpoint. A bad item becomes an error entry.
     #[schema(value_type = Option<Vec<Object>>)]
-    pub items: Option<Vec<Value>>,
+    pub items: Option<Vec<Box<RawValue>>>,
     pub questions: Option<Vec<String>>,
     pub answers: Option<Vec<String>>,
     pub predictions: Option<Vec<String>>,
@@ -92,17 +92,25 @@ pub fn max_concurrent(
     Ok(n)
 }
 
+/// A checked batch request.
+pub struct Checked<T> {
+    pub route: String,
+    pub kind: JudgeKind,
+    pub items: Vec<T>,
+    pub max_concurrent: usize,
+}
+
 /// Reads and checks a batch request into its items; body-level problems are 4xx, item-level
 /// problems become error entries.
 pub fn prepare_values(
     app: &AppState,
     req: BatchRequest,
-) -> Result<(String, JudgeKind, Vec<Value>, usize), ApiError> {
+) -> Result<Checked<Box<RawValue>>, ApiError> {
     let limits = &app.settings.server;
     let route = app.judge.resolve_route(req.judge.as_deref())?;
     let max_concurrent = max_concurrent(limits, req.max_concurrent)?;
     let arrays = req.questions.is_some() || req.answers.is_some() || req.predictions.is_some();
-    let values: Vec<Value> = match (req.items, arrays) {
+    let values: Vec<Box<RawValue>> = match (req.items, arrays) {
         (Some(_), true) => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -140,7 +148,10 @@ pub fn prepare_values(
             q.into_iter()
                 .zip(a)
                 .zip(p)
-                .map(|((q, a), p)| serde_json::json!({"question": q, "answer": a, "prediction": p}))
+                .map(|((q, a), p)| {
+                    let item = serde_json::json!({"question": q, "answer": a, "prediction": p});
+                    serde_json::value::to_raw_value(&item).expect("strings serialise")
+                })
                 .collect()
         }
         (None, false) => {
@@ -172,21 +183,30 @@ pub fn prepare_values(
         )
         .field("items"));
     }
-    Ok((route, req.kind, values, max_concurrent))
+    Ok(Checked {
+        route,
+        kind: req.kind,
+        items: values,
+        max_concurrent,
+    })
 }
 
 /// [`prepare_values`], then each item parsed and validated (a bad item becomes an error entry).
-pub fn prepare(
-    app: &AppState,
-    req: BatchRequest,
-) -> Result<(String, JudgeKind, Vec<BatchItem>, usize), ApiError> {
-    let (route, kind, values, max_concurrent) = prepare_values(app, req)?;
-    let items = values
+pub fn prepare(app: &AppState, req: BatchRequest) -> Result<Checked<BatchItem>, ApiError> {
+    let checked = prepare_values(app, req)?;
+    let kind = checked.kind;
+    // Each item is read in its own task, so judging starts without waiting for them all.
+    let items = checked
+        .items
         .into_iter()
-        .enumerate()
-        .map(|(i, v)| BatchItem::parse(kind, i, v))
+        .map(|json| BatchItem::Unread(kind, json))
         .collect();
-    Ok((route, kind, items, max_concurrent))
+    Ok(Checked {
+        route: checked.route,
+        kind,
+        items,
+        max_concurrent: checked.max_concurrent,
+    })
 }
 
 /// Judges many items; a failing item is an `error` entry, never a failed batch.
@@ -206,7 +226,12 @@ pub async fn batch(
     JsonBody(req): JsonBody<BatchRequest>,
 ) -> Result<Response, ApiError> {
     let interval = Duration::from_millis(req.progress_interval_ms.unwrap_or(1000).max(50));
-    let (route, kind, items, max_concurrent) = prepare(&app, req)?;
+    let Checked {
+        route,
+        kind,
+        items,
+        max_concurrent,
+    } = prepare(&app, req)?;
     let wants_stream = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

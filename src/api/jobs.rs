@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::batch::{BatchRequest, prepare_values};
+use super::batch::{BatchRequest, Checked, prepare_values};
 use super::error::{ApiError, ErrorBody, JsonBody, QueryParams};
 use crate::AppState;
 use crate::jobs::{INVALID_LINE, JobStatus, JobView, StoreError};
@@ -90,7 +90,12 @@ pub async fn create(
     }
     let JsonBody(body) = JsonBody::<BatchRequest>::from_request(req, &()).await?;
     let key = check_key(body.idempotency_key.clone())?;
-    let (route, kind, values, max_concurrent) = prepare_values(&app, body)?;
+    let Checked {
+        route,
+        kind,
+        items: values,
+        max_concurrent,
+    } = prepare_values(&app, body)?;
     let (view, created) = app
         .jobs
         .submit(kind, route, max_concurrent, values, key)

@@ -104,14 +104,34 @@ pub enum BatchItem {
     Compare(CompareItem),
     /// The item could not be read or failed validation; it becomes an error entry.
     Invalid(FieldError),
+    /// The item's JSON, not read yet: it is read inside the item's own task, so a large batch
+    /// starts judging after one scan of its body, not after every item has been parsed.
+    Unread(JudgeKind, Box<RawValue>),
 }
 
 impl BatchItem {
     /// Parses and validates one JSON item of the given kind. Field names in errors are prefixed
     /// with `items[i].`.
     pub fn parse(kind: JudgeKind, index: usize, value: Value) -> BatchItem {
-        fn read<T: serde::de::DeserializeOwned>(index: usize, v: Value) -> Result<T, FieldError> {
-            crate::judge::items::from_json_value(v).map_err(|e| {
+        Self::from_source(kind, index, Source::Value(value))
+    }
+
+    /// Reads an [`BatchItem::Unread`] item, with the errors [`BatchItem::parse`] gives; any
+    /// other item is returned as it is.
+    pub fn read(self, index: usize) -> BatchItem {
+        match self {
+            BatchItem::Unread(kind, json) => Self::from_source(kind, index, Source::Text(&json)),
+            item => item,
+        }
+    }
+
+    fn from_source(kind: JudgeKind, index: usize, source: Source<'_>) -> BatchItem {
+        fn read<T: serde::de::DeserializeOwned>(index: usize, v: Source) -> Result<T, FieldError> {
+            match v {
+                Source::Value(v) => crate::judge::items::from_json_value(v),
+                Source::Text(json) => crate::judge::items::from_json_item(json.get()),
+            }
+            .map_err(|e| {
                 let field = if e.field == "body" {
                     format!("items[{index}]")
                 } else {
@@ -123,15 +143,21 @@ impl BatchItem {
         let prefix =
             |e: FieldError| FieldError::new(format!("items[{index}].{}", e.field), e.message);
         let parsed = match kind {
-            JudgeKind::Binary => read::<BinaryItem>(index, value)
+            JudgeKind::Binary => read::<BinaryItem>(index, source)
                 .and_then(|i| i.validate().map_err(prefix).map(|_| BatchItem::Binary(i))),
-            JudgeKind::Score => read::<ScoreItem>(index, value)
+            JudgeKind::Score => read::<ScoreItem>(index, source)
                 .and_then(|i| i.validate().map_err(prefix).map(|_| BatchItem::Score(i))),
-            JudgeKind::Compare => read::<CompareItem>(index, value)
+            JudgeKind::Compare => read::<CompareItem>(index, source)
                 .and_then(|i| i.validate().map_err(prefix).map(|_| BatchItem::Compare(i))),
         };
         parsed.unwrap_or_else(BatchItem::Invalid)
     }
+}
+
+/// Where an item is read from.
+enum Source<'a> {
+    Value(Value),
+    Text(&'a RawValue),
 }
 
 /// The result of one item, ready to serialise: `{"index","status",...}`.
@@ -165,13 +191,14 @@ impl BatchItem {
             BatchItem::Binary(i) => i.judge.as_deref(),
             BatchItem::Score(i) => i.judge.as_deref(),
             BatchItem::Compare(i) => i.judge.as_deref(),
-            BatchItem::Invalid(_) => None,
+            BatchItem::Invalid(_) | BatchItem::Unread(..) => None,
         }
     }
 }
 
 /// Judges one item into its result entry; an item naming its own judge uses it.
 pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem) -> Entry {
+    let item = item.read(index);
     let error = |code: &str, message: &str, field: Option<&str>, attempts: Option<Value>| {
         Entry::from_value(index, &error_entry(index, code, message, field, attempts))
     };
@@ -197,6 +224,10 @@ pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem
     let outcome: Result<Entry, JudgeError> = match item {
         BatchItem::Invalid(e) => {
             return error("invalid_item", &e.message, Some(&e.field), None);
+        }
+        // `read` above has read it.
+        BatchItem::Unread(..) => {
+            return error("internal_error", "the item was not read", None, None);
         }
         BatchItem::Binary(i) => judge
             .binary(route, &i)

@@ -159,7 +159,7 @@ impl Jobs {
         kind: JudgeKind,
         route: String,
         max_concurrent: usize,
-        items: Vec<Value>,
+        items: Vec<Box<serde_json::value::RawValue>>,
         idempotency_key: Option<String>,
     ) -> Result<(JobView, bool), StoreError> {
         let total = items.len() as u64;
@@ -206,7 +206,7 @@ impl Jobs {
             idempotency_key,
         );
         let store = self.store.clone();
-        let created = blocking(move || store.create(record, &[])).await?;
+        let created = blocking(move || store.create::<Value>(record, &[])).await?;
         match created {
             Created::New(record) => Ok(Ok(Upload {
                 jobs: self.clone(),

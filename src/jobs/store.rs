@@ -121,7 +121,11 @@ impl Store {
 
     /// Writes a new job and all its items in one transaction (or finds the job that already has
     /// this idempotency key).
-    pub fn create(&self, record: JobRecord, items: &[Value]) -> Result<Created, StoreError> {
+    pub fn create<T: serde::Serialize>(
+        &self,
+        record: JobRecord,
+        items: &[T],
+    ) -> Result<Created, StoreError> {
         let txn = self.db.begin_write().map_err(err("begin"))?;
         {
             let mut keys = txn.open_table(KEYS).map_err(err("open keys"))?;

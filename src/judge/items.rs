@@ -260,6 +260,22 @@ pub fn from_json_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T
     serde_path_to_error::deserialize(de).map_err(path_error)
 }
 
+/// Reads one item's JSON text into `T`, as [`from_json_value`] reads a value: the message names
+/// no line and column, which within one item of a larger document would mislead.
+pub fn from_json_item<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, FieldError> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().clone();
+        let inner = e.into_inner();
+        let mut msg = inner.to_string();
+        let at = format!(" at line {} column {}", inner.line(), inner.column());
+        if inner.line() > 0 && msg.ends_with(&at) {
+            msg.truncate(msg.len() - at.len());
+        }
+        path_error(serde_path_to_error::Error::new(path, msg))
+    })
+}
+
 /// Reads a JSON value into `T`; the error names the field at fault.
 pub fn from_json_value<T: serde::de::DeserializeOwned>(
     v: serde_json::Value,
