@@ -198,6 +198,7 @@ fn build_provider(p: &ProviderSettings) -> anyhow::Result<Arc<dyn Provider>> {
             // completions above the cap closes connections the next wave must open again.
             max_idle: p.max_in_flight,
             http2_prior_knowledge: p.http2_prior_knowledge,
+            ..ClientOptions::default()
         },
     )?;
     let key = p.api_key.as_ref().map(|k| k.expose().to_string());

@@ -34,8 +34,9 @@ pub type Answer = (u16, HeaderMap, Bytes);
 const MAX_HEAD: usize = 64 * 1024;
 /// The largest response body accepted; a judge's answer is a few kilobytes at most.
 const MAX_BODY: usize = 32 * 1024 * 1024;
-/// Idle connections older than this are closed instead of reused (servers commonly keep an idle
-/// connection for 60 to 120 s; reusing one the server is closing costs a failed call).
+/// Idle connections older than this are closed (servers commonly keep an idle connection for 60
+/// to 120 s; reusing one the server is closing costs a failed call, and one it has closed holds a
+/// descriptor until closed here).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 /// Idle connections younger than this are reused without checking that the peer still has them
 /// open.
@@ -53,6 +54,8 @@ pub struct ClientOptions {
     pub max_idle: usize,
     /// Speak HTTP/2 without negotiation (h2c) on one multiplexed connection, through reqwest.
     pub http2_prior_knowledge: bool,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -61,6 +64,7 @@ impl Default for ClientOptions {
             timeout: super::openai::DEFAULT_TIMEOUT,
             max_idle: 100,
             http2_prior_knowledge: false,
+            idle_timeout: IDLE_TIMEOUT,
         }
     }
 }
@@ -195,10 +199,16 @@ struct Origin {
 struct Direct {
     timeout: Duration,
     max_idle: usize,
+    idle_timeout: Duration,
     /// Built on the first https call: reading the platform's roots is not free.
     tls: OnceLock<Result<tokio_rustls::TlsConnector, String>>,
-    idle: Mutex<HashMap<Origin, Vec<Conn>>>,
+    idle: Arc<IdlePool>,
+    /// Whether the task that closes expired idle connections has been started.
+    reaper: std::sync::atomic::AtomicBool,
 }
+
+/// Idle connections per origin, each stack oldest first.
+type IdlePool = Mutex<HashMap<Origin, Vec<Conn>>>;
 
 struct Conn {
     io: Io,
@@ -230,8 +240,10 @@ impl Direct {
         Self {
             timeout: opts.timeout,
             max_idle: opts.max_idle,
+            idle_timeout: opts.idle_timeout,
             tls: cell,
-            idle: Mutex::new(HashMap::new()),
+            idle: Arc::new(Mutex::new(HashMap::new())),
+            reaper: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -273,7 +285,7 @@ impl Direct {
         let stack = idle.get_mut(origin)?;
         while let Some(conn) = stack.pop() {
             let idle_for = conn.since.elapsed();
-            if idle_for >= IDLE_TIMEOUT {
+            if idle_for >= self.idle_timeout {
                 // The rest of the stack is older still.
                 stack.clear();
                 return None;
@@ -289,10 +301,15 @@ impl Direct {
 
     fn checkin(&self, origin: &Origin, mut conn: Conn) {
         conn.since = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let stack = idle.entry(origin.clone()).or_default();
-        if stack.len() < self.max_idle {
-            stack.push(conn);
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let stack = idle.entry(origin.clone()).or_default();
+            if stack.len() < self.max_idle {
+                stack.push(conn);
+            }
+        }
+        if !self.reaper.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tokio::spawn(reap(Arc::downgrade(&self.idle), self.idle_timeout));
         }
     }
 
@@ -382,6 +399,27 @@ impl Direct {
             self.checkin(origin, conn);
         }
         Ok((head.status, head.headers, body))
+    }
+}
+
+/// Closes idle connections once they expire, until the client is dropped; without it, a burst's
+/// connections would stay open (or half-closed by the server) while no call takes them.
+async fn reap(idle: std::sync::Weak<IdlePool>, idle_timeout: Duration) {
+    let every = (idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(10));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(idle) = idle.upgrade() else { return };
+        let mut expired = Vec::new();
+        {
+            let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+            for stack in idle.values_mut() {
+                let n = stack.partition_point(|c| c.since.elapsed() >= idle_timeout);
+                expired.extend(stack.drain(..n));
+            }
+            idle.retain(|_, stack| !stack.is_empty());
+        }
+        // Closed here, outside the lock.
+        drop(expired);
     }
 }
 
@@ -776,6 +814,8 @@ mod tests {
     struct Server {
         url: Url,
         connections: Arc<AtomicUsize>,
+        /// Connections the client closed.
+        closed: Arc<AtomicUsize>,
         requests: Arc<Mutex<Vec<Vec<u8>>>>,
     }
 
@@ -789,18 +829,20 @@ mod tests {
         ))
         .unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let (conns, reqs) = (connections.clone(), requests.clone());
+        let (conns, gone, reqs) = (connections.clone(), closed.clone(), requests.clone());
         let script = Arc::new(script);
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 conns.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve_conn(tcp, script.clone(), reqs.clone()));
+                tokio::spawn(serve_conn(tcp, script.clone(), reqs.clone(), gone.clone()));
             }
         });
         Server {
             url,
             connections,
+            closed,
             requests,
         }
     }
@@ -809,6 +851,7 @@ mod tests {
         mut io: S,
         script: Arc<Vec<Reply>>,
         requests: Arc<Mutex<Vec<Vec<u8>>>>,
+        closed: Arc<AtomicUsize>,
     ) {
         let mut buf = Vec::new();
         loop {
@@ -824,7 +867,10 @@ mod tests {
                 }
                 let mut chunk = [0u8; 4096];
                 match io.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => {
+                        closed.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
             };
@@ -1077,6 +1123,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn idle_connections_are_closed_when_they_expire_even_with_no_calls() {
+        let server = scripted(vec![Reply::Keep(OK); 4]).await;
+        let client = HttpClient::direct(&ClientOptions {
+            idle_timeout: Duration::from_millis(100),
+            ..ClientOptions::default()
+        });
+        let two = futures::future::join(post(&client, &server.url), post(&client, &server.url));
+        let (a, b) = two.await;
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+        assert_eq!(server.closed.load(Ordering::SeqCst), 0);
+        // No call takes them; the client closes both once they expire.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.closed.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(server.closed.load(Ordering::SeqCst), 2);
+        // The next call opens a fresh connection.
+        post(&client, &server.url).await.unwrap();
+        assert_eq!(server.connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
     async fn https_is_verified_against_the_roots_and_connections_are_reused() {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let der = cert.cert.der().clone();
@@ -1102,6 +1171,7 @@ mod tests {
                         tls,
                         Arc::new(vec![Reply::Keep(OK); 4]),
                         reqs.clone(),
+                        Arc::new(AtomicUsize::new(0)),
                     ));
                 }
             }
