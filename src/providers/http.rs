@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -205,7 +206,22 @@ struct Direct {
     idle: Arc<IdlePool>,
     /// Whether the task that closes expired idle connections has been started.
     reaper: std::sync::atomic::AtomicBool,
+    /// Resolved addresses per host and port. A burst that opens hundreds of connections at once
+    /// makes one lookup (the others wait for it) instead of one blocking lookup thread each.
+    dns: tokio::sync::Mutex<DnsCache>,
+    /// Lookups made (for tests).
+    lookups: std::sync::atomic::AtomicUsize,
 }
+
+/// Addresses per host and port, with when they were looked up.
+type DnsCache = HashMap<(Box<str>, u16), (Instant, Arc<[SocketAddr]>)>;
+
+/// How long one address may take to accept a connection while others remain to try (an
+/// unreachable IPv6 address must not use up the whole connect timeout).
+const PER_ADDRESS: Duration = Duration::from_secs(1);
+
+/// How long a resolved address list is used before the name is looked up again.
+const DNS_TTL: Duration = Duration::from_secs(30);
 
 /// Idle connections per origin, each stack oldest first.
 type IdlePool = Mutex<HashMap<Origin, Vec<Conn>>>;
@@ -244,6 +260,8 @@ impl Direct {
             tls: cell,
             idle: Arc::new(Mutex::new(HashMap::new())),
             reaper: std::sync::atomic::AtomicBool::new(false),
+            dns: tokio::sync::Mutex::new(HashMap::new()),
+            lookups: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -316,10 +334,9 @@ impl Direct {
     async fn connect(&self, origin: &Origin) -> Result<Conn, ProviderError> {
         let limit = connect_timeout(self.timeout);
         let host = origin.host.trim_start_matches('[').trim_end_matches(']');
-        let tcp = tokio::time::timeout(limit, TcpStream::connect((host, origin.port)))
+        let tcp = tokio::time::timeout(limit, self.connect_tcp(host, origin.port))
             .await
-            .map_err(|_| ProviderError::Timeout)?
-            .map_err(|e| ProviderError::Connect(e.to_string()))?;
+            .map_err(|_| ProviderError::Timeout)??;
         let _ = tcp.set_nodelay(true);
         let io = if origin.tls {
             let connector = self
@@ -342,6 +359,48 @@ impl Direct {
             since: Instant::now(),
             reused: false,
         })
+    }
+
+    /// A TCP connection to the first address of `host` that accepts one.
+    async fn connect_tcp(&self, host: &str, port: u16) -> Result<TcpStream, ProviderError> {
+        let failed = |e: io::Error| ProviderError::Connect(e.to_string());
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return TcpStream::connect((ip, port)).await.map_err(failed);
+        }
+        let addrs = self.resolve(host, port).await.map_err(failed)?;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no addresses");
+        for (i, addr) in addrs.iter().enumerate() {
+            let attempt = TcpStream::connect(addr);
+            let result = if i + 1 < addrs.len() {
+                tokio::time::timeout(PER_ADDRESS, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            } else {
+                attempt.await
+            };
+            match result {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) => last = e,
+            }
+        }
+        // Nothing answered: the next connection looks the name up again.
+        self.dns.lock().await.remove(&(host.into(), port));
+        Err(failed(last))
+    }
+
+    async fn resolve(&self, host: &str, port: u16) -> io::Result<Arc<[SocketAddr]>> {
+        let key: (Box<str>, u16) = (host.into(), port);
+        let mut cache = self.dns.lock().await;
+        if let Some((at, addrs)) = cache.get(&key)
+            && at.elapsed() < DNS_TTL
+        {
+            return Ok(addrs.clone());
+        }
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let addrs: Arc<[SocketAddr]> = tokio::net::lookup_host((host, port)).await?.collect();
+        cache.insert(key, (Instant::now(), addrs.clone()));
+        Ok(addrs)
     }
 
     /// Sends one request on `conn` and reads its answer; a connection that may carry another
@@ -1143,6 +1202,21 @@ mod tests {
         // The next call opens a fresh connection.
         post(&client, &server.url).await.unwrap();
         assert_eq!(server.connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_new_connections_looks_the_name_up_once() {
+        let server = scripted(vec![Reply::Keep(OK); 20]).await;
+        let mut url = server.url.clone();
+        url.set_host(Some("localhost")).unwrap();
+        let client = client();
+        let calls = futures::future::join_all((0..20).map(|_| post(&client, &url))).await;
+        assert!(calls.iter().all(Result::is_ok), "{calls:?}");
+        assert_eq!(server.connections.load(Ordering::SeqCst), 20);
+        let Transport::Direct(direct) = &*client.0 else {
+            unreachable!("a direct client")
+        };
+        assert_eq!(direct.lookups.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
