@@ -21,10 +21,9 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use reqwest::header::HeaderMap;
 
 use super::http::HttpClient;
 use super::openai::error_message as lenient_error_message;

@@ -17,7 +17,6 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-
 use reqwest::header::HeaderMap;
 
 use super::http::HttpClient;

@@ -23,12 +23,11 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::azure::encode_path_segment;
-use reqwest::header::HeaderMap;
-
 use super::http::HttpClient;
 use super::openai::error_message as lenient_error_message;
 use super::{

@@ -102,7 +102,8 @@ impl HttpClient {
     }
 
     /// Whether calls go through reqwest (a proxy or HTTP/2) rather than the direct client.
-    pub fn uses_reqwest(&self) -> bool {
+    #[cfg(test)]
+    fn uses_reqwest(&self) -> bool {
         matches!(*self.0, Transport::Reqwest(_))
     }
 
@@ -117,8 +118,7 @@ impl HttpClient {
         match &*self.0 {
             Transport::Direct(d) => d.post_json(url, headers, body).await,
             Transport::Reqwest(c) => {
-                let body = serde_json::to_vec(body)
-                    .map_err(|e| ProviderError::Decode(format!("request not encodable: {e}")))?;
+                let body = encode(body)?;
                 let builder = c
                     .post(url.clone())
                     .headers(headers.clone())
@@ -132,6 +132,12 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// The request body as JSON.
+fn encode<T: Serialize + ?Sized>(body: &T) -> Result<Vec<u8>, ProviderError> {
+    serde_json::to_vec(body)
+        .map_err(|e| ProviderError::Decode(format!("request not encodable: {e}")))
 }
 
 /// True when reqwest would send a request of this scheme through a proxy named in the
@@ -515,8 +521,7 @@ fn request<T: Serialize + ?Sized>(
     headers: &HeaderMap,
     body: &T,
 ) -> Result<Vec<u8>, ProviderError> {
-    let body = serde_json::to_vec(body)
-        .map_err(|e| ProviderError::Decode(format!("request not encodable: {e}")))?;
+    let body = encode(body)?;
     let mut msg = Vec::with_capacity(320 + body.len());
     msg.extend_from_slice(b"POST ");
     msg.extend_from_slice(url.path().as_bytes());

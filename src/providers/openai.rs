@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use reqwest::header::HeaderMap;
 
 use super::http::{Answer, HttpClient};
 use super::{
