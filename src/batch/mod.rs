@@ -18,7 +18,6 @@ use serde_json::{Map, Value, json};
 use crate::judge::{
     BinaryItem, CompareItem, FieldError, Judge, JudgeError, JudgeKind, Judgment, ScoreItem,
 };
-use crate::metrics as m;
 pub use summary::{Progress, Summary, Tally};
 
 /// One item's result: its JSON entry, serialised once when the item is judged, and what the
@@ -276,8 +275,7 @@ impl ItemTask {
         let route = route.clone();
         let handle = tokio::spawn(async move {
             let entry = judge_one(&judge, &route, index, item).await;
-            let status = if entry.is_ok() { "ok" } else { "error" };
-            metrics::counter!(m::BATCH_ITEMS, "status" => status).increment(1);
+            judge.count_batch_item(entry.is_ok());
             entry
         });
         ItemTask { index, handle }

@@ -432,8 +432,7 @@ impl Jobs {
             };
             let Some((index, entry)) = next else { break };
             shared.lock().unwrap().count(&entry.tally);
-            let status = if entry.is_ok() { "ok" } else { "error" };
-            metrics::counter!(crate::metrics::BATCH_ITEMS, "status" => status).increment(1);
+            self.judge.count_batch_item(entry.is_ok());
             if pending.is_empty() {
                 flush_at = tokio::time::Instant::now() + self.settings.commit_interval;
             }

@@ -8,6 +8,7 @@ pub mod items;
 pub mod parse;
 pub mod prompts;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,9 @@ use parse::{Unscored, UnscoredReason, Winner};
 use prompts::Rendered;
 
 /// The kind of judgment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JudgeKind {
     Binary,
@@ -43,7 +46,7 @@ impl JudgeKind {
 }
 
 /// The outcome of one judgment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Correct,
@@ -165,6 +168,8 @@ pub struct Judge {
     pool: Arc<Pool>,
     cfg: JudgeSettings,
     cache: VerdictCache,
+    verdicts: VerdictCounters,
+    batch_items: std::sync::OnceLock<[metrics::Counter; 2]>,
 }
 
 impl Judge {
@@ -173,6 +178,8 @@ impl Judge {
             cache: VerdictCache::new(cfg.cache_entries),
             pool,
             cfg,
+            verdicts: VerdictCounters::default(),
+            batch_items: std::sync::OnceLock::new(),
         }
     }
 
@@ -195,7 +202,7 @@ impl Judge {
         let started = Instant::now();
         if self.cfg.rules_precheck && !self.route_is_rules(route) {
             if let Some(j) = self.precheck(item, started) {
-                record_verdict(JudgeKind::Binary, route, &j);
+                self.record_verdict(JudgeKind::Binary, route, &j);
                 return Ok(j);
             }
         }
@@ -243,7 +250,7 @@ impl Judge {
             ureason,
             &rendered.version,
         );
-        record_verdict(JudgeKind::Binary, route, &j);
+        self.record_verdict(JudgeKind::Binary, route, &j);
         Ok(j)
     }
 
@@ -304,7 +311,7 @@ impl Judge {
             ureason,
             &rendered.version,
         );
-        record_verdict(JudgeKind::Score, route, &judgment);
+        self.record_verdict(JudgeKind::Score, route, &judgment);
         Ok(ScoreJudgment { judgment, score })
     }
 
@@ -377,7 +384,7 @@ impl Judge {
             ),
         };
         let judgment = self.finish(asked, started, None, verdict, reason, ureason, &version);
-        record_verdict(JudgeKind::Compare, route, &judgment);
+        self.record_verdict(JudgeKind::Compare, route, &judgment);
         Ok(CompareJudgment {
             judgment,
             winner: w,
@@ -634,10 +641,49 @@ fn merge(mut a: Asked, b: Asked) -> Asked {
     a
 }
 
-fn record_verdict(kind: JudgeKind, route: &str, j: &Judgment) {
-    metrics::counter!(m::VERDICTS, "kind" => kind.as_str(), "route" => route.to_string(), "verdict" => j.verdict.as_str())
-        .increment(1);
-    if let Some(r) = j.unscored_reason {
-        metrics::counter!(m::UNSCORED, "reason" => r).increment(1);
+impl Judge {
+    /// Counts one finished batch or job item in `llm_judge_batch_items_total`.
+    pub fn count_batch_item(&self, ok: bool) {
+        let [ok_items, error_items] = self.batch_items.get_or_init(|| {
+            [
+                metrics::counter!(m::BATCH_ITEMS, "status" => "ok"),
+                metrics::counter!(m::BATCH_ITEMS, "status" => "error"),
+            ]
+        });
+        if ok { ok_items } else { error_items }.increment(1);
+    }
+
+    fn record_verdict(&self, kind: JudgeKind, route: &str, j: &Judgment) {
+        self.verdicts.increment(kind, route, j.verdict);
+        if let Some(r) = j.unscored_reason {
+            metrics::counter!(m::UNSCORED, "reason" => r).increment(1);
+        }
+    }
+}
+
+/// The `llm_judge_verdicts_total` handles by route, kind and verdict, each made once: making
+/// one means building its label set and looking it up in the registry. Routes are the
+/// configured ones, so the map stays small.
+#[derive(Default)]
+struct VerdictCounters(std::sync::RwLock<HashMap<String, RouteVerdicts>>);
+
+/// One route's verdict counters.
+type RouteVerdicts = HashMap<(JudgeKind, Verdict), metrics::Counter>;
+
+impl VerdictCounters {
+    fn increment(&self, kind: JudgeKind, route: &str, verdict: Verdict) {
+        if let Ok(map) = self.0.read()
+            && let Some(c) = map.get(route).and_then(|r| r.get(&(kind, verdict)))
+        {
+            c.increment(1);
+            return;
+        }
+        let counter = metrics::counter!(m::VERDICTS, "kind" => kind.as_str(), "route" => route.to_string(), "verdict" => verdict.as_str());
+        counter.increment(1);
+        if let Ok(mut map) = self.0.write() {
+            map.entry(route.to_string())
+                .or_default()
+                .insert((kind, verdict), counter);
+        }
     }
 }

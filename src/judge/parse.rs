@@ -252,6 +252,10 @@ fn prepare(text: &str) -> Result<String, Unscored> {
 
 /// A JSON object found as the whole reply, in a code fence, or between the first `{` and last `}`.
 fn json_object(text: &str) -> Option<Map<String, Value>> {
+    // Most replies are prose: no brace, no object, and no need to run the fence pattern.
+    if !text.contains('{') {
+        return None;
+    }
     let fenced = FENCED_JSON
         .captures(text)
         .map(|c| c.get(1).unwrap().as_str());

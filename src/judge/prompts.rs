@@ -49,14 +49,28 @@ pub fn binary(question: &str, answer: &str, prediction: &str, format: OutputForm
         OutputFormat::YesNo => &SYSTEM[1],
     };
     let system = slot.get_or_init(|| binary_system(format).into()).clone();
-    let user = format!(
-        "Question:\n{question}\n\nReference answer:\n{answer}\n\nCandidate answer:\n{prediction}"
-    );
+    let user = concat_parts(&[
+        "Question:\n",
+        question,
+        "\n\nReference answer:\n",
+        answer,
+        "\n\nCandidate answer:\n",
+        prediction,
+    ]);
     Rendered {
         system: Some(system),
         user,
         version: binary_version(format),
     }
+}
+
+/// The parts joined into one string allocated once at its final size.
+fn concat_parts(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
 }
 
 /// The binary grader's instructions for one output format.

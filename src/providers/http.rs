@@ -521,7 +521,26 @@ fn request<T: Serialize + ?Sized>(
     headers: &HeaderMap,
     body: &T,
 ) -> Result<Vec<u8>, ProviderError> {
-    let body = encode(body)?;
+    thread_local! {
+        /// Scratch space for request bodies, kept between calls so a body is written without
+        /// growing its buffer step by step, then copied once into the message.
+        static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BODY.with_borrow_mut(|scratch| {
+        scratch.clear();
+        serde_json::to_writer(&mut *scratch, body)
+            .map_err(|e| ProviderError::Decode(format!("request not encodable: {e}")))?;
+        let msg = message(url, headers, scratch);
+        if scratch.capacity() > 1 << 20 {
+            // One huge request does not keep a huge buffer alive on this thread.
+            *scratch = Vec::new();
+        }
+        Ok(msg)
+    })
+}
+
+/// The request head and `body`, ready to write.
+fn message(url: &Url, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
     let mut msg = Vec::with_capacity(320 + body.len());
     msg.extend_from_slice(b"POST ");
     msg.extend_from_slice(url.path().as_bytes());
@@ -532,7 +551,8 @@ fn request<T: Serialize + ?Sized>(
     msg.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     msg.extend_from_slice(url.host_str().unwrap_or_default().as_bytes());
     if let Some(port) = url.port() {
-        msg.extend_from_slice(format!(":{port}").as_bytes());
+        msg.push(b':');
+        msg.extend_from_slice(itoa::Buffer::new().format(port).as_bytes());
     }
     msg.extend_from_slice(b"\r\n");
     let defaults: [(HeaderName, &str); 3] = [
@@ -575,8 +595,8 @@ fn request<T: Serialize + ?Sized>(
         len.format(body.len()).as_bytes(),
     );
     msg.extend_from_slice(b"\r\n");
-    msg.extend_from_slice(&body);
-    Ok(msg)
+    msg.extend_from_slice(body);
+    msg
 }
 
 fn push_header(msg: &mut Vec<u8>, name: &str, value: &[u8]) {
