@@ -67,6 +67,7 @@ class Plan:
             self.overhead_rates, self.overhead_s, self.ladder, self.warmup_s = [500], 0.6, [], 0.2
             self.batch_cs, self.batch_latency_ms = [10, 100], 100
             self.batch_n = lambda c: 5 * c
+            self.long_cs, self.long_waves = [100], 10
             self.cpu_c = 100
             self.mem_items, self.mem_latency_ms = 500, 200
             self.job_items, self.job_c, self.job_latency_ms = 3000, 200, 20
@@ -77,6 +78,7 @@ class Plan:
             self.ladder, self.warmup_s = [7500, 10000, 15000, 20000], 1.0
             self.batch_cs, self.batch_latency_ms = [10, 50, 100, 500, 1000, 2000], 100
             self.batch_n = lambda c: max(10 * c, 2000)
+            self.long_cs, self.long_waves = [500, 1000, 2000], 40
             self.cpu_c = 1000
             self.mem_items, self.mem_latency_ms = 10_000, 2000
             self.job_items, self.job_c, self.job_latency_ms = 300_000, 1000, 100
@@ -297,7 +299,8 @@ class Bench:
         cfg = self.work / f"service{self.counter}.toml"
         cfg.write_text(f"""# written by bench/bench.py
 [server]
-max_batch_items = 20000
+max_batch_items = 100000
+max_body_bytes = 33554432
 batch_max_concurrent_limit = 10000
 shutdown_grace_s = 2
 
@@ -324,10 +327,10 @@ default = ["mock:m"]
     # -- load -----------------------------------------------------------------------------
 
     def oha(self, url: str, *, n: int, rate: float | None, c: int, body: Path,
-            lines: bool = False, method: str = "POST") -> dict:
+            lines: bool = False, method: str = "POST", threads: int = 1) -> dict:
         """One oha run, bounded by -n and by a wall-clock timeout."""
         args = [self.oha_bin, "--no-tui", "--output-format", "json", "-n", str(n),
-                "-c", str(c), "-m", method, "--worker-threads", "1", "-t", "30s"]
+                "-c", str(c), "-m", method, "--worker-threads", str(threads), "-t", "30s"]
         if method == "POST":
             args += ["-T", "application/json", "-Z" if lines else "-D", str(body)]
         if rate:
@@ -508,15 +511,38 @@ default = ["mock:m"]
             "service_cpu_s": cpu, "service_cpu_us_per_item": cpu / n * 1e6,
             "mock_cpu_us_per_item": mcpu / n * 1e6,
             "mock_max_in_flight": stats["max_in_flight"], "mock_calls": stats["calls"],
+            "mock_answer_ms": stats.get("mean_answer_ms"), "mock_gap_ms": stats.get("mean_gap_ms"),
             "mock_connections": stats["connections"], "response_bytes": len(raw),
             "request_bytes": len(body), "rss_peak_sampled_kb": peak_kb,
             "cpu": watch, "quiet_before": quiet,
         }
 
+    def direct_batch(self, mock: Proc, mport: int, n: int, c: int) -> dict:
+        """The same load without the service: oha keeps C chat calls in flight straight at the
+        mock until N are done. Its efficiency is what this machine gives a client that does
+        nothing but send, with the stand-in and the load generator sharing the CPUs."""
+        body = self.chat_body()
+        url = f"http://127.0.0.1:{mport}/v1/chat/completions"
+        http_request(mport, "POST", "/stats/reset", b"")
+        quiet = self.settle()
+        load = loadavg()
+        mcpu0 = cpu_seconds(mock.pid)
+        t0 = time.perf_counter()
+        r = self.oha(url, n=n, rate=None, c=c, body=body, threads=2)
+        wall = time.perf_counter() - t0
+        stats = get_json(mport, "/stats")
+        ok = r["statusCodeDistribution"].get("200", 0)
+        return {"c": c, "n": n, "load": load, "wall_s": wall, "ok": ok,
+                "oha_s": r["summary"]["total"], "items_per_s": n / r["summary"]["total"],
+                "mock_cpu_us_per_item": (cpu_seconds(mock.pid) - mcpu0) / n * 1e6,
+                "mock_answer_ms": stats.get("mean_answer_ms"),
+                "mock_gap_ms": stats.get("mean_gap_ms"), "quiet_before": quiet}
+
     def batch(self) -> None:
         p = self.plan
         lat = p.batch_latency_ms
         rows = []
+        long_rows = []
         for proto in PROTOCOLS:
             log(f"batch efficiency at mock latency {lat} ms, provider over {proto}")
             mock, mport = self.start_mock("--latency-ms", str(lat))
@@ -535,10 +561,34 @@ default = ["mock:m"]
                     log(f"  {proto} C={c} N={n}: {r['items_per_s']:.0f} items/s, efficiency "
                         f"{r['efficiency']:.3f} (server-side {r['server_efficiency']:.3f}), "
                         f"CPU {r['service_cpu_us_per_item']:.1f} us/item, load {r['load']}")
+                if proto == "http1":
+                    for c in p.long_cs:
+                        short = next(x for x in rows if x["proto"] == proto and x["c"] == c)
+                        ideal = c / (lat / 1000.0)
+                        n_long = c * p.long_waves
+                        r = self.run_batch(sport, svc, mock, mport, n_long, c)
+                        r["ideal_items_per_s"] = ideal
+                        r["efficiency"] = r["items_per_s"] / ideal
+                        r["server_efficiency"] = r["server_items_per_s"] / ideal
+                        # The start (the first waves leaving at once) and the transfer of the
+                        # request and answer are paid once per batch; the difference between
+                        # the two batches is what each further wave of C items costs.
+                        extra = r["wall_s"] - short["wall_s"]
+                        r["marginal_efficiency"] = ((n_long - short["n"]) / extra / ideal
+                                                    if extra > 0 else None)
+                        r["fixed_s"] = short["wall_s"] - short["n"] / c * lat / 1000.0
+                        d = self.direct_batch(mock, mport, short["n"], c)
+                        d["efficiency"] = d["items_per_s"] / ideal
+                        r["direct"] = d
+                        long_rows.append(r)
+                        log(f"  {proto} C={c} N={n_long}: efficiency {r['efficiency']:.3f}, "
+                            f"marginal {r['marginal_efficiency'] or 0:.3f}; oha straight at the "
+                            f"mock, N={short['n']}: {d['efficiency']:.3f}")
             finally:
                 svc.stop()
                 mock.stop()
         self.results["batch"] = rows
+        self.results["batch_long"] = long_rows
         self.results["cpu"] = [r for r in rows if r["c"] == p.cpu_c]
 
     # -- 4. memory ------------------------------------------------------------------------
@@ -914,8 +964,9 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 "answer. Server-side efficiency uses the batch summary's own `duration_ms`. "
                 "Provider `max_in_flight` 4096, cache off.", "",
                 "| provider protocol | C | N | wall s | items/s | ideal items/s | efficiency | "
-                "server-side | mock max in flight | new connections | service CPU µs/item | mock "
-                "CPU µs/item | load | target | result |", "| " + " | ".join(["---"] * 15) + " |"]
+                "server-side | mock max in flight | new connections | mock answer / gap ms | "
+                "service CPU µs/item | mock CPU µs/item | load | target | result |",
+                "| " + " | ".join(["---"] * 16) + " |"]
         for r in rows:
             tgt = T["batch_eff_2000"] if r["c"] >= 2000 else T["batch_eff_upto_1000"]
             ok = r["efficiency"] >= tgt and r["ok"] == r["n"]
@@ -925,14 +976,46 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 f"| {r['proto']} | {r['c']} | {r['n']} | {r['wall_s']:.2f} | {r['items_per_s']:.0f} | "
                 f"{r['ideal_items_per_s']:.0f} | {r['efficiency']:.3f} | "
                 f"{r['server_efficiency']:.3f} | {r['mock_max_in_flight']} | "
-                f"{r['mock_connections']} | {r['service_cpu_us_per_item']:.1f} | "
+                f"{r['mock_connections']} | {answer_gap(r)} | {r['service_cpu_us_per_item']:.1f} | "
                 f"{r['mock_cpu_us_per_item']:.1f} | {fmt_load(r['load'], r.get('cpu'))} | ≥ {tgt} | "
                 f"{mark(ok)} |")
         bad = [r for r in rows if r["ok"] != r["n"]]
         if bad:
             out += ["", "Items not ok: " + ", ".join(f"{r['proto']} C={r['c']}: "
                                                      f"{r['n'] - r['ok']}" for r in bad)]
-        out.append("")
+        out += ["", "`mock answer / gap ms`: the stand-in's own mean time from a request's head "
+                "to its answer (the configured 100 ms plus its timer and scheduling delay), and "
+                "the mean pause on a connection between an answer and the next request (the "
+                "client's turnaround, both network hops and the stand-in reading the request). "
+                "Both come from the stand-in's `/stats`.", ""]
+        long_rows = res.get("batch_long") or []
+        if long_rows:
+            out += ["### Longer batches, and the same load without the service", "",
+                    f"The same service and stand-in (HTTP/1.1). A batch of {plan.long_waves} "
+                    "waves (N = "
+                    f"{plan.long_waves} C) next to the one above. `fixed s`: how much longer than "
+                    "N / C × L the batch above took: the first waves leaving all at once, the "
+                    "request and answer crossing the wire, the last wave's stragglers; it is "
+                    "paid once per batch. `each further wave`: efficiency of the extra items of "
+                    "the long batch, (N_long − N) / (wall_long − wall) / (C / L), the rate a "
+                    "long batch settles at. `oha straight at the mock`: oha (2 worker threads) "
+                    "keeping C chat calls in flight at the stand-in until N are answered, with "
+                    "no service: the efficiency this machine gives a client that does nothing "
+                    "else, with the stand-in and the client sharing its 2 CPUs.", "",
+                    "| C | N | efficiency | fixed s | N long | wall s | efficiency | each further "
+                    "wave | mock answer / gap ms | oha straight at the mock, N: efficiency | "
+                    "oha: mock answer / gap ms |", "| " + " | ".join(["---"] * 11) + " |"]
+            for r in long_rows:
+                short = next(x for x in rows if x["proto"] == "http1" and x["c"] == r["c"])
+                d = r["direct"]
+                marginal = (f"{r['marginal_efficiency']:.3f}"
+                            if r.get("marginal_efficiency") else "–")
+                out.append(
+                    f"| {r['c']} | {short['n']} | {short['efficiency']:.3f} | "
+                    f"{r['fixed_s']:.3f} | {r['n']} | {r['wall_s']:.2f} | "
+                    f"{r['efficiency']:.3f} | {marginal} | {answer_gap(r)} | "
+                    f"{d['efficiency']:.3f} ({d['ok']} of {d['n']} ok) | {answer_gap(d)} |")
+            out.append("")
 
     if res.get("cpu"):
         out += ["## 3. CPU per judged item", "",
@@ -1035,6 +1118,12 @@ def fmt_floor(h: dict | None) -> str:
     if not h:
         return "–"
     return f"{f3(h['lat']['p50'])} / {f3(h['lat']['p99'])} ({h['cpu_us']:.0f})"
+
+
+def answer_gap(r: dict) -> str:
+    """The stand-in's mean answer time and connection gap, in ms."""
+    a, g = r.get("mock_answer_ms"), r.get("mock_gap_ms")
+    return "–" if a is None or g is None else f"{a:.1f} / {g:.1f}"
 
 
 def fmt_load(load: str, cpu: dict | None) -> str:

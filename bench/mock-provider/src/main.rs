@@ -5,12 +5,20 @@
 //! bodies after a configurable latency, injects a configurable mix of faults, and counts what it
 //! did (`GET /stats`, `POST /stats/reset`).
 //!
-//! It is built to stay out of the measurement: HTTP/1.1 with keep-alive (or h2c, HTTP/2 with
-//! prior knowledge, when the client opens with its preface) on hyper, TCP_NODELAY on every
+//! It is built to stay out of the measurement, since it shares the benchmark machine's CPUs with
+//! the service and the load generator: HTTP/1.1 with keep-alive on its own small server
+//! ([`http1`]: heads parsed in place, each answer in one write), h2c (HTTP/2 with prior
+//! knowledge) on hyper when a client opens with the HTTP/2 preface, TCP_NODELAY on every
 //! connection, a multi-threaded runtime, response bodies assembled from pre-rendered pieces, and
 //! counters that are plain atomics.
+//!
+//! `/stats` also reports, over the chat calls since the last reset, the mean time from a
+//! request's head to its answer (`mean_answer_ms`: the configured latency plus the stand-in's
+//! own timer and scheduling delay) and the mean pause on a connection between an answer and the
+//! next request (`mean_gap_ms`: the client's turnaround plus both network hops).
 
 mod body;
+mod http1;
 mod latency;
 
 use std::net::SocketAddr;
@@ -25,7 +33,7 @@ use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use body::{Api, Canned};
@@ -58,7 +66,10 @@ FAULTS (percent of chat calls, each 0-100, together at most 100; the rest succee
 ENDPOINTS
   POST /v1/chat/completions, POST /chat/completions   OpenAI Chat Completions
   POST /v1/messages                                   Anthropic Messages
-  GET  /stats        {\"calls\",\"max_in_flight\",\"in_flight\",\"by_outcome\":{...},\"connections\",\"open_connections\"}
+  GET  /stats        {\"calls\",\"max_in_flight\",\"in_flight\",\"by_outcome\":{...},\"connections\",
+                      \"open_connections\",\"mean_answer_ms\",\"mean_gap_ms\",\"gaps\"}
+                     mean_answer_ms: request head to answer; mean_gap_ms: answer to the next
+                     request on the same connection (the client's turnaround)
   POST /stats/reset  zero the counters (max_in_flight restarts from the current in_flight)
   GET  /healthz      ok
 
@@ -229,6 +240,15 @@ struct Stats {
     by_outcome: [AtomicU64; 8],
     connections: AtomicU64,
     open_connections: AtomicI64,
+    /// Chat calls answered, and the microseconds they spent from request head to answer.
+    answered: AtomicU64,
+    answer_us: AtomicU64,
+    /// Pauses between an answer and the next request on the same connection: the client's
+    /// own turnaround, the network both ways and this server reading the request.
+    gaps: AtomicU64,
+    gap_us: AtomicU64,
+    /// When the counters were last zeroed: older answers start no gap.
+    reset_at_us: AtomicU64,
 }
 
 impl Stats {
@@ -244,13 +264,24 @@ impl Stats {
                 self.by_outcome[i].load(Ordering::Relaxed)
             ));
         }
+        let mean_ms = |sum: &AtomicU64, n: &AtomicU64| {
+            let n = n.load(Ordering::Relaxed);
+            if n == 0 {
+                0.0
+            } else {
+                sum.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0
+            }
+        };
         format!(
-            "{{\"calls\":{},\"max_in_flight\":{},\"in_flight\":{},\"by_outcome\":{{{by}}},\"connections\":{},\"open_connections\":{}}}",
+            "{{\"calls\":{},\"max_in_flight\":{},\"in_flight\":{},\"by_outcome\":{{{by}}},\"connections\":{},\"open_connections\":{},\"mean_answer_ms\":{:.3},\"mean_gap_ms\":{:.3},\"gaps\":{}}}",
             self.calls.load(Ordering::Relaxed),
             self.max_in_flight.load(Ordering::Relaxed),
             self.in_flight.load(Ordering::Relaxed),
             self.connections.load(Ordering::Relaxed),
             self.open_connections.load(Ordering::Relaxed),
+            mean_ms(&self.answer_us, &self.answered),
+            mean_ms(&self.gap_us, &self.gaps),
+            self.gaps.load(Ordering::Relaxed),
         )
     }
 
@@ -260,6 +291,10 @@ impl Stats {
             c.store(0, Ordering::Relaxed);
         }
         self.connections.store(0, Ordering::Relaxed);
+        for c in [&self.answered, &self.answer_us, &self.gaps, &self.gap_us] {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.reset_at_us.store(now_us(), Ordering::Relaxed);
         self.max_in_flight
             .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
     }
@@ -319,74 +354,228 @@ fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     r
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    fd: RawFd,
-    req: Request<Incoming>,
-) -> Result<Resp, std::io::Error> {
-    let api = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/v1/chat/completions" | "/chat/completions") => Api::OpenAi,
-        (&Method::POST, "/v1/messages") => Api::Anthropic,
-        (&Method::GET, "/stats") => {
-            return Ok(json_response(StatusCode::OK, shared.stats.render()));
+/// Microseconds since the mock started.
+fn now_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
+
+/// One connection's clock: when its last chat answer was ready (0: none yet).
+#[derive(Default)]
+struct ConnClock {
+    answered_at_us: AtomicU64,
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Chat(Api),
+    Stats,
+    StatsReset,
+    Health,
+    NotFound,
+}
+
+fn route(method: &str, path: &str) -> Route {
+    let path = path.split('?').next().unwrap_or_default();
+    match (method, path) {
+        ("POST", "/v1/chat/completions" | "/chat/completions") => Route::Chat(Api::OpenAi),
+        ("POST", "/v1/messages") => Route::Chat(Api::Anthropic),
+        ("GET", "/stats") => Route::Stats,
+        ("POST", "/stats/reset") => Route::StatsReset,
+        ("GET", "/healthz") => Route::Health,
+        _ => Route::NotFound,
+    }
+}
+
+/// What the server does with a request, whatever the protocol.
+enum Reply {
+    /// Answer with this status and JSON body; `retry_after` adds that header.
+    Answer {
+        status: u16,
+        body: Bytes,
+        retry_after: bool,
+    },
+    /// The `timeout` fault: the connection was held for --hang-s; close it unanswered.
+    Hang,
+    /// The `reset` fault: close the connection with RST, unanswered.
+    Reset,
+}
+
+impl Reply {
+    fn ok(body: impl Into<Bytes>) -> Reply {
+        Reply::Answer {
+            status: 200,
+            body: body.into(),
+            retry_after: false,
         }
-        (&Method::POST, "/stats/reset") => {
+    }
+}
+
+/// The answer to anything that is not a chat call.
+fn immediate(shared: &Shared, route: Route) -> Reply {
+    match route {
+        Route::Stats => Reply::ok(shared.stats.render()),
+        Route::StatsReset => {
             shared.stats.reset();
-            return Ok(json_response(StatusCode::OK, shared.stats.render()));
+            Reply::ok(shared.stats.render())
         }
-        (&Method::GET, "/healthz") => return Ok(json_response(StatusCode::OK, "\"ok\"")),
-        _ => {
-            return Ok(json_response(
-                StatusCode::NOT_FOUND,
-                r#"{"error":{"message":"no such endpoint on the mock provider","type":"invalid_request_error","param":null,"code":"not_found"}}"#,
-            ));
-        }
-    };
+        Route::Health => Reply::ok("\"ok\""),
+        Route::NotFound | Route::Chat(_) => Reply::Answer {
+            status: 404,
+            body: Bytes::from_static(
+                br#"{"error":{"message":"no such endpoint on the mock provider","type":"invalid_request_error","param":null,"code":"not_found"}}"#,
+            ),
+            retry_after: false,
+        },
+    }
+}
+
+/// One chat call: counted, given its outcome from the fault mix, answered after its latency.
+/// `started_us` is when its request head arrived.
+async fn chat(shared: &Shared, clock: &ConnClock, api: Api, started_us: u64, body: &[u8]) -> Reply {
     let stats = &shared.stats;
+    let last = clock.answered_at_us.swap(0, Ordering::Relaxed);
+    if last != 0 && last >= stats.reset_at_us.load(Ordering::Relaxed) {
+        stats.gaps.fetch_add(1, Ordering::Relaxed);
+        stats
+            .gap_us
+            .fetch_add(started_us.saturating_sub(last), Ordering::Relaxed);
+    }
     let _in_flight = InFlight::new(stats);
     stats.calls.fetch_add(1, Ordering::Relaxed);
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map_err(|_| drop_connection("request body unreadable"))?
-        .to_bytes();
     let outcome = shared.faults.pick();
     let index = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
     stats.by_outcome[index].fetch_add(1, Ordering::Relaxed);
     if outcome == Outcome::Timeout {
         tokio::time::sleep(shared.hang).await;
-        return Err(drop_connection("timeout fault: held, now closed"));
+        return Reply::Hang;
     }
     let delay = shared.latency.sample();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     let status = match outcome {
-        Outcome::Reset => {
+        Outcome::Reset => return Reply::Reset,
+        Outcome::Ok | Outcome::Malformed | Outcome::Timeout => 200,
+        Outcome::E429 => 429,
+        Outcome::E500 => 500,
+        Outcome::E503 => 503,
+        Outcome::E529 => 529,
+    };
+    let body: Bytes = match outcome {
+        Outcome::Ok => shared.canned.success(api, body).into(),
+        Outcome::Malformed => shared.canned.malformed(api, body).into(),
+        other => Bytes::from_static(shared.canned.error(api, other.label())),
+    };
+    let done_us = now_us();
+    clock
+        .answered_at_us
+        .store(done_us.max(1), Ordering::Relaxed);
+    stats.answered.fetch_add(1, Ordering::Relaxed);
+    stats
+        .answer_us
+        .fetch_add(done_us.saturating_sub(started_us), Ordering::Relaxed);
+    Reply::Answer {
+        status,
+        body,
+        retry_after: outcome == Outcome::E429,
+    }
+}
+
+/// A request over HTTP/2 (h2c), through hyper.
+async fn handle_h2(
+    shared: Arc<Shared>,
+    fd: RawFd,
+    clock: Arc<ConnClock>,
+    req: Request<Incoming>,
+) -> Result<Resp, std::io::Error> {
+    let started_us = now_us();
+    let reply = match route(req.method().as_str(), req.uri().path()) {
+        Route::Chat(api) => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map_err(|_| drop_connection("request body unreadable"))?
+                .to_bytes();
+            chat(&shared, &clock, api, started_us, &body).await
+        }
+        other => immediate(&shared, other),
+    };
+    match reply {
+        Reply::Answer {
+            status,
+            body,
+            retry_after,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut resp = json_response(status, body);
+            if retry_after {
+                resp.headers_mut()
+                    .insert("retry-after", shared.retry_after.clone());
+            }
+            Ok(resp)
+        }
+        Reply::Hang => Err(drop_connection("timeout fault: held, now closed")),
+        Reply::Reset => {
             // SO_LINGER 0: the close that follows sends RST instead of FIN. The connection (and
             // so the descriptor) is alive while this request is being served.
             let sock = unsafe { BorrowedFd::borrow_raw(fd) };
             let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
-            return Err(drop_connection("reset fault"));
+            Err(drop_connection("reset fault"))
         }
-        Outcome::Ok | Outcome::Malformed | Outcome::Timeout => StatusCode::OK,
-        Outcome::E429 => StatusCode::TOO_MANY_REQUESTS,
-        Outcome::E500 => StatusCode::INTERNAL_SERVER_ERROR,
-        Outcome::E503 => StatusCode::SERVICE_UNAVAILABLE,
-        Outcome::E529 => StatusCode::from_u16(529).expect("529 is a valid status"),
-    };
-    let bytes: Bytes = match outcome {
-        Outcome::Ok => shared.canned.success(api, &body).into(),
-        Outcome::Malformed => shared.canned.malformed(api, &body).into(),
-        other => Bytes::from_static(shared.canned.error(api, other.label())),
-    };
-    let mut resp = json_response(status, bytes);
-    if outcome == Outcome::E429 {
-        resp.headers_mut()
-            .insert("retry-after", shared.retry_after.clone());
     }
-    Ok(resp)
+}
+
+/// True when the client opens with the HTTP/2 preface (h2c with prior knowledge).
+async fn opens_with_h2_preface(stream: &tokio::net::TcpStream) -> std::io::Result<bool> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+    let mut first = [0u8; 3];
+    loop {
+        let n = stream.peek(&mut first).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if n == first.len() || !PREFACE.starts_with(&first[..n]) {
+            return Ok(PREFACE.starts_with(&first[..n]));
+        }
+        // "P" or "PR" so far: wait for the rest.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Serves one connection: HTTP/2 through hyper when the client opens with its preface,
+/// otherwise HTTP/1.1 on [`http1::serve`].
+async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
+    let _open = OpenConn(shared.clone());
+    match opens_with_h2_preface(&stream).await {
+        Ok(false) => http1::serve(shared, stream).await,
+        Ok(true) => {
+            let fd = stream.as_raw_fd();
+            let clock = Arc::new(ConnClock::default());
+            let service = hyper::service::service_fn(move |req| {
+                let s = shared.clone();
+                let c = clock.clone();
+                async move { handle_h2(s, fd, c, req).await }
+            });
+            // No cap on concurrent streams, and receive windows large enough that thousands
+            // of request bodies at once are not split into small DATA frames (which h2's
+            // flood guard answers with GOAWAY).
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .max_concurrent_streams(None)
+                .initial_stream_window_size(1 << 20)
+                .initial_connection_window_size(64 << 20);
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
+        Err(_) => {}
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -400,32 +589,39 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+impl Shared {
+    fn from_cli(cli: &Cli) -> Result<Shared, String> {
+        let faults = FaultMix::new(cli)?;
+        let latency = match (cli.latency_ms, cli.latency_dist.clone()) {
+            (Some(ms), _) => LatencyDist::parse(&format!("fixed:{ms}"))?,
+            (None, Some(d)) => d,
+            (None, None) => LatencyDist::Fixed(0.0),
+        };
+        let retry_after = HeaderValue::from_str(cli.retry_after.trim())
+            .map_err(|_| "--retry-after is not a valid header value".to_string())?;
+        if !cli.hang_s.is_finite() || cli.hang_s < 0.0 {
+            return Err("--hang-s must be a non-negative number".into());
+        }
+        Ok(Shared {
+            canned: Canned::new(&cli.text, cli.prompt_tokens, cli.completion_tokens),
+            latency,
+            faults,
+            retry_after,
+            hang: Duration::from_secs_f64(cli.hang_s),
+            stats: Stats::default(),
+        })
+    }
+}
+
 fn run(cli: Cli) -> Result<(), String> {
+    now_us();
     if !cli.listen.ip().is_loopback() {
         return Err(format!(
             "{} is not a loopback address; the mock only listens on loopback",
             cli.listen
         ));
     }
-    let faults = FaultMix::new(&cli)?;
-    let latency = match (cli.latency_ms, cli.latency_dist.clone()) {
-        (Some(ms), _) => LatencyDist::parse(&format!("fixed:{ms}"))?,
-        (None, Some(d)) => d,
-        (None, None) => LatencyDist::Fixed(0.0),
-    };
-    let retry_after = HeaderValue::from_str(cli.retry_after.trim())
-        .map_err(|_| "--retry-after is not a valid header value".to_string())?;
-    if !cli.hang_s.is_finite() || cli.hang_s < 0.0 {
-        return Err("--hang-s must be a non-negative number".into());
-    }
-    let shared = Arc::new(Shared {
-        canned: Canned::new(&cli.text, cli.prompt_tokens, cli.completion_tokens),
-        latency,
-        faults,
-        retry_after,
-        hang: Duration::from_secs_f64(cli.hang_s),
-        stats: Stats::default(),
-    });
+    let shared = Arc::new(Shared::from_cli(&cli)?);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = cli.threads {
@@ -477,33 +673,192 @@ async fn serve(cli: Cli, shared: Arc<Shared>) -> Result<(), String> {
             },
         };
         let _ = stream.set_nodelay(true);
-        let fd = stream.as_raw_fd();
         shared.stats.connections.fetch_add(1, Ordering::Relaxed);
         shared
             .stats
             .open_connections
             .fetch_add(1, Ordering::Relaxed);
-        let conn_shared = shared.clone();
+        tokio::spawn(serve_connection(shared.clone(), stream));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A stand-in with these command-line flags on a loopback port, and its shared state.
+    async fn start(flags: &[&str]) -> (SocketAddr, Arc<Shared>) {
+        let cli = Cli::parse_from([&["llm-judge-mock"], flags].concat());
+        let shared = Arc::new(Shared::from_cli(&cli).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let s = shared.clone();
         tokio::spawn(async move {
-            let _open = OpenConn(conn_shared.clone());
-            let service = hyper::service::service_fn(move |req| {
-                let s = conn_shared.clone();
-                async move { handle(s, fd, req).await }
-            });
-            // HTTP/1.1, or HTTP/2 when the client opens with the HTTP/2 preface (h2c with
-            // prior knowledge), with no cap on concurrent streams and receive windows large
-            // enough that thousands of request bodies at once are not split into small DATA
-            // frames (which h2's flood guard answers with GOAWAY).
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http1().keep_alive(true).header_read_timeout(None);
-            builder
-                .http2()
-                .max_concurrent_streams(None)
-                .initial_stream_window_size(1 << 20)
-                .initial_connection_window_size(64 << 20);
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            while let Ok((stream, _)) = listener.accept().await {
+                s.stats.open_connections.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(serve_connection(s.clone(), stream));
+            }
         });
+        (addr, shared)
+    }
+
+    const CHAT: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+
+    fn post(path: &str, extra: &str, body: &str) -> String {
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// Reads answers until `n` complete ones (head and content-length body) have arrived.
+    async fn read_answers(s: &mut TcpStream, n: usize) -> Vec<(u16, String, String)> {
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while out.len() < n {
+            let mut chunk = [0u8; 4096];
+            let got = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            assert!(got > 0, "closed after {} answers", out.len());
+            buf.extend_from_slice(&chunk[..got]);
+            loop {
+                let mut headers = [httparse::EMPTY_HEADER; 16];
+                let mut resp = httparse::Response::new(&mut headers);
+                let Ok(httparse::Status::Complete(head)) = resp.parse(&buf) else {
+                    break;
+                };
+                let len: usize = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                    .unwrap();
+                if buf.len() < head + len {
+                    break;
+                }
+                let code = resp.code.unwrap();
+                let head_text = String::from_utf8_lossy(&buf[..head]).to_lowercase();
+                let body = String::from_utf8_lossy(&buf[head..head + len]).into_owned();
+                buf.drain(..head + len);
+                out.push((code, head_text, body));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn keeps_connections_alive_and_answers_pipelined_requests_in_order() {
+        let (addr, shared) = start(&[]).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(post("/v1/chat/completions", "", CHAT).as_bytes())
+            .await
+            .unwrap();
+        let first = read_answers(&mut s, 1).await;
+        assert_eq!(first[0].0, 200);
+        assert!(first[0].2.contains("chat.completion"), "{}", first[0].2);
+        // Two at once on the same connection: an Anthropic call, then the stats.
+        let two = format!(
+            "{}GET /stats HTTP/1.1\r\nhost: x\r\n\r\n",
+            post("/v1/messages", "", CHAT)
+        );
+        s.write_all(two.as_bytes()).await.unwrap();
+        let answers = read_answers(&mut s, 2).await;
+        assert!(
+            answers[0].2.contains("\"type\":\"message\""),
+            "{}",
+            answers[0].2
+        );
+        assert!(answers[1].2.contains("\"calls\":2"), "{}", answers[1].2);
+        assert_eq!(shared.stats.gaps.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.stats.answered.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn honours_expect_continue_and_refuses_chunked_bodies() {
+        let (addr, _) = start(&[]).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /chat/completions HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+            CHAT.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut interim = [0u8; 25];
+        s.read_exact(&mut interim).await.unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        s.write_all(CHAT.as_bytes()).await.unwrap();
+        assert_eq!(read_answers(&mut s, 1).await[0].0, 200);
+
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+            .await
+            .unwrap();
+        let a = read_answers(&mut s, 1).await;
+        assert_eq!(a[0].0, 411);
+        assert!(a[0].1.contains("connection: close"));
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "closed after the refusal");
+    }
+
+    #[tokio::test]
+    async fn http10_and_connection_close_end_the_connection() {
+        let (addr, _) = start(&[]).await;
+        for req in [
+            "GET /healthz HTTP/1.0\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        ] {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut all = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all))
+                .await
+                .expect("closed in time")
+                .unwrap();
+            let text = String::from_utf8_lossy(&all);
+            assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+            assert!(text.ends_with("\"ok\""), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn faults_follow_the_mix() {
+        let (addr, _) = start(&["--fail-429", "100", "--retry-after", "3"]).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(post("/v1/messages", "", CHAT).as_bytes())
+            .await
+            .unwrap();
+        let a = read_answers(&mut s, 1).await;
+        assert_eq!(a[0].0, 429);
+        assert!(a[0].1.contains("retry-after: 3"), "{}", a[0].1);
+        assert!(a[0].2.contains("rate_limit_error"), "{}", a[0].2);
+
+        let (addr, _) = start(&["--fail-reset", "100"]).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(post("/v1/chat/completions", "", CHAT).as_bytes())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("the reset in time")
+        {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+            Ok(n) => panic!("read {n} bytes instead of a reset"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_malformed_head_gets_400() {
+        let (addr, _) = start(&[]).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /v1/messages HTTP/1.1\r\ncontent-length: nope\r\n\r\n")
+            .await
+            .unwrap();
+        let a = read_answers(&mut s, 1).await;
+        assert_eq!(a[0].0, 400);
     }
 }
