@@ -61,12 +61,20 @@ enum LogFormat {
     Pretty,
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to stderr from a writer thread of their own: a request's log line is handed over in
+/// memory, so the request does not wait for the write to stderr (a pipe or a file) before its
+/// answer goes out. Nothing is dropped: when the writer falls behind by 128,000 lines, logging
+/// waits for it. The returned guard flushes what is left when it is dropped, at exit.
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("llm-judge-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder
             .json()
@@ -75,6 +83,7 @@ fn init_tracing(format: LogFormat) {
             .init(),
         LogFormat::Pretty => builder.compact().init(),
     }
+    guard
 }
 
 /// `run` logs warnings only (level from RUST_LOG), printed around its progress bar.
@@ -126,7 +135,7 @@ async fn main() -> std::process::ExitCode {
             data_dir,
             log_format,
         } => {
-            init_tracing(log_format);
+            let _flush_logs_at_exit = init_tracing(log_format);
             match serve(listen, config, data_dir).await {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
