@@ -263,6 +263,11 @@ pub fn from_json_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T
 /// Reads one item's JSON text into `T`, as [`from_json_value`] reads a value: the message names
 /// no line and column, which within one item of a larger document would mislead.
 pub fn from_json_item<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, FieldError> {
+    // Nearly every item is valid: read it plainly, and only trace the path to the field at
+    // fault when there is one (the same input fails the same way the second time).
+    if let Ok(item) = serde_json::from_str(json) {
+        return Ok(item);
+    }
     let de = &mut serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().clone();
