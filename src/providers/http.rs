@@ -136,7 +136,14 @@ impl HttpClient {
 
 /// The request body as JSON.
 fn encode<T: Serialize + ?Sized>(body: &T) -> Result<Vec<u8>, ProviderError> {
-    serde_json::to_vec(body)
+    let mut out = Vec::new();
+    encode_into(&mut out, body)?;
+    Ok(out)
+}
+
+/// The request body as JSON, written at the end of `out`.
+fn encode_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, body: &T) -> Result<(), ProviderError> {
+    serde_json::to_writer(out, body)
         .map_err(|e| ProviderError::Decode(format!("request not encodable: {e}")))
 }
 
@@ -528,8 +535,7 @@ fn request<T: Serialize + ?Sized>(
     }
     BODY.with_borrow_mut(|scratch| {
         scratch.clear();
-        serde_json::to_writer(&mut *scratch, body)
-            .map_err(|e| ProviderError::Decode(format!("request not encodable: {e}")))?;
+        encode_into(scratch, body)?;
         let msg = message(url, headers, scratch);
         if scratch.capacity() > 1 << 20 {
             // One huge request does not keep a huge buffer alive on this thread.
