@@ -551,12 +551,8 @@ default = ["mock:m"]
                 self.run_batch(sport, svc, mock, mport, 200, 100)  # warm-up
                 for c in p.batch_cs:
                     n = p.batch_n(c)
-                    r = self.run_batch(sport, svc, mock, mport, n, c)
-                    ideal = c / (lat / 1000.0)
+                    r = with_efficiency(self.run_batch(sport, svc, mock, mport, n, c), c, lat)
                     r["proto"] = proto
-                    r["ideal_items_per_s"] = ideal
-                    r["efficiency"] = r["items_per_s"] / ideal
-                    r["server_efficiency"] = r["server_items_per_s"] / ideal
                     rows.append(r)
                     log(f"  {proto} C={c} N={n}: {r['items_per_s']:.0f} items/s, efficiency "
                         f"{r['efficiency']:.3f} (server-side {r['server_efficiency']:.3f}), "
@@ -564,12 +560,10 @@ default = ["mock:m"]
                 if proto == "http1":
                     for c in p.long_cs:
                         short = next(x for x in rows if x["proto"] == proto and x["c"] == c)
-                        ideal = c / (lat / 1000.0)
                         n_long = c * p.long_waves
-                        r = self.run_batch(sport, svc, mock, mport, n_long, c)
-                        r["ideal_items_per_s"] = ideal
-                        r["efficiency"] = r["items_per_s"] / ideal
-                        r["server_efficiency"] = r["server_items_per_s"] / ideal
+                        r = with_efficiency(self.run_batch(sport, svc, mock, mport, n_long, c),
+                                            c, lat)
+                        ideal = r["ideal_items_per_s"]
                         # The start (the first waves leaving at once) and the transfer of the
                         # request and answer are paid once per batch; the difference between
                         # the two batches is what each further wave of C items costs.
@@ -1118,6 +1112,15 @@ def fmt_floor(h: dict | None) -> str:
     if not h:
         return "–"
     return f"{f3(h['lat']['p50'])} / {f3(h['lat']['p99'])} ({h['cpu_us']:.0f})"
+
+
+def with_efficiency(r: dict, c: int, latency_ms: float) -> dict:
+    """Adds the bound C / L and the batch's efficiency against it, client- and server-side."""
+    ideal = c / (latency_ms / 1000.0)
+    r["ideal_items_per_s"] = ideal
+    r["efficiency"] = r["items_per_s"] / ideal
+    r["server_efficiency"] = r["server_items_per_s"] / ideal
+    return r
 
 
 def answer_gap(r: dict) -> str:

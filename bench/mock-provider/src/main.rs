@@ -317,8 +317,19 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Counts an open connection.
+/// Counts a connection, and keeps it counted as open for as long as it lives.
 struct OpenConn(Arc<Shared>);
+
+impl OpenConn {
+    fn new(shared: Arc<Shared>) -> OpenConn {
+        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .open_connections
+            .fetch_add(1, Ordering::Relaxed);
+        OpenConn(shared)
+    }
+}
 
 impl Drop for OpenConn {
     fn drop(&mut self) {
@@ -551,7 +562,7 @@ async fn opens_with_h2_preface(stream: &tokio::net::TcpStream) -> std::io::Resul
 /// Serves one connection: HTTP/2 through hyper when the client opens with its preface,
 /// otherwise HTTP/1.1 on [`http1::serve`].
 async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
-    let _open = OpenConn(shared.clone());
+    let _open = OpenConn::new(shared.clone());
     match opens_with_h2_preface(&stream).await {
         Ok(false) => http1::serve(shared, stream).await,
         Ok(true) => {
@@ -673,11 +684,6 @@ async fn serve(cli: Cli, shared: Arc<Shared>) -> Result<(), String> {
             },
         };
         let _ = stream.set_nodelay(true);
-        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-        shared
-            .stats
-            .open_connections
-            .fetch_add(1, Ordering::Relaxed);
         tokio::spawn(serve_connection(shared.clone(), stream));
     }
 }
@@ -697,7 +703,6 @@ mod tests {
         let s = shared.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                s.stats.open_connections.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(serve_connection(s.clone(), stream));
             }
         });
