@@ -821,7 +821,7 @@ impl Io {
             Io::Plain(s) => loop {
                 s.readable().await?;
                 reserve(buf);
-                match s.try_read_buf(buf) {
+                match read_draining(s, buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     r => return r,
                 }
@@ -854,6 +854,27 @@ impl Io {
             Poll::Ready(Ok(_)) => matches!(self, Io::Tls(_)),
         }
     }
+}
+
+/// One non-blocking read into `buf`. A read that returns less than the space it was given has
+/// emptied the socket, so the readiness tokio keeps for it is cleared (as tokio's own `poll_read`
+/// does): the next read then waits for the next event, instead of first making a system call
+/// that can only say `WouldBlock`. That call was one extra `recvfrom` per provider call.
+fn read_draining(s: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let spare = buf.capacity() - buf.len();
+    let mut drained = None;
+    // `try_io` clears the readiness it saw when its closure says `WouldBlock`; readiness from an
+    // event that arrived meanwhile is kept.
+    let r = s.try_io(tokio::io::Interest::READABLE, || {
+        match s.try_read_buf(buf) {
+            Ok(n) if n > 0 && n < spare => {
+                drained = Some(n);
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            r => r,
+        }
+    });
+    drained.map_or(r, Ok)
 }
 
 fn reserve(buf: &mut BytesMut) {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::{ConnClock, Reply, Route, Shared, chat, immediate, now_us, route};
@@ -129,9 +129,21 @@ async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usi
     if buf.capacity() - buf.len() < 2048 {
         buf.reserve(4096);
     }
+    let spare = buf.capacity() - buf.len();
     loop {
         stream.readable().await?;
-        match stream.try_read_buf(buf) {
+        // A read short of the space given emptied the socket: clear tokio's readiness for it
+        // (`try_io` does when its closure says WouldBlock), so the next read waits for the next
+        // request instead of first making a system call that can only say WouldBlock.
+        let mut drained = None;
+        let r = stream.try_io(Interest::READABLE, || match stream.try_read_buf(buf) {
+            Ok(n) if n > 0 && n < spare => {
+                drained = Some(n);
+                Err(std::io::ErrorKind::WouldBlock.into())
+            }
+            r => r,
+        });
+        match drained.map_or(r, Ok) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
