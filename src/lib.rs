@@ -7,8 +7,9 @@
 //! - [`judge`]: prompt templates, verdict parsing, the verdict cache, the rules pre-check.
 //! - [`pool`]: routes and fallback, limits, retries, circuit breakers, cost.
 //! - [`providers`]: one wire format per file behind a provider-neutral interface.
-//! - [`config`] and [`metrics`] sit at the edge; `main.rs` is the command line, and [`cli`] is
-//!   its `run` command (grading a file), a client of [`batch`] and [`api`]'s batch endpoint.
+//! - [`config`], [`metrics`] and [`logs`] (the log writer) sit at the edge; `main.rs` is the
+//!   command line, and [`cli`] is its `run` command (grading a file), a client of [`batch`] and
+//!   [`api`]'s batch endpoint.
 
 pub mod api;
 pub mod batch;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod jobs;
 pub mod judge;
+pub mod logs;
 pub mod metrics;
 pub mod pool;
 pub mod providers;

@@ -61,17 +61,15 @@ enum LogFormat {
     Pretty,
 }
 
-/// Logs go to stderr from a writer thread of their own: a request's log line is handed over in
-/// memory, so the request does not wait for the write to stderr (a pipe or a file) before its
-/// answer goes out. Nothing is dropped: when the writer falls behind by 128,000 lines, logging
-/// waits for it. The returned guard flushes what is left when it is dropped, at exit.
-fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr through [`llm_judge::logs`]: a request's log line is appended to a buffer
+/// in memory, and a thread of its own writes the buffer out every 20 ms, so a request neither
+/// waits for stderr (a pipe or a file) nor wakes another thread before its answer goes out.
+/// Nothing is dropped: when stderr falls 8 MiB behind, logging waits for it. The returned guard
+/// writes what is left when it is dropped, at exit.
+fn init_tracing(format: LogFormat) -> std::io::Result<llm_judge::logs::FlushGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("llm-judge-log")
-        .finish(std::io::stderr());
+    let (writer, guard) = llm_judge::logs::batched(std::io::stderr())?;
     // Colours only for a person at a terminal: log files and collectors get plain text.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -87,7 +85,7 @@ fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
             .init(),
         LogFormat::Pretty => builder.compact().init(),
     }
-    guard
+    Ok(guard)
 }
 
 /// `run` logs warnings only (level from RUST_LOG), printed around its progress bar.
@@ -139,7 +137,13 @@ async fn main() -> std::process::ExitCode {
             data_dir,
             log_format,
         } => {
-            let _flush_logs_at_exit = init_tracing(log_format);
+            let _flush_logs_at_exit = match init_tracing(log_format) {
+                Ok(guard) => guard,
+                Err(e) => {
+                    eprintln!("llm-judge: cannot start the log writer thread: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
             match serve(listen, config, data_dir).await {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
