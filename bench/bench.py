@@ -534,6 +534,55 @@ default = ["mock:m"]
             "cpu": watch, "quiet_before": quiet, "speed_ms": speed,
         }
 
+    def timeline(self, sport: int, n: int, c: int, lat_ms: float) -> dict:
+        """The same batch as an NDJSON stream (`accept: application/x-ndjson`), each result
+        stamped as it arrives: where the time of a batch goes. With N = k C, the items finish in
+        k waves of C; a wave's median, less the one before, is the time an item's place takes to
+        go round once (L plus the stand-in's lateness plus the service's turnaround)."""
+        body = self.batch_body(n, c)
+        self.settle()
+        speed = speed_check()
+        conn = http.client.HTTPConnection("127.0.0.1", sport, timeout=900)
+        try:
+            t0 = time.perf_counter()
+            conn.request("POST", "/v1/judge/batch", body=body,
+                         headers={"content-type": "application/json",
+                                  "accept": "application/x-ndjson"})
+            r = conn.getresponse()
+            if r.status != 200:
+                raise RuntimeError(f"streamed batch -> {r.status}: {r.read()[:300]!r}")
+            times, item_ms = [], []
+            for raw in r:
+                t = time.perf_counter() - t0
+                d = json.loads(raw)
+                if "index" in d:
+                    times.append(t * 1e3)
+                    if d.get("latency_ms") is not None:
+                        item_ms.append(d["latency_ms"])
+            wall_ms = (time.perf_counter() - t0) * 1e3
+        finally:
+            conn.close()
+        if len(times) != n:
+            raise RuntimeError(f"streamed batch: {len(times)} results for {n} items")
+        times.sort()
+        item_ms.sort()
+        waves = [times[k * c:(k + 1) * c] for k in range(n // c)]
+        medians = [statistics.median(w) for w in waves]
+        period = (medians[-1] - medians[0]) / (len(waves) - 1) if len(waves) > 1 else None
+        return {
+            "c": c, "n": n, "wall_ms": wall_ms, "speed_ms": speed,
+            "efficiency": n / (wall_ms / 1e3) / (c / (lat_ms / 1e3)),
+            "first_answer_ms": times[0] - lat_ms,
+            "first_wave_median_ms": medians[0] - times[0],
+            "first_wave_spread_ms": waves[0][-1] - waves[0][0],
+            "period_ms": period,
+            "last_wave_spread_ms": waves[-1][-1] - waves[-1][0],
+            "tail_ms": times[-1] - medians[-1],
+            "after_last_ms": wall_ms - times[-1],
+            "item_p50_ms": item_ms[len(item_ms) // 2] if item_ms else None,
+            "item_p99_ms": item_ms[int(len(item_ms) * 0.99)] if item_ms else None,
+        }
+
     def direct_batch(self, mock: Proc, mport: int, n: int, c: int) -> dict:
         """The same load without the service: oha keeps C chat calls in flight straight at the
         mock until N are done. Its efficiency is what this machine gives a client that does
@@ -617,6 +666,7 @@ default = ["mock:m"]
                         d = self.direct_batch(mock, mport, short["n"], c)
                         d["efficiency"] = d["items_per_s"] / ideal
                         r["direct"] = d
+                        r["timeline"] = self.timeline(sport, short["n"], c, lat)
                         long_rows.append(r)
                         log(f"  {proto} C={c} N={n_long}: efficiency {r['efficiency']:.3f}, "
                             f"marginal {r['marginal_efficiency'] or 0:.3f}; oha straight at the "
@@ -1079,6 +1129,35 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                     f"{r['efficiency']:.3f} | {marginal} | {answer_gap(r)} | "
                     f"{d['efficiency']:.3f} ({d['ok']} of {d['n']} ok) | {answer_gap(d)} |")
             out.append("")
+            tl = [r["timeline"] for r in long_rows if r.get("timeline")]
+            if tl:
+                out += ["### Where a batch's time goes", "",
+                        "The first batch above (N = k C) once more, as an NDJSON stream (`accept: "
+                        "application/x-ndjson`), every result stamped by the client as it "
+                        "arrives; the items finish in k waves of C. `first answer`: the first "
+                        "result's arrival less L (reading the request, starting the items, the "
+                        "stand-in's lateness). `first wave`: its median and its spread after the "
+                        "first result, i.e. how long sending the first C requests took. "
+                        "`period`: (median of the last wave − median of the first) / (k − 1), the time "
+                        "an item's place takes to go round once, and L / period, the efficiency "
+                        "a batch would settle at with no start and no end. `tail`: the last "
+                        "result after the last wave's median. `item latency`: the results' own "
+                        "`latency_ms`.", "",
+                        "| C | N | wall s | efficiency | first answer ms | first wave: median, "
+                        "spread ms | period ms (L / period) | last wave spread ms | tail ms | "
+                        "item latency p50 / p99 ms | speed check ms |",
+                        "| " + " | ".join(["---"] * 11) + " |"]
+                for t in tl:
+                    per = (f"{t['period_ms']:.1f} ({plan.batch_latency_ms / t['period_ms']:.3f})"
+                           if t.get("period_ms") else "–")
+                    out.append(
+                        f"| {t['c']} | {t['n']} | {t['wall_ms'] / 1e3:.2f} | "
+                        f"{t['efficiency']:.3f} | {t['first_answer_ms']:.1f} | "
+                        f"{t['first_wave_median_ms']:.1f}, {t['first_wave_spread_ms']:.1f} | "
+                        f"{per} | {t['last_wave_spread_ms']:.1f} | {t['tail_ms']:.1f} | "
+                        f"{fmt_ms(t['item_p50_ms'])} / {fmt_ms(t['item_p99_ms'])} | "
+                        f"{fmt_speed(t['speed_ms'])} |")
+                out.append("")
 
     if res.get("cpu"):
         out += ["## 3. CPU per judged item", "",
@@ -1197,6 +1276,10 @@ def with_efficiency(r: dict, c: int, latency_ms: float) -> dict:
     r["efficiency"] = r["items_per_s"] / ideal
     r["server_efficiency"] = r["server_items_per_s"] / ideal
     return r
+
+
+def fmt_ms(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
 
 
 def fmt_speed(v) -> str:
