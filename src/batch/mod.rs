@@ -273,11 +273,13 @@ impl ItemTask {
     fn spawn(judge: &Arc<Judge>, route: &Arc<str>, index: usize, item: BatchItem) -> ItemTask {
         let judge = judge.clone();
         let route = route.clone();
-        let handle = tokio::spawn(async move {
+        // Boxed: the item's future is a few KiB, and the task would otherwise copy all of it
+        // again when it stores its output and when the batch takes that output.
+        let handle = tokio::spawn(Box::pin(async move {
             let entry = judge_one(&judge, &route, index, item).await;
             judge.count_batch_item(entry.is_ok());
             entry
-        });
+        }));
         ItemTask { index, handle }
     }
 }

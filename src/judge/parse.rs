@@ -98,13 +98,57 @@ static REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
         r"|do that|continue)",
     ))
 });
-static BINARY_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    re(concat!(
-        r"(?m)^[ \t]*(?:(?:my|the|final|overall)[ \t]+)*",
-        r"(verdict|judgement|judgment|decision|grade|result|score|evaluation|correctness|answer)",
-        r"[ \t]*[:=]([^\n]*)",
-    ))
-});
+/// The words that may open a verdict line, before its keyword (`Final verdict: …`).
+const MARKER_PREFIXES: [&str; 4] = ["my", "the", "final", "overall"];
+/// The keywords of a verdict line, before its `:` or `=`.
+const MARKER_KEYS: [&str; 10] = [
+    "verdict",
+    "judgement",
+    "judgment",
+    "decision",
+    "grade",
+    "result",
+    "score",
+    "evaluation",
+    "correctness",
+    "answer",
+];
+
+/// A verdict line: its keyword and the rest of the line after the `:` or `=`.
+#[derive(Debug, PartialEq)]
+struct Marker<'a> {
+    key: &'static str,
+    rest: &'a str,
+}
+
+/// The verdict lines of a prepared (lowercased) reply, in order. A line is one when, after
+/// spaces or tabs, any of [`MARKER_PREFIXES`] each followed by spaces or tabs, it has one of
+/// [`MARKER_KEYS`], optional spaces or tabs, then `:` or `=`. Scanned by hand rather than with a
+/// capturing regex: this runs on every reply, and the regex cost more than the rest of parsing.
+fn binary_markers(clean: &str) -> Vec<Marker<'_>> {
+    clean.split('\n').filter_map(marker).collect()
+}
+
+fn marker(line: &str) -> Option<Marker<'_>> {
+    let blank = [' ', '\t'];
+    let mut s = line.trim_start_matches(blank);
+    loop {
+        for key in MARKER_KEYS {
+            if let Some(after) = s.strip_prefix(key)
+                && let Some(rest) = after.trim_start_matches(blank).strip_prefix([':', '='])
+            {
+                return Some(Marker { key, rest });
+            }
+        }
+        let after = MARKER_PREFIXES.iter().find_map(|p| {
+            s.strip_prefix(p)
+                .filter(|r| r.starts_with(blank))
+                .map(|r| r.trim_start_matches(blank))
+        })?;
+        s = after;
+    }
+}
+
 static SCORE_MARKER: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(?:score|rating|grade)\b[ \t]*[:=]"));
 static SCORE_VALUE: LazyLock<Regex> =
@@ -123,14 +167,14 @@ pub fn parse_binary(text: &str) -> Result<bool, Unscored> {
     if let Some(obj) = json_object(text) {
         return binary_from_json(&obj);
     }
-    let markers: Vec<_> = BINARY_MARKER.captures_iter(&clean).collect();
+    let markers = binary_markers(&clean);
     for tier_answer in [false, true] {
-        for c in markers
+        for m in markers
             .iter()
             .rev()
-            .filter(|c| (&c[1] == "answer") == tier_answer)
+            .filter(|m| (m.key == "answer") == tier_answer)
         {
-            if let Some(v) = last_verdict(first_clause(&c[2]), true) {
+            if let Some(v) = last_verdict(first_clause(m.rest), true) {
                 return Ok(v);
             }
         }
@@ -493,6 +537,85 @@ fn quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The verdict-line rule as a regex: the hand scan must find exactly what it finds.
+    #[test]
+    fn verdict_lines_match_the_regex_rule() {
+        use rand::{Rng, SeedableRng};
+        let rule = re(concat!(
+            r"(?m)^[ \t]*(?:(?:my|the|final|overall)[ \t]+)*",
+            r"(verdict|judgement|judgment|decision|grade|result|score|evaluation|correctness|answer)",
+            r"[ \t]*[:=]([^\n]*)",
+        ));
+        let pieces = [
+            "",
+            " ",
+            "  ",
+            "\t",
+            "\n",
+            "\r\n",
+            "my",
+            "the",
+            "final",
+            "overall",
+            "finally",
+            "verdict",
+            "verdicts",
+            "answer",
+            "answers",
+            "score",
+            "grade",
+            "judgement",
+            "judgment",
+            "result",
+            "evaluation",
+            "correctness",
+            "decision",
+            ":",
+            "=",
+            "::",
+            "correct",
+            "incorrect",
+            "1",
+            "0",
+            "yes",
+            "x",
+            "é",
+            "theverdict",
+            "my verdict",
+        ];
+        let glues = ["", "", " ", "\t ", "my ", "final\t", "x", "=", "\n", "é"];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut found = 0;
+        for _ in 0..20_000 {
+            // Random pieces, and half the time a near-verdict line with random pieces mixed in.
+            let mut text = String::new();
+            for _ in 0..rng.random_range(0..5) {
+                let segment = if rng.random_bool(0.5) {
+                    let mut glue = || glues[rng.random_range(0..glues.len())];
+                    let (a, b, c) = (glue(), glue(), glue());
+                    let key = pieces[rng.random_range(0..pieces.len())];
+                    ["\n", a, "the ", b, key, c, ":", " correct", ""]
+                } else {
+                    let mut pick = || pieces[rng.random_range(0..pieces.len())];
+                    [pick(), pick(), pick(), pick(), pick(), pick(), "", "", ""]
+                };
+                text.extend(segment);
+            }
+            let by_rule: Vec<(String, String)> = rule
+                .captures_iter(&text)
+                .map(|c| (c[1].to_string(), c[2].to_string()))
+                .collect();
+            let by_hand: Vec<(String, String)> = binary_markers(&text)
+                .into_iter()
+                .map(|m| (m.key.to_string(), m.rest.to_string()))
+                .collect();
+            assert_eq!(by_hand, by_rule, "in {text:?}");
+            found += by_rule.len();
+        }
+        // The generated texts must contain verdict lines, or the comparison proves little.
+        assert!(found > 1_000, "only {found} verdict lines were generated");
+    }
 
     fn reason<T: fmt::Debug>(r: Result<T, Unscored>) -> UnscoredReason {
         r.expect_err("expected Unscored").reason

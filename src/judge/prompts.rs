@@ -4,10 +4,12 @@
 //! A template's version is part of what identifies a judgment (it is in every result and in the
 //! cache key): change the wording, bump the version.
 
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{LazyLock, OnceLock};
 
 use regex::Regex;
 use sha2::{Digest, Sha256};
+
+use crate::providers::SystemPrompt;
 
 pub const BINARY_VERSION: &str = "binary-v1";
 pub const SCORE_VERSION: &str = "score-v1";
@@ -35,15 +37,16 @@ impl OutputFormat {
 /// A rendered prompt: an optional system message and the user message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
-    /// Shared, not copied, by every request that uses it (the binary grader's is built once).
-    pub system: Option<Arc<str>>,
+    /// Shared, not copied, by every request that uses it (the binary grader's is built, and
+    /// escaped for JSON, once).
+    pub system: Option<SystemPrompt>,
     pub user: String,
     pub version: String,
 }
 
 /// The strict binary grader.
 pub fn binary(question: &str, answer: &str, prediction: &str, format: OutputFormat) -> Rendered {
-    static SYSTEM: [OnceLock<Arc<str>>; 2] = [OnceLock::new(), OnceLock::new()];
+    static SYSTEM: [OnceLock<SystemPrompt>; 2] = [OnceLock::new(), OnceLock::new()];
     let slot = match format {
         OutputFormat::ZeroOne => &SYSTEM[0],
         OutputFormat::YesNo => &SYSTEM[1],

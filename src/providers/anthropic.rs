@@ -28,8 +28,8 @@ use serde_json::Value;
 use super::http::HttpClient;
 use super::openai::error_message as lenient_error_message;
 use super::{
-    ChatRequest, Completion, Part, Provider, ProviderError, Usage, clip, parse_retry_after,
-    parse_should_retry,
+    ChatRequest, Completion, Part, Provider, ProviderError, SystemPrompt, Usage, clip,
+    parse_retry_after, parse_should_retry,
 };
 
 /// The `anthropic-version` header sent unless overridden.
@@ -80,7 +80,7 @@ impl AnthropicProvider {
 struct WireRequest<'a> {
     model: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    system: Option<&'a str>,
+    system: Option<&'a SystemPrompt>,
     messages: [WireMessage<'a>; 1],
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,7 +132,7 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
     }
     Ok(WireRequest {
         model: &req.model,
-        system: req.system.as_deref().filter(|s| !s.is_empty()),
+        system: req.system.as_ref().filter(|s| !s.is_empty()),
         messages: [WireMessage {
             role: "user",
             content,

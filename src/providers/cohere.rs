@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::http::HttpClient;
 use super::openai::error_message;
 use super::{
-    ChatRequest, Completion, Part, Provider, ProviderError, Usage, parse_retry_after,
+    ChatRequest, Completion, Part, Provider, ProviderError, SystemPrompt, Usage, parse_retry_after,
     parse_should_retry,
 };
 
@@ -77,6 +77,8 @@ struct WireMessage<'a> {
 #[serde(untagged)]
 enum WireContent<'a> {
     Text(&'a str),
+    /// Escaped once, kept by the prompt.
+    System(&'a SystemPrompt),
     Blocks(Vec<WireBlock<'a>>),
 }
 
@@ -94,10 +96,10 @@ struct WireImageUrl<'a> {
 
 fn wire_request(req: &ChatRequest) -> WireRequest<'_> {
     let mut messages = Vec::with_capacity(2);
-    if let Some(system) = req.system.as_deref() {
+    if let Some(system) = &req.system {
         messages.push(WireMessage {
             role: "system",
-            content: WireContent::Text(system),
+            content: WireContent::System(system),
         });
     }
     let content = match req.user.as_slice() {

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::http::{Answer, HttpClient};
 use super::{
-    ChatRequest, Completion, Part, Provider, ProviderError, Usage, clip, parse_retry_after,
-    parse_should_retry,
+    ChatRequest, Completion, Part, Provider, ProviderError, SystemPrompt, Usage, clip,
+    parse_retry_after, parse_should_retry,
 };
 
 /// An OpenAI-wire provider bound to a base URL and an optional key.
@@ -105,6 +105,8 @@ pub(crate) struct WireMessage<'a> {
 #[serde(untagged)]
 pub(crate) enum WireContent<'a> {
     Text(&'a str),
+    /// Escaped once, kept by the prompt.
+    System(&'a SystemPrompt),
     Parts(Vec<WirePart<'a>>),
 }
 
@@ -123,10 +125,10 @@ pub(crate) struct WireImage<'a> {
 /// Builds the OpenAI-shaped body. `model` is `None` for Azure deployments, which take it from the path.
 pub(crate) fn wire_request<'a>(req: &'a ChatRequest, model: Option<&'a str>) -> WireRequest<'a> {
     let mut messages = Vec::with_capacity(2);
-    if let Some(system) = req.system.as_deref() {
+    if let Some(system) = &req.system {
         messages.push(WireMessage {
             role: "system",
-            content: WireContent::Text(system),
+            content: WireContent::System(system),
         });
     }
     let content = match req.user.as_slice() {
