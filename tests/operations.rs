@@ -85,6 +85,52 @@ async fn every_response_carries_a_request_id() {
     assert_eq!(id.len(), 32, "{id}");
 }
 
+#[tokio::test]
+async fn at_the_default_level_each_request_has_one_access_line_with_its_id() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("log.txt");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-judge"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("LLM_JUDGE_DATA_DIR", dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/judge/binary"))
+        .header("x-request-id", "trace-me-7")
+        .json(&json!({"question":"q","answer":"4","prediction":"4"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("request_id=trace-me-7"))
+        .collect();
+    assert_eq!(access.len(), 1, "{log}");
+    for field in [
+        " INFO ",
+        "request done",
+        "method=POST",
+        "endpoint=/v1/judge/binary",
+        "status=200",
+        "latency_ms=",
+    ] {
+        assert!(access[0].contains(field), "{field} in {}", access[0]);
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -151,6 +197,7 @@ async fn a_provider_key_appears_in_no_log_line_error_metric_or_response() {
     wait_ready(port).await;
     let client = reqwest::Client::new();
     let mut outputs = Vec::new();
+    let mut ids = Vec::new();
     for (path, body) in [
         (
             "/v1/judge/binary",
@@ -171,6 +218,7 @@ async fn a_provider_key_appears_in_no_log_line_error_metric_or_response() {
             .send()
             .await
             .unwrap();
+        ids.push(r.headers()["x-request-id"].to_str().unwrap().to_string());
         outputs.push(format!("{:?}", r.headers()));
         outputs.push(r.text().await.unwrap());
     }
@@ -203,6 +251,25 @@ async fn a_provider_key_appears_in_no_log_line_error_metric_or_response() {
     );
     assert!(log.lines().count() > 5, "debug logging was on: {log}");
     assert!(log.contains("provider attempt failed"), "{log}");
+    // Each request's access line carries its id, and a debug line written while serving it
+    // carries the id through the request's span.
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let access = lines
+        .iter()
+        .find(|l| l["message"] == "request done" && l["request_id"] == ids[0].as_str())
+        .unwrap_or_else(|| panic!("no access line for {}: {log}", ids[0]));
+    assert_eq!(access["endpoint"], "/v1/judge/binary");
+    assert_eq!(access["status"], 502, "{access}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "provider attempt failed"
+                && l["span"]["request_id"] == ids[0].as_str()),
+        "{log}"
+    );
     for (i, text) in outputs.iter().chain(std::iter::once(&log)).enumerate() {
         assert!(!text.contains(SECRET), "output {i} leaks the key:\n{text}");
         assert!(

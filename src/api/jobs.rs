@@ -23,7 +23,8 @@ use serde_json::Value;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "job store failure");
+        let request_id = super::current_request_id();
+        tracing::error!(request_id = request_id.as_deref(), error = %e, "job store failure");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
