@@ -115,7 +115,6 @@ const MARKER_KEYS: [&str; 10] = [
 ];
 
 /// A verdict line: its keyword and the rest of the line after the `:` or `=`.
-#[derive(Debug, PartialEq)]
 struct Marker<'a> {
     key: &'static str,
     rest: &'a str,
