@@ -83,6 +83,53 @@ async fn every_response_carries_a_request_id() {
         .unwrap();
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(id.len(), 32, "{id}");
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{id}"
+    );
+    let r = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "x".repeat(129))
+        .send()
+        .await
+        .unwrap();
+    let other = r.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(other.len(), 32, "an id over 128 characters is replaced");
+    assert_ne!(other, id, "every request gets an id of its own");
+}
+
+#[tokio::test]
+async fn request_metrics_are_labelled_by_route_template_never_by_raw_path() {
+    let app = spawn("", &[]).await;
+    let item = json!({"question":"q","answer":"4","prediction":"4"});
+    for _ in 0..3 {
+        let r = app
+            .client
+            .post(app.url("/v1/judge/binary"))
+            .json(&item)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(app.get("/v1/jobs/no-such-job").await.0, 404);
+    assert_eq!(app.get("/wp-admin/setup.php").await.0, 404);
+    let r = app.client.delete(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let (status, text) = app.get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        r#"llm_judge_http_requests_total{endpoint="/v1/judge/binary",status="200"} 3"#,
+        r#"llm_judge_http_requests_total{endpoint="/v1/jobs/{id}",status="404"} 1"#,
+        r#"llm_judge_http_requests_total{endpoint="unmatched",status="404"} 1"#,
+        r#"llm_judge_http_requests_total{endpoint="/healthz",status="405"} 1"#,
+        r#"llm_judge_http_request_duration_seconds_count{endpoint="/v1/judge/binary"} 3"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert!(!text.contains("wp-admin") && !text.contains("no-such-job"));
 }
 
 #[tokio::test]

@@ -6,6 +6,9 @@ pub mod health;
 pub mod jobs;
 pub mod judge;
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -109,11 +112,12 @@ pub fn router(state: AppState) -> Router {
             .into_response()
         }))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
-            refuse_when_draining,
+            Gate {
+                app: state.clone(),
+                metrics: Arc::new(HttpMetrics::new()),
+            },
+            gate,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
@@ -138,93 +142,38 @@ fn is_open_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
 }
 
-/// While shutting down, new work is refused (in-flight requests go on); probes still answer.
-async fn refuse_when_draining(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    if app.shutting_down.load(std::sync::atomic::Ordering::Relaxed)
-        && !is_open_path(req.uri().path())
-    {
-        let mut resp = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is shutting down; retry on another instance",
-        )
-        .into_response();
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return resp;
-    }
-    next.run(req).await
+/// What every request passes through, in one layer: its id, client auth, the refusal of new
+/// work while draining, the access line and the request metrics. (One layer rather than three:
+/// each `from_fn` layer clones the service under it and boxes a future per request.)
+#[derive(Clone)]
+struct Gate {
+    app: AppState,
+    metrics: Arc<HttpMetrics>,
 }
 
-/// Checks the client bearer token, when tokens are configured (constant-time comparison).
-async fn authenticate(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let tokens = &app.settings.auth.tokens;
-    if tokens.is_empty() || is_open_path(req.uri().path()) {
-        return next.run(req).await;
-    }
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let ok = given.is_some_and(|g| {
-        tokens.iter().fold(false, |acc, t| {
-            acc | bool::from(t.expose().as_bytes().ct_eq(g.as_bytes()))
-        })
-    });
-    if ok {
-        next.run(req).await
-    } else {
-        let mut resp = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send a client token as Authorization: Bearer <token>",
-        )
-        .into_response();
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        resp
-    }
-}
-
-/// Request id (taken from `x-request-id` or made), the access line, and request metrics.
-async fn observe(State(_app): State<AppState>, mut req: Request, next: Next) -> Response {
+async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let endpoint = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| {
-            let path = req.uri().path();
-            if is_open_path(path) || path.starts_with("/v1/") && endpoint_known(path) {
-                path.to_string()
-            } else {
-                "unmatched".to_string()
-            }
-        });
-    // Shared with the task-local below, so the id is not copied for it.
-    let request_id: std::sync::Arc<str> = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| new_request_id().into(), Into::into);
-    req.headers_mut().insert(
-        "x-request-id",
-        HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("invalid")),
-    );
+    let endpoint = endpoint_label(&req);
+    let (request_id, header) = request_id(&req);
+    if let Some(header) = &header {
+        req.headers_mut().insert("x-request-id", header.clone());
+    }
     let method = req.method().clone();
-    // A span only when debug lines (provider attempts) are on: at the default level a span per
-    // request cost about 5% of the service's CPU per request. Lines logged during the request
-    // take its id from the task-local instead, and the access line carries every field itself.
-    let span = tracing::debug_span!("request", request_id = %request_id, method = %method, endpoint = %endpoint);
-    let mut resp = REQUEST_ID
-        .scope(request_id.clone(), next.run(req).instrument(span))
-        .await;
+    let path_is_open = is_open_path(req.uri().path());
+    let mut resp = if !path_is_open && !authorised(&gate.app, &req) {
+        unauthorised()
+    } else if !path_is_open && gate.app.shutting_down.load(Ordering::Relaxed) {
+        draining()
+    } else {
+        // A span only when debug lines (provider attempts) are on: at the default level a span
+        // per request cost about 5% of the service's CPU per request. Lines logged during the
+        // request take its id from the task-local instead, and the access line carries every
+        // field itself.
+        let span = tracing::debug_span!("request", request_id = %request_id, method = %method, endpoint = %endpoint);
+        REQUEST_ID
+            .scope(request_id.clone(), next.run(req).instrument(span))
+            .await
+    };
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     tracing::info!(
@@ -235,12 +184,147 @@ async fn observe(State(_app): State<AppState>, mut req: Request, next: Next) -> 
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         "request done"
     );
-    metrics::counter!(m::HTTP_REQUESTS, "endpoint" => endpoint.clone(), "status" => status.to_string()).increment(1);
-    metrics::histogram!(m::HTTP_DURATION, "endpoint" => endpoint).record(elapsed.as_secs_f64());
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-request-id", v);
+    gate.metrics.record(endpoint, status, elapsed);
+    let header = header.or_else(|| HeaderValue::from_str(&request_id).ok());
+    if let Some(header) = header {
+        resp.headers_mut().insert("x-request-id", header);
     }
     resp
+}
+
+/// The request's id: the client's `x-request-id` when it is usable (1 to 128 visible ASCII
+/// characters), otherwise a new one, with the header value to set on the request when the
+/// client's was not usable.
+fn request_id(req: &Request) -> (Arc<str>, Option<HeaderValue>) {
+    let given = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
+    match given {
+        Some(id) => (id.into(), None),
+        None => {
+            let id = new_request_id();
+            let header = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
+            (id.into(), Some(header))
+        }
+    }
+}
+
+/// Checks the client bearer token, when tokens are configured (constant-time comparison).
+fn authorised(app: &AppState, req: &Request) -> bool {
+    let tokens = &app.settings.auth.tokens;
+    if tokens.is_empty() {
+        return true;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    given.is_some_and(|g| {
+        tokens.iter().fold(false, |acc, t| {
+            acc | bool::from(t.expose().as_bytes().ct_eq(g.as_bytes()))
+        })
+    })
+}
+
+fn unauthorised() -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "send a client token as Authorization: Bearer <token>",
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+/// While shutting down, new work is refused (in-flight requests go on); probes still answer.
+fn draining() -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down",
+        "the server is shutting down; retry on another instance",
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Every path the service answers on, as the `endpoint` label: the route's template.
+const ENDPOINTS: &[&str] = &[
+    "/v1/judge/binary",
+    "/v1/judge/score",
+    "/v1/judge/compare",
+    "/v1/judge/batch",
+    "/v1/jobs",
+    "/v1/jobs/{id}",
+    "/v1/jobs/{id}/results",
+    "/v1/jobs/{id}/events",
+    "/v1/providers",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+];
+
+/// The `endpoint` label of a request: its route's template, or `unmatched` for a path that is
+/// no route (so that scanners cannot make a label per path they try).
+fn endpoint_label(req: &Request) -> &'static str {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path(), |p| p.as_str());
+    ENDPOINTS
+        .iter()
+        .find(|e| **e == path)
+        .copied()
+        .unwrap_or("unmatched")
+}
+
+/// The request metrics' handles, made once per endpoint and status: making one means building
+/// its label set and looking it up in the registry.
+struct HttpMetrics {
+    durations: HashMap<&'static str, metrics::Histogram>,
+    requests: RwLock<HashMap<(&'static str, u16), metrics::Counter>>,
+}
+
+impl HttpMetrics {
+    fn new() -> Self {
+        let durations = ENDPOINTS
+            .iter()
+            .chain(&["unmatched"])
+            .map(|e| (*e, metrics::histogram!(m::HTTP_DURATION, "endpoint" => *e)))
+            .collect();
+        Self {
+            durations,
+            requests: RwLock::default(),
+        }
+    }
+
+    fn record(&self, endpoint: &'static str, status: u16, elapsed: std::time::Duration) {
+        if let Some(h) = self.durations.get(endpoint) {
+            h.record(elapsed.as_secs_f64());
+        }
+        if let Ok(map) = self.requests.read()
+            && let Some(c) = map.get(&(endpoint, status))
+        {
+            c.increment(1);
+            return;
+        }
+        let counter = metrics::counter!(m::HTTP_REQUESTS, "endpoint" => endpoint, "status" => status.to_string());
+        counter.increment(1);
+        if let Ok(mut map) = self.requests.write() {
+            map.insert((endpoint, status), counter);
+        }
+    }
 }
 
 tokio::task_local! {
@@ -252,17 +336,47 @@ pub(crate) fn current_request_id() -> Option<std::sync::Arc<str>> {
     REQUEST_ID.try_with(|id| id.clone()).ok()
 }
 
-fn endpoint_known(path: &str) -> bool {
-    matches!(
-        path,
-        "/v1/judge/binary"
-            | "/v1/judge/score"
-            | "/v1/judge/compare"
-            | "/v1/judge/batch"
-            | "/v1/providers"
-    )
+/// A new request id: 32 lowercase hex digits.
+fn new_request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let v = rand::random::<u128>();
+    (0..32)
+        .rev()
+        .map(|i| HEX[((v >> (i * 4)) & 0xf) as usize] as char)
+        .collect()
 }
 
-fn new_request_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_path_has_its_own_endpoint_label() {
+        let doc = openapi();
+        for path in doc.paths.paths.keys() {
+            assert!(
+                ENDPOINTS.contains(&path.as_str()),
+                "{path} is not in ENDPOINTS"
+            );
+        }
+        assert_eq!(
+            doc.paths.paths.len(),
+            ENDPOINTS.len(),
+            "ENDPOINTS lists a path the router does not serve"
+        );
+    }
+
+    #[test]
+    fn request_ids_are_32_lowercase_hex_digits() {
+        let ids: Vec<String> = (0..100).map(|_| new_request_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                u128::from_str_radix(id, 16).is_ok() && id.to_lowercase() == *id,
+                "{id}"
+            );
+        }
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
 }

@@ -170,6 +170,7 @@ pub struct Judge {
     cache: VerdictCache,
     verdicts: VerdictCounters,
     batch_items: std::sync::OnceLock<[metrics::Counter; 2]>,
+    overhead: std::sync::OnceLock<metrics::Histogram>,
 }
 
 impl Judge {
@@ -180,6 +181,7 @@ impl Judge {
             cfg,
             verdicts: VerdictCounters::default(),
             batch_items: std::sync::OnceLock::new(),
+            overhead: std::sync::OnceLock::new(),
         }
     }
 
@@ -453,7 +455,7 @@ impl Judge {
             };
         let raw = serde_json::json!({"verdict": verdict.as_str(), "reason": reason}).to_string();
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        metrics::histogram!(m::OVERHEAD).record(started.elapsed().as_secs_f64());
+        self.record_overhead(started.elapsed());
         Some(Judgment {
             result: Some(result),
             verdict,
@@ -580,8 +582,7 @@ impl Judge {
             v.get("reason")?.as_str().map(str::to_string)
         });
         let total = started.elapsed();
-        metrics::histogram!(m::OVERHEAD)
-            .record(total.saturating_sub(asked.provider_time).as_secs_f64());
+        self.record_overhead(total.saturating_sub(asked.provider_time));
         Judgment {
             result,
             verdict,
@@ -651,6 +652,13 @@ impl Judge {
             ]
         });
         if ok { ok_items } else { error_items }.increment(1);
+    }
+
+    /// Records a judgment's time in the service itself in `llm_judge_overhead_seconds`.
+    fn record_overhead(&self, d: Duration) {
+        self.overhead
+            .get_or_init(|| metrics::histogram!(m::OVERHEAD))
+            .record(d.as_secs_f64());
     }
 
     fn record_verdict(&self, kind: JudgeKind, route: &str, j: &Judgment) {
