@@ -131,6 +131,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
         .field("body"));
     }
+    // Nearly every body is valid: read it plainly, and only trace the path to the field at fault
+    // when there is one (the same input fails the same way the second time).
+    if let Ok(v) = serde_json::from_slice(bytes) {
+        return Ok(v);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     match result {
