@@ -154,10 +154,14 @@ struct Gate {
 async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let endpoint = endpoint_label(&req);
-    let (request_id, header) = request_id(&req);
-    if let Some(header) = &header {
-        req.headers_mut().insert("x-request-id", header.clone());
-    }
+    let (request_id, header) = match client_request_id(&req) {
+        Some(given) => given,
+        None => {
+            let (id, header) = new_request_id();
+            req.headers_mut().insert("x-request-id", header.clone());
+            (id, header)
+        }
+    };
     let method = req.method().clone();
     let path_is_open = is_open_path(req.uri().path());
     let mut resp = if !path_is_open && !authorised(&gate.app, &req) {
@@ -185,30 +189,19 @@ async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Respons
         "request done"
     );
     gate.metrics.record(endpoint, status, elapsed);
-    let header = header.or_else(|| HeaderValue::from_str(&request_id).ok());
-    if let Some(header) = header {
-        resp.headers_mut().insert("x-request-id", header);
-    }
+    resp.headers_mut().insert("x-request-id", header);
     resp
 }
 
-/// The request's id: the client's `x-request-id` when it is usable (1 to 128 visible ASCII
-/// characters), otherwise a new one, with the header value to set on the request when the
-/// client's was not usable.
-fn request_id(req: &Request) -> (Arc<str>, Option<HeaderValue>) {
-    let given = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
-    match given {
-        Some(id) => (id.into(), None),
-        None => {
-            let id = new_request_id();
-            let header = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
-            (id.into(), Some(header))
-        }
-    }
+/// The client's `x-request-id`, with its header value, when it is usable (1 to 128 visible
+/// ASCII characters); otherwise the request gets a new id.
+fn client_request_id(req: &Request) -> Option<(Arc<str>, HeaderValue)> {
+    let value = req.headers().get("x-request-id")?;
+    let id = value
+        .to_str()
+        .ok()
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))?;
+    Some((id.into(), value.clone()))
 }
 
 /// Checks the client bearer token, when tokens are configured (constant-time comparison).
@@ -234,27 +227,33 @@ fn authorised(app: &AppState, req: &Request) -> bool {
 }
 
 fn unauthorised() -> Response {
-    let mut resp = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "send a client token as Authorization: Bearer <token>",
+    refusal(
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send a client token as Authorization: Bearer <token>",
+        ),
+        (header::WWW_AUTHENTICATE, "Bearer"),
     )
-    .into_response();
-    resp.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    resp
 }
 
 /// While shutting down, new work is refused (in-flight requests go on); probes still answer.
 fn draining() -> Response {
-    let mut resp = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "shutting_down",
-        "the server is shutting down; retry on another instance",
+    refusal(
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; retry on another instance",
+        ),
+        (header::CONNECTION, "close"),
     )
-    .into_response();
+}
+
+/// A request turned away before its handler: the error body and one header that goes with it.
+fn refusal(error: ApiError, (name, value): (header::HeaderName, &'static str)) -> Response {
+    let mut resp = error.into_response();
     resp.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        .insert(name, HeaderValue::from_static(value));
     resp
 }
 
@@ -336,14 +335,16 @@ pub(crate) fn current_request_id() -> Option<std::sync::Arc<str>> {
     REQUEST_ID.try_with(|id| id.clone()).ok()
 }
 
-/// A new request id: 32 lowercase hex digits.
-fn new_request_id() -> String {
+/// A new request id, 32 lowercase hex digits, with its header value.
+fn new_request_id() -> (Arc<str>, HeaderValue) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let v = rand::random::<u128>();
-    (0..32)
+    let id: String = (0..32)
         .rev()
         .map(|i| HEX[((v >> (i * 4)) & 0xf) as usize] as char)
-        .collect()
+        .collect();
+    let header = HeaderValue::from_str(&id).expect("hex digits are a valid header value");
+    (id.into(), header)
 }
 
 #[cfg(test)]
@@ -368,11 +369,17 @@ mod tests {
 
     #[test]
     fn request_ids_are_32_lowercase_hex_digits() {
-        let ids: Vec<String> = (0..100).map(|_| new_request_id()).collect();
+        let ids: Vec<Arc<str>> = (0..100)
+            .map(|_| {
+                let (id, header) = new_request_id();
+                assert_eq!(header.to_str().unwrap(), &*id);
+                id
+            })
+            .collect();
         for id in &ids {
             assert_eq!(id.len(), 32, "{id}");
             assert!(
-                u128::from_str_radix(id, 16).is_ok() && id.to_lowercase() == *id,
+                u128::from_str_radix(id, 16).is_ok() && id.to_lowercase() == **id,
                 "{id}"
             );
         }
