@@ -23,6 +23,7 @@ max_batch_items = 10000
 batch_max_concurrent = 64
 batch_max_concurrent_limit = 10000
 shutdown_grace_s = 30
+threads = 0
 
 [judge]
 default_route = "default"
@@ -153,6 +154,9 @@ pub struct ServerSettings {
     pub batch_max_concurrent_limit: usize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits.
     pub shutdown_grace_s: f64,
+    /// Threads serving HTTP connections, each a single-threaded runtime running the connections
+    /// handed to it from start to end (0: one per CPU).
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -465,6 +469,9 @@ fn secs(v: Option<f64>, default: f64, key: &str) -> Result<Duration, ConfigError
     Duration::try_from_secs_f64(s).map_err(|_| ConfigError(format!("{key} is too large")))
 }
 
+/// The most threads `server.threads` may ask for.
+const MAX_THREADS: usize = 1024;
+
 fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
     let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
         ConfigError(format!(
@@ -476,6 +483,12 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
         return Err(ConfigError(
             "server.max_batch_items must be at least 1".into(),
         ));
+    }
+    if raw.server.threads > MAX_THREADS {
+        return Err(ConfigError(format!(
+            "server.threads = {} is more than {MAX_THREADS}; 0 means one per CPU",
+            raw.server.threads
+        )));
     }
     if raw.server.batch_max_concurrent == 0 || raw.server.batch_max_concurrent_limit == 0 {
         return Err(ConfigError(
@@ -898,6 +911,17 @@ mod tests {
         assert_eq!(t, ["abc", "def"]);
         let s = load(&[], Some("[auth]\ntokens = [\"x\"]\n")).unwrap();
         assert_eq!(s.auth.tokens.len(), 1);
+    }
+
+    #[test]
+    fn serving_threads_default_to_one_per_cpu_and_are_bounded() {
+        assert_eq!(load(&[], None).unwrap().server.threads, 0);
+        let s = load(&[("LLM_JUDGE__SERVER__THREADS", "3")], None).unwrap();
+        assert_eq!(s.server.threads, 3);
+        let e = load(&[("LLM_JUDGE__SERVER__THREADS", "5000")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.threads = 5000 is more than 1024"), "{e}");
     }
 
     #[test]

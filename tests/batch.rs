@@ -214,6 +214,71 @@ async fn max_concurrent_bounds_the_calls_in_flight() {
     assert!(max >= 2, "the batch ran concurrently: {max}");
 }
 
+/// However many threads serve connections, a batch judges each item once, keeps to its
+/// `max_concurrent`, and answers in input order, as a whole and as a stream.
+#[tokio::test]
+async fn every_serving_thread_count_judges_each_item_once_in_order() {
+    for threads in ["1", "2", "3"] {
+        let (base, gauge) = counting_standin("Verdict: 1", Duration::from_millis(20)).await;
+        let toml = format!(
+            "[providers.openai]\nkind = \"openai\"\nbase_url = \"{base}\"\napi_key = \"k\"\n[routes]\ndefault = [\"openai:gpt-4o\"]\n"
+        );
+        let app = spawn(&toml, &[("LLM_JUDGE__SERVER__THREADS", threads)]).await;
+        let items: Vec<Value> = (0..24)
+            .map(|i| json!({"question": "q", "answer": "a", "prediction": format!("p{i}")}))
+            .collect();
+        let (status, body) = app
+            .post(
+                "/v1/judge/batch",
+                &json!({"max_concurrent": 5, "items": items}),
+            )
+            .await;
+        assert_eq!(status, 200, "{threads} threads: {body}");
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), 24);
+        for (i, r) in results.iter().enumerate() {
+            assert_eq!(r["index"], i, "{threads} threads: input order");
+            assert_eq!(r["status"], "ok", "{threads} threads: {r}");
+        }
+        assert_eq!(body["summary"]["correct"], 24, "{threads} threads");
+        assert_eq!(gauge.calls.load(Ordering::SeqCst), 24, "{threads} threads");
+        let max = gauge.max.load(Ordering::SeqCst);
+        assert!((2..=5).contains(&max), "{threads} threads: {max} in flight");
+
+        // Other predictions, so the verdict cache answers none of them.
+        let items: Vec<Value> = (0..24)
+            .map(|i| json!({"question": "q", "answer": "a", "prediction": format!("s{i}")}))
+            .collect();
+        let streamed = app
+            .client
+            .post(app.url("/v1/judge/batch"))
+            .header("accept", "application/x-ndjson")
+            .json(&json!({"max_concurrent": 5, "items": items}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut seen: Vec<u64> = streamed
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter_map(|v| v["index"].as_u64())
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (0..24).collect::<Vec<u64>>(),
+            "{threads} threads: each item once"
+        );
+        assert!(
+            streamed.contains("\"correct\":24"),
+            "{threads} threads: the summary counts every item: {streamed}"
+        );
+        assert_eq!(gauge.calls.load(Ordering::SeqCst), 48, "{threads} threads");
+    }
+}
+
 /// Items are judged on tasks of their own; when the client goes away they are aborted with the
 /// batch, so no provider call keeps running (or holds a concurrency slot) for an answer nobody
 /// will read, and no further item is started.

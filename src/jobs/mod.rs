@@ -43,6 +43,9 @@ pub struct Jobs {
     judge: Arc<Judge>,
     settings: JobSettings,
     live: Mutex<HashMap<String, Live>>,
+    /// The runtime [`Jobs::start`] ran on, where every job runs: not the serving thread that
+    /// happened to take the request that made it.
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 fn now_ms() -> u64 {
@@ -115,12 +118,14 @@ impl Jobs {
             judge,
             settings,
             live: Mutex::new(HashMap::new()),
+            runtime: std::sync::OnceLock::new(),
         }))
     }
 
     /// Resumes every job that was queued or running when the process stopped, and starts the
     /// janitor that expires finished jobs.
     pub async fn start(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let _ = self.runtime.set(tokio::runtime::Handle::current());
         let store = self.store.clone();
         let all = blocking(move || store.list()).await?;
         // An upload cut off by the crash was never accepted: drop it.
@@ -307,7 +312,12 @@ impl Jobs {
 
     fn spawn_runner(self: &Arc<Self>, record: JobRecord) {
         let me = self.clone();
-        tokio::spawn(async move {
+        let runtime = self
+            .runtime
+            .get()
+            .cloned()
+            .unwrap_or_else(tokio::runtime::Handle::current);
+        runtime.spawn(async move {
             let id = record.id.clone();
             if let Err(e) = me.run(record).await {
                 tracing::error!(job = %id, error = %e, "job failed");

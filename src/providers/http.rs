@@ -236,8 +236,14 @@ const PER_ADDRESS: Duration = Duration::from_secs(1);
 /// How long a resolved address list is used before the name is looked up again.
 const DNS_TTL: Duration = Duration::from_secs(30);
 
-/// Idle connections per origin, each stack oldest first.
-type IdlePool = Mutex<HashMap<Origin, Vec<Conn>>>;
+/// Idle connections per lane (see [`crate::lanes::slot`]) and origin, each stack oldest first. A
+/// lane reuses only the connections it opened, whose readiness its own runtime watches; threads
+/// off the lanes share one stack.
+type IdlePool = Mutex<Vec<HashMap<Origin, Vec<Conn>>>>;
+
+fn lane() -> usize {
+    crate::lanes::slot()
+}
 
 struct Conn {
     io: Io,
@@ -271,7 +277,7 @@ impl Direct {
             max_idle: opts.max_idle,
             idle_timeout: opts.idle_timeout,
             tls: cell,
-            idle: Arc::new(Mutex::new(HashMap::new())),
+            idle: Arc::new(Mutex::new(Vec::new())),
             reaper: std::sync::atomic::AtomicBool::new(false),
             dns: tokio::sync::Mutex::new(HashMap::new()),
             lookups: std::sync::atomic::AtomicUsize::new(0),
@@ -313,7 +319,7 @@ impl Direct {
     /// The most recently used live idle connection to `origin`, if any.
     fn checkout(&self, origin: &Origin) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let stack = idle.get_mut(origin)?;
+        let stack = idle.get_mut(lane())?.get_mut(origin)?;
         while let Some(conn) = stack.pop() {
             let idle_for = conn.since.elapsed();
             if idle_for >= self.idle_timeout {
@@ -334,7 +340,11 @@ impl Direct {
         conn.since = Instant::now();
         {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            let stack = idle.entry(origin.clone()).or_default();
+            let lane = lane();
+            if idle.len() <= lane {
+                idle.resize_with(lane + 1, HashMap::new);
+            }
+            let stack = idle[lane].entry(origin.clone()).or_default();
             if stack.len() < self.max_idle {
                 stack.push(conn);
             }
@@ -484,11 +494,13 @@ async fn reap(idle: std::sync::Weak<IdlePool>, idle_timeout: Duration) {
         let mut expired = Vec::new();
         {
             let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
-            for stack in idle.values_mut() {
-                let n = stack.partition_point(|c| c.since.elapsed() >= idle_timeout);
-                expired.extend(stack.drain(..n));
+            for stacks in idle.iter_mut() {
+                for stack in stacks.values_mut() {
+                    let n = stack.partition_point(|c| c.since.elapsed() >= idle_timeout);
+                    expired.extend(stack.drain(..n));
+                }
+                stacks.retain(|_, stack| !stack.is_empty());
             }
-            idle.retain(|_, stack| !stack.is_empty());
         }
         // Closed here, outside the lock.
         drop(expired);
@@ -1036,6 +1048,46 @@ mod tests {
             assert_eq!(&body[..], b"{\"ok\":true}");
         }
         assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    }
+
+    /// A serving thread reuses only the connections it opened itself; threads off the lanes
+    /// share theirs.
+    #[tokio::test]
+    async fn each_lane_reuses_only_its_own_connections() {
+        let server = scripted(vec![Reply::Keep(OK); 5]).await;
+        let client = client();
+        let here = vec![tokio::runtime::Handle::current(); 2];
+        crate::lanes::enter(0, here.clone());
+        post(&client, &server.url).await.unwrap();
+        post(&client, &server.url).await.unwrap();
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+        crate::lanes::enter(1, here.clone());
+        post(&client, &server.url).await.unwrap();
+        assert_eq!(
+            server.connections.load(Ordering::SeqCst),
+            2,
+            "lane 1 opens its own connection rather than take lane 0's"
+        );
+        crate::lanes::enter(0, here);
+        post(&client, &server.url).await.unwrap();
+        assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+        let idle = client_idle(&client);
+        assert_eq!(
+            idle,
+            vec![0, 1, 1],
+            "idle connections per slot (none off the lanes)"
+        );
+    }
+
+    /// Idle connections kept per slot (off the lanes, then each lane).
+    fn client_idle(client: &HttpClient) -> Vec<usize> {
+        let Transport::Direct(d) = &*client.0 else {
+            panic!("the direct client")
+        };
+        let idle = d.idle.lock().unwrap();
+        idle.iter()
+            .map(|stacks| stacks.values().map(Vec::len).sum())
+            .collect()
     }
 
     #[tokio::test]
