@@ -76,7 +76,7 @@ pub struct HttpClient(Arc<Transport>);
 
 enum Transport {
     Direct(Direct),
-    Reqwest(reqwest::Client),
+    Reqwest(PerLane),
 }
 
 impl Default for HttpClient {
@@ -91,7 +91,11 @@ impl HttpClient {
     pub fn new(base_url: &str, opts: &ClientOptions) -> anyhow::Result<Self> {
         let https = base_url.starts_with("https:");
         if opts.http2_prior_knowledge || proxy_configured(https) {
-            return Ok(Self(Arc::new(Transport::Reqwest(reqwest_client(opts)?))));
+            let first = reqwest_client(opts)?;
+            return Ok(Self(Arc::new(Transport::Reqwest(PerLane {
+                opts: opts.clone(),
+                clients: Mutex::new(vec![first]),
+            }))));
         }
         Ok(Self::direct(opts))
     }
@@ -117,7 +121,8 @@ impl HttpClient {
     ) -> Result<Answer, ProviderError> {
         match &*self.0 {
             Transport::Direct(d) => d.post_json(url, headers, body).await,
-            Transport::Reqwest(c) => {
+            Transport::Reqwest(lanes) => {
+                let c = lanes.client();
                 let body = encode(body)?;
                 let builder = c
                     .post(url.clone())
@@ -131,6 +136,29 @@ impl HttpClient {
                 Ok((status, headers, body))
             }
         }
+    }
+}
+
+/// A reqwest client per lane (see [`crate::lanes`]): hyper runs each connection on a task of
+/// the runtime that opened it, so a lane sharing another lane's client would send every call
+/// through that thread, and one h2c connection would carry every lane's calls.
+struct PerLane {
+    opts: ClientOptions,
+    /// Indexed by [`crate::lanes::slot`]; the first, built at start-up, serves off the lanes.
+    clients: Mutex<Vec<reqwest::Client>>,
+}
+
+impl PerLane {
+    fn client(&self) -> reqwest::Client {
+        let slot = lane();
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        while clients.len() <= slot {
+            // The options were accepted once already; should a later build still fail, the
+            // first client serves.
+            let next = reqwest_client(&self.opts).unwrap_or_else(|_| clients[0].clone());
+            clients.push(next);
+        }
+        clients[slot].clone()
     }
 }
 
@@ -1076,6 +1104,36 @@ mod tests {
             idle,
             vec![0, 1, 1],
             "idle connections per slot (none off the lanes)"
+        );
+    }
+
+    /// Through reqwest too, each lane has a client, and so connections, of its own.
+    #[tokio::test]
+    async fn each_lane_has_its_own_reqwest_client() {
+        let server = scripted(vec![Reply::Keep(OK); 4]).await;
+        let opts = ClientOptions::default();
+        let client = HttpClient(Arc::new(Transport::Reqwest(PerLane {
+            opts: opts.clone(),
+            clients: Mutex::new(vec![reqwest_client(&opts).unwrap()]),
+        })));
+        let here = vec![tokio::runtime::Handle::current(); 2];
+        for (lane, connections) in [(0, 1), (1, 2), (0, 2), (1, 2)] {
+            crate::lanes::enter(lane, here.clone());
+            let (status, _, body) = post(&client, &server.url).await.unwrap();
+            assert_eq!((status, &body[..]), (200, &b"{\"ok\":true}"[..]));
+            assert_eq!(
+                server.connections.load(Ordering::SeqCst),
+                connections,
+                "after a call on lane {lane}"
+            );
+        }
+        let Transport::Reqwest(lanes) = &*client.0 else {
+            unreachable!()
+        };
+        assert_eq!(
+            lanes.clients.lock().unwrap().len(),
+            3,
+            "off the lanes, lane 0, lane 1"
         );
     }
 
