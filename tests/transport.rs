@@ -1,5 +1,6 @@
 //! How the service talks to a provider on the wire: HTTP/1.1 by default on `http://`, HTTP/2 from
-//! the first byte (h2c) with `http2_prior_knowledge`, every call in flight on one connection.
+//! the first byte (h2c) with `http2_prior_knowledge`, every call in flight on one connection per
+//! serving thread.
 
 mod support;
 

@@ -53,7 +53,8 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Idle keep-alive connections kept per host (the provider's `max_in_flight`).
     pub max_idle: usize,
-    /// Speak HTTP/2 without negotiation (h2c) on one multiplexed connection, through reqwest.
+    /// Speak HTTP/2 without negotiation (h2c) through reqwest, on one multiplexed connection per
+    /// serving thread.
     pub http2_prior_knowledge: bool,
     /// How long an idle connection is kept.
     pub idle_timeout: Duration,
