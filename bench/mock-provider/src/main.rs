@@ -10,7 +10,8 @@
 //! ([`http1`]: heads parsed in place, each answer in one write), h2c (HTTP/2 with prior
 //! knowledge) on hyper when a client opens with the HTTP/2 preface, TCP_NODELAY on every
 //! connection, a multi-threaded runtime, response bodies assembled from pre-rendered pieces, and
-//! counters that are plain atomics.
+//! counters that are plain atomics. Latencies are kept by its own timer thread ([`timer`]) rather
+//! than by tokio's timer, which rounds up to whole milliseconds.
 //!
 //! `/stats` also reports, over the chat calls since the last reset, the mean time from a
 //! request's head to its answer (`mean_answer_ms`: the configured latency plus the stand-in's
@@ -20,6 +21,7 @@
 mod body;
 mod http1;
 mod latency;
+mod timer;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -38,6 +40,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use body::{Api, Canned};
 use latency::LatencyDist;
+use timer::Timer;
 
 /// jemalloc: cheaper small allocations across threads, so the stand-in stays out of the way.
 #[global_allocator]
@@ -344,6 +347,7 @@ impl Drop for OpenConn {
 struct Shared {
     canned: Canned,
     latency: LatencyDist,
+    timer: Timer,
     faults: FaultMix,
     retry_after: HeaderValue,
     hang: Duration,
@@ -467,7 +471,7 @@ async fn chat(shared: &Shared, clock: &ConnClock, api: Api, started_us: u64, bod
     }
     let delay = shared.latency.sample();
     if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        shared.timer.sleep(delay).await;
     }
     let status = match outcome {
         Outcome::Reset => return Reply::Reset,
@@ -616,6 +620,7 @@ impl Shared {
         Ok(Shared {
             canned: Canned::new(&cli.text, cli.prompt_tokens, cli.completion_tokens),
             latency,
+            timer: Timer::start().map_err(|e| format!("cannot start the timer thread: {e}"))?,
             faults,
             retry_after,
             hang: Duration::from_secs_f64(cli.hang_s),
