@@ -29,18 +29,17 @@ struct Inner {
 #[derive(Default)]
 struct Queue {
     due: BinaryHeap<Reverse<Entry>>,
-    next_seq: u64,
 }
 
+/// A waiting call, ordered by its deadline alone: calls due at the same instant wake together.
 struct Entry {
     at: Instant,
-    seq: u64,
     done: oneshot::Sender<()>,
 }
 
 impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+        self.at == other.at
     }
 }
 impl Eq for Entry {}
@@ -51,7 +50,7 @@ impl PartialOrd for Entry {
 }
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+        self.at.cmp(&other.at)
     }
 }
 
@@ -83,10 +82,8 @@ impl Timer {
         let (done, fired) = oneshot::channel();
         let earliest = {
             let mut q = self.inner.lock();
-            let seq = q.next_seq;
-            q.next_seq += 1;
             let earliest = q.due.peek().is_none_or(|Reverse(first)| at < first.at);
-            q.due.push(Reverse(Entry { at, seq, done }));
+            q.due.push(Reverse(Entry { at, done }));
             earliest
         };
         if earliest {
@@ -152,7 +149,7 @@ mod tests {
             let (ms, took) = call.await.unwrap();
             let want = Duration::from_millis(ms);
             assert!(took >= want, "{ms} ms returned after {took:?}");
-            // Generous: a busy test machine may delay the wake-up, but not by a whole tick twice.
+            // Generous: a busy test machine may delay a wake-up, but not by 30 ms.
             assert!(
                 took < want + Duration::from_millis(30),
                 "{ms} ms took {took:?}"
