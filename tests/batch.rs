@@ -311,13 +311,19 @@ async fn a_batch_dropped_by_its_client_stops_its_items() {
         .timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    let sent = impatient
-        .post(app.url("/v1/judge/batch"))
-        .json(&json!({"max_concurrent": 4, "items": items}))
-        .send()
-        .await;
+    // The answer's head comes at once (results are written as they come); the client gives up
+    // while reading it, before the provider answers.
+    let read = async {
+        impatient
+            .post(app.url("/v1/judge/batch"))
+            .json(&json!({"max_concurrent": 4, "items": items}))
+            .send()
+            .await?
+            .bytes()
+            .await
+    };
     assert!(
-        sent.is_err(),
+        read.await.is_err(),
         "the client gives up before the provider answers"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(3);

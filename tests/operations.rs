@@ -155,17 +155,8 @@ async fn at_the_default_level_each_request_has_one_access_line_with_its_id() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let access: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("request_id=trace-me-7"))
-        .collect();
-    assert_eq!(access.len(), 1, "{log}");
+    let log = stop_and_read_log(&mut child, &log_path);
+    let access = access_lines(&log, "trace-me-7");
     for field in [
         " INFO ",
         "request done",
@@ -176,6 +167,28 @@ async fn at_the_default_level_each_request_has_one_access_line_with_its_id() {
     ] {
         assert!(access[0].contains(field), "{field} in {}", access[0]);
     }
+}
+
+/// Stops the service with SIGTERM and returns what it logged.
+fn stop_and_read_log(child: &mut std::process::Child, log_path: &std::path::Path) -> String {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    std::fs::read_to_string(log_path).unwrap()
+}
+
+/// The one access line of the request with this id.
+fn access_lines<'a>(log: &'a str, request_id: &str) -> Vec<&'a str> {
+    let needle = format!("request_id={request_id} ");
+    let access: Vec<&str> = log.lines().filter(|l| l.contains(&needle)).collect();
+    assert_eq!(
+        access.len(),
+        1,
+        "one access line for {request_id} in\n{log}"
+    );
+    access
 }
 
 fn free_port() -> u16 {
@@ -392,4 +405,165 @@ async fn sigterm_during_a_batch_lets_it_finish_then_exits_zero() {
     );
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Holds its answer until the test releases it (or 20 s pass).
+struct Held(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+impl wiremock::Respond for Held {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let _ = self.0.lock().unwrap().recv_timeout(Duration::from_secs(20));
+        ResponseTemplate::new(200).set_body_json(openai_answer("Verdict: 1"))
+    }
+}
+
+/// A batch's JSON answer is written as it goes: the results before an item still being judged
+/// reach the client while it waits, and the request's access line and duration metric cover
+/// the whole answer, not just its head.
+#[tokio::test]
+async fn a_batch_answer_is_sent_as_it_goes_and_its_request_is_timed_to_the_last_byte() {
+    let provider = MockServer::start().await;
+    let (release, held) = std::sync::mpsc::channel();
+    Mock::given(method("POST"))
+        .respond_with(Held(std::sync::Mutex::new(held)))
+        .mount(&provider)
+        .await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("log.txt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-judge"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("LLM_JUDGE_DATA_DIR", dir.path().join("data"))
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("OPENAI_API_URL", format!("{}/v1", provider.uri()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    // 600 items the rules judge answers at once, then one held by the provider.
+    let mut items: Vec<Value> = (0..600)
+        .map(|i| json!({"question": "q", "answer": "4", "prediction": format!("{}", i % 2 * 4), "judge": "rules"}))
+        .collect();
+    items.push(json!({"question": "q", "answer": "a", "prediction": "p"}));
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let sent = client
+        .post(format!("http://127.0.0.1:{port}/v1/judge/batch"))
+        .header("x-request-id", "held-batch")
+        .json(&json!({"max_concurrent": 8, "items": items}))
+        .send();
+    let mut resp = tokio::time::timeout(Duration::from_secs(10), sent)
+        .await
+        .expect("the answer's head arrives while an item is held")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let mut body = Vec::new();
+    while body.len() < 64 * 1024 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("the results before the held item arrive while it is held")
+            .unwrap()
+            .expect("the answer does not end while an item is held");
+        body.extend_from_slice(&chunk);
+    }
+    assert!(body.starts_with(br#"{"results":[{"index":0,"#));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held_for = started.elapsed();
+    release.send(()).unwrap();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 601);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["index"], i);
+        assert_eq!(r["status"], "ok", "{r}");
+    }
+    assert_eq!(results[600]["provider"], "openai");
+    assert_eq!(doc["summary"]["total"], 601);
+    assert_eq!(doc["summary"]["correct"], 301);
+    assert_eq!(doc["summary"]["incorrect"], 300);
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        let prefix = format!("{name}{{endpoint=\"/v1/judge/batch\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("llm_judge_http_request_duration_seconds_count"), 1.0);
+    let timed = value("llm_judge_http_request_duration_seconds_sum");
+    assert!(
+        timed >= held_for.as_secs_f64() - 0.05,
+        "the batch request was timed at {timed} s; its answer took over {held_for:?}"
+    );
+
+    // A client that leaves after the head: its request is logged as cut off.
+    let cut = client
+        .post(format!("http://127.0.0.1:{port}/v1/judge/batch"))
+        .header("x-request-id", "cut-batch")
+        .json(&json!({"items": [{"question": "q", "answer": "a", "prediction": "not cached"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cut.status(), 200);
+    let in_flight = || async {
+        let v: Value = reqwest::get(format!("http://127.0.0.1:{port}/v1/providers"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "openai")
+            .map(|p| p["in_flight"].as_u64().unwrap())
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while in_flight().await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the item never reached the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(cut);
+    // The service notices the client has gone and cancels the item still in flight.
+    while in_flight().await > 0 {
+        assert!(Instant::now() < deadline, "the item outlived its client");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    release.send(()).unwrap();
+    let log = stop_and_read_log(&mut child, &log_path);
+    let cut = access_lines(&log, "cut-batch");
+    assert!(cut[0].contains("complete=false"), "{}", cut[0]);
+    let access = access_lines(&log, "held-batch");
+    assert!(!access[0].contains("complete="), "{}", access[0]);
+    let latency_ms: f64 = access[0]
+        .split("latency_ms=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        latency_ms >= held_for.as_secs_f64() * 1000.0 - 50.0,
+        "{}",
+        access[0]
+    );
 }

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -248,8 +247,7 @@ pub async fn batch(
         let body = Body::from_stream(lines.map(Ok::<_, std::convert::Infallible>));
         return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
     }
-    let (results, summary) =
-        batch::run(app.judge.clone(), route, kind, items, max_concurrent).await;
-    let results = results.into_iter().map(|e| e.json).collect();
-    Ok(Json(BatchResponse { results, summary }).into_response())
+    let body = batch::json(app.judge.clone(), route, kind, items, max_concurrent);
+    let body = Body::from_stream(body.map(Ok::<_, std::convert::Infallible>));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

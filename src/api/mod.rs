@@ -178,19 +178,116 @@ async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Respons
             .scope(request_id.clone(), next.run(req).instrument(span))
             .await
     };
-    let status = resp.status().as_u16();
-    let elapsed = started.elapsed();
-    tracing::info!(
-        request_id = %request_id,
-        method = %method,
-        endpoint = %endpoint,
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        "request done"
-    );
-    gate.metrics.record(endpoint, status, elapsed);
     resp.headers_mut().insert("x-request-id", header);
-    resp
+    let done = Done {
+        metrics: gate.metrics.clone(),
+        request_id,
+        method,
+        endpoint,
+        status: resp.status().as_u16(),
+        started,
+    };
+    if axum::body::HttpBody::size_hint(resp.body())
+        .exact()
+        .is_some()
+    {
+        done.report(true);
+        return resp;
+    }
+    // A streamed answer (a batch's results, an NDJSON stream) is reported when its last byte
+    // is written, or when it is cut off.
+    resp.map(|body| {
+        axum::body::Body::new(Reported {
+            body,
+            done: Some(done),
+        })
+    })
+}
+
+/// What a request's access line and metrics say of it.
+struct Done {
+    metrics: Arc<HttpMetrics>,
+    request_id: Arc<str>,
+    method: axum::http::Method,
+    endpoint: &'static str,
+    status: u16,
+    started: Instant,
+}
+
+impl Done {
+    /// Writes the access line and records the request metrics; `complete` is false for an
+    /// answer whose body was cut off (the client went away).
+    fn report(self, complete: bool) {
+        let elapsed = self.started.elapsed();
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        macro_rules! access_line {
+            ($($cut:tt)*) => {
+                tracing::info!(
+                    request_id = %self.request_id,
+                    method = %self.method,
+                    endpoint = %self.endpoint,
+                    status = self.status,
+                    latency_ms,
+                    $($cut)*
+                    "request done"
+                )
+            };
+        }
+        if complete {
+            access_line!();
+        } else {
+            access_line!(complete = false,);
+        }
+        self.metrics.record(self.endpoint, self.status, elapsed);
+    }
+}
+
+/// A streamed response body that reports its request once it has ended or is dropped.
+struct Reported {
+    body: axum::body::Body,
+    done: Option<Done>,
+}
+
+impl axum::body::HttpBody for Reported {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(None) => {
+                if let Some(done) = self.done.take() {
+                    done.report(true);
+                }
+            }
+            std::task::Poll::Ready(Some(Err(_))) => {
+                if let Some(done) = self.done.take() {
+                    done.report(false);
+                }
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Reported {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done.report(axum::body::HttpBody::is_end_stream(&self.body));
+        }
+    }
 }
 
 /// The client's `x-request-id`, with its header value, when it is usable (1 to 128 visible
