@@ -8,9 +8,12 @@
 //! flight has a connection of its own, as with the official SDKs over HTTP/1.1, so no server-side
 //! stream limit queues calls behind one another.
 //!
-//! reqwest carries the calls of a provider when a proxy variable (`HTTPS_PROXY`, `HTTP_PROXY`,
-//! `ALL_PROXY`) applies to its scheme, which reqwest honours together with `NO_PROXY`, and when
-//! `http2_prior_knowledge` is set.
+//! With `http2_prior_knowledge` on a plain `http://` URL, calls go over h2c ([`h2c`]): one
+//! multiplexed connection per serving thread. reqwest carries the calls of a provider when a
+//! proxy variable (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`) applies to its scheme, which
+//! reqwest honours together with `NO_PROXY`, and for HTTP/2 prior knowledge over TLS.
+
+mod h2c;
 
 use std::collections::HashMap;
 use std::io;
@@ -53,8 +56,7 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Idle keep-alive connections kept per host (the provider's `max_in_flight`).
     pub max_idle: usize,
-    /// Speak HTTP/2 without negotiation (h2c) through reqwest, on one multiplexed connection per
-    /// serving thread.
+    /// Speak HTTP/2 without negotiation, on one multiplexed connection per serving thread.
     pub http2_prior_knowledge: bool,
     /// How long an idle connection is kept.
     pub idle_timeout: Duration,
@@ -77,6 +79,7 @@ pub struct HttpClient(Arc<Transport>);
 
 enum Transport {
     Direct(Direct),
+    H2c(h2c::H2c),
     Reqwest(PerLane),
 }
 
@@ -88,9 +91,13 @@ impl Default for HttpClient {
 
 impl HttpClient {
     /// The client for a provider at `base_url`: reqwest when a proxy variable applies to its
-    /// scheme or HTTP/2 prior knowledge is asked for, the direct HTTP/1.1 client otherwise.
+    /// scheme or HTTP/2 prior knowledge is asked for over TLS, h2c for HTTP/2 prior knowledge
+    /// over plain TCP, the direct HTTP/1.1 client otherwise.
     pub fn new(base_url: &str, opts: &ClientOptions) -> anyhow::Result<Self> {
         let https = base_url.starts_with("https:");
+        if opts.http2_prior_knowledge && !https && !proxy_configured(false) {
+            return Ok(Self(Arc::new(Transport::H2c(h2c::H2c::new(opts.timeout)))));
+        }
         if opts.http2_prior_knowledge || proxy_configured(https) {
             let first = reqwest_client(opts)?;
             return Ok(Self(Arc::new(Transport::Reqwest(PerLane {
@@ -106,10 +113,14 @@ impl HttpClient {
         Self(Arc::new(Transport::Direct(Direct::new(opts, None))))
     }
 
-    /// Whether calls go through reqwest (a proxy or HTTP/2) rather than the direct client.
+    /// Which transport carries the calls: `direct`, `h2c` or `reqwest`.
     #[cfg(test)]
-    fn uses_reqwest(&self) -> bool {
-        matches!(*self.0, Transport::Reqwest(_))
+    fn transport(&self) -> &'static str {
+        match *self.0 {
+            Transport::Direct(_) => "direct",
+            Transport::H2c(_) => "h2c",
+            Transport::Reqwest(_) => "reqwest",
+        }
     }
 
     /// POSTs `body` as JSON and reads the whole answer. Transport failures become
@@ -122,6 +133,7 @@ impl HttpClient {
     ) -> Result<Answer, ProviderError> {
         match &*self.0 {
             Transport::Direct(d) => d.post_json(url, headers, body).await,
+            Transport::H2c(h) => h.post(url, headers, encode(body)?).await,
             Transport::Reqwest(lanes) => {
                 let c = lanes.client();
                 let body = encode(body)?;
@@ -612,18 +624,10 @@ fn message(url: &Url, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
             push_header(&mut msg, name.as_str(), value.as_bytes());
         }
     }
-    if !url.username().is_empty() && !headers.contains_key(header::AUTHORIZATION) {
-        use base64::Engine;
-        let user = percent_encoding::percent_decode_str(url.username()).collect::<Vec<u8>>();
-        let pass = percent_encoding::percent_decode_str(url.password().unwrap_or_default())
-            .collect::<Vec<u8>>();
-        let basic =
-            base64::engine::general_purpose::STANDARD.encode([&user[..], b":", &pass].concat());
-        push_header(
-            &mut msg,
-            "authorization",
-            format!("Basic {basic}").as_bytes(),
-        );
+    if !headers.contains_key(header::AUTHORIZATION)
+        && let Some(basic) = basic_auth(url)
+    {
+        push_header(&mut msg, "authorization", basic.as_bytes());
     }
     for (name, value) in headers {
         // The framing headers are this client's to write.
@@ -644,6 +648,19 @@ fn message(url: &Url, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
     msg.extend_from_slice(b"\r\n");
     msg.extend_from_slice(body);
     msg
+}
+
+/// `Basic ...` from the user info of `url`, if it has any.
+fn basic_auth(url: &Url) -> Option<String> {
+    use base64::Engine;
+    if url.username().is_empty() {
+        return None;
+    }
+    let user = percent_encoding::percent_decode_str(url.username()).collect::<Vec<u8>>();
+    let pass = percent_encoding::percent_decode_str(url.password().unwrap_or_default())
+        .collect::<Vec<u8>>();
+    let basic = base64::engine::general_purpose::STANDARD.encode([&user[..], b":", &pass].concat());
+    Some(format!("Basic {basic}"))
 }
 
 fn push_header(msg: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -1439,16 +1456,17 @@ mod tests {
     }
 
     #[test]
-    fn http2_prior_knowledge_goes_through_reqwest() {
+    fn http2_prior_knowledge_is_h2c_over_tcp_and_reqwest_over_tls() {
         let opts = ClientOptions {
             http2_prior_knowledge: true,
             ..ClientOptions::default()
         };
-        assert!(
-            HttpClient::new("http://127.0.0.1:1/v1", &opts)
-                .unwrap()
-                .uses_reqwest()
+        let over = |url| HttpClient::new(url, &opts).unwrap().transport();
+        assert_eq!(over("http://127.0.0.1:1/v1"), "h2c");
+        assert_eq!(over("https://127.0.0.1:1/v1"), "reqwest");
+        assert_eq!(
+            HttpClient::direct(&ClientOptions::default()).transport(),
+            "direct"
         );
-        assert!(!HttpClient::direct(&ClientOptions::default()).uses_reqwest());
     }
 }
