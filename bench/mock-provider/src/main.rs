@@ -8,7 +8,8 @@
 //! It is built to stay out of the measurement, since it shares the benchmark machine's CPUs with
 //! the service and the load generator: HTTP/1.1 with keep-alive on its own small server
 //! ([`http1`]: heads parsed in place, each answer in one write), h2c (HTTP/2 with prior
-//! knowledge) on hyper when a client opens with the HTTP/2 preface, TCP_NODELAY on every
+//! knowledge) on its own small server on the `h2` crate when a client opens with the HTTP/2
+//! preface ([`h2c`]: a connection's streams served inside its one task), TCP_NODELAY on every
 //! connection, a multi-threaded runtime, response bodies assembled from pre-rendered pieces, and
 //! counters that are plain atomics. Latencies are kept by its own timer thread ([`timer`]) rather
 //! than by tokio's timer, which rounds up to whole milliseconds.
@@ -19,12 +20,12 @@
 //! next request (`mean_gap_ms`: the client's turnaround plus both network hops).
 
 mod body;
+mod h2c;
 mod http1;
 mod latency;
 mod timer;
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -32,11 +33,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::HeaderValue;
 
 use body::{Api, Canned};
 use latency::LatencyDist;
@@ -354,21 +351,6 @@ struct Shared {
     stats: Stats,
 }
 
-/// The error that makes hyper drop a connection without answering.
-fn drop_connection(why: &'static str) -> std::io::Error {
-    std::io::Error::other(why)
-}
-
-type Resp = Response<Full<Bytes>>;
-
-fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
 /// Microseconds since the mock started.
 fn now_us() -> u64 {
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -501,51 +483,6 @@ async fn chat(shared: &Shared, clock: &ConnClock, api: Api, started_us: u64, bod
     }
 }
 
-/// A request over HTTP/2 (h2c), through hyper.
-async fn handle_h2(
-    shared: Arc<Shared>,
-    fd: RawFd,
-    clock: Arc<ConnClock>,
-    req: Request<Incoming>,
-) -> Result<Resp, std::io::Error> {
-    let started_us = now_us();
-    let reply = match route(req.method().as_str(), req.uri().path()) {
-        Route::Chat(api) => {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map_err(|_| drop_connection("request body unreadable"))?
-                .to_bytes();
-            chat(&shared, &clock, api, started_us, &body).await
-        }
-        other => immediate(&shared, other),
-    };
-    match reply {
-        Reply::Answer {
-            status,
-            body,
-            retry_after,
-        } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut resp = json_response(status, body);
-            if retry_after {
-                resp.headers_mut()
-                    .insert("retry-after", shared.retry_after.clone());
-            }
-            Ok(resp)
-        }
-        Reply::Hang => Err(drop_connection("timeout fault: held, now closed")),
-        Reply::Reset => {
-            // SO_LINGER 0: the close that follows sends RST instead of FIN. The connection (and
-            // so the descriptor) is alive while this request is being served.
-            let sock = unsafe { BorrowedFd::borrow_raw(fd) };
-            let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
-            Err(drop_connection("reset fault"))
-        }
-    }
-}
-
 /// True when the client opens with the HTTP/2 preface (h2c with prior knowledge).
 async fn opens_with_h2_preface(stream: &tokio::net::TcpStream) -> std::io::Result<bool> {
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
@@ -563,32 +500,13 @@ async fn opens_with_h2_preface(stream: &tokio::net::TcpStream) -> std::io::Resul
     }
 }
 
-/// Serves one connection: HTTP/2 through hyper when the client opens with its preface,
-/// otherwise HTTP/1.1 on [`http1::serve`].
+/// Serves one connection: h2c on [`h2c::serve`] when the client opens with the HTTP/2
+/// preface, otherwise HTTP/1.1 on [`http1::serve`].
 async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
     let _open = OpenConn::new(shared.clone());
     match opens_with_h2_preface(&stream).await {
         Ok(false) => http1::serve(shared, stream).await,
-        Ok(true) => {
-            let fd = stream.as_raw_fd();
-            let clock = Arc::new(ConnClock::default());
-            let service = hyper::service::service_fn(move |req| {
-                let s = shared.clone();
-                let c = clock.clone();
-                async move { handle_h2(s, fd, c, req).await }
-            });
-            // No cap on concurrent streams, and receive windows large enough that thousands
-            // of request bodies at once are not split into small DATA frames (which h2's
-            // flood guard answers with GOAWAY).
-            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-            builder
-                .max_concurrent_streams(None)
-                .initial_stream_window_size(1 << 20)
-                .initial_connection_window_size(64 << 20);
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        }
+        Ok(true) => h2c::serve(shared, stream).await,
         Err(_) => {}
     }
 }
@@ -870,5 +788,104 @@ mod tests {
             .unwrap();
         let a = read_answers(&mut s, 1).await;
         assert_eq!(a[0].0, 400);
+    }
+
+    /// An h2c client connection to the stand-in at `addr`.
+    async fn h2c(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        send
+    }
+
+    /// One h2c call: status, headers, body; `Err` with the reason when the stream was reset.
+    async fn h2c_call(
+        send: &h2::client::SendRequest<Bytes>,
+        method: &str,
+        path: &str,
+        body: &'static str,
+    ) -> Result<(u16, http::HeaderMap, String), Option<h2::Reason>> {
+        let mut send = send.clone().ready().await.unwrap();
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://x{path}"))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let (resp, mut stream) = send.send_request(req, body.is_empty()).unwrap();
+        if !body.is_empty() {
+            stream
+                .send_data(Bytes::from_static(body.as_bytes()), true)
+                .unwrap();
+        }
+        let resp = tokio::time::timeout(Duration::from_secs(5), resp)
+            .await
+            .expect("an answer in time")
+            .map_err(|e| e.reason())?;
+        let (head, mut recv) = resp.into_parts();
+        let mut text = Vec::new();
+        while let Some(chunk) = recv.data().await {
+            let chunk = chunk.map_err(|e| e.reason())?;
+            let _ = recv.flow_control().release_capacity(chunk.len());
+            text.extend_from_slice(&chunk);
+        }
+        Ok((
+            head.status.as_u16(),
+            head.headers,
+            String::from_utf8(text).unwrap(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn serves_concurrent_h2c_calls_on_one_connection() {
+        let (addr, shared) = start(&["--latency-ms", "50"]).await;
+        let send = h2c(addr).await;
+        let calls = (0..40).map(|i| {
+            let path = if i % 2 == 0 {
+                "/v1/chat/completions"
+            } else {
+                "/v1/messages"
+            };
+            h2c_call(&send, "POST", path, CHAT)
+        });
+        let started = std::time::Instant::now();
+        let answers = futures_util::future::join_all(calls).await;
+        // All 40 waited out their 50 ms together, not one after another.
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        for (i, a) in answers.into_iter().enumerate() {
+            let (status, headers, body) = a.unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(headers["content-type"], "application/json");
+            assert_eq!(headers["content-length"], body.len().to_string().as_str());
+            let kind = if i % 2 == 0 {
+                "chat.completion"
+            } else {
+                "\"type\":\"message\""
+            };
+            assert!(body.contains(kind), "{body}");
+        }
+        let (_, _, stats) = h2c_call(&send, "GET", "/stats", "").await.unwrap();
+        assert!(stats.contains("\"calls\":40"), "{stats}");
+        assert!(stats.contains("\"max_in_flight\":40"), "{stats}");
+        assert_eq!(shared.stats.answered.load(Ordering::Relaxed), 40);
+        let (status, _, _) = h2c_call(&send, "GET", "/nowhere", "").await.unwrap();
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn h2c_faults_answer_or_reset_the_stream_and_keep_the_connection() {
+        let (addr, _) = start(&["--fail-429", "100", "--retry-after", "3"]).await;
+        let send = h2c(addr).await;
+        let (status, headers, body) = h2c_call(&send, "POST", "/v1/messages", CHAT).await.unwrap();
+        assert_eq!(status, 429);
+        assert_eq!(headers["retry-after"], "3");
+        assert!(body.contains("rate_limit_error"), "{body}");
+
+        let (addr, _) = start(&["--fail-reset", "100"]).await;
+        let send = h2c(addr).await;
+        let reset = h2c_call(&send, "POST", "/v1/chat/completions", CHAT).await;
+        assert_eq!(reset.unwrap_err(), Some(h2::Reason::INTERNAL_ERROR));
+        let (status, _, body) = h2c_call(&send, "GET", "/healthz", "").await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "\"ok\""));
     }
 }
