@@ -120,29 +120,18 @@ async fn answer(
 /// A request body, whole; `None` when the client reset the stream or sent more than the
 /// largest body read.
 async fn read_body(mut body: RecvStream) -> Option<Bytes> {
-    let mut whole: Option<BytesMut> = None;
-    let mut first: Option<Bytes> = None;
+    let mut whole = BytesMut::new();
     while let Some(chunk) = body.data().await {
         let chunk = chunk.ok()?;
         let _ = body.flow_control().release_capacity(chunk.len());
-        match (&mut whole, first.take()) {
-            (Some(w), _) => w.extend_from_slice(&chunk),
-            (None, None) => first = Some(chunk),
-            (None, Some(f)) => {
-                let mut w = BytesMut::with_capacity(f.len() + chunk.len());
-                w.extend_from_slice(&f);
-                w.extend_from_slice(&chunk);
-                whole = Some(w);
-            }
+        // A body in one DATA frame (nearly every one) is kept as it came, not copied.
+        if whole.is_empty() && body.is_end_stream() && chunk.len() <= MAX_BODY {
+            return Some(chunk);
         }
-        let len = whole.as_ref().map_or(0, |w| w.len()) + first.as_ref().map_or(0, |f| f.len());
-        if len > MAX_BODY {
+        whole.extend_from_slice(&chunk);
+        if whole.len() > MAX_BODY {
             return None;
         }
     }
-    Some(match (whole, first) {
-        (Some(w), _) => w.freeze(),
-        (None, Some(f)) => f,
-        (None, None) => Bytes::new(),
-    })
+    Some(whole.freeze())
 }
