@@ -238,6 +238,17 @@ pub struct RawProvider {
     /// Speak HTTP/2 to an `http://` base URL from the first byte (h2c with prior knowledge),
     /// for servers and gateways that accept it. `https://` providers negotiate HTTP/2 anyway.
     pub http2_prior_knowledge: Option<bool>,
+    /// HTTP/1.1 only (one connection per call in flight), even where the server offers HTTP/2.
+    pub http1_only: Option<bool>,
+    /// Seconds to set up a connection (TCP and TLS), apart from `timeout_s`.
+    pub connect_timeout_s: Option<f64>,
+    /// Seconds an idle connection is kept for reuse.
+    pub pool_idle_timeout_s: Option<f64>,
+    /// A PEM file of extra trusted root certificates (a private CA), added to the platform's.
+    pub ca_file: Option<String>,
+    /// A proxy for this provider's calls (`http://`, `https://`, `socks5://`), instead of
+    /// `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` from the environment (`NO_PROXY` still applies).
+    pub proxy: Option<Secret>,
 }
 
 /// Price of a model in US dollars per million tokens.
@@ -322,6 +333,11 @@ pub struct ProviderSettings {
     pub breaker_cooldown: Duration,
     pub headers: Vec<(String, String)>,
     pub http2_prior_knowledge: bool,
+    pub http1_only: bool,
+    pub connect_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub proxy: Option<Secret>,
 }
 
 /// One step of a route.
@@ -594,6 +610,49 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
         if rate_window.is_zero() {
             return Err(ConfigError(format!("{key}.rate_window_s must be above 0")));
         }
+        let http2_prior_knowledge = p.http2_prior_knowledge.unwrap_or(false);
+        let http1_only = p.http1_only.unwrap_or(false);
+        if http2_prior_knowledge && http1_only {
+            return Err(ConfigError(format!(
+                "{key}: http2_prior_knowledge and http1_only cannot both be set"
+            )));
+        }
+        let connect_timeout = secs(
+            p.connect_timeout_s,
+            10.0,
+            &format!("{key}.connect_timeout_s"),
+        )?;
+        let pool_idle_timeout = secs(
+            p.pool_idle_timeout_s,
+            30.0,
+            &format!("{key}.pool_idle_timeout_s"),
+        )?;
+        if connect_timeout.is_zero() {
+            return Err(ConfigError(format!(
+                "{key}.connect_timeout_s must be above 0"
+            )));
+        }
+        let ca_file = match p.ca_file.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(f) => {
+                let path = std::path::PathBuf::from(f);
+                if !path.is_file() {
+                    return Err(ConfigError(format!(
+                        "{key}.ca_file = {f:?} is not a readable file"
+                    )));
+                }
+                Some(path)
+            }
+        };
+        let proxy = p.proxy.clone().filter(|x| !x.expose().trim().is_empty());
+        if let Some(x) = &proxy
+            && reqwest::Url::parse(x.expose().trim()).is_err()
+        {
+            // The value is not echoed: a proxy URL may carry credentials.
+            return Err(ConfigError(format!(
+                "{key}.proxy is not a URL such as http://proxy.internal:3128"
+            )));
+        }
         providers.insert(
             name.clone(),
             ProviderSettings {
@@ -618,7 +677,12 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
                     &format!("{key}.breaker_cooldown_s"),
                 )?,
                 headers: p.headers.into_iter().collect(),
-                http2_prior_knowledge: p.http2_prior_knowledge.unwrap_or(false),
+                http2_prior_knowledge,
+                http1_only,
+                connect_timeout,
+                pool_idle_timeout,
+                ca_file,
+                proxy,
             },
         );
     }

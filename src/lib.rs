@@ -5,14 +5,17 @@
 //! - [`api`]: HTTP routes, extractors, errors, the OpenAPI document, request ids and auth.
 //! - [`batch`]: many items with bounded concurrency, results in order, summaries.
 //! - [`judge`]: prompt templates, verdict parsing, the verdict cache, the rules pre-check.
-//! - [`pool`]: routes and fallback, limits, retries, circuit breakers, cost.
-//! - [`providers`]: one wire format per file behind a provider-neutral interface.
+//! - [`pool`]: routes and fallback over each provider's tower stack (retries, circuit breaker,
+//!   timeouts, rate and concurrency limits), cost.
+//! - [`providers`]: one wire format per file, each a tower `Service` over reqwest.
+//! - [`chat`]: the provider-neutral request, completion and error types all of them share.
 //! - [`config`], [`metrics`] and [`logs`] (the log writer) sit at the edge; `main.rs` is the
 //!   command line, and [`cli`] is its `run` command (grading a file), a client of [`batch`] and
 //!   [`api`]'s batch endpoint.
 
 pub mod api;
 pub mod batch;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod jobs;
@@ -50,7 +53,10 @@ pub struct AppState {
 /// The pool (every provider client, once) and the judge over it, without the HTTP service or the
 /// job store: what `llm-judge run` needs to judge in process.
 pub fn build_judge(settings: &Settings) -> anyhow::Result<Arc<Judge>> {
-    let pool = Arc::new(Pool::from_settings(settings)?);
+    let pool = Arc::new(Pool::from_settings(
+        settings,
+        Arc::new(judge::rules::RulesGrader),
+    )?);
     Ok(Arc::new(Judge::new(pool, settings.judge.clone())))
 }
 

@@ -78,7 +78,7 @@ impl From<JudgeError> for ApiError {
             JudgeError::UnknownRoute(name) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_judge",
-                format!("no judge named {name:?}; GET /v1/providers lists the configured providers, and the configuration's [routes] table names the judges"),
+                format!("no judge named {name:?}: not a configured route, and not an ad-hoc route of configured providers (provider:model[,provider:model...]); GET /v1/providers lists the providers, and the configuration's [routes] table names the judges"),
             )
             .field("judge"),
             JudgeError::Failed { code, message, attempts } => {

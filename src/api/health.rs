@@ -57,8 +57,8 @@ pub async fn providers(State(app): State<AppState>) -> Json<ProvidersResponse> {
         .route_names()
         .map(|name| {
             let steps = pool
-                .route(name)
-                .unwrap_or(&[])
+                .steps(name)
+                .unwrap_or_default()
                 .iter()
                 .map(|s| format!("{}:{}", s.provider, s.model))
                 .collect();

@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::chat::Usage;
 use crate::judge::JudgeKind;
-use crate::providers::Usage;
 
 /// What a summary counts of one result entry, without the entry itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod items;
 pub mod parse;
 pub mod prompts;
+pub mod rules;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,15 +15,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::chat::{ChatRequest, GradingTask, ImageRef, Part, Usage};
 use crate::config::JudgeSettings;
 use crate::metrics as m;
 use crate::pool::{Attempt, Pool, RouteFailed};
-use crate::providers::rules::{self, RulesVerdict};
-use crate::providers::{ChatRequest, GradingTask, ImageRef, Part, Usage};
 use cache::{CachedAnswer, VerdictCache};
 pub use items::{BinaryItem, CompareItem, FieldError, Options, ScoreItem};
 use parse::{Unscored, UnscoredReason, Winner};
 use prompts::Rendered;
+use rules::RulesVerdict;
 
 /// The kind of judgment.
 #[derive(
@@ -192,7 +193,7 @@ impl Judge {
     /// The route to use: the one named, or the default.
     pub fn resolve_route(&self, name: Option<&str>) -> Result<String, JudgeError> {
         let name = name.unwrap_or(self.pool.default_route());
-        if self.pool.route(name).is_some() {
+        if self.pool.has_route(name) {
             Ok(name.to_string())
         } else {
             Err(JudgeError::UnknownRoute(name.to_string()))
@@ -432,9 +433,7 @@ impl Judge {
     }
 
     fn route_is_rules(&self, route: &str) -> bool {
-        self.pool
-            .route(route)
-            .is_some_and(|s| s.iter().all(|st| st.provider == "rules"))
+        self.pool.route_is_rules(route)
     }
 
     /// The rules pre-check: when the deterministic judge is sure, no model is called.
@@ -523,13 +522,11 @@ impl Judge {
                 .map(|url| Part::Image(ImageRef { url: url.clone() })),
         );
         let req = ChatRequest {
-            model: String::new(),
-            system: rendered.system.clone(),
-            user,
             temperature: Some(temperature),
             max_tokens: Some(max_tokens),
             // Only a rules step reads the raw fields; other routes do not carry them along.
             grading: self.pool.route_uses_rules(route).then_some(grading),
+            ..ChatRequest::user(rendered.system.clone(), user)
         };
         let d = self
             .pool
@@ -608,7 +605,7 @@ fn unscored_first(a: &Asked) -> Option<Unscored> {
         if let Some(r) = &a.refusal {
             return Some(Unscored {
                 reason: UnscoredReason::Refusal,
-                detail: format!("the judge refused: {}", crate::providers::clip(r, 300)),
+                detail: format!("the judge refused: {}", crate::chat::clip(r, 300)),
             });
         }
         let detail = match a.finish_reason.as_deref() {
@@ -662,7 +659,8 @@ impl Judge {
     }
 
     fn record_verdict(&self, kind: JudgeKind, route: &str, j: &Judgment) {
-        self.verdicts.increment(kind, route, j.verdict);
+        self.verdicts
+            .increment(kind, self.pool.route_label(route), j.verdict);
         if let Some(r) = j.unscored_reason {
             metrics::counter!(m::UNSCORED, "reason" => r).increment(1);
         }

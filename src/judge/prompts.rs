@@ -9,7 +9,7 @@ use std::sync::{LazyLock, OnceLock};
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
-use crate::providers::SystemPrompt;
+use crate::chat::SystemPrompt;
 
 pub const BINARY_VERSION: &str = "binary-v1";
 pub const SCORE_VERSION: &str = "score-v1";

@@ -1,8 +1,17 @@
-//! A circuit breaker per provider: opens after N consecutive failures or a high failure ratio over
-//! a window, lets one probe through after a cool-down, and closes on a success.
+//! The circuit-breaker layer: per provider, the circuit opens after N consecutive failures or a
+//! high failure ratio over a window, lets one probe through after a cool-down, and closes on a
+//! success. An open circuit refuses a call at once with [`CircuitOpen`], from `call`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tower::BoxError;
+
+use super::attempt::SlotMetrics;
+use super::stack::classify;
 
 /// The breaker's state as shown in metrics (0 closed, 1 half-open, 2 open) and `/v1/providers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +200,117 @@ impl Breaker {
                 inner.state = CircuitState::Open;
             }
         }
+    }
+}
+
+/// The call was refused: the provider's circuit is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitOpen;
+
+impl std::fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("circuit open")
+    }
+}
+
+impl std::error::Error for CircuitOpen {}
+
+/// Puts a provider's [`Breaker`] in front of its stack.
+#[derive(Clone)]
+pub struct BreakerLayer {
+    breaker: Arc<Breaker>,
+    metrics: Arc<SlotMetrics>,
+}
+
+impl BreakerLayer {
+    pub fn new(breaker: Arc<Breaker>, metrics: Arc<SlotMetrics>) -> Self {
+        BreakerLayer { breaker, metrics }
+    }
+}
+
+impl<S> tower::Layer<S> for BreakerLayer {
+    type Service = BreakerService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BreakerService {
+            inner,
+            breaker: self.breaker.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct BreakerService<S> {
+    inner: S,
+    breaker: Arc<Breaker>,
+    metrics: Arc<SlotMetrics>,
+}
+
+/// Gives a probe back if its call is dropped before an outcome was recorded (the client went
+/// away), so the breaker never waits for a probe that will not come back.
+struct Outcome {
+    breaker: Arc<Breaker>,
+    /// Taken once the outcome is recorded.
+    pending: Option<Admission>,
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if let Some(admission) = self.pending.take() {
+            self.breaker.release_probe(admission);
+        }
+    }
+}
+
+impl<S, Req> tower::Service<Req> for BreakerService<S>
+where
+    S: tower::Service<Req> + Send,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<S::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let admission = self.breaker.admit();
+        let metrics = self.metrics.clone();
+        metrics.circuit.set(self.breaker.state().gauge());
+        if admission == Admission::Rejected {
+            return futures::future::ready(Err(BoxError::from(CircuitOpen))).boxed();
+        }
+        let mut outcome = Outcome {
+            breaker: self.breaker.clone(),
+            pending: Some(admission),
+        };
+        let fut = self.inner.call(req);
+        async move {
+            let result = fut.await.map_err(Into::into);
+            let admission = outcome.pending.take().unwrap_or(admission);
+            let b = &outcome.breaker;
+            match &result {
+                Ok(_) => b.record(admission, false),
+                Err(e) => {
+                    let failure = classify(e);
+                    match failure {
+                        // Refused before reaching the provider: no outcome to record.
+                        super::stack::Failure::NoPermit | super::stack::Failure::CircuitOpen => {
+                            b.release_probe(admission)
+                        }
+                        f => b.record(admission, f.is_provider_fault()),
+                    }
+                }
+            }
+            metrics.circuit.set(b.state().gauge());
+            result
+        }
+        .boxed()
     }
 }
 

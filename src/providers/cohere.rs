@@ -16,47 +16,66 @@
 //!   `x-should-retry` header says otherwise, so `is_retryable` does not retry them.
 //!   Without a key the adapter returns [`ProviderError::NoCredentials`] and sends nothing.
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::http::HttpClient;
-use super::openai::error_message;
-use super::{
-    ChatRequest, Completion, Part, Provider, ProviderError, SystemPrompt, Usage, parse_retry_after,
-    parse_should_retry,
-};
+use super::openai::{WireMessage, wire_messages};
+use super::{Answer, Outgoing, WireFormat, error_message, json_body, parse_should_retry};
+use crate::chat::{ChatRequest, Completion, ProviderError, Usage};
 
 /// Cohere's Chat v2 API bound to a base URL and an optional key.
-pub struct CohereProvider {
-    client: HttpClient,
-    url: String,
-    parsed: Result<reqwest::Url, ProviderError>,
+pub struct Cohere {
+    url: reqwest::Url,
     /// `Authorization: Bearer`, when a key is configured.
-    headers: Option<Result<HeaderMap, ProviderError>>,
+    headers: Option<HeaderMap>,
 }
 
-impl CohereProvider {
-    pub fn new(client: HttpClient, base_url: &str, api_key: Option<String>) -> Self {
+impl Cohere {
+    pub fn new(base_url: &str, api_key: Option<&str>) -> anyhow::Result<Self> {
         let base = base_url.trim_end_matches('/');
         let base = base.strip_suffix("/v2").unwrap_or(base);
-        let url = format!("{base}/v2/chat");
-        Self {
-            client,
-            parsed: super::parse_url(&url),
-            url,
+        Ok(Self {
+            url: super::parse_url(&format!("{base}/v2/chat"))?,
             headers: api_key
-                .filter(|k| !k.is_empty())
-                .map(|k| super::fixed_headers(&[("authorization", &format!("Bearer {k}"))])),
-        }
+                .map(|k| super::fixed_headers(&[("authorization", &format!("Bearer {k}"))], &[]))
+                .transpose()?,
+        })
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.url.as_str()
     }
 }
 
+impl WireFormat for Cohere {
+    fn kind(&self) -> &'static str {
+        "cohere"
+    }
+
+    fn headers(&self) -> Option<&HeaderMap> {
+        self.headers.as_ref()
+    }
+
+    fn encode(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError> {
+        Ok(Outgoing {
+            url: self.url.clone(),
+            body: json_body(&wire_request(req))?,
+        })
+    }
+
+    fn decode(&self, answer: Answer) -> Result<Completion, ProviderError> {
+        if answer.is_success() {
+            return parse_response(&answer.body);
+        }
+        let mut e = answer.status_error(error_message(&answer.body));
+        if let ProviderError::Status { should_retry, .. } = &mut e {
+            *should_retry = self::should_retry(answer.status, &answer.headers);
+        }
+        Err(e)
+    }
+}
+
+/// Cohere's messages are OpenAI's: `{role, content}` with a string or `text` / `image_url` blocks.
 #[derive(Serialize)]
 struct WireRequest<'a> {
     model: &'a str,
@@ -67,62 +86,10 @@ struct WireRequest<'a> {
     max_tokens: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct WireMessage<'a> {
-    role: &'static str,
-    content: WireContent<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum WireContent<'a> {
-    Text(&'a str),
-    /// Escaped once, kept by the prompt.
-    System(&'a SystemPrompt),
-    Blocks(Vec<WireBlock<'a>>),
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum WireBlock<'a> {
-    Text { text: &'a str },
-    ImageUrl { image_url: WireImageUrl<'a> },
-}
-
-#[derive(Serialize)]
-struct WireImageUrl<'a> {
-    url: &'a str,
-}
-
 fn wire_request(req: &ChatRequest) -> WireRequest<'_> {
-    let mut messages = Vec::with_capacity(2);
-    if let Some(system) = &req.system {
-        messages.push(WireMessage {
-            role: "system",
-            content: WireContent::System(system),
-        });
-    }
-    let content = match req.user.as_slice() {
-        [Part::Text(t)] => WireContent::Text(t),
-        parts => WireContent::Blocks(
-            parts
-                .iter()
-                .map(|p| match p {
-                    Part::Text(text) => WireBlock::Text { text },
-                    Part::Image(img) => WireBlock::ImageUrl {
-                        image_url: WireImageUrl { url: &img.url },
-                    },
-                })
-                .collect(),
-        ),
-    };
-    messages.push(WireMessage {
-        role: "user",
-        content,
-    });
     WireRequest {
         model: &req.model,
-        messages,
+        messages: wire_messages(req),
         temperature: req.temperature,
         max_tokens: req.max_tokens,
     }
@@ -203,109 +170,38 @@ fn should_retry(status: u16, headers: &HeaderMap) -> Option<bool> {
     parse_should_retry(headers).or(matches!(status, 498 | 499).then_some(false))
 }
 
-impl Provider for CohereProvider {
-    fn kind(&self) -> &'static str {
-        "cohere"
-    }
-
-    fn has_credentials(&self) -> bool {
-        self.headers.is_some()
-    }
-
-    fn chat<'a>(
-        &'a self,
-        req: &'a ChatRequest,
-    ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
-        async move {
-            let headers = self.headers.as_ref().ok_or(ProviderError::NoCredentials)?;
-            let headers = headers.as_ref().map_err(Clone::clone)?;
-            let url = self.parsed.as_ref().map_err(Clone::clone)?;
-            let body = wire_request(req);
-            let (status, headers, bytes) = self.client.post_json(url, headers, &body).await?;
-            if (200..300).contains(&status) {
-                return parse_response(&bytes);
-            }
-            Err(ProviderError::Status {
-                status,
-                message: error_message(&bytes),
-                retry_after: parse_retry_after(&headers),
-                should_retry: should_retry(status, &headers),
-            })
-        }
-        .boxed()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use serde_json::json;
-    use wiremock::matchers::{body_json, header, method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
 
     use super::*;
-    use crate::providers::ImageRef;
-
-    fn req() -> ChatRequest {
-        ChatRequest {
-            model: "command-a-03-2025".into(),
-            system: Some("You are a strict grader.".into()),
-            user: vec![Part::Text("Is 2+2=4?".into())],
-            temperature: Some(0.0),
-            max_tokens: Some(16),
-            grading: None,
-        }
-    }
-
-    fn provider(base: &str) -> CohereProvider {
-        CohereProvider::new(HttpClient::default(), base, Some("co-key".into()))
-    }
-
-    // Shape of the spec's v2 example (`ChatResponseV2`), shortened.
-    const OK: &str = r#"{"id":"c14c80c3-18eb-4519-9460-6c92edd8cfb4","finish_reason":"COMPLETE","message":{"role":"assistant","content":[{"type":"thinking","thinking":"simple arithmetic"},{"type":"text","text":"Yes. "},{"type":"text","text":"2+2=4."}]},"usage":{"billed_units":{"input_tokens":5,"output_tokens":418},"tokens":{"input_tokens":71,"output_tokens":418}}}"#;
+    use crate::chat::{ImageRef, Part};
+    use crate::providers::conformance::{answer, request};
 
     #[test]
-    fn body_uses_string_content_for_text_and_blocks_for_images() {
-        let v = serde_json::to_value(wire_request(&req())).unwrap();
-        assert_eq!(
-            v,
-            json!({
-                "model": "command-a-03-2025",
-                "messages": [
-                    {"role": "system", "content": "You are a strict grader."},
-                    {"role": "user", "content": "Is 2+2=4?"}
-                ],
-                "temperature": 0.0,
-                "max_tokens": 16
-            })
-        );
-        let mut r = req();
+    fn images_become_image_url_blocks() {
+        let mut r = request();
         r.system = None;
-        r.temperature = None;
-        r.max_tokens = None;
-        r.user.push(Part::Image(ImageRef {
+        r.messages[0].parts.push(Part::Image(ImageRef {
             url: "data:image/jpeg;base64,/9j/4AAQ".into(),
         }));
-        r.user.push(Part::Image(ImageRef {
+        r.messages[0].parts.push(Part::Image(ImageRef {
             url: "https://example.com/cat.png".into(),
         }));
         let v = serde_json::to_value(wire_request(&r)).unwrap();
         assert_eq!(
-            v,
-            json!({
-                "model": "command-a-03-2025",
-                "messages": [{"role": "user", "content": [
-                    {"type": "text", "text": "Is 2+2=4?"},
-                    {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQ"}},
-                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
-                ]}]
-            })
+            v["messages"],
+            json!([{"role": "user", "content": [
+                {"type": "text", "text": "Is 2+2=4?"},
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQ"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+            ]}])
         );
     }
 
     #[test]
-    fn parses_text_usage_and_errors() {
+    fn usage_thinking_and_billed_units() {
+        const OK: &str = r#"{"id":"c14c80c3-18eb-4519-9460-6c92edd8cfb4","finish_reason":"COMPLETE","message":{"role":"assistant","content":[{"type":"thinking","thinking":"simple arithmetic"},{"type":"text","text":"Yes. "},{"type":"text","text":"2+2=4."}]},"usage":{"billed_units":{"input_tokens":5,"output_tokens":418},"tokens":{"input_tokens":71,"output_tokens":418}}}"#;
         let c = parse_response(OK.as_bytes()).unwrap();
         assert_eq!(c.text, "Yes. 2+2=4.");
         assert_eq!(c.finish_reason.as_deref(), Some("COMPLETE"));
@@ -317,9 +213,8 @@ mod tests {
             }
         );
         let billed = br#"{"id":"x","finish_reason":"MAX_TOKENS","message":{"role":"assistant","content":[{"type":"text","text":"Ye"}]},"usage":{"billed_units":{"input_tokens":5.0,"output_tokens":1}}}"#;
-        let c = parse_response(billed).unwrap();
         assert_eq!(
-            c.usage,
+            parse_response(billed).unwrap().usage,
             Usage {
                 prompt_tokens: 5,
                 completion_tokens: 1
@@ -328,106 +223,24 @@ mod tests {
         let empty = br#"{"id":"x","finish_reason":"ERROR","message":{"role":"assistant"}}"#;
         let c = parse_response(empty).unwrap();
         assert_eq!((c.text.as_str(), c.usage), ("", Usage::default()));
-        assert!(matches!(
-            parse_response(br#"{"id":"x"}"#),
-            Err(ProviderError::Decode(_))
-        ));
-        assert_eq!(
-            error_message(br#"{"id":"9a1f","message":"invalid api token"}"#),
-            "invalid api token"
-        );
     }
 
     #[test]
-    fn should_retry_rules() {
-        let mut h = reqwest::header::HeaderMap::new();
+    fn blocked_tokens_and_cancels_are_not_retried_unless_told() {
+        let mut h = HeaderMap::new();
         assert_eq!(should_retry(498, &h), Some(false));
         assert_eq!(should_retry(499, &h), Some(false));
         assert_eq!(should_retry(503, &h), None);
         h.insert("x-should-retry", "true".parse().unwrap());
         assert_eq!(should_retry(499, &h), Some(true));
-    }
-
-    #[tokio::test]
-    async fn sends_bearer_and_exact_body() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/v2/chat"))
-            .and(header("authorization", "Bearer co-key"))
-            .and(header("content-type", "application/json"))
-            .and(body_json(json!({
-                "model": "command-a-03-2025",
-                "messages": [
-                    {"role": "system", "content": "You are a strict grader."},
-                    {"role": "user", "content": "Is 2+2=4?"}
-                ],
-                "temperature": 0.0,
-                "max_tokens": 16
-            })))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(OK, "application/json"))
-            .expect(1)
-            .mount(&server)
-            .await;
-        let c = provider(&format!("{}/v2/", server.uri()))
-            .chat(&req())
-            .await
-            .unwrap();
-        assert_eq!(c.text, "Yes. 2+2=4.");
-        assert_eq!(c.usage.total(), 489);
-    }
-
-    #[tokio::test]
-    async fn status_498_is_not_retryable_and_429_reads_retry_after() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/v2/chat"))
-            .and(header("authorization", "Bearer co-key"))
-            .respond_with(
-                ResponseTemplate::new(498)
-                    .set_body_json(json!({"id": "b1", "message": "blocked token in input"})),
-            )
-            .up_to_n_times(1)
-            .expect(1)
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/v2/chat"))
-            .and(header("authorization", "Bearer co-key"))
-            .respond_with(
-                ResponseTemplate::new(429)
-                    .insert_header("retry-after", "3")
-                    .set_body_json(json!({"id": "r1", "message": "You are using a Trial key, which is limited to 10 API calls / minute."})),
-            )
-            .expect(1)
-            .mount(&server)
-            .await;
-        let p = provider(&server.uri());
-        let err = p.chat(&req()).await.unwrap_err();
-        assert_eq!(err.status(), Some(498));
+        let c = Cohere::new("https://api.cohere.com", Some("k")).unwrap();
+        let err = c
+            .decode(answer(
+                498,
+                r#"{"id":"1","message":"blocked token in input"}"#,
+            ))
+            .unwrap_err();
         assert_eq!(err.to_string(), "HTTP 498: blocked token in input");
-        assert!(matches!(
-            err,
-            ProviderError::Status {
-                should_retry: Some(false),
-                ..
-            }
-        ));
         assert!(!err.is_retryable());
-        let err = p.chat(&req()).await.unwrap_err();
-        assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
-        assert!(err.is_retryable());
-        assert!(!err.to_string().contains("co-key"));
-    }
-
-    #[tokio::test]
-    async fn no_key_sends_nothing() {
-        let server = MockServer::start().await;
-        let p = CohereProvider::new(HttpClient::default(), &server.uri(), Some(String::new()));
-        assert!(!p.has_credentials());
-        assert_eq!(
-            p.chat(&req()).await.unwrap_err(),
-            ProviderError::NoCredentials
-        );
-        assert!(server.received_requests().await.unwrap().is_empty());
     }
 }

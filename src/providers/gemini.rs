@@ -21,39 +21,30 @@
 
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::azure::encode_path_segment;
-use super::http::HttpClient;
-use super::openai::error_message as lenient_error_message;
-use super::{
-    ChatRequest, Completion, Part, Provider, ProviderError, Usage, clip, parse_retry_after,
-    parse_should_retry,
-};
+use super::{Answer, Outgoing, WireFormat, encode_path_segment, json_body, typed_error_message};
+use crate::chat::{ChatRequest, Completion, Part, ProviderError, Role, Usage};
 
 /// The Gemini API bound to a base URL and an optional key.
-pub struct GeminiProvider {
-    client: HttpClient,
+pub struct Gemini {
     base: String,
     /// `x-goog-api-key`, when a key is configured.
-    headers: Option<Result<HeaderMap, ProviderError>>,
+    headers: Option<HeaderMap>,
 }
 
-impl GeminiProvider {
-    pub fn new(client: HttpClient, base_url: &str, api_key: Option<String>) -> Self {
+impl Gemini {
+    pub fn new(base_url: &str, api_key: Option<&str>) -> anyhow::Result<Self> {
         let base = base_url.trim_end_matches('/');
         let base = base.strip_suffix("/v1beta").unwrap_or(base);
-        Self {
-            client,
+        Ok(Self {
             base: base.to_string(),
             headers: api_key
-                .filter(|k| !k.is_empty())
-                .map(|k| super::fixed_headers(&[("x-goog-api-key", &k)])),
-        }
+                .map(|k| super::fixed_headers(&[("x-goog-api-key", k)], &[]))
+                .transpose()?,
+        })
     }
 
     /// The `generateContent` URL for a model (it carries no credentials).
@@ -70,12 +61,44 @@ impl GeminiProvider {
     }
 }
 
+impl WireFormat for Gemini {
+    fn kind(&self) -> &'static str {
+        "gemini"
+    }
+
+    fn headers(&self) -> Option<&HeaderMap> {
+        self.headers.as_ref()
+    }
+
+    fn encode(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError> {
+        let body = json_body(&wire_request(req)?)?;
+        Ok(Outgoing {
+            // The URL names the model, so it is made per call.
+            url: super::parse_url(&self.url(&req.model))?,
+            body,
+        })
+    }
+
+    fn decode(&self, answer: Answer) -> Result<Completion, ProviderError> {
+        if answer.is_success() {
+            return parse_response(&answer.body);
+        }
+        let mut e = answer.status_error(typed_error_message(&answer.body, "/error/status"));
+        if let ProviderError::Status { retry_after, .. } = &mut e
+            && retry_after.is_none()
+        {
+            *retry_after = retry_delay(&answer.body);
+        }
+        Err(e)
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct WireRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     system_instruction: Option<WireContent<'a>>,
-    contents: [WireContent<'a>; 1],
+    contents: Vec<WireContent<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     generation_config: Option<WireConfig>,
 }
@@ -111,24 +134,40 @@ struct WireConfig {
     max_output_tokens: Option<u32>,
 }
 
-fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
-    let mut parts = Vec::with_capacity(req.user.len());
-    for part in &req.user {
-        match part {
-            Part::Text(t) => parts.push(WirePart::Text(t)),
+fn parts(parts: &[Part]) -> Result<Vec<WirePart<'_>>, ProviderError> {
+    parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(t) => Ok(WirePart::Text(t)),
             Part::Image(img) => {
                 let d = img.as_data_url().ok_or_else(|| {
                     ProviderError::Unsupported(
                         "Gemini takes images only as data: URLs (base64); the service does not fetch image URLs".into(),
                     )
                 })?;
-                parts.push(WirePart::InlineData(WireBlob {
+                Ok(WirePart::InlineData(WireBlob {
                     mime_type: d.mime_type,
                     data: d.base64,
-                }));
+                }))
             }
-        }
-    }
+        })
+        .collect()
+}
+
+fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
+    let contents = req
+        .messages
+        .iter()
+        .map(|m| {
+            Ok(WireContent {
+                role: Some(match m.role {
+                    Role::User => "user",
+                    Role::Assistant => "model",
+                }),
+                parts: parts(&m.parts)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ProviderError>>()?;
     let config = (req.temperature.is_some() || req.max_tokens.is_some()).then_some(WireConfig {
         temperature: req.temperature,
         max_output_tokens: req.max_tokens,
@@ -138,10 +177,7 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
             role: None,
             parts: vec![WirePart::Text(s)],
         }),
-        contents: [WireContent {
-            role: Some("user"),
-            parts,
-        }],
+        contents,
         generation_config: config,
     })
 }
@@ -238,19 +274,6 @@ fn parse_response(body: &[u8]) -> Result<Completion, ProviderError> {
     })
 }
 
-/// Reads `{"error":{"code","message","status"}}` as `"{status}: {message}"`, other bodies leniently.
-fn error_message(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<Value>(body)
-        && let Some(msg) = v.pointer("/error/message").and_then(Value::as_str)
-    {
-        return match v.pointer("/error/status").and_then(Value::as_str) {
-            Some(status) => clip(&format!("{status}: {msg}"), 500),
-            None => clip(msg, 500),
-        };
-    }
-    lenient_error_message(body)
-}
-
 /// The `retryDelay` (`"37s"`, `"0.5s"`) of a `google.rpc.RetryInfo` in `error.details`.
 fn retry_delay(body: &[u8]) -> Option<Duration> {
     let v: Value = serde_json::from_slice(body).ok()?;
@@ -272,69 +295,27 @@ fn retry_delay(body: &[u8]) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
-impl Provider for GeminiProvider {
-    fn kind(&self) -> &'static str {
-        "gemini"
-    }
-
-    fn has_credentials(&self) -> bool {
-        self.headers.is_some()
-    }
-
-    fn chat<'a>(
-        &'a self,
-        req: &'a ChatRequest,
-    ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
-        async move {
-            let headers = self.headers.as_ref().ok_or(ProviderError::NoCredentials)?;
-            let headers = headers.as_ref().map_err(Clone::clone)?;
-            // The URL names the model, so it is parsed per call.
-            let url = super::parse_url(&self.url(&req.model))?;
-            let body = wire_request(req)?;
-            let (status, headers, bytes) = self.client.post_json(&url, headers, &body).await?;
-            if (200..300).contains(&status) {
-                return parse_response(&bytes);
-            }
-            Err(ProviderError::Status {
-                status,
-                message: error_message(&bytes),
-                retry_after: parse_retry_after(&headers).or_else(|| retry_delay(&bytes)),
-                should_retry: parse_should_retry(&headers),
-            })
-        }
-        .boxed()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use serde_json::json;
-    use wiremock::matchers::{body_json, header, method, path};
-    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
     use super::*;
-    use crate::providers::ImageRef;
+    use crate::chat::{ImageRef, Message};
+    use crate::providers::conformance::{answer, request};
 
-    fn req() -> ChatRequest {
-        ChatRequest {
-            model: "gemini-2.5-flash".into(),
-            system: Some("You are a strict grader.".into()),
-            user: vec![Part::Text("Is 2+2=4?".into())],
-            temperature: Some(0.0),
-            max_tokens: Some(64),
-            grading: None,
-        }
+    fn gemini() -> Gemini {
+        Gemini::new(
+            "https://generativelanguage.googleapis.com/v1beta/",
+            Some("AIza-test"),
+        )
+        .unwrap()
     }
-
-    fn provider(base: &str) -> GeminiProvider {
-        GeminiProvider::new(HttpClient::default(), base, Some("AIza-test".into()))
-    }
-
-    const OK: &str = r#"{"candidates":[{"content":{"parts":[{"text":"Check the sum.","thought":true},{"text":"Yes"},{"text":", 4."}],"role":"model"},"finishReason":"STOP","index":0,"safetyRatings":[{"category":"HARM_CATEGORY_HARASSMENT","probability":"NEGLIGIBLE"}]}],"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":3,"totalTokenCount":40,"thoughtsTokenCount":25},"modelVersion":"gemini-2.5-flash","responseId":"mD2qaN3kDpS"}"#;
 
     #[test]
     fn url_handles_models_prefix_and_encoding() {
-        let p = provider("https://generativelanguage.googleapis.com/v1beta/");
+        let p = gemini();
         let want = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent";
         assert_eq!(p.url("gemini-2.5-flash"), want);
         assert_eq!(p.url("models/gemini-2.5-flash"), want);
@@ -347,29 +328,32 @@ mod tests {
     }
 
     #[test]
-    fn body_is_camel_case_with_inline_images() {
-        let mut r = req();
-        r.user.push(Part::Image(ImageRef {
+    fn inline_images_model_turns_and_no_config_when_unset() {
+        let mut r = request();
+        r.messages[0].parts.push(Part::Image(ImageRef {
             url: "data:image/png;base64,iVBORw0KGgo=".into(),
         }));
+        r.messages.push(Message {
+            role: Role::Assistant,
+            parts: vec![Part::Text("No.".into())],
+        });
         let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
         assert_eq!(
-            v,
-            json!({
-                "systemInstruction": {"parts": [{"text": "You are a strict grader."}]},
-                "contents": [{"role": "user", "parts": [
+            v["contents"],
+            json!([
+                {"role": "user", "parts": [
                     {"text": "Is 2+2=4?"},
                     {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
-                ]}],
-                "generationConfig": {"temperature": 0.0, "maxOutputTokens": 64}
-            })
+                ]},
+                {"role": "model", "parts": [{"text": "No."}]}
+            ])
         );
         r.system = None;
         r.temperature = None;
         r.max_tokens = None;
         let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
         assert!(v.get("systemInstruction").is_none() && v.get("generationConfig").is_none());
-        r.user.push(Part::Image(ImageRef {
+        r.messages[0].parts.push(Part::Image(ImageRef {
             url: "https://example.com/cat.png".into(),
         }));
         let Err(ProviderError::Unsupported(m)) = wire_request(&r) else {
@@ -379,10 +363,10 @@ mod tests {
     }
 
     #[test]
-    fn parses_text_usage_blocks_and_errors() {
+    fn thoughts_blocks_and_retry_info() {
+        const OK: &str = r#"{"candidates":[{"content":{"parts":[{"text":"Check the sum.","thought":true},{"text":"Yes"},{"text":", 4."}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":3,"totalTokenCount":40,"thoughtsTokenCount":25}}"#;
         let c = parse_response(OK.as_bytes()).unwrap();
         assert_eq!(c.text, "Yes, 4.");
-        assert_eq!(c.finish_reason.as_deref(), Some("STOP"));
         assert_eq!((c.usage.prompt_tokens, c.usage.completion_tokens), (12, 28));
         let blocked = br#"{"promptFeedback":{"blockReason":"PROHIBITED_CONTENT"},"usageMetadata":{"promptTokenCount":9,"totalTokenCount":9}}"#;
         assert!(
@@ -397,84 +381,14 @@ mod tests {
         let c = parse_response(thinking_only).unwrap();
         assert_eq!((c.text.as_str(), c.usage.completion_tokens), ("", 64));
         assert_eq!(parse_response(b"{}").unwrap_err().kind(), "decode_error");
-        let err = br#"{"error":{"code":429,"message":"You exceeded your current quota.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}"#;
+        // Gemini sends no retry-after: the body's RetryInfo stands in; a header would win.
+        let err = r#"{"error":{"code":429,"message":"You exceeded your current quota.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}"#;
+        let e = gemini().decode(answer(429, err)).unwrap_err();
         assert_eq!(
-            error_message(err),
-            "RESOURCE_EXHAUSTED: You exceeded your current quota."
+            e.to_string(),
+            "HTTP 429: RESOURCE_EXHAUSTED: You exceeded your current quota."
         );
-        assert_eq!(retry_delay(err), Some(Duration::from_secs(37)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(37)));
         assert_eq!(retry_delay(br#"{"error":{"details":[]}}"#), None);
-    }
-
-    #[tokio::test]
-    async fn sends_key_header_only_and_exact_body() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/v1beta/models/gemini-2.5-flash:generateContent"))
-            .and(header("x-goog-api-key", "AIza-test"))
-            .and(header("content-type", "application/json"))
-            .and(|r: &Request| r.url.query().is_none() && !r.headers.contains_key("authorization"))
-            .and(body_json(json!({
-                "systemInstruction": {"parts": [{"text": "You are a strict grader."}]},
-                "contents": [{"role": "user", "parts": [{"text": "Is 2+2=4?"}]}],
-                "generationConfig": {"temperature": 0.0, "maxOutputTokens": 64}
-            })))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(OK, "application/json"))
-            .expect(1)
-            .mount(&server)
-            .await;
-        let mut r = req();
-        r.model = "models/gemini-2.5-flash".into();
-        let c = provider(&server.uri()).chat(&r).await.unwrap();
-        assert_eq!(c.text, "Yes, 4.");
-        assert_eq!(c.usage.total(), 40);
-    }
-
-    #[tokio::test]
-    async fn blocked_prompt_rate_limit_https_image_and_no_key() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/v1beta/models/gemini-2.5-flash:generateContent"))
-            .and(header("x-goog-api-key", "AIza-test"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "HIGH"}]}, "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}})))
-            .up_to_n_times(1)
-            .expect(1)
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/v1beta/models/gemini-2.5-flash:generateContent"))
-            .and(header("x-goog-api-key", "AIza-test"))
-            .respond_with(
-                ResponseTemplate::new(429)
-                    .insert_header("retry-after", "5")
-                    .set_body_json(json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED", "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}]}})),
-            )
-            .expect(1)
-            .mount(&server)
-            .await;
-        let p = provider(&server.uri());
-        assert_eq!(p.kind(), "gemini");
-        assert!(
-            matches!(p.chat(&req()).await, Err(ProviderError::ContentFilter(m)) if m.contains("SAFETY"))
-        );
-        let err = p.chat(&req()).await.unwrap_err();
-        assert_eq!(err.kind(), "rate_limited");
-        // The retry-after header wins over the body's RetryInfo.
-        assert_eq!(err.retry_after(), Some(Duration::from_secs(5)));
-        assert!(err.is_retryable());
-        assert!(!err.to_string().contains("AIza-test"));
-        let mut r = req();
-        r.user.push(Part::Image(ImageRef {
-            url: "https://example.com/cat.png".into(),
-        }));
-        assert_eq!(p.chat(&r).await.unwrap_err().kind(), "unsupported");
-        let keyless = GeminiProvider::new(HttpClient::default(), &server.uri(), None);
-        assert!(!keyless.has_credentials() && p.has_credentials());
-        assert_eq!(
-            keyless.chat(&req()).await,
-            Err(ProviderError::NoCredentials)
-        );
-        // The block and the 429; neither the https image nor the keyless call reached the server.
-        assert_eq!(server.received_requests().await.unwrap().len(), 2);
     }
 }

@@ -1,8 +1,14 @@
-//! Provider adapters: one wire format per file, behind one provider-neutral interface.
+//! Provider adapters: one wire format per file, each a `tower::Service` from a provider-neutral
+//! [`ChatRequest`] to a [`Completion`] or a typed [`ProviderError`].
 //!
-//! Every adapter turns a [`ChatRequest`] into its provider's HTTP request and the answer (or the
-//! error body, status and retry headers) back into a [`Completion`] or a typed [`ProviderError`].
-//! Nothing here knows about judges, routes, retries or limits: that is `pool/`'s business.
+//! A wire format ([`WireFormat`]) says how a request becomes its provider's HTTP request and how
+//! the answer (or the error body, status and retry headers) is read back; [`http::HttpAdapter`]
+//! sends it with the provider's one `reqwest::Client`. Nothing here knows about judges, routes,
+//! retries or limits: that is `pool/`'s business.
+//!
+//! Each provider file keeps the same order: the format and its constructor (URL, credentials),
+//! the [`WireFormat`] impl, the borrowed wire types, the answer conversion, then its own tests.
+//! What every adapter must do alike is tested once, against every adapter, in `conformance`.
 
 pub mod anthropic;
 pub mod azure;
@@ -12,336 +18,127 @@ pub mod http;
 pub mod openai;
 pub mod rules;
 
-use std::fmt;
+#[cfg(test)]
+mod conformance;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use reqwest::header::{HeaderMap, HeaderValue};
-use serde::{Deserialize, Serialize};
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tower::util::BoxCloneSyncService;
 
-/// One part of the user message.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Part {
-    Text(String),
-    /// An image given by the client as a `data:` URL or an `https:` URL. The service never fetches it.
-    Image(ImageRef),
+use crate::chat::Grader;
+pub use crate::chat::{ChatRequest, Completion, ProviderError, Usage};
+use crate::config::{ProviderKind, ProviderSettings};
+
+/// How long a provider's error text may be in attempts, responses and logs.
+pub const MAX_ERROR_CHARS: usize = 500;
+
+/// An HTTP request a wire format wants sent: always a JSON `POST`.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub url: reqwest::Url,
+    pub body: Vec<u8>,
 }
 
-/// An image reference as the client sent it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageRef {
-    pub url: String,
+/// What a provider answered, body already decompressed.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
 }
 
-/// The decoded parts of a `data:<mime>;base64,<data>` URL.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DataUrl<'a> {
-    pub mime_type: &'a str,
-    pub base64: &'a str,
-}
-
-impl ImageRef {
-    /// The media type and base64 payload when this is a base64 `data:` URL.
-    pub fn as_data_url(&self) -> Option<DataUrl<'_>> {
-        let rest = self.url.strip_prefix("data:")?;
-        let (meta, data) = rest.split_once(',')?;
-        let mime = meta.strip_suffix(";base64")?;
-        Some(DataUrl {
-            mime_type: if mime.is_empty() {
-                "application/octet-stream"
-            } else {
-                mime
-            },
-            base64: data,
-        })
+impl Answer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
     }
 
-    /// True for an `https://` (or `http://`) URL the provider may fetch itself.
-    pub fn is_remote(&self) -> bool {
-        self.url.starts_with("https://") || self.url.starts_with("http://")
-    }
-}
-
-/// What a deterministic (non-LLM) provider needs to grade without reading the prompt.
-/// LLM adapters ignore it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GradingTask {
-    Binary {
-        question: String,
-        reference: String,
-        prediction: String,
-    },
-    Score {
-        question: String,
-        reference: Option<String>,
-        prediction: String,
-        min: f64,
-        max: f64,
-    },
-    Compare {
-        question: String,
-        reference: Option<String>,
-        response_a: String,
-        response_b: String,
-    },
-}
-
-/// A system prompt, shared by every request that uses it, with its JSON string form made on first
-/// use and kept. A template's instructions go out with every item; escaping them again for each
-/// request costs more than the rest of the request body.
-#[derive(Clone)]
-pub struct SystemPrompt(std::sync::Arc<SystemInner>);
-
-struct SystemInner {
-    text: Box<str>,
-    json: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
-}
-
-impl SystemPrompt {
-    pub fn new(text: impl Into<Box<str>>) -> Self {
-        SystemPrompt(std::sync::Arc::new(SystemInner {
-            text: text.into(),
-            json: std::sync::OnceLock::new(),
-        }))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0.text
-    }
-
-    /// The text as a JSON string, escaped once.
-    pub fn json(&self) -> &serde_json::value::RawValue {
-        self.0.json.get_or_init(|| {
-            serde_json::value::to_raw_value(&*self.0.text).expect("a string serialises")
-        })
-    }
-}
-
-impl std::ops::Deref for SystemPrompt {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl fmt::Debug for SystemPrompt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl PartialEq for SystemPrompt {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-/// Serialises as the JSON string it holds (serde_json only: that is every wire format here).
-impl Serialize for SystemPrompt {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.json().serialize(serializer)
-    }
-}
-
-impl From<&str> for SystemPrompt {
-    fn from(text: &str) -> Self {
-        SystemPrompt::new(text)
-    }
-}
-
-impl From<String> for SystemPrompt {
-    fn from(text: String) -> Self {
-        SystemPrompt::new(text)
-    }
-}
-
-/// A provider-neutral chat request: one optional system message and one user message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChatRequest {
-    pub model: String,
-    /// Shared: a template's instructions are the same for every item.
-    pub system: Option<SystemPrompt>,
-    pub user: Vec<Part>,
-    pub temperature: Option<f32>,
-    pub max_tokens: Option<u32>,
-    /// Set by the judge layer so deterministic providers can grade the raw fields.
-    pub grading: Option<GradingTask>,
-}
-
-impl ChatRequest {
-    /// All text parts joined (for token estimates and for providers without content parts).
-    pub fn user_text(&self) -> String {
-        let mut out = String::new();
-        for p in &self.user {
-            if let Part::Text(t) = p {
-                if !out.is_empty() {
-                    out.push('\n');
-                }
-                out.push_str(t);
-            }
-        }
-        out
-    }
-
-    pub fn images(&self) -> impl Iterator<Item = &ImageRef> {
-        self.user.iter().filter_map(|p| match p {
-            Part::Image(i) => Some(i),
-            Part::Text(_) => None,
-        })
-    }
-
-    /// A rough token estimate (4 bytes per token, plus a fixed cost per image) used before the
-    /// call, for tokens-per-minute limits.
-    pub fn estimated_prompt_tokens(&self) -> u64 {
-        let text: usize = self.system.as_deref().map_or(0, str::len)
-            + self
-                .user
-                .iter()
-                .map(|p| match p {
-                    Part::Text(t) => t.len(),
-                    Part::Image(_) => 0,
-                })
-                .sum::<usize>();
-        (text as u64).div_ceil(4) + 765 * self.images().count() as u64
-    }
-}
-
-/// Token usage in one shape for every provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-}
-
-impl Usage {
-    pub fn add(&mut self, other: Usage) {
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-    }
-    pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
-    }
-}
-
-/// A provider's answer.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Completion {
-    /// The answer text (empty when the model answered nothing).
-    pub text: String,
-    pub usage: Usage,
-    /// The provider's finish reason as it sent it (`stop`, `length`, `end_turn`, `content_filter` ...).
-    pub finish_reason: Option<String>,
-    /// A refusal the provider reported in a field of its own (OpenAI `message.refusal`).
-    pub refusal: Option<String>,
-}
-
-/// Why a call failed, typed so the pool can decide to retry, fall back or stop.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProviderError {
-    /// The provider answered with a non-success status.
-    Status {
-        status: u16,
-        /// The provider's own error message (never contains our credentials).
-        message: String,
-        /// From `retry-after-ms` / `retry-after` (seconds or HTTP date).
-        retry_after: Option<Duration>,
-        /// From `x-should-retry`.
-        should_retry: Option<bool>,
-    },
-    /// No answer within the per-attempt timeout.
-    Timeout,
-    /// The connection could not be made or broke.
-    Connect(String),
-    /// The answer could not be read (malformed JSON, missing fields).
-    Decode(String),
-    /// The provider refused on content grounds (content filter, safety block).
-    ContentFilter(String),
-    /// The provider has no credentials configured.
-    NoCredentials,
-    /// The provider cannot do what was asked (for example an image sent to a text-only provider).
-    Unsupported(String),
-}
-
-impl ProviderError {
-    /// A short, bounded label for metrics and attempt records.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ProviderError::Status { status: 429, .. } => "rate_limited",
-            ProviderError::Status { status, .. } if *status >= 500 => "server_error",
-            ProviderError::Status { .. } => "client_error",
-            ProviderError::Timeout => "timeout",
-            ProviderError::Connect(_) => "connect_error",
-            ProviderError::Decode(_) => "decode_error",
-            ProviderError::ContentFilter(_) => "content_filter",
-            ProviderError::NoCredentials => "no_credentials",
-            ProviderError::Unsupported(_) => "unsupported",
-        }
-    }
-
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ProviderError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// Whether another attempt at the same provider could succeed: 408, 409, 429, 5xx, timeouts and
-    /// connection errors, unless the provider said `x-should-retry: false` (or `true`, which wins).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            ProviderError::Status {
-                status,
-                should_retry,
-                ..
-            } => match should_retry {
-                Some(v) => *v,
-                None => matches!(status, 408 | 409 | 429) || *status >= 500,
-            },
-            ProviderError::Timeout | ProviderError::Connect(_) => true,
-            // A malformed body is often a truncated or proxied answer; one more try is cheap.
-            ProviderError::Decode(_) => true,
-            ProviderError::ContentFilter(_)
-            | ProviderError::NoCredentials
-            | ProviderError::Unsupported(_) => false,
-        }
-    }
-
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ProviderError::Status { retry_after, .. } => *retry_after,
-            _ => None,
+    /// The typed error for a non-success answer: `message` read from the body by the wire
+    /// format, the retry hints from the headers.
+    pub fn status_error(&self, message: String) -> ProviderError {
+        ProviderError::Status {
+            status: self.status,
+            message,
+            retry_after: parse_retry_after(&self.headers),
+            should_retry: parse_should_retry(&self.headers),
         }
     }
 }
 
-impl fmt::Display for ProviderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProviderError::Status {
-                status, message, ..
-            } => write!(f, "HTTP {status}: {message}"),
-            ProviderError::Timeout => write!(f, "timed out"),
-            ProviderError::Connect(m) => write!(f, "connection failed: {m}"),
-            ProviderError::Decode(m) => write!(f, "unreadable response: {m}"),
-            ProviderError::ContentFilter(m) => write!(f, "refused by content filter: {m}"),
-            ProviderError::NoCredentials => write!(f, "no API key configured"),
-            ProviderError::Unsupported(m) => write!(f, "unsupported: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for ProviderError {}
-
-/// One provider: a wire format bound to a base URL and credentials.
-pub trait Provider: Send + Sync + 'static {
-    /// The wire format (`openai`, `anthropic`, `rules` ...).
+/// One provider's wire format, bound to its base URL and credentials.
+pub trait WireFormat: Send + Sync + 'static {
+    /// The wire-format label (`openai`, `anthropic` ...).
     fn kind(&self) -> &'static str;
+    /// The headers sent with every call (credentials included), or `None` when the provider needs
+    /// a key and has none: then nothing is sent.
+    fn headers(&self) -> Option<&HeaderMap>;
+    /// The provider's HTTP request for `req`.
+    fn encode(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError>;
+    /// The provider's answer read into a completion or a typed error.
+    fn decode(&self, answer: Answer) -> Result<Completion, ProviderError>;
+}
+
+/// Every adapter behind one type: a cloneable, shareable `tower::Service`.
+pub type AdapterService = BoxCloneSyncService<Arc<ChatRequest>, Completion, ProviderError>;
+
+/// A provider adapter and what the pool needs to know of it.
+#[derive(Clone)]
+pub struct Adapter {
+    /// The wire format (`openai`, `anthropic`, `rules` ...).
+    pub kind: &'static str,
     /// Whether the provider can be called (credentials present, or none needed).
-    fn has_credentials(&self) -> bool;
-    /// Send one request. The adapter applies its own per-attempt timeout through its HTTP client.
-    fn chat<'a>(&'a self, req: &'a ChatRequest)
-    -> BoxFuture<'a, Result<Completion, ProviderError>>;
+    pub has_credentials: bool,
+    pub service: AdapterService,
+}
+
+/// Builds the adapter for one configured provider: its `reqwest::Client` (made once, here) and
+/// its wire format. `grader` answers for the `rules` kind.
+pub fn build(p: &ProviderSettings, grader: Arc<dyn Grader>) -> anyhow::Result<Adapter> {
+    let key = p.api_key.as_ref().map(|k| k.expose().to_string());
+    let key = key.filter(|k| !k.is_empty());
+    macro_rules! http {
+        ($wire:expr) => {{
+            let wire = $wire;
+            Adapter {
+                kind: wire.kind(),
+                has_credentials: wire.headers().is_some(),
+                service: BoxCloneSyncService::new(http::HttpAdapter::new(
+                    http::client(&http::ClientOptions::from_settings(p))?,
+                    wire,
+                    key.clone(),
+                )),
+            }
+        }};
+    }
+    Ok(match p.kind {
+        ProviderKind::Rules => Adapter {
+            kind: "rules",
+            has_credentials: true,
+            service: BoxCloneSyncService::new(rules::RulesAdapter::new(grader)),
+        },
+        ProviderKind::Openai => http!(openai::OpenAi::new(
+            "openai",
+            &p.base_url,
+            key.as_deref(),
+            &p.headers
+        )?),
+        ProviderKind::Together => http!(openai::OpenAi::new(
+            "together",
+            &p.base_url,
+            key.as_deref(),
+            &p.headers
+        )?),
+        ProviderKind::Azure => http!(azure::Azure::new(
+            &p.base_url,
+            &p.api_version,
+            key.as_deref()
+        )?),
+        ProviderKind::Anthropic => http!(anthropic::Anthropic::new(&p.base_url, key.as_deref())?),
+        ProviderKind::Cohere => http!(cohere::Cohere::new(&p.base_url, key.as_deref())?),
+        ProviderKind::Gemini => http!(gemini::Gemini::new(&p.base_url, key.as_deref())?),
+    })
 }
 
 /// Reads `retry-after-ms`, then `retry-after` (seconds, possibly fractional, or an HTTP date).
@@ -375,52 +172,101 @@ pub fn parse_should_retry(headers: &HeaderMap) -> Option<bool> {
     }
 }
 
-/// Parses a provider URL once, at start-up. The error names no part of the URL, which may carry
-/// a key in its query.
+/// Parses a provider URL. The error names no part of the URL, which may carry a key in its query.
 pub fn parse_url(url: &str) -> Result<reqwest::Url, ProviderError> {
     reqwest::Url::parse(url).map_err(|e| {
         ProviderError::Connect(format!("the provider's base_url is not a valid URL ({e})"))
     })
 }
 
-/// The headers a provider sends with every call, built once. Every value is marked sensitive, so
-/// a credential is never printed; a value that cannot be a header fails every call with an error
-/// that names the header, never the value.
-pub fn fixed_headers(pairs: &[(&'static str, &str)]) -> Result<HeaderMap, ProviderError> {
-    let mut map = HeaderMap::with_capacity(pairs.len());
+/// The headers a provider sends with every call, built once at start-up. Every value is marked
+/// sensitive, so a credential is never printed; a value that cannot be a header is refused with
+/// an error that names the header, never the value. `extra` are configured headers.
+pub fn fixed_headers(
+    pairs: &[(&'static str, &str)],
+    extra: &[(String, String)],
+) -> anyhow::Result<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(pairs.len() + extra.len());
     for (name, value) in pairs {
         let mut v = HeaderValue::from_str(value).map_err(|_| {
-            ProviderError::Connect(format!("the {name} header value is not valid in HTTP"))
+            anyhow::anyhow!("the {name} header value (from the API key) is not valid in HTTP")
         })?;
         v.set_sensitive(true);
         map.insert(*name, v);
     }
+    for (k, v) in extra {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| anyhow::anyhow!("{k:?} is not a valid HTTP header name"))?;
+        let mut value = HeaderValue::from_str(v)
+            .map_err(|_| anyhow::anyhow!("the {k} header value is not valid in HTTP"))?;
+        value.set_sensitive(true);
+        map.append(name, value);
+    }
     Ok(map)
 }
 
-/// Adds configured extra headers; a name or value that is not a valid header is skipped (the
-/// configuration layer rejects those at start-up).
-pub fn extend_headers(map: &mut HeaderMap, extra: &[(String, String)]) {
-    for (k, v) in extra {
-        if let (Ok(name), Ok(value)) = (
-            reqwest::header::HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            map.append(name, value);
+/// Reads an error body leniently: `{"error":{"message",...}}` (OpenAI, Azure, Together, recent
+/// vLLM), the top-level `{"object":"error","message"}` of older vLLM, `{"message"}`, `{"detail"}`,
+/// or plain text. The pool scrubs and clips what it returns.
+pub fn error_message(body: &[u8]) -> String {
+    use serde_json::Value;
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        let candidates = [
+            v.pointer("/error/message"),
+            v.get("error").filter(|e| e.is_string()),
+            v.get("message"),
+            v.get("detail"),
+        ];
+        for c in candidates.into_iter().flatten() {
+            if let Some(s) = c.as_str() {
+                return s.to_string();
+            }
+            if !c.is_null() {
+                return c.to_string();
+            }
         }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "no error body".into()
+    } else {
+        text.to_string()
     }
 }
 
-/// Truncates a provider's error text so a huge HTML error page does not flood responses.
-pub fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+/// `{"error":{"type"|"status", "message"}}` as `"{type}: {message}"` (Anthropic, Gemini), else
+/// [`error_message`].
+pub fn typed_error_message(body: &[u8], type_pointer: &str) -> String {
+    use serde_json::Value;
+    if let Ok(v) = serde_json::from_slice::<Value>(body)
+        && let Some(msg) = v.pointer("/error/message").and_then(Value::as_str)
+    {
+        return match v.pointer(type_pointer).and_then(Value::as_str) {
+            Some(kind) => format!("{kind}: {msg}"),
+            None => msg.to_string(),
+        };
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    error_message(body)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, so the value stays one path
+/// segment (or one query value) whatever it contains.
+pub fn encode_path_segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Serialises a wire body; a body that cannot be serialised is a bug in an adapter, reported as
+/// an unsupported request rather than a panic.
+pub fn json_body<T: serde::Serialize>(body: &T) -> Result<Vec<u8>, ProviderError> {
+    serde_json::to_vec(body)
+        .map_err(|e| ProviderError::Unsupported(format!("the request cannot be encoded: {e}")))
 }
 
 #[cfg(test)]
@@ -428,20 +274,66 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_system_prompt_serialises_as_its_text_and_is_escaped_once() {
-        let text = "Say \"yes\" or `no`.\nTabs\there, a backslash \\, é and \u{1}.";
-        let p = SystemPrompt::from(text);
-        let copy = p.clone();
+    fn retry_after_reads_ms_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("1.5"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_millis(1500)));
+        h.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_millis(250)));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(parse_retry_after(&h), Some(Duration::ZERO));
+        h.insert("retry-after", HeaderValue::from_static("-3"));
+        assert_eq!(parse_retry_after(&h), None);
+        h.insert("x-should-retry", HeaderValue::from_static("false"));
+        assert_eq!(parse_should_retry(&h), Some(false));
+    }
+
+    #[test]
+    fn error_bodies_are_read_leniently() {
         assert_eq!(
-            serde_json::to_string(&p).unwrap(),
-            serde_json::to_string(text).unwrap()
+            error_message(
+                br#"{"error":{"message":"bad key","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#
+            ),
+            "bad key"
         );
         assert_eq!(
-            serde_json::to_value(&copy).unwrap(),
-            serde_json::json!(text)
+            error_message(
+                br#"{"object":"error","message":"model not found","type":"NotFoundError","param":null,"code":404}"#
+            ),
+            "model not found"
         );
-        // The clone shares the escaped form made for the first.
-        assert!(std::ptr::eq(p.json(), copy.json()));
-        assert_eq!(&*p, text);
+        assert_eq!(error_message(br#"{"detail":{"x":1}}"#), r#"{"x":1}"#);
+        assert_eq!(error_message(b"<html>502</html>"), "<html>502</html>");
+        assert_eq!(error_message(b"  "), "no error body");
+        assert_eq!(
+            typed_error_message(
+                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                "/error/type"
+            ),
+            "overloaded_error: Overloaded"
+        );
+    }
+
+    #[test]
+    fn path_segments_stay_one_segment() {
+        assert_eq!(encode_path_segment("gpt-4o_v1.2~x"), "gpt-4o_v1.2~x");
+        assert_eq!(encode_path_segment("a/b?c d"), "a%2Fb%3Fc%20d");
+    }
+
+    #[test]
+    fn header_values_are_checked_and_sensitive() {
+        let h = fixed_headers(
+            &[("x-api-key", "k1")],
+            &[("OpenAI-Organization".into(), "o".into())],
+        )
+        .unwrap();
+        assert!(h.get("x-api-key").unwrap().is_sensitive());
+        assert_eq!(h.get("openai-organization").unwrap(), "o");
+        let e = fixed_headers(&[("x-api-key", "bad\nkey")], &[]).unwrap_err();
+        assert!(e.to_string().contains("x-api-key") && !e.to_string().contains("bad"));
     }
 }

@@ -5,67 +5,69 @@
 //! `/chat/completions`. Reasoning models (o1, o3, o4, gpt-5 ...) get `max_completion_tokens` and no
 //! `temperature`; other models get `max_tokens`, which every compatible server understands.
 
-use std::time::Duration;
-
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::{Answer, HttpClient};
-use super::{
-    ChatRequest, Completion, Part, Provider, ProviderError, SystemPrompt, Usage, clip,
-    parse_retry_after, parse_should_retry,
-};
+use super::{Answer, Outgoing, WireFormat, error_message, json_body};
+use crate::chat::{ChatRequest, Completion, Part, ProviderError, SystemPrompt, Usage};
 
-/// An OpenAI-wire provider bound to a base URL and an optional key.
-///
-/// The URL and the headers are parsed once here, not per request: per judged item, the
-/// per-request parse of the URL and of the `Authorization` header was measurable CPU.
-pub struct OpenAiProvider {
+/// The OpenAI wire format bound to a base URL and an optional key.
+pub struct OpenAi {
     kind: &'static str,
-    client: HttpClient,
-    url: String,
-    parsed: Result<reqwest::Url, ProviderError>,
-    has_key: bool,
-    headers: Result<HeaderMap, ProviderError>,
+    url: reqwest::Url,
+    /// `None` when the server needs a key and none is configured.
+    headers: Option<HeaderMap>,
 }
 
-impl OpenAiProvider {
-    /// `kind` is the wire-format label reported in metrics (`openai` or `together`).
+impl OpenAi {
+    /// `kind` is the wire-format label reported in metrics (`openai` or `together`); `extra` are
+    /// configured headers (e.g. `OpenAI-Organization`).
     pub fn new(
         kind: &'static str,
-        client: HttpClient,
         base_url: &str,
-        api_key: Option<String>,
-    ) -> Self {
+        api_key: Option<&str>,
+        extra: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
-        let api_key = api_key.filter(|k| !k.is_empty());
-        let headers = match &api_key {
-            Some(key) => super::fixed_headers(&[("authorization", &format!("Bearer {key}"))]),
-            None => Ok(HeaderMap::new()),
-        };
-        Self {
+        let auth = api_key.map(|k| format!("Bearer {k}"));
+        let pairs: Vec<(&'static str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        // Local compatible servers (Ollama, llama.cpp, vLLM without --api-key) need no key.
+        let needs_key = url.starts_with("https://");
+        let headers = (api_key.is_some() || !needs_key)
+            .then(|| super::fixed_headers(&pairs, extra))
+            .transpose()?;
+        Ok(Self {
             kind,
-            client,
-            parsed: super::parse_url(&url),
-            url,
-            has_key: api_key.is_some(),
+            url: super::parse_url(&url)?,
             headers,
-        }
-    }
-
-    /// Headers sent with every request (e.g. `OpenAI-Organization`).
-    pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
-        if let Ok(map) = &mut self.headers {
-            super::extend_headers(map, &headers);
-        }
-        self
+        })
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.url.as_str()
+    }
+}
+
+impl WireFormat for OpenAi {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn headers(&self) -> Option<&HeaderMap> {
+        self.headers.as_ref()
+    }
+
+    fn encode(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError> {
+        Ok(Outgoing {
+            url: self.url.clone(),
+            body: json_body(&wire_request(req, Some(&req.model)))?,
+        })
+    }
+
+    fn decode(&self, answer: Answer) -> Result<Completion, ProviderError> {
+        openai_shaped(answer)
     }
 }
 
@@ -122,16 +124,10 @@ pub(crate) struct WireImage<'a> {
     pub url: &'a str,
 }
 
-/// Builds the OpenAI-shaped body. `model` is `None` for Azure deployments, which take it from the path.
-pub(crate) fn wire_request<'a>(req: &'a ChatRequest, model: Option<&'a str>) -> WireRequest<'a> {
-    let mut messages = Vec::with_capacity(2);
-    if let Some(system) = &req.system {
-        messages.push(WireMessage {
-            role: "system",
-            content: WireContent::System(system),
-        });
-    }
-    let content = match req.user.as_slice() {
+/// A message's content: a plain string for one text part (what every compatible server reads),
+/// else a list of text and `image_url` parts.
+pub(crate) fn wire_content(parts: &[Part]) -> WireContent<'_> {
+    match parts {
         [Part::Text(t)] => WireContent::Text(t),
         parts => WireContent::Parts(
             parts
@@ -144,11 +140,29 @@ pub(crate) fn wire_request<'a>(req: &'a ChatRequest, model: Option<&'a str>) -> 
                 })
                 .collect(),
         ),
-    };
-    messages.push(WireMessage {
-        role: "user",
-        content,
-    });
+    }
+}
+
+/// The system prompt as a `system` message, then the conversation (Cohere's v2 messages are
+/// the same shape).
+pub(crate) fn wire_messages(req: &ChatRequest) -> Vec<WireMessage<'_>> {
+    let mut messages = Vec::with_capacity(1 + req.messages.len());
+    if let Some(system) = &req.system {
+        messages.push(WireMessage {
+            role: "system",
+            content: WireContent::System(system),
+        });
+    }
+    messages.extend(req.messages.iter().map(|m| WireMessage {
+        role: m.role.as_str(),
+        content: wire_content(&m.parts),
+    }));
+    messages
+}
+
+/// Builds the OpenAI-shaped body. `model` is `None` for Azure deployments, which take it from the path.
+pub(crate) fn wire_request<'a>(req: &'a ChatRequest, model: Option<&'a str>) -> WireRequest<'a> {
+    let messages = wire_messages(req);
     let reasoning = is_reasoning_model(&req.model);
     WireRequest {
         model,
@@ -236,34 +250,6 @@ fn content_text(content: Option<Value>) -> String {
     }
 }
 
-/// Reads an error body: `{"error":{"message",...}}` (OpenAI, Azure, Together, recent vLLM), the
-/// top-level `{"object":"error","message"}` of older vLLM, `{"message"}`, `{"detail"}`, or plain text.
-pub(crate) fn error_message(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
-        let candidates = [
-            v.pointer("/error/message"),
-            v.get("error").filter(|e| e.is_string()),
-            v.get("message"),
-            v.get("detail"),
-        ];
-        for c in candidates.into_iter().flatten() {
-            if let Some(s) = c.as_str() {
-                return clip(s, 500);
-            }
-            if !c.is_null() {
-                return clip(&c.to_string(), 500);
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        "no error body".into()
-    } else {
-        clip(text, 500)
-    }
-}
-
 /// True when an OpenAI-shaped error body says the content filter refused the prompt.
 pub(crate) fn is_content_filter_error(body: &[u8]) -> bool {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
@@ -278,61 +264,27 @@ pub(crate) fn is_content_filter_error(body: &[u8]) -> bool {
 }
 
 /// Turns an OpenAI-shaped answer into a [`Completion`] or a typed error.
-pub(crate) fn openai_shaped((status, headers, body): Answer) -> Result<Completion, ProviderError> {
-    if (200..300).contains(&status) {
-        return parse_response(&body);
+pub(crate) fn openai_shaped(answer: Answer) -> Result<Completion, ProviderError> {
+    if answer.is_success() {
+        return parse_response(&answer.body);
     }
-    if status == 400 && is_content_filter_error(&body) {
-        return Err(ProviderError::ContentFilter(error_message(&body)));
+    if answer.status == 400 && is_content_filter_error(&answer.body) {
+        return Err(ProviderError::ContentFilter(error_message(&answer.body)));
     }
-    Err(ProviderError::Status {
-        status,
-        message: error_message(&body),
-        retry_after: parse_retry_after(&headers),
-        should_retry: parse_should_retry(&headers),
-    })
+    Err(answer.status_error(error_message(&answer.body)))
 }
-
-impl Provider for OpenAiProvider {
-    fn kind(&self) -> &'static str {
-        self.kind
-    }
-
-    fn has_credentials(&self) -> bool {
-        // Local compatible servers (Ollama, llama.cpp, vLLM without --api-key) need no key.
-        self.has_key || !self.url.starts_with("https://")
-    }
-
-    fn chat<'a>(
-        &'a self,
-        req: &'a ChatRequest,
-    ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
-        async move {
-            let url = self.parsed.as_ref().map_err(Clone::clone)?;
-            let headers = self.headers.as_ref().map_err(Clone::clone)?;
-            let body = wire_request(req, Some(&req.model));
-            openai_shaped(self.client.post_json(url, headers, &body).await?)
-        }
-        .boxed()
-    }
-}
-
-/// A default per-attempt timeout for clients built without configuration (tests).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::ImageRef;
+    use crate::chat::{ImageRef, Message, Role};
 
     fn req(model: &str) -> ChatRequest {
         ChatRequest {
             model: model.into(),
-            system: Some("sys".into()),
-            user: vec![Part::Text("hi".into())],
             temperature: Some(0.0),
             max_tokens: Some(16),
-            grading: None,
+            ..ChatRequest::user(Some("sys".into()), vec![Part::Text("hi".into())])
         }
     }
 
@@ -359,57 +311,61 @@ mod tests {
     }
 
     #[test]
-    fn images_become_image_url_parts() {
+    fn images_become_image_url_parts_and_turns_keep_their_roles() {
         let mut r = req("gpt-4o");
-        r.user.push(Part::Image(ImageRef {
+        r.messages[0].parts.push(Part::Image(ImageRef {
             url: "data:image/png;base64,AAAA".into(),
         }));
+        r.messages.push(Message {
+            role: Role::Assistant,
+            parts: vec![Part::Text("No.".into())],
+        });
+        r.messages
+            .push(Message::user(vec![Part::Text("Sure?".into())]));
         let v = serde_json::to_value(wire_request(&r, Some("gpt-4o"))).unwrap();
-        assert_eq!(v["messages"][0]["role"], "system");
-        assert_eq!(v["messages"][1]["content"][0]["type"], "text");
-        assert_eq!(v["messages"][1]["content"][1]["type"], "image_url");
         assert_eq!(
-            v["messages"][1]["content"][1]["image_url"]["url"],
-            "data:image/png;base64,AAAA"
+            v["messages"],
+            serde_json::json!([
+                {"role": "system", "content": "sys"},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "hi"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+                ]},
+                {"role": "assistant", "content": "No."},
+                {"role": "user", "content": "Sure?"}
+            ])
         );
     }
 
     #[test]
-    fn parses_text_usage_refusal_and_errors() {
-        let ok = br#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Yes","refusal":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}"#;
-        let c = parse_response(ok).unwrap();
-        assert_eq!(c.text, "Yes");
-        assert_eq!(
-            c.usage,
-            Usage {
-                prompt_tokens: 12,
-                completion_tokens: 1
-            }
-        );
+    fn parses_refusals_content_arrays_and_content_filters() {
         let refused = br#"{"choices":[{"message":{"content":null,"refusal":"I can't help"},"finish_reason":"stop"}]}"#;
         let c = parse_response(refused).unwrap();
         assert_eq!(c.text, "");
         assert_eq!(c.refusal.as_deref(), Some("I can't help"));
-        assert!(matches!(
-            parse_response(b"{not json"),
-            Err(ProviderError::Decode(_))
-        ));
+        let parts = br#"{"choices":[{"message":{"content":[{"type":"text","text":"Ye"},{"type":"text","text":"s"}]},"finish_reason":"stop"}]}"#;
+        assert_eq!(parse_response(parts).unwrap().text, "Yes");
         assert!(matches!(
             parse_response(br#"{"choices":[]}"#),
             Err(ProviderError::Decode(_))
         ));
-        assert_eq!(
-            error_message(br#"{"error":{"message":"bad key","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#),
-            "bad key"
-        );
-        // older vLLM: top-level error object
-        assert_eq!(
-            error_message(br#"{"object":"error","message":"model not found","type":"NotFoundError","param":null,"code":404}"#),
-            "model not found"
-        );
-        assert_eq!(error_message(b"<html>502</html>"), "<html>502</html>");
+        let filtered =
+            br#"{"choices":[{"message":{"content":null},"finish_reason":"content_filter"}]}"#;
+        assert!(matches!(
+            parse_response(filtered),
+            Err(ProviderError::ContentFilter(_))
+        ));
         assert!(is_content_filter_error(
             br#"{"error":{"code":"content_filter","message":"filtered","param":"prompt","type":null}}"#
         ));
+    }
+
+    #[test]
+    fn a_local_server_needs_no_key_and_https_does() {
+        let local = OpenAi::new("openai", "http://127.0.0.1:11434/v1", None, &[]).unwrap();
+        assert!(local.headers().is_some());
+        let remote = OpenAi::new("openai", "https://api.openai.com/v1", None, &[]).unwrap();
+        assert!(remote.headers().is_none());
+        assert_eq!(remote.url(), "https://api.openai.com/v1/chat/completions");
     }
 }
