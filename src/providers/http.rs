@@ -278,11 +278,22 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
-        if let Some(r) = c.downcast_ref::<rustls::Error>() {
-            return matches!(
-                r,
-                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-            );
+        // An I/O error's `source` skips the error it wraps (which may be another I/O error).
+        let mut inner = c;
+        loop {
+            if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+                return matches!(
+                    r,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                );
+            }
+            match inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(w) => inner = w,
+                None => break,
+            }
         }
         cause = c.source();
     }
