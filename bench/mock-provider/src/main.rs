@@ -3,7 +3,8 @@
 //! It speaks OpenAI Chat Completions (`POST /v1/chat/completions`, `POST /chat/completions`) and
 //! the Anthropic Messages API (`POST /v1/messages`) on a loopback address, answers with realistic
 //! bodies after a configurable latency, injects a configurable mix of faults, and counts what it
-//! did (`GET /stats`, `POST /stats/reset`).
+//! did (`GET /stats`, `POST /stats/reset`). With `--cached-tokens`, `usage` reports cached
+//! prompt tokens ([`cache`] has the rule).
 //!
 //! It is built to stay out of the measurement, since it shares the benchmark machine's CPUs with
 //! the service and the load generator: HTTP/1.1 with keep-alive on its own small server
@@ -20,6 +21,7 @@
 //! next request (`mean_gap_ms`: the client's turnaround plus both network hops).
 
 mod body;
+mod cache;
 mod h2c;
 mod http1;
 mod latency;
@@ -36,6 +38,7 @@ use clap::Parser;
 use http::HeaderValue;
 
 use body::{Api, Canned};
+use cache::PromptCache;
 use latency::LatencyDist;
 use timer::Timer;
 
@@ -63,6 +66,15 @@ FAULTS (percent of chat calls, each 0-100, together at most 100; the rest succee
   Error bodies follow the API called: {\"error\":{...}} for OpenAI paths,
   {\"type\":\"error\",\"error\":{...}} for /v1/messages.
 
+PROMPT CACHE
+  --cached-tokens N   usage reports N cached prompt tokens (at most --prompt-tokens): OpenAI
+                      prompt_tokens_details.cached_tokens; Anthropic cache_creation_input_tokens
+                      or cache_read_input_tokens, with input_tokens the rest. A request's prefix
+                      is its model, its system prompt (Anthropic) and every message but the
+                      last; the first request of a prefix writes the cache (OpenAI: 0 cached),
+                      later ones read it. Anthropic caches only requests with a cache_control
+                      marker. POST /stats/reset empties the cache.
+
 ENDPOINTS
   POST /v1/chat/completions, POST /chat/completions   OpenAI Chat Completions
   POST /v1/messages                                   Anthropic Messages
@@ -70,7 +82,8 @@ ENDPOINTS
                       \"open_connections\",\"mean_answer_ms\",\"mean_gap_ms\",\"gaps\"}
                      mean_answer_ms: request head to answer; mean_gap_ms: answer to the next
                      request on the same connection (the client's turnaround)
-  POST /stats/reset  zero the counters (max_in_flight restarts from the current in_flight)
+  POST /stats/reset  zero the counters (max_in_flight restarts from the current in_flight) and
+                     empty the prompt cache
   GET  /healthz      ok
 
 The bound address is printed on stdout (`listening on 127.0.0.1:PORT`) and, with --port-file,
@@ -143,6 +156,9 @@ struct Cli {
     /// Write the bound port to this file once listening.
     #[arg(long)]
     port_file: Option<PathBuf>,
+    /// Cached prompt tokens reported in `usage` (see PROMPT CACHE below).
+    #[arg(long, default_value_t = 0)]
+    cached_tokens: u64,
 }
 
 /// What one chat call gets.
@@ -343,6 +359,7 @@ impl Drop for OpenConn {
 /// Everything the handlers share.
 struct Shared {
     canned: Canned,
+    cache: PromptCache,
     latency: LatencyDist,
     timer: Timer,
     faults: FaultMix,
@@ -418,6 +435,7 @@ fn immediate(shared: &Shared, route: Route) -> Reply {
         Route::Stats => Reply::ok(shared.stats.render()),
         Route::StatsReset => {
             shared.stats.reset();
+            shared.cache.clear();
             Reply::ok(shared.stats.render())
         }
         Route::Health => Reply::ok("\"ok\""),
@@ -464,7 +482,10 @@ async fn chat(shared: &Shared, clock: &ConnClock, api: Api, started_us: u64, bod
         Outcome::E529 => 529,
     };
     let body: Bytes = match outcome {
-        Outcome::Ok => shared.canned.success(api, body).into(),
+        Outcome::Ok => shared
+            .canned
+            .success(api, body, shared.cache.lookup(api, body))
+            .into(),
         Outcome::Malformed => shared.canned.malformed(api, body).into(),
         other => Bytes::from_static(shared.canned.error(api, other.label())),
     };
@@ -535,8 +556,17 @@ impl Shared {
         if !cli.hang_s.is_finite() || cli.hang_s < 0.0 {
             return Err("--hang-s must be a non-negative number".into());
         }
+        if cli.cached_tokens > cli.prompt_tokens {
+            return Err("--cached-tokens cannot be more than --prompt-tokens".into());
+        }
         Ok(Shared {
-            canned: Canned::new(&cli.text, cli.prompt_tokens, cli.completion_tokens),
+            canned: Canned::new(
+                &cli.text,
+                cli.prompt_tokens,
+                cli.completion_tokens,
+                cli.cached_tokens,
+            ),
+            cache: PromptCache::new(cli.cached_tokens),
             latency,
             timer: Timer::start().map_err(|e| format!("cannot start the timer thread: {e}"))?,
             faults,
