@@ -1,6 +1,6 @@
 //! Prompt caching, as far as `usage` shows it (`--cached-tokens N`).
 //!
-//! The rule:
+//! The rule, the same for online calls and batch requests:
 //! - A request's *prefix* is its model and everything before its last message: Anthropic's
 //!   `system` and every message but the last; OpenAI's every message but the last. A judge puts
 //!   its instructions first and the item last, so the requests of one judge share a prefix.
@@ -61,6 +61,11 @@ impl PromptCache {
             seen: Mutex::new(HashSet::new()),
             hasher: Default::default(),
         }
+    }
+
+    /// The cached-token count reported when a request reads or writes the cache.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
     }
 
     /// What the cache does for `request` (a chat request body of `api`'s format).
