@@ -5,6 +5,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::cache::CacheUse;
+
 /// Which wire format a call used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
@@ -14,11 +16,19 @@ pub enum Api {
 
 /// The pieces of every answer.
 pub struct Canned {
-    /// OpenAI: everything after `"model":"<model>"`.
-    openai_tail: Vec<u8>,
-    /// Anthropic: everything after `"model":"<model>"`.
-    anthropic_tail: Vec<u8>,
+    /// OpenAI: everything after `"model":"<model>"`, by [`CacheUse`] (none, write, read).
+    openai_tail: [Vec<u8>; 3],
+    /// Anthropic: everything after `"model":"<model>"`, by [`CacheUse`].
+    anthropic_tail: [Vec<u8>; 3],
     next_id: AtomicU64,
+}
+
+fn cache_index(cache: CacheUse) -> usize {
+    match cache {
+        CacheUse::None => 0,
+        CacheUse::Write => 1,
+        CacheUse::Read => 2,
+    }
 }
 
 /// `s` as a JSON string literal, quotes included.
@@ -73,30 +83,49 @@ pub fn find_model(body: &[u8]) -> Option<&str> {
 }
 
 impl Canned {
-    pub fn new(text: &str, prompt_tokens: u64, completion_tokens: u64) -> Canned {
+    /// Answers with `text`; `usage` reports `prompt_tokens` in, `completion_tokens` out and, when
+    /// the prompt cache is used (see [`crate::cache`]), `cached_tokens` of the input cached.
+    pub fn new(
+        text: &str,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        cached_tokens: u64,
+    ) -> Canned {
         let text = json_string(text);
         let total = prompt_tokens + completion_tokens;
-        let openai_tail = format!(
-            "\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{text},\"refusal\":null,\"annotations\":[]}},\"logprobs\":null,\"finish_reason\":\"stop\"}}],\"usage\":{{\"prompt_tokens\":{prompt_tokens},\"completion_tokens\":{completion_tokens},\"total_tokens\":{total},\"prompt_tokens_details\":{{\"cached_tokens\":0,\"audio_tokens\":0}},\"completion_tokens_details\":{{\"reasoning_tokens\":0,\"audio_tokens\":0,\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}},\"service_tier\":\"default\",\"system_fingerprint\":\"fp_mock\"}}"
-        )
-        .into_bytes();
-        let anthropic_tail = format!(
-            "\",\"content\":[{{\"type\":\"text\",\"text\":{text}}}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{{\"input_tokens\":{prompt_tokens},\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":{completion_tokens}}}}}"
-        )
-        .into_bytes();
+        let openai = |cached: u64| {
+            format!(
+                "\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{text},\"refusal\":null,\"annotations\":[]}},\"logprobs\":null,\"finish_reason\":\"stop\"}}],\"usage\":{{\"prompt_tokens\":{prompt_tokens},\"completion_tokens\":{completion_tokens},\"total_tokens\":{total},\"prompt_tokens_details\":{{\"cached_tokens\":{cached},\"audio_tokens\":0}},\"completion_tokens_details\":{{\"reasoning_tokens\":0,\"audio_tokens\":0,\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}},\"service_tier\":\"default\",\"system_fingerprint\":\"fp_mock\"}}"
+            )
+            .into_bytes()
+        };
+        // Anthropic's `input_tokens` leaves out the tokens written to or read from the cache.
+        let anthropic = |input: u64, created: u64, read: u64| {
+            format!(
+                "\",\"content\":[{{\"type\":\"text\",\"text\":{text}}}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{{\"input_tokens\":{input},\"cache_creation_input_tokens\":{created},\"cache_read_input_tokens\":{read},\"output_tokens\":{completion_tokens}}}}}"
+            )
+            .into_bytes()
+        };
+        let rest = prompt_tokens.saturating_sub(cached_tokens);
         Canned {
-            openai_tail,
-            anthropic_tail,
+            openai_tail: [openai(0), openai(0), openai(cached_tokens)],
+            anthropic_tail: [
+                anthropic(prompt_tokens, 0, 0),
+                anthropic(rest, cached_tokens, 0),
+                anthropic(rest, 0, cached_tokens),
+            ],
             next_id: AtomicU64::new(1),
         }
     }
 
-    /// A successful completion for `request` (whose model is echoed back).
-    pub fn success(&self, api: Api, request: &[u8]) -> Vec<u8> {
+    /// A successful completion for `request` (whose model is echoed back), with the usage
+    /// that `cache` calls for.
+    pub fn success(&self, api: Api, request: &[u8], cache: CacheUse) -> Vec<u8> {
         let model = find_model(request).unwrap_or("mock-model");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut out =
-            Vec::with_capacity(self.openai_tail.len().max(self.anthropic_tail.len()) + 160);
+        let openai_tail = &self.openai_tail[cache_index(cache)];
+        let anthropic_tail = &self.anthropic_tail[cache_index(cache)];
+        let mut out = Vec::with_capacity(openai_tail.len().max(anthropic_tail.len()) + 160);
         match api {
             Api::OpenAi => {
                 let created = SystemTime::now()
@@ -106,14 +135,14 @@ impl Canned {
                     out,
                     "{{\"id\":\"chatcmpl-mock{id:012}\",\"object\":\"chat.completion\",\"created\":{created},\"model\":\"{model}"
                 );
-                out.extend_from_slice(&self.openai_tail);
+                out.extend_from_slice(openai_tail);
             }
             Api::Anthropic => {
                 let _ = write!(
                     out,
                     "{{\"id\":\"msg_mock{id:016}\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"{model}"
                 );
-                out.extend_from_slice(&self.anthropic_tail);
+                out.extend_from_slice(anthropic_tail);
             }
         }
         out
@@ -121,7 +150,7 @@ impl Canned {
 
     /// A 200 whose body is cut two thirds of the way through: never valid JSON.
     pub fn malformed(&self, api: Api, request: &[u8]) -> Vec<u8> {
-        let mut full = self.success(api, request);
+        let mut full = self.success(api, request, CacheUse::None);
         full.truncate(full.len() * 2 / 3);
         full
     }
@@ -194,18 +223,46 @@ mod tests {
 
     #[test]
     fn bodies_echo_the_model_and_escape_the_text() {
-        let c = Canned::new("Verdict: \"1\"\n", 12, 3);
+        let c = Canned::new("Verdict: \"1\"\n", 12, 3, 0);
         let req = br#"{"model": "gpt-4o-mini", "messages": []}"#;
-        let b = String::from_utf8(c.success(Api::OpenAi, req)).unwrap();
+        let b = String::from_utf8(c.success(Api::OpenAi, req, CacheUse::None)).unwrap();
         assert!(b.contains(r#""model":"gpt-4o-mini""#), "{b}");
         assert!(b.contains(r#""content":"Verdict: \"1\"\n""#), "{b}");
         assert!(b.contains(r#""total_tokens":15"#), "{b}");
         assert!(parse(b.as_bytes()).is_some(), "{b}");
-        let a = String::from_utf8(c.success(Api::Anthropic, br#"{"model":"claude-x"}"#)).unwrap();
+        let a = String::from_utf8(c.success(
+            Api::Anthropic,
+            br#"{"model":"claude-x"}"#,
+            CacheUse::None,
+        ))
+        .unwrap();
         assert!(a.contains(r#""model":"claude-x""#), "{a}");
         assert!(a.contains(r#""input_tokens":12"#), "{a}");
         assert!(parse(a.as_bytes()).is_some(), "{a}");
         assert!(parse(&c.malformed(Api::OpenAi, req)).is_none());
+    }
+
+    #[test]
+    fn usage_reports_the_cache_as_each_provider_counts_it() {
+        let c = Canned::new("ok", 1500, 3, 1024);
+        let body = |api, cache| String::from_utf8(c.success(api, b"{}", cache)).unwrap();
+        assert!(body(Api::OpenAi, CacheUse::None).contains(r#""prompt_tokens":1500,"#));
+        assert!(body(Api::OpenAi, CacheUse::Write).contains(r#""cached_tokens":0,"#));
+        let read = body(Api::OpenAi, CacheUse::Read);
+        assert!(read.contains(r#""prompt_tokens":1500,"#), "{read}");
+        assert!(read.contains(r#""cached_tokens":1024,"#), "{read}");
+        assert!(parse(read.as_bytes()).is_some(), "{read}");
+        assert!(body(Api::Anthropic, CacheUse::None).contains(
+            r#""input_tokens":1500,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"#
+        ));
+        assert!(body(Api::Anthropic, CacheUse::Write).contains(
+            r#""input_tokens":476,"cache_creation_input_tokens":1024,"cache_read_input_tokens":0,"#
+        ));
+        let read = body(Api::Anthropic, CacheUse::Read);
+        assert!(read.contains(
+            r#""input_tokens":476,"cache_creation_input_tokens":0,"cache_read_input_tokens":1024,"#
+        ));
+        assert!(parse(read.as_bytes()).is_some(), "{read}");
     }
 
     #[test]

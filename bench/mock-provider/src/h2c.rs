@@ -22,9 +22,9 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use tokio::net::TcpStream;
 
-use crate::{ConnClock, Reply, Route, Shared, chat, immediate, now_us, route};
+use crate::{ConnClock, Reply, Route, Shared, batch, chat, immediate, now_us, route};
 
-/// The largest request body read.
+/// The largest request body read (batch endpoints: [`batch::MAX_BODY`]).
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
 type Streams = FuturesUnordered<Pin<Box<dyn Future<Output = ()> + Send>>>;
@@ -78,8 +78,15 @@ async fn answer(
     let started_us = now_us();
     let (head, body) = req.into_parts();
     let reply = match route(head.method.as_str(), head.uri.path()) {
-        Route::Chat(api) => match read_body(body).await {
+        Route::Chat(api) => match read_body(body, MAX_BODY).await {
             Some(body) => chat(&shared, &clock, api, started_us, &body).await,
+            None => {
+                respond.send_reset(Reason::PROTOCOL_ERROR);
+                return;
+            }
+        },
+        Route::Batch => match read_body(body, batch::MAX_BODY).await {
+            Some(body) => batch::handle(&shared, batch_request(&head, body)).await,
             None => {
                 respond.send_reset(Reason::PROTOCOL_ERROR);
                 return;
@@ -91,11 +98,12 @@ async fn answer(
         Reply::Answer {
             status,
             body,
+            content_type,
             retry_after,
         } => {
             let mut resp = http::Response::builder()
                 .status(status)
-                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::CONTENT_TYPE, content_type)
                 .header(http::header::CONTENT_LENGTH, body.len());
             if retry_after {
                 resp = resp.header(http::header::RETRY_AFTER, shared.retry_after.as_bytes());
@@ -117,21 +125,47 @@ async fn answer(
     }
 }
 
-/// A request body, whole; `None` when the client reset the stream or sent more than the
-/// largest body read.
-async fn read_body(mut body: RecvStream) -> Option<Bytes> {
+/// A request body, whole; `None` when the client reset the stream or sent more than `max`
+/// bytes.
+async fn read_body(mut body: RecvStream, max: usize) -> Option<Bytes> {
     let mut whole = BytesMut::new();
     while let Some(chunk) = body.data().await {
         let chunk = chunk.ok()?;
         let _ = body.flow_control().release_capacity(chunk.len());
         // A body in one DATA frame (nearly every one) is kept as it came, not copied.
-        if whole.is_empty() && body.is_end_stream() && chunk.len() <= MAX_BODY {
+        if whole.is_empty() && body.is_end_stream() && chunk.len() <= max {
             return Some(chunk);
         }
         whole.extend_from_slice(&chunk);
-        if whole.len() > MAX_BODY {
+        if whole.len() > max {
             return None;
         }
     }
     Some(whole.freeze())
+}
+
+/// A batch endpoint's request from an h2c stream's head and body.
+fn batch_request(head: &http::request::Parts, body: Bytes) -> batch::Request {
+    let header = |name| {
+        head.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let host = head
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| header(http::header::HOST))
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    batch::Request {
+        method: head.method.as_str().to_owned(),
+        target: head
+            .uri
+            .path_and_query()
+            .map_or_else(|| head.uri.path().to_owned(), |p| p.as_str().to_owned()),
+        content_type: header(http::header::CONTENT_TYPE),
+        host,
+        body,
+    }
 }

@@ -13,11 +13,11 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-use crate::{ConnClock, Reply, Route, Shared, chat, immediate, now_us, route};
+use crate::{ConnClock, Reply, Route, Shared, batch, chat, immediate, now_us, route};
 
 /// The largest request head read.
 const MAX_HEAD: usize = 64 * 1024;
-/// The largest request body read.
+/// The largest request body read (batch endpoints: [`batch::MAX_BODY`]).
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// What the server needs from a request head.
@@ -30,6 +30,17 @@ struct Head {
     chunked: bool,
     close: bool,
     expect_continue: bool,
+    /// For a batch endpoint, what its handler needs from the head.
+    batch: Option<Box<BatchHead>>,
+}
+
+/// The parts of a head a batch endpoint reads, owned.
+#[derive(Debug, Default)]
+struct BatchHead {
+    method: String,
+    target: String,
+    content_type: Option<String>,
+    host: Option<String>,
 }
 
 /// A head that cannot be served: the status and the message to answer with.
@@ -45,13 +56,22 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Refusal> {
         Err(_) => return Err((400, "malformed HTTP/1.1 request head")),
     };
     let http10 = req.version == Some(0);
+    let (method, target) = (req.method.unwrap_or_default(), req.path.unwrap_or_default());
+    let route = route(method, target);
     let mut head = Head {
         len,
-        route: route(req.method.unwrap_or_default(), req.path.unwrap_or_default()),
+        route,
         content_length: 0,
         chunked: false,
         close: http10,
         expect_continue: false,
+        batch: (route == Route::Batch).then(|| {
+            Box::new(BatchHead {
+                method: method.to_owned(),
+                target: target.to_owned(),
+                ..BatchHead::default()
+            })
+        }),
     };
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or_default().trim();
@@ -71,9 +91,20 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Refusal> {
             }
         } else if h.name.eq_ignore_ascii_case("expect") {
             head.expect_continue = value.eq_ignore_ascii_case("100-continue");
+        } else if let Some(batch) = head.batch.as_mut() {
+            if h.name.eq_ignore_ascii_case("content-type") {
+                batch.content_type = Some(value.to_owned());
+            } else if h.name.eq_ignore_ascii_case("host") {
+                batch.host = Some(value.to_owned());
+            }
         }
     }
-    if head.content_length > MAX_BODY {
+    let max_body = if head.batch.is_some() {
+        batch::MAX_BODY
+    } else {
+        MAX_BODY
+    };
+    if head.content_length > max_body {
         return Err((413, "request body over the stand-in's limit"));
     }
     Ok(Some(head))
@@ -96,13 +127,21 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// A whole answer: status line, headers and body.
-fn answer(status: u16, body: &[u8], retry_after: Option<&[u8]>, close: bool) -> Vec<u8> {
+fn answer(
+    status: u16,
+    body: &[u8],
+    content_type: &str,
+    retry_after: Option<&[u8]>,
+    close: bool,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + body.len());
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason(status).as_bytes());
-    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
     out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     if let Some(v) = retry_after {
         out.extend_from_slice(b"\r\nretry-after: ");
@@ -121,7 +160,7 @@ fn refusal((status, message): Refusal) -> Vec<u8> {
     let body = format!(
         "{{\"error\":{{\"message\":\"{message}\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}}}"
     );
-    answer(status, body.as_bytes(), None, true)
+    answer(status, body.as_bytes(), "application/json", None, true)
 }
 
 /// Reads what the socket has into `buf`; 0 at end of stream.
@@ -200,11 +239,35 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
                 Ok(_) => {}
             }
         }
-        let reply = match head.route {
-            Route::Chat(api) => chat(&shared, &clock, api, started_us, &buf[head.len..end]).await,
-            other => immediate(&shared, other),
+        let reply = match (head.route, head.batch) {
+            (Route::Chat(api), _) => {
+                chat(&shared, &clock, api, started_us, &buf[head.len..end]).await
+            }
+            (Route::Batch, Some(b)) => {
+                // The whole buffer is this request (nearly always): its body is kept, not copied.
+                let body = if buf.len() == end {
+                    bytes::Bytes::from(std::mem::take(&mut buf)).slice(head.len..end)
+                } else {
+                    bytes::Bytes::copy_from_slice(&buf[head.len..end])
+                };
+                let host = match b.host {
+                    Some(host) => host,
+                    None => stream
+                        .local_addr()
+                        .map_or_else(|_| "127.0.0.1".to_owned(), |a| a.to_string()),
+                };
+                let req = batch::Request {
+                    method: b.method,
+                    target: b.target,
+                    content_type: b.content_type,
+                    host,
+                    body,
+                };
+                batch::handle(&shared, req).await
+            }
+            (other, _) => immediate(&shared, other),
         };
-        if buf.len() == end {
+        if buf.len() <= end {
             buf = Vec::new();
         } else {
             buf.drain(..end);
@@ -213,10 +276,11 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
             Reply::Answer {
                 status,
                 body,
+                content_type,
                 retry_after,
             } => {
                 let retry_after = retry_after.then(|| shared.retry_after.as_bytes());
-                let out = answer(status, &body, retry_after, head.close);
+                let out = answer(status, &body, content_type, retry_after, head.close);
                 if stream.write_all(&out).await.is_err() || head.close {
                     return;
                 }
@@ -260,6 +324,28 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((h.route, h.close), (Route::Health, true));
+        assert!(h.batch.is_none(), "only batch endpoints keep head parts");
+        let h = parse_head(b"POST /v1/files?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 70000000\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.route, Route::Batch);
+        let b = h.batch.unwrap();
+        assert_eq!(
+            (b.method.as_str(), b.target.as_str()),
+            ("POST", "/v1/files?x=1")
+        );
+        assert_eq!(
+            b.content_type.as_deref(),
+            Some("multipart/form-data; boundary=b")
+        );
+        assert_eq!(b.host.as_deref(), Some("127.0.0.1:9"));
+        assert_eq!(
+            parse_head(b"POST /v1/messages HTTP/1.1\r\ncontent-length: 70000000\r\n\r\n")
+                .unwrap_err()
+                .0,
+            413,
+            "a chat body over 64 MiB is refused; a batch body of that size is read"
+        );
         let h = parse_head(b"POST /v1/messages HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n")
             .unwrap()
             .unwrap();
@@ -275,7 +361,7 @@ mod tests {
 
     #[test]
     fn answers_are_complete_messages() {
-        let out = answer(429, b"{}", Some(b"2"), true);
+        let out = answer(429, b"{}", "application/json", Some(b"2"), true);
         assert_eq!(
             out,
             b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: 2\r\nretry-after: 2\r\nconnection: close\r\n\r\n{}"

@@ -5,6 +5,13 @@
 //! bodies after a configurable latency, injects a configurable mix of faults, and counts what it
 //! did (`GET /stats`, `POST /stats/reset`).
 //!
+//! It also speaks both providers' batch APIs ([`batch`]): OpenAI's Files and Batch API
+//! (`/v1/files`, `/v1/batches`, also without `/v1`) and Anthropic's Message Batches
+//! (`/v1/messages/batches`), with a configurable completion delay, failure and expiry shares
+//! drawn from a seed, cancels, and results in the providers' JSONL formats. Their state is kept
+//! in memory only: a restart loses every file and batch. With `--cached-tokens`, `usage` reports
+//! cached prompt tokens on online and batch answers alike ([`cache`] has the rule).
+//!
 //! It is built to stay out of the measurement, since it shares the benchmark machine's CPUs with
 //! the service and the load generator: HTTP/1.1 with keep-alive on its own small server
 //! ([`http1`]: heads parsed in place, each answer in one write), h2c (HTTP/2 with prior
@@ -19,7 +26,9 @@
 //! own timer and scheduling delay) and the mean pause on a connection between an answer and the
 //! next request (`mean_gap_ms`: the client's turnaround plus both network hops).
 
+mod batch;
 mod body;
+mod cache;
 mod h2c;
 mod http1;
 mod latency;
@@ -35,7 +44,9 @@ use bytes::Bytes;
 use clap::Parser;
 use http::HeaderValue;
 
+use batch::BatchConfig;
 use body::{Api, Canned};
+use cache::PromptCache;
 use latency::LatencyDist;
 use timer::Timer;
 
@@ -63,15 +74,56 @@ FAULTS (percent of chat calls, each 0-100, together at most 100; the rest succee
   Error bodies follow the API called: {\"error\":{...}} for OpenAI paths,
   {\"type\":\"error\",\"error\":{...}} for /v1/messages.
 
+BATCHES (OpenAI's Batch API and Anthropic's Message Batches; never faulted by --fail-*)
+  --batch-delay-ms MS        creation to end of a batch (default 1000); requests are processed
+                             one after another over it, so polls see counts grow. OpenAI:
+                             validating for the first tenth, finalizing for the last tenth
+  --batch-fail-pct P         that share of each batch's requests fails (exactly, rounded): OpenAI
+                             error file with status 500, Anthropic `errored` (api_error)
+  --batch-expire-pct P       that share expires: Anthropic `expired` results; OpenAI (where a
+                             request only expires with its batch) ends the batch `expired`, those
+                             requests in the error file with code batch_expired
+  --batch-expire-after-ms MS the whole batch expires then if not done: requests not processed
+                             by then expire (expires_at says so)
+  --batch-seed N             draws which requests fail or expire, the processing order and the
+                             order of results (default 0: the same on every run)
+  A cancel takes a tenth of the delay (cancelling/canceling, then cancelled/ended). State is in
+  memory only: a restart of the stand-in loses every file and batch.
+
+PROMPT CACHE
+  --cached-tokens N   usage reports N cached prompt tokens (at most --prompt-tokens): OpenAI
+                      prompt_tokens_details.cached_tokens; Anthropic cache_creation_input_tokens
+                      or cache_read_input_tokens, with input_tokens the rest. A request's prefix
+                      is its model, its system prompt (Anthropic) and every message but the
+                      last; the first request of a prefix writes the cache (OpenAI: 0 cached),
+                      later ones read it. Anthropic caches only requests with a cache_control
+                      marker. Online and batch calls share the cache; POST /stats/reset empties
+                      it.
+
 ENDPOINTS
   POST /v1/chat/completions, POST /chat/completions   OpenAI Chat Completions
   POST /v1/messages                                   Anthropic Messages
+  OpenAI Files and Batch API (each also without /v1):
+  POST /v1/files (multipart: purpose, file)  GET /v1/files  GET|DELETE /v1/files/{id}
+  GET  /v1/files/{id}/content
+  POST /v1/batches {input_file_id, endpoint: /v1/chat/completions, completion_window: 24h,
+                    metadata?}  GET /v1/batches (limit, after)  GET /v1/batches/{id}
+  POST /v1/batches/{id}/cancel
+  Anthropic Message Batches:
+  POST /v1/messages/batches {requests:[{custom_id, params}]}  GET /v1/messages/batches
+  GET|DELETE /v1/messages/batches/{id}  POST /v1/messages/batches/{id}/cancel
+  GET  /v1/messages/batches/{id}/results (the results_url: JSONL, in shuffled order)
   GET  /stats        {\"calls\",\"max_in_flight\",\"in_flight\",\"by_outcome\":{...},\"connections\",
-                      \"open_connections\",\"mean_answer_ms\",\"mean_gap_ms\",\"gaps\"}
+                      \"open_connections\",\"mean_answer_ms\",\"mean_gap_ms\",\"gaps\",
+                      \"batches\":{\"openai\":{...},\"anthropic\":{...}}}
                      mean_answer_ms: request head to answer; mean_gap_ms: answer to the next
-                     request on the same connection (the client's turnaround)
-  POST /stats/reset  zero the counters (max_in_flight restarts from the current in_flight)
+                     request on the same connection (the client's turnaround); batches: per API,
+                     files_uploaded (OpenAI), batches_created, polls, lists, cancels,
+                     results_fetched (OpenAI: file contents read), refused (4xx answers)
+  POST /stats/reset  zero the counters (max_in_flight restarts from the current in_flight) and
+                     empty the prompt cache; files and batches stay
   GET  /healthz      ok
+  The stand-in checks no API key on any endpoint.
 
 The bound address is printed on stdout (`listening on 127.0.0.1:PORT`) and, with --port-file,
 written to that file. Only loopback addresses are accepted.
@@ -143,6 +195,24 @@ struct Cli {
     /// Write the bound port to this file once listening.
     #[arg(long)]
     port_file: Option<PathBuf>,
+    /// Milliseconds from the creation of a batch to its end.
+    #[arg(long, default_value_t = 1000)]
+    batch_delay_ms: u64,
+    /// Percent of each batch's requests that fail.
+    #[arg(long, default_value_t = 0.0)]
+    batch_fail_pct: f64,
+    /// Percent of each batch's requests that expire.
+    #[arg(long, default_value_t = 0.0)]
+    batch_expire_pct: f64,
+    /// A batch not done this many milliseconds after its creation expires.
+    #[arg(long)]
+    batch_expire_after_ms: Option<u64>,
+    /// Seed of the draws in each batch (which requests fail or expire, their order).
+    #[arg(long, default_value_t = 0)]
+    batch_seed: u64,
+    /// Cached prompt tokens reported in `usage` (see PROMPT CACHE below).
+    #[arg(long, default_value_t = 0)]
+    cached_tokens: u64,
 }
 
 /// What one chat call gets.
@@ -343,6 +413,11 @@ impl Drop for OpenConn {
 /// Everything the handlers share.
 struct Shared {
     canned: Canned,
+    /// Token counts of every successful answer.
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cache: PromptCache,
+    batches: batch::Store,
     latency: LatencyDist,
     timer: Timer,
     faults: FaultMix,
@@ -370,6 +445,8 @@ struct ConnClock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Chat(Api),
+    /// An endpoint of a batch API ([`batch::serves`]).
+    Batch,
     Stats,
     StatsReset,
     Health,
@@ -384,16 +461,18 @@ fn route(method: &str, path: &str) -> Route {
         ("GET", "/stats") => Route::Stats,
         ("POST", "/stats/reset") => Route::StatsReset,
         ("GET", "/healthz") => Route::Health,
+        _ if batch::serves(path) => Route::Batch,
         _ => Route::NotFound,
     }
 }
 
 /// What the server does with a request, whatever the protocol.
 enum Reply {
-    /// Answer with this status and JSON body; `retry_after` adds that header.
+    /// Answer with this status and body; `retry_after` adds that header.
     Answer {
         status: u16,
         body: Bytes,
+        content_type: &'static str,
         retry_after: bool,
     },
     /// The `timeout` fault: the connection was held for --hang-s; close it unanswered.
@@ -407,6 +486,7 @@ impl Reply {
         Reply::Answer {
             status: 200,
             body: body.into(),
+            content_type: "application/json",
             retry_after: false,
         }
     }
@@ -415,17 +495,20 @@ impl Reply {
 /// The answer to anything that is not a chat call.
 fn immediate(shared: &Shared, route: Route) -> Reply {
     match route {
-        Route::Stats => Reply::ok(shared.stats.render()),
+        Route::Stats => Reply::ok(shared.render_stats()),
         Route::StatsReset => {
             shared.stats.reset();
-            Reply::ok(shared.stats.render())
+            shared.batches.stats.reset();
+            shared.cache.clear();
+            Reply::ok(shared.render_stats())
         }
         Route::Health => Reply::ok("\"ok\""),
-        Route::NotFound | Route::Chat(_) => Reply::Answer {
+        Route::NotFound | Route::Chat(_) | Route::Batch => Reply::Answer {
             status: 404,
             body: Bytes::from_static(
                 br#"{"error":{"message":"no such endpoint on the mock provider","type":"invalid_request_error","param":null,"code":"not_found"}}"#,
             ),
+            content_type: "application/json",
             retry_after: false,
         },
     }
@@ -464,7 +547,10 @@ async fn chat(shared: &Shared, clock: &ConnClock, api: Api, started_us: u64, bod
         Outcome::E529 => 529,
     };
     let body: Bytes = match outcome {
-        Outcome::Ok => shared.canned.success(api, body).into(),
+        Outcome::Ok => shared
+            .canned
+            .success(api, body, shared.cache.lookup(api, body))
+            .into(),
         Outcome::Malformed => shared.canned.malformed(api, body).into(),
         other => Bytes::from_static(shared.canned.error(api, other.label())),
     };
@@ -479,6 +565,7 @@ async fn chat(shared: &Shared, clock: &ConnClock, api: Api, started_us: u64, bod
     Reply::Answer {
         status,
         body,
+        content_type: "application/json",
         retry_after: outcome == Outcome::E429,
     }
 }
@@ -523,6 +610,16 @@ fn main() -> std::process::ExitCode {
 }
 
 impl Shared {
+    /// The `/stats` body: the chat counters with the batch counters added.
+    fn render_stats(&self) -> String {
+        let mut out = self.stats.render();
+        out.pop();
+        out.push_str(",\"batches\":");
+        out.push_str(&self.batches.stats.render());
+        out.push('}');
+        out
+    }
+
     fn from_cli(cli: &Cli) -> Result<Shared, String> {
         let faults = FaultMix::new(cli)?;
         let latency = match (cli.latency_ms, cli.latency_dist.clone()) {
@@ -535,8 +632,28 @@ impl Shared {
         if !cli.hang_s.is_finite() || cli.hang_s < 0.0 {
             return Err("--hang-s must be a non-negative number".into());
         }
+        if cli.cached_tokens > cli.prompt_tokens {
+            return Err("--cached-tokens cannot be more than --prompt-tokens".into());
+        }
+        let batch_config = BatchConfig {
+            delay: Duration::from_millis(cli.batch_delay_ms),
+            fail_pct: cli.batch_fail_pct,
+            expire_pct: cli.batch_expire_pct,
+            expire_after: cli.batch_expire_after_ms.map(Duration::from_millis),
+            seed: cli.batch_seed,
+        };
+        batch_config.validate()?;
         Ok(Shared {
-            canned: Canned::new(&cli.text, cli.prompt_tokens, cli.completion_tokens),
+            canned: Canned::new(
+                &cli.text,
+                cli.prompt_tokens,
+                cli.completion_tokens,
+                cli.cached_tokens,
+            ),
+            prompt_tokens: cli.prompt_tokens,
+            completion_tokens: cli.completion_tokens,
+            cache: PromptCache::new(cli.cached_tokens),
+            batches: batch::Store::new(batch_config, batch::Limits::default()),
             latency,
             timer: Timer::start().map_err(|e| format!("cannot start the timer thread: {e}"))?,
             faults,
