@@ -165,13 +165,18 @@ def test_job_submit_wait_with_progress_results(server: Server, client: Client, t
 
 def test_job_cancel_and_progress_bar(server: Server, client: Client, tag: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert server.provider is not None
+    # one item at a time, the first held: the others cannot have started when the cancel comes
     sub = client.submit_job(
-        questions=[f"c {tag}", f"d {tag}"], answers=["1", "1"], predictions=[f"HOLD:{tag}", "1"]
+        questions=[f"c{i} {tag}" for i in range(6)], answers=["1"] * 6,
+        predictions=[f"HOLD:{tag}"] + ["1"] * 5, max_concurrent=1,
     )
-    assert client.cancel(sub.id).id == sub.id
-    server.provider.release(tag)
+    try:
+        assert client.cancel(sub.id).id == sub.id
+    finally:
+        server.provider.release(tag)
     job = client.wait(sub.id, progress=True, timeout=60)
     assert job.status == "cancelled" and job.finished
+    assert job.progress.done < 6
     assert f"job {sub.id}" in capsys.readouterr().err
 
 
