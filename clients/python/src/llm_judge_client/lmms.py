@@ -232,8 +232,8 @@ def _rows(options: Optional[Dict[str, Any]], **columns: Sequence[Any]) -> List[D
 
 
 def _per_item(value: Any, n: int, name: str) -> List[Any]:
-    """A value given once for all items, or a list with one per item."""
-    if isinstance(value, (list, tuple)):
+    """A value given once for all items (a string, a number, None), or a sequence of one per item."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         if len(value) != n:
             raise ValueError(f"{name} has {len(value)} entries for {n} items")
         return list(value)
@@ -417,7 +417,7 @@ class AsyncSimplifiedJudge:
             prediction=predictions,
             output_format=[output_format] * n,
             prompt=[custom_prompt] * n,
-            images=_per_item(list(images) if images is not None else None, n, "images"),
+            images=_per_item(images, n, "images"),
         )
         return await self._run("binary", items, progress_callback)
 
@@ -459,11 +459,11 @@ class AsyncSimplifiedJudge:
             self.options,
             question=questions,
             prediction=predictions,
-            answer=_per_item(list(answers) if answers is not None else None, n, "answers"),
+            answer=_per_item(answers, n, "answers"),
             rubric=_per_item(rubric, n, "rubric"),
             min=[min_score] * n,
             max=[max_score] * n,
-            images=_per_item(list(images) if images is not None else None, n, "images"),
+            images=_per_item(images, n, "images"),
         )
         return await self._run("score", items, progress_callback)
 
@@ -505,9 +505,9 @@ class AsyncSimplifiedJudge:
             question=questions,
             response_a=responses1,
             response_b=responses2,
-            answer=_per_item(list(contexts) if contexts is not None else None, n, "contexts"),
+            answer=_per_item(contexts, n, "contexts"),
             swap=[swap] * n,
-            images=_per_item(list(images) if images is not None else None, n, "images"),
+            images=_per_item(images, n, "images"),
         )
         return await self._run("compare", items, progress_callback)
 
