@@ -297,6 +297,7 @@ class BatchLines:
         self.summary: Optional[Summary] = None
         self.progress: Optional[Progress] = None
         self.done = 0
+        self.reported = 0
 
     def read(self, line: str) -> Optional[BatchItem]:
         line = line.strip()
@@ -307,19 +308,26 @@ class BatchLines:
             return None
         if "progress" in obj and "index" not in obj:
             self.progress = Progress.from_dict(obj["progress"])
-            self._report(self.progress.done, self.progress.total)
+            if self.total is None:
+                self.total = self.progress.total
+            self._report(self.progress.done)
             return None
         if "summary" in obj and "index" not in obj:
             self.summary = Summary.from_dict(obj["summary"])
             return None
         item = BatchItem.from_dict(self.kind, obj)
         self.done += 1
-        self._report(self.done, self.total if self.total is not None else self.done)
+        self._report(self.done)
         return item
 
-    def _report(self, done: int, total: int) -> None:
+    def _report(self, done: int) -> None:
+        # Items and progress lines both count; a progress line may lag the items already read,
+        # so the callback only ever sees the count grow.
+        if done <= self.reported:
+            return
+        self.reported = done
         if self.on_progress is not None:
-            self.on_progress(done, total)
+            self.on_progress(done, self.total if self.total is not None else done)
 
     def finish(self, items: List[BatchItem]) -> BatchResult:
         if self.summary is None:
