@@ -1,6 +1,5 @@
 //! How the service talks to a provider on the wire: HTTP/1.1 by default on `http://`, HTTP/2 from
-//! the first byte (h2c) with `http2_prior_knowledge`, every call in flight on one connection per
-//! serving thread.
+//! the first byte (h2c) with `http2_prior_knowledge`, every call in flight on one connection.
 
 mod support;
 
@@ -88,8 +87,8 @@ async fn http2_prior_knowledge_multiplexes_every_call_on_one_connection() {
     let openings = openings.lock().unwrap();
     assert_eq!(
         openings.len(),
-        2,
-        "20 concurrent calls shared one connection per serving thread (2 in tests)"
+        1,
+        "20 concurrent calls shared one connection"
     );
     for first in openings.iter() {
         assert_eq!(

@@ -282,8 +282,9 @@ const DNS_TTL: Duration = Duration::from_secs(30);
 /// off the lanes share one stack.
 type IdlePool = Mutex<Vec<HashMap<Origin, Vec<Conn>>>>;
 
+/// The service runs one multi-threaded runtime: every caller shares the first slot.
 fn lane() -> usize {
-    crate::lanes::slot()
+    0
 }
 
 struct Conn {
@@ -1094,76 +1095,6 @@ mod tests {
             assert_eq!(&body[..], b"{\"ok\":true}");
         }
         assert_eq!(server.connections.load(Ordering::SeqCst), 1);
-    }
-
-    /// A serving thread reuses only the connections it opened itself; threads off the lanes
-    /// share theirs.
-    #[tokio::test]
-    async fn each_lane_reuses_only_its_own_connections() {
-        let server = scripted(vec![Reply::Keep(OK); 5]).await;
-        let client = client();
-        let here = vec![tokio::runtime::Handle::current(); 2];
-        crate::lanes::enter(0, here.clone());
-        post(&client, &server.url).await.unwrap();
-        post(&client, &server.url).await.unwrap();
-        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
-        crate::lanes::enter(1, here.clone());
-        post(&client, &server.url).await.unwrap();
-        assert_eq!(
-            server.connections.load(Ordering::SeqCst),
-            2,
-            "lane 1 opens its own connection rather than take lane 0's"
-        );
-        crate::lanes::enter(0, here);
-        post(&client, &server.url).await.unwrap();
-        assert_eq!(server.connections.load(Ordering::SeqCst), 2);
-        let idle = client_idle(&client);
-        assert_eq!(
-            idle,
-            vec![0, 1, 1],
-            "idle connections per slot (none off the lanes)"
-        );
-    }
-
-    /// Through reqwest too, each lane has a client, and so connections, of its own.
-    #[tokio::test]
-    async fn each_lane_has_its_own_reqwest_client() {
-        let server = scripted(vec![Reply::Keep(OK); 4]).await;
-        let opts = ClientOptions::default();
-        let client = HttpClient(Arc::new(Transport::Reqwest(PerLane {
-            opts: opts.clone(),
-            clients: Mutex::new(vec![reqwest_client(&opts).unwrap()]),
-        })));
-        let here = vec![tokio::runtime::Handle::current(); 2];
-        for (lane, connections) in [(0, 1), (1, 2), (0, 2), (1, 2)] {
-            crate::lanes::enter(lane, here.clone());
-            let (status, _, body) = post(&client, &server.url).await.unwrap();
-            assert_eq!((status, &body[..]), (200, &b"{\"ok\":true}"[..]));
-            assert_eq!(
-                server.connections.load(Ordering::SeqCst),
-                connections,
-                "after a call on lane {lane}"
-            );
-        }
-        let Transport::Reqwest(lanes) = &*client.0 else {
-            unreachable!()
-        };
-        assert_eq!(
-            lanes.clients.lock().unwrap().len(),
-            3,
-            "off the lanes, lane 0, lane 1"
-        );
-    }
-
-    /// Idle connections kept per slot (off the lanes, then each lane).
-    fn client_idle(client: &HttpClient) -> Vec<usize> {
-        let Transport::Direct(d) = &*client.0 else {
-            panic!("the direct client")
-        };
-        let idle = d.idle.lock().unwrap();
-        idle.iter()
-            .map(|stacks| stacks.values().map(Vec::len).sum())
-            .collect()
     }
 
     #[tokio::test]

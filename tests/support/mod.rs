@@ -33,11 +33,6 @@ pub fn settings(toml: &str, env: &[(&str, &str)]) -> Settings {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    // Two serving threads whatever the machine, unless the test says: the lanes' hand-offs are
-    // exercised everywhere.
-    if !toml.contains("threads") && !env.iter().any(|(k, _)| k == "LLM_JUDGE__SERVER__THREADS") {
-        env.push(("LLM_JUDGE__SERVER__THREADS".into(), "2".into()));
-    }
     if !toml.contains("data_dir") && !env.iter().any(|(k, _)| k == "LLM_JUDGE__JOBS__DATA_DIR") {
         let dir = tempfile::tempdir().expect("temp dir").keep();
         env.push((

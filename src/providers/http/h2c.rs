@@ -69,7 +69,8 @@ impl H2c {
     }
 
     fn slot(&self) -> Slot {
-        let lane = crate::lanes::slot();
+        // One runtime serves everything: a single connection slot.
+        let lane = 0;
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         while lanes.len() <= lane {
             lanes.push(Slot::default());
