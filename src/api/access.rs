@@ -27,8 +27,8 @@ pub struct AccessLogLayer {
     metrics: Arc<HttpMetrics>,
 }
 
-impl AccessLogLayer {
-    pub fn new() -> Self {
+impl Default for AccessLogLayer {
+    fn default() -> Self {
         AccessLogLayer {
             metrics: Arc::new(HttpMetrics::new()),
         }

@@ -243,11 +243,19 @@ pub async fn batch(
             items,
             max_concurrent,
             interval,
+            app.stop.clone(),
         );
         let body = Body::from_stream(lines.map(Ok::<_, std::convert::Infallible>));
         return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
     }
-    let body = batch::json(app.judge.clone(), route, kind, items, max_concurrent);
+    let body = batch::json(
+        app.judge.clone(),
+        route,
+        kind,
+        items,
+        max_concurrent,
+        app.stop.clone(),
+    );
     let body = Body::from_stream(body.map(Ok::<_, std::convert::Infallible>));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

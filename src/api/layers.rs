@@ -69,6 +69,8 @@ pub(crate) fn new_request_id() -> HeaderValue {
 ///
 /// Stricter than tower-http's `CsrfLayer`, which lets through an `Origin` naming the request's
 /// own `Host`: a page whose name is made to resolve to this service's address sends exactly that.
+// The refusal is a whole response: the signature tower-http's `ValidateRequest` asks for.
+#[allow(clippy::result_large_err)]
 pub(crate) fn origin_check(
     allowed: Arc<[HeaderValue]>,
 ) -> impl FnMut(&mut Request) -> Result<(), Response> + Clone {
@@ -109,6 +111,8 @@ pub(crate) fn cors(allowed: &[HeaderValue]) -> CorsLayer {
 
 /// Requires a configured client token as `Authorization: Bearer <token>` (compared in constant
 /// time), except on the open paths; with no tokens configured, everything passes.
+// The refusal is a whole response: the signature tower-http's `ValidateRequest` asks for.
+#[allow(clippy::result_large_err)]
 pub(crate) fn client_auth(
     tokens: Arc<[Secret]>,
 ) -> impl FnMut(&mut Request) -> Result<(), Response> + Clone {
@@ -145,6 +149,8 @@ pub(crate) fn client_auth(
 }
 
 /// While shutting down, new work is refused (in-flight requests go on); probes still answer.
+// The refusal is a whole response: the signature tower-http's `ValidateRequest` asks for.
+#[allow(clippy::result_large_err)]
 pub(crate) fn refuse_while_draining(
     shutting_down: Arc<AtomicBool>,
 ) -> impl FnMut(&mut Request) -> Result<(), Response> + Clone {

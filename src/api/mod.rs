@@ -105,7 +105,7 @@ pub fn router(state: AppState) -> Router {
         // Every answer carries the id, refusals included.
         .layer(PropagateRequestIdLayer::new(layers::X_REQUEST_ID))
         // One access line per request, and the request metrics, refusals included.
-        .layer(access::AccessLogLayer::new())
+        .layer(access::AccessLogLayer::default())
         // The request's debug span (its id on every debug line); nothing logged of its own.
         .layer(
             TraceLayer::new_for_http()

@@ -14,6 +14,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::judge::{
     BinaryItem, CompareItem, FieldError, Judge, JudgeError, JudgeKind, Judgment, ScoreItem,
@@ -349,14 +350,26 @@ pub fn json(
     kind: JudgeKind,
     items: Vec<BatchItem>,
     max_concurrent: usize,
+    stop: CancellationToken,
 ) -> impl futures::Stream<Item = bytes::Bytes> + Send + 'static {
     let started = Instant::now();
     let mut answer = InOrder::new(kind, items.len());
     let mut work = Some(judged(judge, route.into(), items, max_concurrent));
+    let mut stopped = Box::pin(stop.cancelled_owned());
     futures::stream::poll_fn(move |cx| {
         let Some(entries) = work.as_mut() else {
             return Poll::Ready(None);
         };
+        if stopped.as_mut().poll(cx).is_ready() {
+            // The server is stopping: the items not judged yet are errors that say so, and
+            // the answer stays one whole document.
+            work = None;
+            return Poll::Ready(Some(answer.finish_with(
+                started.elapsed(),
+                "shutting_down",
+                "the server shut down before this item was judged; send it again",
+            )));
+        }
         loop {
             match entries.poll_next_unpin(cx) {
                 Poll::Ready(Some(entry)) => {
@@ -441,12 +454,22 @@ impl InOrder {
     /// The rest of the answer: every remaining result (an item that was never judged, which
     /// only a bug could cause, is an `internal_error` entry and counted as such) and the summary.
     fn finish(&mut self, elapsed: std::time::Duration) -> bytes::Bytes {
+        self.finish_with(elapsed, "internal_error", "the item was not judged")
+    }
+
+    /// [`InOrder::finish`], with the items not judged reported as `code`.
+    fn finish_with(
+        &mut self,
+        elapsed: std::time::Duration,
+        code: &str,
+        message: &str,
+    ) -> bytes::Bytes {
         while self.next < self.waiting.len() {
             let i = self.next;
             match self.waiting[i].take() {
                 Some(json) => self.write(&json),
                 None => {
-                    let v = error_entry(i, "internal_error", "the item was not judged", None, None);
+                    let v = error_entry(i, code, message, None, None);
                     let entry = Entry::from_value(i, &v);
                     self.summary.count(&entry.tally);
                     self.write(&entry.json);
@@ -461,9 +484,15 @@ impl InOrder {
     }
 }
 
+/// Lines a streamed batch may have ready before the connection takes them: a client that stops
+/// reading stops the batch this many lines (and `max_concurrent` items) past what its
+/// connection took.
+const STREAM_LINES_AHEAD: usize = 16;
+
 /// Runs a batch as a stream of NDJSON lines: each item's entry as it completes, a progress line
-/// at most every `interval`, and the summary last. Dropping the stream (the client went away)
-/// cancels the work still in flight.
+/// at most every `interval`, and the summary last; or, when `stop` is cancelled (the server's
+/// shutdown grace period is over), an error line saying how many items were left. Dropping the
+/// stream (the client went away) cancels the work still in flight.
 pub fn stream(
     judge: Arc<Judge>,
     route: String,
@@ -471,8 +500,9 @@ pub fn stream(
     items: Vec<BatchItem>,
     max_concurrent: usize,
     interval: std::time::Duration,
+    stop: CancellationToken,
 ) -> impl futures::Stream<Item = bytes::Bytes> + Send + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(STREAM_LINES_AHEAD);
     let total = items.len();
     let task = tokio::spawn(async move {
         let started = Instant::now();
@@ -483,11 +513,22 @@ pub fn stream(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let mut changed = false;
+        let mut done = 0usize;
         loop {
             tokio::select! {
+                _ = stop.cancelled() => {
+                    let left = total - done;
+                    let message = format!(
+                        "the server is shutting down: {left} of {total} items were not judged; the lines above are the ones that were, send the others again"
+                    );
+                    let error = json!({"error": {"code": "shutting_down", "message": message}, "left": left});
+                    let _ = tx.send(line(&error)).await;
+                    return;
+                }
                 next = work.next() => match next {
                     Some(entry) => {
                         summary.count(&entry.tally);
+                        done += 1;
                         changed = true;
                         if tx.send(entry.line()).await.is_err() {
                             return;
