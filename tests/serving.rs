@@ -555,7 +555,7 @@ async fn a_body_declared_as_something_other_than_json_gets_415() {
 /// items (6 s of work at 2 at a time).
 async fn slow_batch_with_short_grace() -> (Standin, TestApp, Vec<Value>) {
     let provider = standin("Verdict: 1".into(), Duration::from_millis(300)).await;
-    let mut app = spawn(
+    let app = spawn(
         &provider_toml(&provider.base, "[server]\nshutdown_grace_s = 1\n"),
         &[],
     )
