@@ -10,6 +10,10 @@
 //! the request reaches the router, the header read timeout. Request bodies have their own
 //! timeout (a tower-http layer, see [`crate::api`]).
 //!
+//! When hyper cannot read a request head at all, it answers 400, 414 or 431 itself, with an
+//! empty body and before any of our layers sees a request; [`Guarded`] sends our error body in
+//! place of that answer, recognised by its exact shape (see [`hyper_refusal`]).
+//!
 //! Shutdown: new connections are no longer accepted, hyper closes idle connections and ends
 //! each kept-alive one after its response in flight, a half-sent request head is cut off at
 //! once, and what is still running when the grace period is over is told to stop (a streamed
@@ -305,6 +309,9 @@ struct Guarded {
     wait: Wait,
     timer: Pin<Box<Sleep>>,
     closing: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Our answer in place of one hyper wrote itself: what is left to send of it, and how many
+    /// of hyper's bytes it stands for.
+    rewrite: Option<(Vec<u8>, usize)>,
 }
 
 impl Guarded {
@@ -321,6 +328,7 @@ impl Guarded {
             wait: Wait::Busy,
             timer: Box::pin(tokio::time::sleep(limits.idle)),
             closing: Box::pin(closing.cancelled_owned()),
+            rewrite: None,
         }
     }
 
@@ -401,13 +409,86 @@ impl AsyncRead for Guarded {
     }
 }
 
+impl Guarded {
+    /// Writes `bufs`, unless they are an answer hyper made itself: then ours goes instead.
+    fn write_or_rewrite(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.rewrite.is_none()
+            && self.activity.in_flight.load(Ordering::Acquire) == 0
+            && let Some(first) = bufs.iter().find(|b| !b.is_empty())
+            && let Some(answer) = hyper_refusal(first)
+        {
+            self.rewrite = Some((answer, first.len()));
+        }
+        let Some((left, stands_for)) = &mut self.rewrite else {
+            return Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        };
+        while !left.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.tcp).poll_write(cx, left))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            left.drain(..n);
+        }
+        // Hyper's answer counts as written once, then writes go through (it closes the
+        // connection after it, so there are none).
+        let written = std::mem::take(stands_for);
+        Poll::Ready(Ok(written))
+    }
+}
+
+/// Our answer, with the error body, for an answer hyper writes itself when it cannot read a
+/// request head (malformed, conflicting `Content-Length`, headers over its limit, a target too
+/// long); such an answer is always `connection: close`, `content-length: 0` and a date.
+fn hyper_refusal(head: &[u8]) -> Option<Vec<u8>> {
+    let rest = head.strip_prefix(b"HTTP/1.1 ")?;
+    let (code, message, status) = match rest.get(..4)? {
+        b"400 " => (
+            "malformed_request",
+            "the request is not valid HTTP/1.1: a malformed request line or header, or conflicting Content-Length headers",
+            "400 Bad Request",
+        ),
+        b"431 " => (
+            "headers_too_large",
+            "the request's headers are over the server's limit (about 400 KB, at most 100 headers)",
+            "431 Request Header Fields Too Large",
+        ),
+        b"414 " => (
+            "uri_too_long",
+            "the request's target is over the server's limit",
+            "414 URI Too Long",
+        ),
+        _ => return None,
+    };
+    let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+    let headers = &rest[line_end + 2..];
+    let ours = headers.starts_with(b"connection: close\r\ncontent-length: 0\r\ndate: ")
+        && headers.ends_with(b"\r\n\r\n")
+        && headers.windows(2).filter(|w| w == b"\r\n").count() == 4;
+    if !ours {
+        return None;
+    }
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    Some(
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
 impl AsyncWrite for Guarded {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        self.get_mut()
+            .write_or_rewrite(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -415,7 +496,7 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        self.get_mut().write_or_rewrite(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -675,3 +675,34 @@ async fn shutdown_closes_idle_and_half_sent_connections_at_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn requests_hyper_refuses_before_routing_still_get_the_error_body() {
+    let app = spawn("", &[]).await;
+    for (request, status, code) in [
+        (
+            "POST /v1/judge/binary HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n{}".to_string(),
+            400,
+            "malformed_request",
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nhost: t\r\nx-big: {}\r\n\r\n", "a".repeat(500_000)),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "GET /he\u{1}lthz HTTP/1.1\r\nhost: t\r\n\r\n".to_string(),
+            400,
+            "malformed_request",
+        ),
+    ] {
+        let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+        let _ = tcp.write_all(request.as_bytes()).await;
+        let (got, head, body) = read_answer(&mut tcp).await;
+        assert_eq!(got, status, "{}: {head}", &request[..40.min(request.len())]);
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(closed_within(&mut tcp, Duration::from_secs(2)).await.is_some());
+    }
+}
