@@ -2,15 +2,15 @@
 //! across providers, with rate limits, retries, circuit breaking and ordered fallback.
 //!
 //! Layout (a request travels down this list, never up):
-//! - [`api`]: HTTP routes, extractors, errors, the OpenAPI document, request ids and auth.
+//! - [`server`]: accepting and serving connections (timeouts, connection cap, shutdown).
+//! - [`api`]: HTTP routes and the layers in front of them (request ids, origins, auth, body
+//!   bounds, the access line), extractors, errors, the OpenAPI document.
 //! - [`batch`]: many items with bounded concurrency, results in order, summaries.
 //! - [`judge`]: prompt templates, verdict parsing, the verdict cache, the rules pre-check.
 //! - [`pool`]: routes and fallback, limits, retries, circuit breakers, cost.
 //! - [`providers`]: one wire format per file behind a provider-neutral interface.
-//! - [`server`]: accepting and serving connections (timeouts, connection cap, shutdown).
-//! - [`config`] and [`metrics`] sit at the edge; `main.rs` is the
-//!   command line, and [`cli`] is its `run` command (grading a file), a client of [`batch`] and
-//!   [`api`]'s batch endpoint.
+//! - [`config`] and [`metrics`] sit at the edge; `main.rs` is the command line, and [`cli`] is
+//!   its `run` command (grading a file), a client of [`batch`] and [`api`]'s batch endpoint.
 
 pub mod api;
 pub mod batch;
