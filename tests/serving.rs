@@ -686,7 +686,12 @@ async fn requests_hyper_refuses_before_routing_still_get_the_error_body() {
             "malformed_request",
         ),
         (
-            format!("GET /healthz HTTP/1.1\r\nhost: t\r\nx-big: {}\r\n\r\n", "a".repeat(500_000)),
+            // More headers than hyper's limit of 100 (a head over its buffer is refused the
+            // same way, unless one read happens to bring the whole head in).
+            format!(
+                "GET /healthz HTTP/1.1\r\nhost: t\r\n{}\r\n",
+                (0..150).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()
+            ),
             431,
             "headers_too_large",
         ),
