@@ -24,6 +24,11 @@ batch_max_concurrent = 64
 batch_max_concurrent_limit = 10000
 shutdown_grace_s = 30
 threads = 0
+header_read_timeout_s = 10
+idle_timeout_s = 75
+body_read_timeout_s = 60
+max_connections = 10000
+allowed_origins = []
 
 [judge]
 default_route = "default"
@@ -154,9 +159,24 @@ pub struct ServerSettings {
     pub batch_max_concurrent_limit: usize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits.
     pub shutdown_grace_s: f64,
-    /// Threads serving HTTP connections, each a single-threaded runtime running the connections
-    /// handed to it from start to end (0: one per CPU).
+    /// Worker threads of the runtime that serves connections, batches and jobs (0: one per CPU
+    /// the process may use).
     pub threads: usize,
+    /// How long a client may take to send a request's headers, from its first byte.
+    pub header_read_timeout_s: f64,
+    /// How long a kept-alive connection may sit idle (no request in flight, none arriving)
+    /// before the server closes it.
+    pub idle_timeout_s: f64,
+    /// How long a request body may take to arrive (a JSON body in all; an NDJSON job upload
+    /// between two chunks).
+    pub body_read_timeout_s: f64,
+    /// Open connections at most; past it, new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Web origins (`https://host[:port]`) whose pages may call the API; a request carrying any
+    /// other `Origin` is refused (403). A list, or (for environment variables) a
+    /// comma-separated string.
+    #[serde(deserialize_with = "string_list")]
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -282,6 +302,14 @@ pub struct AuthSettings {
     /// A list, or (for environment variables) a comma-separated string.
     #[serde(default, deserialize_with = "secret_list")]
     pub tokens: Vec<Secret>,
+}
+
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(RouteSpec::deserialize(d)?
+        .0
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect())
 }
 
 fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
@@ -487,6 +515,62 @@ fn secs(v: Option<f64>, default: f64, key: &str) -> Result<Duration, ConfigError
 
 /// The most threads `server.threads` may ask for.
 const MAX_THREADS: usize = 1024;
+/// The most connections `server.max_connections` may allow.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
+/// The `[server]` keys about serving connections: threads, timeouts, the connection cap and
+/// the allowed origins.
+fn validate_server(s: &ServerSettings) -> Result<(), ConfigError> {
+    if s.threads > MAX_THREADS {
+        return Err(ConfigError(format!(
+            "server.threads = {} is more than {MAX_THREADS}; 0 means one per CPU",
+            s.threads
+        )));
+    }
+    for (key, v, range) in [
+        (
+            "server.header_read_timeout_s",
+            s.header_read_timeout_s,
+            0.1..=3600.0,
+        ),
+        ("server.idle_timeout_s", s.idle_timeout_s, 0.1..=86400.0),
+        (
+            "server.body_read_timeout_s",
+            s.body_read_timeout_s,
+            0.1..=86400.0,
+        ),
+        ("server.shutdown_grace_s", s.shutdown_grace_s, 0.0..=86400.0),
+    ] {
+        if !range.contains(&v) {
+            return Err(ConfigError(format!(
+                "{key} = {v} is out of range: give seconds from {} to {}",
+                range.start(),
+                range.end()
+            )));
+        }
+    }
+    if !(1..=MAX_CONNECTIONS).contains(&s.max_connections) {
+        return Err(ConfigError(format!(
+            "server.max_connections = {} is out of range: give 1 to {MAX_CONNECTIONS}",
+            s.max_connections
+        )));
+    }
+    for origin in &s.allowed_origins {
+        let ok = reqwest::Url::parse(origin).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.origin().ascii_serialization() == *origin
+        });
+        if !ok {
+            return Err(ConfigError(format!(
+                "server.allowed_origins: {origin:?} is not an origin; write it as a browser sends \
+                 it in the Origin header, scheme://host[:port] with no path or trailing slash \
+                 (such as \"https://dashboard.example.com\")"
+            )));
+        }
+    }
+    Ok(())
+}
 
 fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
     let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
@@ -500,12 +584,7 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
             "server.max_batch_items must be at least 1".into(),
         ));
     }
-    if raw.server.threads > MAX_THREADS {
-        return Err(ConfigError(format!(
-            "server.threads = {} is more than {MAX_THREADS}; 0 means one per CPU",
-            raw.server.threads
-        )));
-    }
+    validate_server(&raw.server)?;
     if raw.server.batch_max_concurrent == 0 || raw.server.batch_max_concurrent_limit == 0 {
         return Err(ConfigError(
             "server.batch_max_concurrent and server.batch_max_concurrent_limit must be at least 1"
@@ -975,6 +1054,73 @@ mod tests {
         assert_eq!(t, ["abc", "def"]);
         let s = load(&[], Some("[auth]\ntokens = [\"x\"]\n")).unwrap();
         assert_eq!(s.auth.tokens.len(), 1);
+    }
+
+    #[test]
+    fn server_timeouts_and_cap_have_defaults_and_out_of_range_values_name_the_key() {
+        let s = load(&[], None).unwrap().server;
+        assert_eq!(
+            (
+                s.header_read_timeout_s,
+                s.idle_timeout_s,
+                s.body_read_timeout_s
+            ),
+            (10.0, 75.0, 60.0)
+        );
+        assert_eq!(s.max_connections, 10_000);
+        assert!(s.allowed_origins.is_empty());
+        for (var, value, says) in [
+            (
+                "HEADER_READ_TIMEOUT_S",
+                "0",
+                "server.header_read_timeout_s = 0 is out of range",
+            ),
+            (
+                "IDLE_TIMEOUT_S",
+                "-1",
+                "server.idle_timeout_s = -1 is out of range",
+            ),
+            (
+                "BODY_READ_TIMEOUT_S",
+                "1e9",
+                "server.body_read_timeout_s = 1000000000 is out of range",
+            ),
+            (
+                "SHUTDOWN_GRACE_S",
+                "-5",
+                "server.shutdown_grace_s = -5 is out of range",
+            ),
+            (
+                "MAX_CONNECTIONS",
+                "0",
+                "server.max_connections = 0 is out of range",
+            ),
+        ] {
+            let key = format!("LLM_JUDGE__SERVER__{var}");
+            let e = load(&[(&key, value)], None).unwrap_err().to_string();
+            assert!(e.contains(says), "{var}={value}: {e}");
+        }
+        let s = load(
+            &[],
+            Some(
+                "[server]\nallowed_origins = [\"https://a.example\", \"http://127.0.0.1:3000\"]\n",
+            ),
+        )
+        .unwrap();
+        assert_eq!(s.server.allowed_origins.len(), 2);
+        for bad in [
+            "https://a.example/",
+            "a.example",
+            "https://a.example/path",
+            "ftp://a.example",
+        ] {
+            let toml = format!("[server]\nallowed_origins = [{bad:?}]\n");
+            let e = load(&[], Some(&toml)).unwrap_err().to_string();
+            assert!(
+                e.contains("server.allowed_origins") && e.contains(bad),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

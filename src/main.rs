@@ -61,15 +61,17 @@ enum LogFormat {
     Pretty,
 }
 
-/// Logs go to stderr through [`llm_judge::logs`]: a request's log line is appended to a buffer
-/// in memory, and a thread of its own writes the buffer out every 20 ms, so a request neither
-/// waits for stderr (a pipe or a file) nor wakes another thread before its answer goes out.
-/// Nothing is dropped: when stderr falls 8 MiB behind, logging waits for it. The returned guard
-/// writes what is left when it is dropped, at exit.
-fn init_tracing(format: LogFormat) -> std::io::Result<llm_judge::logs::FlushGuard> {
+/// Logs go to stderr through tracing-appender's non-blocking writer: a request's line is handed
+/// to a thread of its own that writes it out, so a request never waits for stderr (a pipe or a
+/// file). Lines are never dropped: when the writer falls behind by its queue, logging waits. The
+/// returned guard writes what is left when it is dropped, at exit.
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = llm_judge::logs::batched(std::io::stderr())?;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("llm-judge-log")
+        .finish(std::io::stderr());
     // Colours only for a person at a terminal: log files and collectors get plain text.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -85,7 +87,7 @@ fn init_tracing(format: LogFormat) -> std::io::Result<llm_judge::logs::FlushGuar
             .init(),
         LogFormat::Pretty => builder.compact().init(),
     }
-    Ok(guard)
+    guard
 }
 
 /// `run` logs warnings only (level from RUST_LOG), printed around its progress bar.
@@ -115,8 +117,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received: finishing in-flight requests");
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Openapi => {
@@ -129,7 +130,13 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Run(args) => {
             init_run_tracing();
-            llm_judge::cli::run::run(args).await
+            match runtime(0) {
+                Ok(rt) => rt.block_on(llm_judge::cli::run::run(args)),
+                Err(e) => {
+                    eprintln!("llm-judge: cannot start the runtime: {e}");
+                    std::process::ExitCode::from(2)
+                }
+            }
         }
         Command::Serve {
             listen,
@@ -137,14 +144,17 @@ async fn main() -> std::process::ExitCode {
             data_dir,
             log_format,
         } => {
-            let _flush_logs_at_exit = match init_tracing(log_format) {
-                Ok(guard) => guard,
-                Err(e) => {
-                    eprintln!("llm-judge: cannot start the log writer thread: {e}");
-                    return std::process::ExitCode::from(2);
-                }
-            };
-            match serve(listen, config, data_dir).await {
+            let _flush_logs_at_exit = init_tracing(log_format);
+            let result = Settings::load(config.as_deref())
+                .map_err(anyhow::Error::from)
+                .and_then(|settings| {
+                    let rt = runtime(settings.server.threads)?;
+                    let served = rt.block_on(serve(settings, listen, data_dir));
+                    // Jobs' blocking work (the store) gets a moment to end; then the process exits.
+                    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+                    served
+                });
+            match result {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -156,12 +166,19 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// The one multi-threaded runtime everything runs on: `threads` workers (0: one per CPU).
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(llm_judge::worker_threads(threads))
+        .enable_all()
+        .build()
+}
+
 async fn serve(
+    mut settings: Settings,
     listen: Option<SocketAddr>,
-    config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let mut settings = Settings::load(config.as_deref())?;
     if let Some(dir) = data_dir {
         settings.jobs.data_dir = dir.display().to_string();
     }
@@ -190,28 +207,9 @@ async fn serve(
             )
         })
         .collect();
-    let grace = std::time::Duration::from_secs_f64(settings.server.shutdown_grace_s.max(0.0));
     let app = Application::bind(settings, listen).await?;
     tracing::info!(addr = %app.local_addr(), routes = %routes.join(" "), "llm-judge listening");
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = tx.send(true);
-    });
-    let mut signalled = rx.clone();
-    let mut for_server = rx;
-    let server = app.run_until(async move {
-        let _ = for_server.wait_for(|v| *v).await;
-    });
-    tokio::select! {
-        result = server => result?,
-        _ = async {
-            let _ = signalled.wait_for(|v| *v).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(grace_s = grace.as_secs_f64(), "the shutdown grace period is over: exiting with requests unfinished");
-        }
-    }
+    app.run_until(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

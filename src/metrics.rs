@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "llm_judge_http_requests_total";
 pub const HTTP_DURATION: &str = "llm_judge_http_request_duration_seconds";
+pub const HTTP_CONNECTIONS_OPEN: &str = "llm_judge_http_connections_open";
 pub const VERDICTS: &str = "llm_judge_verdicts_total";
 pub const UNSCORED: &str = "llm_judge_unscored_total";
 pub const PROVIDER_REQUESTS: &str = "llm_judge_provider_requests_total";
@@ -84,6 +85,10 @@ fn describe() {
         HTTP_DURATION,
         Unit::Seconds,
         "HTTP request duration, by endpoint"
+    );
+    describe_gauge!(
+        HTTP_CONNECTIONS_OPEN,
+        "Client connections open (at most server.max_connections)"
     );
     describe_counter!(
         VERDICTS,

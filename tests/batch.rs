@@ -214,16 +214,18 @@ async fn max_concurrent_bounds_the_calls_in_flight() {
     assert!(max >= 2, "the batch ran concurrently: {max}");
 }
 
-/// However many threads serve connections, a batch judges each item once, keeps to its
-/// `max_concurrent`, and answers in input order, as a whole and as a stream.
-#[tokio::test]
-async fn every_serving_thread_count_judges_each_item_once_in_order() {
-    for threads in ["1", "2", "3"] {
+/// On a multi-threaded runtime, as the service runs, a batch's items (each a task of its own)
+/// are judged once each, within `max_concurrent`, and answered in input order, as a whole and
+/// as a stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_batch_on_worker_threads_judges_each_item_once_in_order() {
+    let threads = 3;
+    {
         let (base, gauge) = counting_standin("Verdict: 1", Duration::from_millis(20)).await;
         let toml = format!(
             "[providers.openai]\nkind = \"openai\"\nbase_url = \"{base}\"\napi_key = \"k\"\n[routes]\ndefault = [\"openai:gpt-4o\"]\n"
         );
-        let app = spawn(&toml, &[("LLM_JUDGE__SERVER__THREADS", threads)]).await;
+        let app = spawn(&toml, &[]).await;
         let items: Vec<Value> = (0..24)
             .map(|i| json!({"question": "q", "answer": "a", "prediction": format!("p{i}")}))
             .collect();

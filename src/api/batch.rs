@@ -215,7 +215,10 @@ pub fn prepare(app: &AppState, req: BatchRequest) -> Result<Checked<BatchItem>, 
             content((BatchResponse = "application/json"), (String = "application/x-ndjson"))),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong client token", body = ErrorBody),
+        (status = 403, description = "Sent from a web page whose origin is not in server.allowed_origins", body = ErrorBody),
+        (status = 408, description = "The body took longer than server.body_read_timeout_s", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
         (status = 422, description = "Invalid batch (too many items, unknown judge, ...)", body = ErrorBody),
         (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
     ))]
@@ -243,11 +246,19 @@ pub async fn batch(
             items,
             max_concurrent,
             interval,
+            app.stop.clone(),
         );
         let body = Body::from_stream(lines.map(Ok::<_, std::convert::Infallible>));
         return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
     }
-    let body = batch::json(app.judge.clone(), route, kind, items, max_concurrent);
+    let body = batch::json(
+        app.judge.clone(),
+        route,
+        kind,
+        items,
+        max_concurrent,
+        app.stop.clone(),
+    );
     let body = Body::from_stream(body.map(Ok::<_, std::convert::Infallible>));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -2,7 +2,6 @@
 //! body extractor whose failures say which field is wrong.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -97,28 +96,91 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON body read with clear errors: 400 for malformed JSON, 422 naming the field for a wrong
-/// type or a missing or unknown field, 413 for a body over the limit. Any content type is read
-/// as JSON, so `curl -d` without a header still works.
+/// type or a missing or unknown field, 413 for a body over the limit, 408 for a body that took
+/// too long to arrive, 415 for a body that says it is not JSON. A body without a content type
+/// is read as JSON (a raw client's); one a browser form or a cross-site `fetch` can send
+/// without asking first (`text/plain`, `application/x-www-form-urlencoded`,
+/// `multipart/form-data`), or any other non-JSON type, is refused, so that no web page can
+/// spend provider credit with a request its visitor's browser sends unasked.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the request body is over the limit (server.max_body_bytes); split the batch or use a job",
-                )
-                .field("body")
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", r.body_text()).field("body")
-            }
-        })?;
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        check_json_content_type(&req)?;
+        // The body's size and time are bounded by the layers in front (see `api::layers`).
+        let bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
+            .await
+            .map_err(unreadable)?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// The answer to a body over `server.max_body_bytes`.
+pub fn body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "the request body is over the limit (server.max_body_bytes); split the batch or use a job",
+    )
+    .field("body")
+}
+
+/// The answer to a body that could not be read: over the limit (413), too slow to arrive
+/// (408, tower-http's body timeouts), or cut off (400).
+pub fn unreadable(e: axum::Error) -> ApiError {
+    let inner = e.into_inner();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*inner);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return body_too_large();
+        }
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body took longer than server.body_read_timeout_s to arrive; send it faster or in smaller pieces",
+            )
+            .field("body");
+        }
+        cause = c.source();
+    }
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "unreadable_body",
+        format!("the request body could not be read: {inner}"),
+    )
+    .field("body")
+}
+
+/// 415 unless the request's body is declared JSON (`application/json`, `application/*+json`,
+/// any parameters) or not declared at all.
+pub fn check_json_content_type(req: &Request) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(axum::http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if json {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!(
+            "the body is sent as {essence:?}; send it as JSON with Content-Type: application/json (with curl: -H 'content-type: application/json'; POST /v1/jobs also takes application/x-ndjson)"
+        ),
+    )
+    .field("content-type"))
 }
 
 /// Parses a JSON body into `T` with the errors described on [`JsonBody`].

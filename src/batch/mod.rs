@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::judge::{
     BinaryItem, CompareItem, FieldError, Judge, JudgeError, JudgeKind, Judgment, ScoreItem,
@@ -311,97 +312,19 @@ impl Drop for ItemTask {
 }
 
 /// Every item's entry, in the order they finish, with at most `max_concurrent` being judged at
-/// once.
+/// once, each on a task of its own (so a batch uses every worker thread of the runtime). A new
+/// item starts only when the stream is polled: a consumer that stops taking entries stops the
+/// work after the items already in flight.
 fn judged(
     judge: Arc<Judge>,
     route: Arc<str>,
     items: Vec<BatchItem>,
     max_concurrent: usize,
 ) -> futures::stream::BoxStream<'static, Entry> {
-    let max_concurrent = max_concurrent.max(1);
-    let lanes = crate::lanes::count();
-    if lanes < 2 {
-        return futures::stream::iter(items.into_iter().enumerate())
-            .map(move |(index, item)| ItemTask::spawn(&judge, &route, index, item))
-            .buffer_unordered(max_concurrent)
-            .boxed();
-    }
-    // One driver per lane, each keeping its share of the places busy with items taken from one
-    // queue: an item's place goes to the next item on the same thread, in the turn that
-    // finished it, without a trip through the task collecting the results.
-    let queue = Arc::new(std::sync::Mutex::new(items.into_iter().enumerate()));
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let drivers: Vec<AbortOnDrop> = (0..lanes)
-        .filter_map(|lane| {
-            let places = max_concurrent / lanes + usize::from(lane < max_concurrent % lanes);
-            (places > 0).then(|| {
-                let task = drive(
-                    judge.clone(),
-                    route.clone(),
-                    queue.clone(),
-                    tx.clone(),
-                    places,
-                );
-                AbortOnDrop(crate::lanes::spawn_on(lane, task).abort_handle())
-            })
-        })
-        .collect();
-    drop(tx);
-    let mut rx = rx;
-    futures::stream::poll_fn(move |cx| {
-        let _ = &drivers;
-        rx.poll_recv(cx)
-    })
-    .boxed()
-}
-
-type Queue = std::sync::Mutex<std::iter::Enumerate<std::vec::IntoIter<BatchItem>>>;
-
-/// Judges items from `queue`, `places` at a time, until it is empty.
-async fn drive(
-    judge: Arc<Judge>,
-    route: Arc<str>,
-    queue: Arc<Queue>,
-    tx: tokio::sync::mpsc::UnboundedSender<Entry>,
-    places: usize,
-) {
-    let take = || queue.lock().unwrap_or_else(|p| p.into_inner()).next();
-    let start = |(index, item): (usize, BatchItem)| {
-        let judge = judge.clone();
-        let route = route.clone();
-        Box::pin(async move {
-            let entry = std::panic::AssertUnwindSafe(judge_one(&judge, &route, index, item))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    let v = error_entry(
-                        index,
-                        "internal_error",
-                        "the item could not be judged: it panicked",
-                        None,
-                        None,
-                    );
-                    Entry::from_value(index, &v)
-                });
-            judge.count_batch_item(entry.is_ok());
-            entry
-        })
-    };
-    let mut running = futures::stream::FuturesUnordered::new();
-    for _ in 0..places {
-        match take() {
-            Some(next) => running.push(start(next)),
-            None => break,
-        }
-    }
-    while let Some(entry) = running.next().await {
-        if let Some(next) = take() {
-            running.push(start(next));
-        }
-        if tx.send(entry).is_err() {
-            return;
-        }
-    }
+    futures::stream::iter(items.into_iter().enumerate())
+        .map(move |(index, item)| ItemTask::spawn(&judge, &route, index, item))
+        .buffer_unordered(max_concurrent.max(1))
+        .boxed()
 }
 
 /// How much of a batch's JSON answer is gathered before it is handed to the connection: enough
@@ -416,24 +339,37 @@ const JSON_PIECE_BYTES: usize = 64 * 1024;
 ///
 /// At most `max_concurrent` items are being judged at once. An item that finishes early frees
 /// its place at once, even while an earlier one still waits on its provider. Items are judged
-/// (prompts, parsing, provider I/O) on every thread rather than all on the one task serving the
-/// request: in the service, by a driver on each serving thread (see [`crate::lanes`]);
-/// elsewhere, each on a task of its own. The work starts when this is called; dropping the
-/// stream (the client went away) cancels what is still in flight.
+/// (prompts, parsing, provider I/O) each on a task of its own rather than all on the one task
+/// serving the request. The work starts when the stream is first polled and goes on only as
+/// the answer is taken: a client that stops reading stops it, a bounded number of items past
+/// what its connection took. Dropping the stream (the client went away) cancels what is still
+/// in flight.
 pub fn json(
     judge: Arc<Judge>,
     route: String,
     kind: JudgeKind,
     items: Vec<BatchItem>,
     max_concurrent: usize,
+    stop: CancellationToken,
 ) -> impl futures::Stream<Item = bytes::Bytes> + Send + 'static {
     let started = Instant::now();
     let mut answer = InOrder::new(kind, items.len());
     let mut work = Some(judged(judge, route.into(), items, max_concurrent));
+    let mut stopped = Box::pin(stop.cancelled_owned());
     futures::stream::poll_fn(move |cx| {
         let Some(entries) = work.as_mut() else {
             return Poll::Ready(None);
         };
+        if stopped.as_mut().poll(cx).is_ready() {
+            // The server is stopping: the items not judged yet are errors that say so, and
+            // the answer stays one whole document.
+            work = None;
+            return Poll::Ready(Some(answer.finish_with(
+                started.elapsed(),
+                "shutting_down",
+                "the server shut down before this item was judged; send it again",
+            )));
+        }
         loop {
             match entries.poll_next_unpin(cx) {
                 Poll::Ready(Some(entry)) => {
@@ -518,12 +454,22 @@ impl InOrder {
     /// The rest of the answer: every remaining result (an item that was never judged, which
     /// only a bug could cause, is an `internal_error` entry and counted as such) and the summary.
     fn finish(&mut self, elapsed: std::time::Duration) -> bytes::Bytes {
+        self.finish_with(elapsed, "internal_error", "the item was not judged")
+    }
+
+    /// [`InOrder::finish`], with the items not judged reported as `code`.
+    fn finish_with(
+        &mut self,
+        elapsed: std::time::Duration,
+        code: &str,
+        message: &str,
+    ) -> bytes::Bytes {
         while self.next < self.waiting.len() {
             let i = self.next;
             match self.waiting[i].take() {
                 Some(json) => self.write(&json),
                 None => {
-                    let v = error_entry(i, "internal_error", "the item was not judged", None, None);
+                    let v = error_entry(i, code, message, None, None);
                     let entry = Entry::from_value(i, &v);
                     self.summary.count(&entry.tally);
                     self.write(&entry.json);
@@ -538,9 +484,15 @@ impl InOrder {
     }
 }
 
+/// Lines a streamed batch may have ready before the connection takes them: a client that stops
+/// reading stops the batch this many lines (and `max_concurrent` items) past what its
+/// connection took.
+const STREAM_LINES_AHEAD: usize = 16;
+
 /// Runs a batch as a stream of NDJSON lines: each item's entry as it completes, a progress line
-/// at most every `interval`, and the summary last. Dropping the stream (the client went away)
-/// cancels the work still in flight.
+/// at most every `interval`, and the summary last; or, when `stop` is cancelled (the server's
+/// shutdown grace period is over), an error line saying how many items were left. Dropping the
+/// stream (the client went away) cancels the work still in flight.
 pub fn stream(
     judge: Arc<Judge>,
     route: String,
@@ -548,8 +500,9 @@ pub fn stream(
     items: Vec<BatchItem>,
     max_concurrent: usize,
     interval: std::time::Duration,
+    stop: CancellationToken,
 ) -> impl futures::Stream<Item = bytes::Bytes> + Send + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(STREAM_LINES_AHEAD);
     let total = items.len();
     let task = tokio::spawn(async move {
         let started = Instant::now();
@@ -560,11 +513,22 @@ pub fn stream(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let mut changed = false;
+        let mut done = 0usize;
         loop {
             tokio::select! {
+                _ = stop.cancelled() => {
+                    let left = total - done;
+                    let message = format!(
+                        "the server is shutting down: {left} of {total} items were not judged; the lines above are the ones that were, send the others again"
+                    );
+                    let error = json!({"error": {"code": "shutting_down", "message": message}, "left": left});
+                    let _ = tx.send(line(&error)).await;
+                    return;
+                }
                 next = work.next() => match next {
                     Some(entry) => {
                         summary.count(&entry.tally);
+                        done += 1;
                         changed = true;
                         if tx.send(entry.line()).await.is_err() {
                             return;

@@ -16,6 +16,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: llm_judge::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The server's task: it ends when shutdown is over.
+    pub served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -33,11 +35,6 @@ pub fn settings(toml: &str, env: &[(&str, &str)]) -> Settings {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    // Two serving threads whatever the machine, unless the test says: the lanes' hand-offs are
-    // exercised everywhere.
-    if !toml.contains("threads") && !env.iter().any(|(k, _)| k == "LLM_JUDGE__SERVER__THREADS") {
-        env.push(("LLM_JUDGE__SERVER__THREADS".into(), "2".into()));
-    }
     if !toml.contains("data_dir") && !env.iter().any(|(k, _)| k == "LLM_JUDGE__JOBS__DATA_DIR") {
         let dir = tempfile::tempdir().expect("temp dir").keep();
         env.push((
@@ -64,7 +61,7 @@ pub async fn spawn_settings(s: Settings) -> TestApp {
     let addr = app.local_addr();
     let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
+    let served = tokio::spawn(app.run_until(async {
         let _ = rx.await;
     }));
     TestApp {
@@ -72,10 +69,18 @@ pub async fn spawn_settings(s: Settings) -> TestApp {
         client: reqwest::Client::new(),
         state,
         shutdown: Some(tx),
+        served: Some(served),
     }
 }
 
 impl TestApp {
+    /// Starts the server's shutdown, as SIGTERM does.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
