@@ -1,5 +1,5 @@
-//! HTTP errors: every 4xx and 5xx carries `{"error": {"code", "message", "field"?}}`, and a JSON
-//! body extractor whose failures say which field is wrong.
+//! HTTP errors: every 4xx and 5xx carries `{"error": {"code", "message", "field"?}}`, and the
+//! body, query and path extractors whose failures say which field is wrong.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -215,4 +215,43 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
 
 fn serde_urlencoded_deserializer(query: &str) -> serde_urlencoded::Deserializer<'_> {
     serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()))
+}
+
+/// A path parameter read with the error body: a segment that is not valid UTF-8 after
+/// percent-decoding (`/v1/jobs/%FF`) or not of the right type is a 400 naming the parameter.
+pub struct PathParam<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for PathParam<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::Path;
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(PathParam(v)),
+            Err(rejection) => {
+                let key = match &rejection {
+                    PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                        ErrorKind::InvalidUtf8InPathParam { key }
+                        | ErrorKind::ParseErrorAtKey { key, .. } => Some(key.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let field = key.unwrap_or_else(|| "path".to_string());
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    format!("path parameter {field}: {}", rejection.body_text()),
+                )
+                .field(field))
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::batch::{BatchRequest, Checked, prepare_values};
-use super::error::{ApiError, ErrorBody, JsonBody, QueryParams};
+use super::error::{ApiError, ErrorBody, JsonBody, PathParam, QueryParams};
 use crate::AppState;
 use crate::jobs::{INVALID_LINE, JobStatus, JobView, StoreError};
 use crate::judge::JudgeKind;
@@ -249,10 +249,10 @@ pub async fn list(
 
 /// A job's status and progress.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = JobView), (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn get(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<JobView>, ApiError> {
     app.jobs
         .get(&id)
@@ -263,10 +263,10 @@ pub async fn get(
 
 /// Cancels a job; its finished results stay readable. A finished job is left as it is.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = JobView), (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn cancel(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<JobView>, ApiError> {
     app.jobs
         .cancel(&id)
@@ -288,10 +288,10 @@ pub struct ResultParams {
     params(("id" = String, Path, description = "Job id"), ResultParams),
     responses(
         (status = 200, description = "One JSON line per finished item", content_type = "application/x-ndjson", body = String),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn results(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     QueryParams(p): QueryParams<ResultParams>,
 ) -> Result<Response, ApiError> {
     let by_completion = match p.order.as_deref() {
@@ -359,10 +359,10 @@ pub struct SseEvent {
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "An event stream: `progress` events (data: the progress object) while the job runs, then one `summary` event (data: the job)", content_type = "text/event-stream", body = SseEvent),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn events(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     if app.jobs.get(&id).await?.is_none() {
         return Err(not_found(&id));
