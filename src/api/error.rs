@@ -105,20 +105,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the request body is over the limit (server.max_body_bytes); split the batch or use a job",
-                )
-                .field("body")
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", r.body_text()).field("body")
-            }
-        })?;
-        parse_json(&bytes).map(JsonBody)
+        parse_json(&read_body(req, state).await?).map(JsonBody)
     }
+}
+
+/// Reads a whole request body: 413 over the limit, 400 when it cannot be read.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is over the limit (server.max_body_bytes); split the batch or use a job",
+            )
+            .field("body")
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", r.body_text()).field("body")
+        }
+    })
 }
 
 /// Parses a JSON body into `T` with the errors described on [`JsonBody`].

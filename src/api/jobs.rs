@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::batch::{BatchRequest, Checked, prepare_values};
-use super::error::{ApiError, ErrorBody, JsonBody, PathParam, QueryParams};
+use super::error::{ApiError, ErrorBody, PathParam, QueryParams, parse_json, read_body};
 use crate::AppState;
-use crate::jobs::{INVALID_LINE, JobStatus, JobView, StoreError};
+use crate::jobs::{Begin, INVALID_LINE, JobStatus, JobView, KeyConflict, StoreError};
 use crate::judge::JudgeKind;
 use futures::StreamExt;
 use serde_json::Value;
@@ -59,6 +59,8 @@ pub struct UploadParams {
     /// The judge (route) for items that name none.
     pub judge: Option<String>,
     pub max_concurrent: Option<usize>,
+    /// The same key with the same upload (and parameters) returns the same job; another upload
+    /// under it is a 409, and so is any upload while the first one is still arriving.
     pub idempotency_key: Option<String>,
 }
 
@@ -69,9 +71,10 @@ pub struct UploadParams {
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(UploadParams),
     request_body(content((BatchRequest = "application/json"), (String = "application/x-ndjson"))),
     responses(
-        (status = 202, description = "Accepted; the same idempotency key returns the same job", body = JobAccepted),
+        (status = 202, description = "Accepted; the same idempotency key with the same request returns the same job", body = JobAccepted),
         (status = 400, description = "Malformed JSON or an unreadable upload", body = ErrorBody),
         (status = 401, description = "Missing or wrong client token", body = ErrorBody),
+        (status = 409, description = "The idempotency key was used for a different request, or its upload is still arriving", body = ErrorBody),
         (status = 413, description = "Body over the limit, or too many items", body = ErrorBody),
         (status = 422, description = "Invalid batch", body = ErrorBody),
         (status = 503, description = "Shutting down, or the job store failed", body = ErrorBody),
@@ -89,7 +92,8 @@ pub async fn create(
     if ndjson {
         return upload(app, q, req).await;
     }
-    let JsonBody(body) = JsonBody::<BatchRequest>::from_request(req, &()).await?;
+    let bytes = read_body(req, &()).await?;
+    let body: BatchRequest = parse_json(&bytes)?;
     let key = check_key(body.idempotency_key.clone())?;
     let Checked {
         route,
@@ -97,11 +101,48 @@ pub async fn create(
         items: values,
         max_concurrent,
     } = prepare_values(&app, body)?;
+    // A key comes back with the digest of its request, to tell a retry from a different job.
+    let key = key.map(|k| (k, digest(&bytes)));
     let (view, created) = app
         .jobs
         .submit(kind, route, max_concurrent, values, key)
-        .await?;
+        .await?
+        .map_err(key_conflict)?;
     Ok(accepted(&view, created))
+}
+
+/// A digest of a request's bytes (SHA-256, base64url).
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    finish_digest(sha2::Sha256::new_with_prefix(bytes))
+}
+
+fn finish_digest(hasher: sha2::Sha256) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hasher.finalize())
+}
+
+fn key_conflict(c: KeyConflict) -> ApiError {
+    match c {
+        KeyConflict::DifferentRequest { key, job } => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_conflict",
+            format!(
+                "idempotency_key {key:?} was used for a different request (job {job}); \
+                 send the same request to get that job, or use a new key for a new job"
+            ),
+        ),
+        KeyConflict::InProgress { key, job } => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_in_progress",
+            format!(
+                "an upload with idempotency_key {key:?} is still arriving (job {job}); \
+                 retry when it has finished"
+            ),
+        ),
+    }
+    .field("idempotency_key")
 }
 
 fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
@@ -139,13 +180,49 @@ async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response
     let max_concurrent = super::batch::max_concurrent(limits, q.max_concurrent)?;
     let key = check_key(q.idempotency_key)?;
     let kind = q.kind.unwrap_or(JudgeKind::Binary);
-    let mut up = match app
+    // With a key, the upload is digested as it arrives (with the settings it runs with).
+    let mut hasher = key.is_some().then(|| {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(format!(
+            "ndjson\n{}\n{route}\n{max_concurrent}\n",
+            kind.as_str()
+        ));
+        h
+    });
+    let key_text = key.clone().unwrap_or_default();
+    let begin = app
         .jobs
         .begin_upload(kind, route, max_concurrent, key)
-        .await?
-    {
-        Ok(up) => up,
-        Err(existing) => return Ok(accepted(&existing, false)),
+        .await?;
+    let mut up = match begin {
+        Begin::Upload(up) => up,
+        Begin::Conflict(c) => return Err(key_conflict(c)),
+        Begin::Existing { view, digest } => {
+            // The same key again: the same upload gets its job, another one a conflict.
+            let mut body = req.into_body().into_data_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "unreadable_body",
+                        format!("the upload broke off: {e}"),
+                    )
+                    .field("body")
+                })?;
+                if let Some(h) = hasher.as_mut() {
+                    sha2::Digest::update(h, &chunk);
+                }
+            }
+            let mine = hasher.map(finish_digest);
+            if digest.is_some() && mine.is_some() && digest != mine {
+                return Err(key_conflict(KeyConflict::DifferentRequest {
+                    key: key_text,
+                    job: view.id,
+                }));
+            }
+            return Ok(accepted(&view, false));
+        }
     };
     let max_items = app.settings.jobs.max_items;
     let mut body = req.into_body().into_data_stream();
@@ -167,6 +244,9 @@ async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response
         };
         let last = chunk.is_none();
         if let Some(c) = &chunk {
+            if let Some(h) = hasher.as_mut() {
+                sha2::Digest::update(h, c);
+            }
             lines.push(c);
         }
         while let Some(text) = if last {
@@ -220,7 +300,7 @@ async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response
         )
         .field("body"));
     }
-    let view = up.finish().await?;
+    let view = up.finish(hasher.map(finish_digest)).await?;
     Ok(accepted(&view, true))
 }
 
@@ -315,7 +395,9 @@ pub async fn get(
         .ok_or_else(|| not_found(&id))
 }
 
-/// Cancels a job; its finished results stay readable. A finished job is left as it is.
+/// Cancels a job; its finished results stay readable. The answer is the job: `cancelled` when it
+/// had not started, `cancelling` while its calls in flight stop (then `cancelled`). A finished
+/// job is left as it is.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn cancel(
