@@ -706,3 +706,57 @@ async fn a_cancel_during_resume_wins_and_no_provider_calls_follow_it() {
         }
     }
 }
+
+/// A DELETE right after a submit wins too: the job never runs past the calls it had started.
+#[tokio::test]
+async fn a_cancel_right_after_a_submit_wins() {
+    const ROUNDS: usize = 20;
+    const CONCURRENCY: usize = 2;
+    let provider = MockServer::start().await;
+    let recording = Recording {
+        calls: Arc::default(),
+        fast_below: 0,
+        slow: Duration::from_millis(30),
+    };
+    Mock::given(method("POST"))
+        .respond_with(recording.clone())
+        .mount(&provider)
+        .await;
+    let app = spawn(&openai_config("openai", &provider, "gpt-4o"), &[]).await;
+    let mut answered = Vec::new();
+    for round in 0..ROUNDS {
+        let list: Vec<Value> = (0..20)
+            .map(|i| json!({"question":"q","answer":"a","prediction":format!("n{round}-{i}")}))
+            .collect();
+        let (_, accepted) = app
+            .post(
+                "/v1/jobs",
+                &json!({"items": list, "max_concurrent": CONCURRENCY}),
+            )
+            .await;
+        let id = accepted["id"].as_str().unwrap().to_string();
+        let r = app
+            .client
+            .delete(app.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        answered.push((id, Instant::now()));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let calls = recording.calls.lock().unwrap().clone();
+    for (round, (id, at)) in answered.iter().enumerate() {
+        let v = wait_for(&app, id, |v| v["status"].as_str().unwrap().ends_with("ed")).await;
+        assert_eq!(v["status"], "cancelled", "{v}");
+        let tag = format!("n{round}-");
+        let after = calls
+            .iter()
+            .filter(|(k, t)| k.starts_with(&tag) && t > at)
+            .count();
+        assert!(
+            after <= CONCURRENCY,
+            "round {round}: {after} calls after the DELETE"
+        );
+    }
+}
