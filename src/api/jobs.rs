@@ -20,6 +20,7 @@ use crate::jobs::{Begin, INVALID_LINE, JobStatus, JobView, KeyConflict, StoreErr
 use crate::judge::JudgeKind;
 use futures::StreamExt;
 use serde_json::Value;
+use sha2::Digest;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -113,14 +114,21 @@ pub async fn create(
 
 /// A digest of a request's bytes (SHA-256, base64url).
 fn digest(bytes: &[u8]) -> String {
-    use sha2::Digest;
     finish_digest(sha2::Sha256::new_with_prefix(bytes))
 }
 
 fn finish_digest(hasher: sha2::Sha256) -> String {
     use base64::Engine;
-    use sha2::Digest;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hasher.finalize())
+}
+
+fn broke_off(e: axum::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "unreadable_body",
+        format!("the upload broke off: {e}"),
+    )
+    .field("body")
 }
 
 fn key_conflict(c: KeyConflict) -> ApiError {
@@ -182,13 +190,10 @@ async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response
     let kind = q.kind.unwrap_or(JudgeKind::Binary);
     // With a key, the upload is digested as it arrives (with the settings it runs with).
     let mut hasher = key.is_some().then(|| {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        h.update(format!(
+        sha2::Sha256::new_with_prefix(format!(
             "ndjson\n{}\n{route}\n{max_concurrent}\n",
             kind.as_str()
-        ));
-        h
+        ))
     });
     let key_text = key.clone().unwrap_or_default();
     let begin = app
@@ -202,16 +207,9 @@ async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response
             // The same key again: the same upload gets its job, another one a conflict.
             let mut body = req.into_body().into_data_stream();
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "unreadable_body",
-                        format!("the upload broke off: {e}"),
-                    )
-                    .field("body")
-                })?;
+                let chunk = chunk.map_err(broke_off)?;
                 if let Some(h) = hasher.as_mut() {
-                    sha2::Digest::update(h, &chunk);
+                    h.update(&chunk);
                 }
             }
             let mine = hasher.map(finish_digest);
@@ -233,19 +231,14 @@ async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response
             Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
                 up.abandon().await;
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "unreadable_body",
-                    format!("the upload broke off: {e}"),
-                )
-                .field("body"));
+                return Err(broke_off(e));
             }
             None => None,
         };
         let last = chunk.is_none();
         if let Some(c) = &chunk {
             if let Some(h) = hasher.as_mut() {
-                sha2::Digest::update(h, c);
+                h.update(c);
             }
             lines.push(c);
         }
