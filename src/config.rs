@@ -316,8 +316,7 @@ fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error>
     Ok(RouteSpec::deserialize(d)?
         .0
         .into_iter()
-        .filter(|t| !t.is_empty())
-        .map(Secret::new)
+        .map(|t| Secret::new(t.trim()))
         .collect())
 }
 
@@ -503,14 +502,109 @@ fn apply_shortcuts(
     Ok(b)
 }
 
-fn secs(v: Option<f64>, default: f64, key: &str) -> Result<Duration, ConfigError> {
-    let s = v.unwrap_or(default);
-    if !s.is_finite() || s < 0.0 {
-        return Err(ConfigError(format!(
-            "{key} must be a non-negative number of seconds"
-        )));
+/// Checks that a numeric key lies in `min..=max` (NaN never does), naming the key and the range
+/// when it does not. Every numeric key goes through it, so a new key gets the same treatment.
+fn range<T: PartialOrd + fmt::Debug>(key: &str, v: T, min: T, max: T) -> Result<T, ConfigError> {
+    if v >= min && v <= max {
+        Ok(v)
+    } else {
+        Err(ConfigError(format!(
+            "{key} = {v:?} is out of range: it must be from {min:?} to {max:?}"
+        )))
     }
-    Duration::try_from_secs_f64(s).map_err(|_| ConfigError(format!("{key} is too large")))
+}
+
+/// [`range`] for a key that may be left out.
+fn opt_range<T: PartialOrd + fmt::Debug + Copy>(
+    key: &str,
+    v: Option<T>,
+    min: T,
+    max: T,
+) -> Result<Option<T>, ConfigError> {
+    v.map(|v| range(key, v, min, max)).transpose()
+}
+
+/// A number of seconds in `min..=max` (or `default` when left out), as a duration.
+fn secs(
+    v: Option<f64>,
+    default: f64,
+    key: &str,
+    min: f64,
+    max: f64,
+) -> Result<Duration, ConfigError> {
+    // `max` is at most a day, so the conversion cannot overflow.
+    Ok(Duration::from_secs_f64(range(
+        key,
+        v.unwrap_or(default),
+        min,
+        max,
+    )?))
+}
+
+/// A day in seconds: the longest any wait, timeout or interval may be.
+const DAY_S: f64 = 86_400.0;
+/// The shortest timeout, deadline or window (1 ms): zero would fail or spin.
+const MIN_S: f64 = 0.001;
+
+/// Range checks of every numeric key outside `[providers]`.
+fn check_ranges(raw: &RawSettings) -> Result<(), ConfigError> {
+    let s = &raw.server;
+    range("server.max_body_bytes", s.max_body_bytes, 1024, 1 << 32)?;
+    range("server.max_batch_items", s.max_batch_items, 1, 10_000_000)?;
+    range(
+        "server.batch_max_concurrent",
+        s.batch_max_concurrent,
+        1,
+        1_000_000,
+    )?;
+    range(
+        "server.batch_max_concurrent_limit",
+        s.batch_max_concurrent_limit,
+        1,
+        1_000_000,
+    )?;
+    range("server.shutdown_grace_s", s.shutdown_grace_s, 0.0, DAY_S)?;
+    range("server.threads", s.threads, 0, MAX_THREADS)?;
+    let j = &raw.judge;
+    range("judge.temperature", j.temperature, 0.0, 2.0)?;
+    range("judge.max_tokens", j.max_tokens, 1, 1_000_000)?;
+    range("judge.cache_entries", j.cache_entries, 0, 100_000_000)?;
+    let j = &raw.jobs;
+    range("jobs.retention_hours", j.retention_hours, 0.0001, 87_600.0)?;
+    range("jobs.janitor_interval_s", j.janitor_interval_s, 0.1, DAY_S)?;
+    range("jobs.commit_interval_ms", j.commit_interval_ms, 0, 60_000)?;
+    range("jobs.max_items", j.max_items, 1, 1_000_000_000)?;
+    range("jobs.cache_mb", j.cache_mb, 1, 1 << 20)?;
+    let r = &raw.retry;
+    range("retry.max_attempts", r.max_attempts, 1, 100)?;
+    range("retry.base_delay_ms", r.base_delay_ms, 0, 3_600_000)?;
+    range("retry.max_delay_ms", r.max_delay_ms, 0, 3_600_000)?;
+    range("retry.max_retry_after_s", r.max_retry_after_s, 0, 86_400)?;
+    range("retry.budget_ratio", r.budget_ratio, 0.0, 100.0)?;
+    range("retry.budget_min_per_s", r.budget_min_per_s, 0, 1_000_000)?;
+    for (name, p) in &raw.prices {
+        let key = format!("prices.{name:?}");
+        range(
+            &format!("{key}.prompt_per_mtok"),
+            p.prompt_per_mtok,
+            0.0,
+            1e6,
+        )?;
+        range(
+            &format!("{key}.completion_per_mtok"),
+            p.completion_per_mtok,
+            0.0,
+            1e6,
+        )?;
+    }
+    for (i, t) in raw.auth.tokens.iter().enumerate() {
+        if t.expose().is_empty() {
+            return Err(ConfigError(format!(
+                "auth.tokens[{i}] is empty: remove it (no tokens at all turns authentication off)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The most threads `server.threads` may ask for.
@@ -521,40 +615,25 @@ const MAX_CONNECTIONS: usize = 1_000_000;
 /// The `[server]` keys about serving connections: threads, timeouts, the connection cap and
 /// the allowed origins.
 fn validate_server(s: &ServerSettings) -> Result<(), ConfigError> {
-    if s.threads > MAX_THREADS {
-        return Err(ConfigError(format!(
-            "server.threads = {} is more than {MAX_THREADS}; 0 means one per CPU",
-            s.threads
-        )));
-    }
-    for (key, v, range) in [
-        (
-            "server.header_read_timeout_s",
-            s.header_read_timeout_s,
-            0.1..=3600.0,
-        ),
-        ("server.idle_timeout_s", s.idle_timeout_s, 0.1..=86400.0),
-        (
-            "server.body_read_timeout_s",
-            s.body_read_timeout_s,
-            0.1..=86400.0,
-        ),
-        ("server.shutdown_grace_s", s.shutdown_grace_s, 0.0..=86400.0),
-    ] {
-        if !range.contains(&v) {
-            return Err(ConfigError(format!(
-                "{key} = {v} is out of range: give seconds from {} to {}",
-                range.start(),
-                range.end()
-            )));
-        }
-    }
-    if !(1..=MAX_CONNECTIONS).contains(&s.max_connections) {
-        return Err(ConfigError(format!(
-            "server.max_connections = {} is out of range: give 1 to {MAX_CONNECTIONS}",
-            s.max_connections
-        )));
-    }
+    range(
+        "server.header_read_timeout_s",
+        s.header_read_timeout_s,
+        0.1,
+        3600.0,
+    )?;
+    range("server.idle_timeout_s", s.idle_timeout_s, 0.1, DAY_S)?;
+    range(
+        "server.body_read_timeout_s",
+        s.body_read_timeout_s,
+        0.1,
+        DAY_S,
+    )?;
+    range(
+        "server.max_connections",
+        s.max_connections,
+        1,
+        MAX_CONNECTIONS,
+    )?;
     for origin in &s.allowed_origins {
         let ok = reqwest::Url::parse(origin).is_ok_and(|u| {
             matches!(u.scheme(), "http" | "https")
@@ -579,39 +658,10 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
             raw.server.listen
         ))
     })?;
-    if raw.server.max_batch_items == 0 {
-        return Err(ConfigError(
-            "server.max_batch_items must be at least 1".into(),
-        ));
-    }
+    check_ranges(&raw)?;
     validate_server(&raw.server)?;
-    if raw.server.batch_max_concurrent == 0 || raw.server.batch_max_concurrent_limit == 0 {
-        return Err(ConfigError(
-            "server.batch_max_concurrent and server.batch_max_concurrent_limit must be at least 1"
-                .into(),
-        ));
-    }
-    for (key, v) in [
-        ("jobs.retention_hours", raw.jobs.retention_hours),
-        ("jobs.janitor_interval_s", raw.jobs.janitor_interval_s),
-    ] {
-        if !v.is_finite() || v <= 0.0 {
-            return Err(ConfigError(format!("{key} must be a positive number")));
-        }
-    }
-    if raw.jobs.cache_mb == 0 {
-        return Err(ConfigError("jobs.cache_mb must be at least 1".into()));
-    }
     if raw.jobs.data_dir.trim().is_empty() {
         return Err(ConfigError("jobs.data_dir must not be empty".into()));
-    }
-    if raw.retry.max_attempts == 0 {
-        return Err(ConfigError("retry.max_attempts must be at least 1".into()));
-    }
-    if !(0.0..=2.0).contains(&raw.judge.temperature) {
-        return Err(ConfigError(
-            "judge.temperature must be between 0 and 2".into(),
-        ));
     }
 
     let mut providers = BTreeMap::new();
@@ -675,20 +725,33 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
                 "{key}.base_url is not set: set AZURE_ENDPOINT (https://<resource>.openai.azure.com)"
             )));
         }
-        if p.max_in_flight == Some(0) {
-            return Err(ConfigError(format!(
-                "{key}.max_in_flight must be at least 1"
-            )));
-        }
-        if p.requests_per_minute == Some(0) || p.tokens_per_minute == Some(0) {
-            return Err(ConfigError(format!(
-                "{key}: requests_per_minute and tokens_per_minute must be at least 1 (leave them out for no limit)"
-            )));
-        }
-        let rate_window = secs(p.rate_window_s, 60.0, &format!("{key}.rate_window_s"))?;
-        if rate_window.is_zero() {
-            return Err(ConfigError(format!("{key}.rate_window_s must be above 0")));
-        }
+        let k = |name: &str| format!("{key}.{name}");
+        let max_in_flight = opt_range(&k("max_in_flight"), p.max_in_flight, 1, 1_000_000)?;
+        let rpm = opt_range(
+            &k("requests_per_minute"),
+            p.requests_per_minute,
+            1,
+            100_000_000,
+        )?;
+        let tpm = opt_range(
+            &k("tokens_per_minute"),
+            p.tokens_per_minute,
+            1,
+            1_000_000_000_000,
+        )?;
+        let max_attempts = opt_range(&k("max_attempts"), p.max_attempts, 1, 100)?;
+        let breaker_failures = opt_range(&k("breaker_failures"), p.breaker_failures, 1, 1 << 30)?;
+        let rate_window = secs(p.rate_window_s, 60.0, &k("rate_window_s"), MIN_S, DAY_S)?;
+        let permit_wait = secs(p.permit_wait_s, 30.0, &k("permit_wait_s"), 0.0, DAY_S)?;
+        let timeout = secs(p.timeout_s, 60.0, &k("timeout_s"), MIN_S, DAY_S)?;
+        let deadline = secs(p.deadline_s, 180.0, &k("deadline_s"), MIN_S, DAY_S)?;
+        let cooldown = secs(
+            p.breaker_cooldown_s,
+            10.0,
+            &k("breaker_cooldown_s"),
+            0.0,
+            DAY_S,
+        )?;
         let http2_prior_knowledge = p.http2_prior_knowledge.unwrap_or(false);
         let http1_only = p.http1_only.unwrap_or(false);
         if http2_prior_knowledge && http1_only {
@@ -699,18 +762,17 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
         let connect_timeout = secs(
             p.connect_timeout_s,
             10.0,
-            &format!("{key}.connect_timeout_s"),
+            &k("connect_timeout_s"),
+            MIN_S,
+            DAY_S,
         )?;
         let pool_idle_timeout = secs(
             p.pool_idle_timeout_s,
             30.0,
-            &format!("{key}.pool_idle_timeout_s"),
+            &k("pool_idle_timeout_s"),
+            0.0,
+            DAY_S,
         )?;
-        if connect_timeout.is_zero() {
-            return Err(ConfigError(format!(
-                "{key}.connect_timeout_s must be above 0"
-            )));
-        }
         let ca_file = match p.ca_file.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(f) => {
@@ -741,20 +803,16 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
                 api_key,
                 api_version: p.api_version.unwrap_or_else(|| "2024-10-21".into()),
                 default_model: p.default_model,
-                max_in_flight: p.max_in_flight.unwrap_or(256),
-                requests_per_minute: p.requests_per_minute,
-                tokens_per_minute: p.tokens_per_minute,
+                max_in_flight: max_in_flight.unwrap_or(256),
+                requests_per_minute: rpm,
+                tokens_per_minute: tpm,
                 rate_window,
-                permit_wait: secs(p.permit_wait_s, 30.0, &format!("{key}.permit_wait_s"))?,
-                timeout: secs(p.timeout_s, 60.0, &format!("{key}.timeout_s"))?,
-                deadline: secs(p.deadline_s, 180.0, &format!("{key}.deadline_s"))?,
-                max_attempts: p.max_attempts.unwrap_or(raw.retry.max_attempts).max(1),
-                breaker_failures: p.breaker_failures.unwrap_or(5).max(1),
-                breaker_cooldown: secs(
-                    p.breaker_cooldown_s,
-                    10.0,
-                    &format!("{key}.breaker_cooldown_s"),
-                )?,
+                permit_wait,
+                timeout,
+                deadline,
+                max_attempts: max_attempts.unwrap_or(raw.retry.max_attempts),
+                breaker_failures: breaker_failures.unwrap_or(5),
+                breaker_cooldown: cooldown,
                 headers: p.headers.into_iter().collect(),
                 http2_prior_knowledge,
                 http1_only,
@@ -1098,7 +1156,11 @@ mod tests {
         ] {
             let key = format!("LLM_JUDGE__SERVER__{var}");
             let e = load(&[(&key, value)], None).unwrap_err().to_string();
-            assert!(e.contains(says), "{var}={value}: {e}");
+            let (name, _) = says.split_once(" = ").unwrap();
+            assert!(
+                e.contains(name) && e.contains("is out of range"),
+                "{var}={value}: {e}"
+            );
         }
         let s = load(
             &[],
@@ -1131,7 +1193,146 @@ mod tests {
         let e = load(&[("LLM_JUDGE__SERVER__THREADS", "5000")], None)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("server.threads = 5000 is more than 1024"), "{e}");
+        assert!(
+            e.contains("server.threads = 5000 is out of range: it must be from 0 to 1024"),
+            "{e}"
+        );
+    }
+
+    /// Every numeric key, with values that used to panic at start-up (`inf`, `1e300`) or were
+    /// silently accepted (`0`, `nan`, a busy-looping interval): each is refused naming the key.
+    #[test]
+    fn every_numeric_key_is_range_checked_naming_it() {
+        let provider = |key: &str, v: &str| {
+            format!(
+                "[providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n{key} = {v}\n"
+            )
+        };
+        let section = |section: &str, key: &str, v: &str| format!("[{section}]\n{key} = {v}\n");
+        let mut cases: Vec<(String, String)> = Vec::new();
+        let mut add = |key: &str, toml: String| cases.push((key.to_string(), toml));
+        for (key, bad) in [
+            ("server.max_body_bytes", "0"),
+            ("server.max_batch_items", "0"),
+            ("server.batch_max_concurrent", "0"),
+            ("server.batch_max_concurrent_limit", "0"),
+            ("server.shutdown_grace_s", "inf"),
+            ("server.shutdown_grace_s", "1e300"),
+            ("server.shutdown_grace_s", "-1.0"),
+            ("server.shutdown_grace_s", "nan"),
+            ("server.threads", "5000"),
+            ("judge.temperature", "2.5"),
+            ("judge.temperature", "nan"),
+            ("judge.max_tokens", "0"),
+            ("judge.cache_entries", "1000000000"),
+            ("jobs.retention_hours", "inf"),
+            ("jobs.retention_hours", "1e300"),
+            ("jobs.retention_hours", "0.0"),
+            ("jobs.retention_hours", "nan"),
+            ("jobs.janitor_interval_s", "inf"),
+            ("jobs.janitor_interval_s", "1e300"),
+            ("jobs.janitor_interval_s", "1e-9"),
+            ("jobs.commit_interval_ms", "3600000"),
+            ("jobs.max_items", "0"),
+            ("jobs.cache_mb", "0"),
+            ("retry.max_attempts", "0"),
+            ("retry.base_delay_ms", "100000000"),
+            ("retry.max_delay_ms", "100000000"),
+            ("retry.max_retry_after_s", "10000000"),
+            ("retry.budget_ratio", "nan"),
+            ("retry.budget_ratio", "-0.5"),
+            ("retry.budget_ratio", "inf"),
+            ("retry.budget_min_per_s", "100000000"),
+        ] {
+            let (sec, k) = key.split_once('.').unwrap();
+            add(key, section(sec, k, bad));
+        }
+        for (key, bad) in [
+            ("timeout_s", "0"),
+            ("timeout_s", "inf"),
+            ("timeout_s", "1e300"),
+            ("timeout_s", "nan"),
+            ("deadline_s", "0"),
+            ("deadline_s", "1e300"),
+            ("permit_wait_s", "-1"),
+            ("permit_wait_s", "1e300"),
+            ("rate_window_s", "0"),
+            ("rate_window_s", "inf"),
+            ("breaker_cooldown_s", "1e300"),
+            ("breaker_cooldown_s", "-1"),
+            ("breaker_failures", "0"),
+            ("max_in_flight", "0"),
+            ("max_attempts", "0"),
+            ("requests_per_minute", "0"),
+            ("tokens_per_minute", "0"),
+        ] {
+            add(&format!("providers.local.{key}"), provider(key, bad));
+        }
+        add(
+            "prices.\"m\".prompt_per_mtok",
+            "[prices]\nm = { prompt_per_mtok = nan, completion_per_mtok = 1.0 }\n".into(),
+        );
+        add(
+            "prices.\"m\".completion_per_mtok",
+            "[prices]\nm = { prompt_per_mtok = 1.0, completion_per_mtok = -1.0 }\n".into(),
+        );
+        for (key, toml) in &cases {
+            let e = match load(&[], Some(toml)) {
+                Ok(_) => panic!("accepted:\n{toml}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                e.contains(&format!("{key} = ")) && e.contains("out of range"),
+                "{toml}\n-> {e}"
+            );
+        }
+        // The same keys through environment variables.
+        for (var, key) in [
+            ("LLM_JUDGE__JOBS__RETENTION_HOURS", "jobs.retention_hours"),
+            (
+                "LLM_JUDGE__SERVER__SHUTDOWN_GRACE_S",
+                "server.shutdown_grace_s",
+            ),
+            (
+                "LLM_JUDGE__PROVIDERS__OPENAI__TIMEOUT_S",
+                "providers.openai.timeout_s",
+            ),
+        ] {
+            let e = load(&[(var, "inf")], None).unwrap_err().to_string();
+            assert!(e.contains(&format!("{key} = inf")), "{e}");
+        }
+        // The edges of each range are valid.
+        let edges = "[server]\nshutdown_grace_s = 0.0\nmax_body_bytes = 1024\n\
+                     [jobs]\njanitor_interval_s = 0.1\nretention_hours = 87600.0\ncommit_interval_ms = 0\n\
+                     [retry]\nbudget_ratio = 0.0\n\
+                     [providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+                     timeout_s = 86400\nbreaker_cooldown_s = 0\npermit_wait_s = 0\nrate_window_s = 0.001\n";
+        let s = load(&[], Some(edges)).unwrap();
+        assert_eq!(s.providers["local"].timeout, Duration::from_secs(86_400));
+        assert_eq!(s.providers["local"].permit_wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn an_empty_client_token_is_refused_instead_of_turning_auth_off() {
+        for toml in [
+            "[auth]\ntokens = [\"\"]\n",
+            "[auth]\ntokens = [\"abc\", \"  \"]\n",
+        ] {
+            let e = load(&[], Some(toml)).unwrap_err().to_string();
+            assert!(e.contains("auth.tokens[") && e.contains("is empty"), "{e}");
+        }
+        let e = load(&[("LLM_JUDGE__AUTH__TOKENS", "abc,")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.tokens[1] is empty"), "{e}");
+        // No tokens at all is still the explicit way to turn auth off.
+        assert!(
+            load(&[], Some("[auth]\ntokens = []\n"))
+                .unwrap()
+                .auth
+                .tokens
+                .is_empty()
+        );
     }
 
     #[test]

@@ -223,3 +223,49 @@ async fn unknown_paths_and_methods_get_the_error_body() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["code"], "method_not_allowed");
 }
+
+#[tokio::test]
+async fn a_job_id_that_is_not_utf8_gets_the_error_body() {
+    let app = spawn("", &[]).await;
+    for (method, path) in [
+        ("GET", "/v1/jobs/%FF"),
+        ("DELETE", "/v1/jobs/%FF"),
+        ("GET", "/v1/jobs/%FF/results"),
+        ("GET", "/v1/jobs/%C3%28/events"),
+    ] {
+        let r = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{method} {path}");
+        let v: Value = r.json().await.expect("a JSON error body");
+        assert_eq!(v["error"]["code"], "invalid_path", "{method} {path}: {v}");
+        assert_eq!(v["error"]["field"], "id", "{method} {path}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn images_that_are_not_base64_images_or_have_no_host_are_refused_naming_the_field() {
+    let app = spawn("", &[]).await;
+    let item = |image: &str| json!({"question":"q","answer":"4","prediction":"4","images":[image]});
+    for bad in [
+        "data:text/plain;base64,aGVsbG8=",
+        "data:image/png;base64,not*base64",
+        "https://",
+        "https:///cat.png",
+    ] {
+        let (s, r) = app.post("/v1/judge/binary", &item(bad)).await;
+        assert_eq!((s, field(&r)), (422, "images[0]"), "{bad}: {r}");
+    }
+    // In a batch, the item becomes an error entry naming it; the others are judged.
+    let good = item("data:image/png;base64,iVBORw0KGgo=");
+    let body = json!({"kind": "binary", "items": [good, good, good, item("data:text/plain;base64,aGVsbG8=")]});
+    let (s, r) = app.post("/v1/judge/batch", &body).await;
+    assert_eq!(s, 200, "{r}");
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results[3]["status"], "error", "{r}");
+    assert_eq!(results[3]["error"]["field"], "items[3].images[0]", "{r}");
+    assert!(results[..3].iter().all(|e| e["status"] == "ok"), "{r}");
+}

@@ -88,3 +88,38 @@ fn the_example_config_is_valid() {
     .expect("llm-judge.example.toml loads");
     assert!(s.rules_only);
 }
+
+#[test]
+fn an_out_of_range_number_fails_start_up_with_exit_2_naming_the_key() {
+    for (var, value, key) in [
+        (
+            "LLM_JUDGE__JOBS__RETENTION_HOURS",
+            "inf",
+            "jobs.retention_hours",
+        ),
+        (
+            "LLM_JUDGE__SERVER__SHUTDOWN_GRACE_S",
+            "1e300",
+            "server.shutdown_grace_s",
+        ),
+        (
+            "LLM_JUDGE__JOBS__JANITOR_INTERVAL_S",
+            "1e300",
+            "jobs.janitor_interval_s",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_llm-judge"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_clear()
+            .env("LLM_JUDGE_DATA_DIR", tempfile::tempdir().unwrap().keep())
+            .env(var, value)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+        assert!(
+            err.contains(&format!("{key} = {value}")) && err.contains("out of range"),
+            "{var}={value}: {err}"
+        );
+    }
+}

@@ -4,7 +4,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,15 +38,19 @@ async fn app_over_counting(delay_ms: u64) -> (MockServer, TestApp) {
     (server, app)
 }
 
+/// The prediction a judge request asks about (the text after "Candidate answer:").
+fn prediction_of(req: &Request) -> String {
+    let body: Value = req.body_json().unwrap();
+    let user = body["messages"][1]["content"].as_str().unwrap_or_default();
+    user.rsplit("Candidate answer:\n")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 impl Respond for Counting {
     fn respond(&self, req: &Request) -> ResponseTemplate {
-        let body: Value = req.body_json().unwrap();
-        let user = body["messages"][1]["content"].as_str().unwrap_or_default();
-        let key = user
-            .rsplit("Candidate answer:\n")
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let key = prediction_of(req);
         let n: u64 = key.trim_start_matches("item-").parse().unwrap_or(0);
         *self.calls.lock().unwrap().entry(key).or_default() += 1;
         ResponseTemplate::new(200)
@@ -194,6 +198,19 @@ async fn idempotency_listing_and_cancellation() {
     assert_eq!((s1, s2), (202, 202));
     assert_eq!(first["id"], again["id"]);
     assert_eq!(again["created"], false);
+    let mut changed = body.clone();
+    changed["items"] = json!(items(31));
+    let (s3, conflict) = app.post("/v1/jobs", &changed).await;
+    assert_eq!(s3, 409, "{conflict}");
+    assert_eq!(conflict["error"]["code"], "idempotency_conflict");
+    assert_eq!(conflict["error"]["field"], "idempotency_key");
+    assert!(
+        conflict["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"run-42\""),
+        "{conflict}"
+    );
     let (_, other) = app.post("/v1/jobs", &json!({"items": items(2)})).await;
     let (_, listing) = app.get("/v1/jobs").await;
     let listing: Value = serde_json::from_str(&listing).unwrap();
@@ -215,6 +232,11 @@ async fn idempotency_listing_and_cancellation() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        answer["status"], "cancelling",
+        "a running job stops its calls first: {answer}"
+    );
     let cancelled = wait_for(&app, id, |v| v["status"] == "cancelled").await;
     let done = cancelled["progress"]["done"].as_u64().unwrap();
     assert!(done < 30, "{cancelled}");
@@ -262,26 +284,7 @@ async fn finished_jobs_expire_after_the_retention() {
 }
 
 fn start_server(port: u16, data_dir: &std::path::Path, provider: &MockServer) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_llm-judge"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env_clear()
-        .env("OPENAI_API_KEY", "sk-test")
-        .env("OPENAI_API_URL", format!("{}/v1", provider.uri()))
-        .env("LLM_JUDGE__JUDGE__CACHE_ENTRIES", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
-    client.get(url).send().await.ok()?.json().await.ok()
+    serve_process(port, data_dir, provider, |_| {})
 }
 
 #[tokio::test]
@@ -294,11 +297,7 @@ async fn a_job_resumes_after_sigkill_without_judging_finished_items_again() {
         .mount(&provider)
         .await;
     let data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let mut server = start_server(port, data.path(), &provider);
@@ -310,15 +309,12 @@ async fn a_job_resumes_after_sigkill_without_judging_finished_items_again() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let accepted: Value = client
-        .post(format!("{base}/v1/jobs"))
-        .json(&json!({"items": items(N), "max_concurrent": 16}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let accepted: Value = post_json(
+        &client,
+        &format!("{base}/v1/jobs"),
+        &json!({"items": items(N), "max_concurrent": 16}),
+    )
+    .await;
     let id = accepted["id"].as_str().unwrap().to_string();
     // Let it get part of the way.
     loop {
@@ -330,14 +326,7 @@ async fn a_job_resumes_after_sigkill_without_judging_finished_items_again() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let before = client
-        .get(format!("{base}/v1/jobs/{id}/results"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let before = get_text(&client, &format!("{base}/v1/jobs/{id}/results")).await;
     let committed: HashSet<String> = ndjson(&before)
         .iter()
         .map(|r| format!("item-{}", r["index"]))
@@ -364,14 +353,7 @@ async fn a_job_resumes_after_sigkill_without_judging_finished_items_again() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let after = client
-        .get(format!("{base}/v1/jobs/{id}/results"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = get_text(&client, &format!("{base}/v1/jobs/{id}/results")).await;
     let rows = ndjson(&after);
     server.kill().unwrap();
     server.wait().unwrap();
@@ -441,18 +423,34 @@ async fn an_ndjson_upload_streams_items_to_disk_and_reports_bad_lines_by_number(
         rows[2]
     );
     assert_eq!(rows[3]["verdict"], "incorrect");
-    // the same key returns the same job without reading a new upload
-    let r = app
-        .client
-        .post(app.url("/v1/jobs?idempotency_key=upload-1"))
-        .header("content-type", "application/x-ndjson")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    let again: Value = r.json().await.unwrap();
-    assert_eq!(again["id"], id.as_str());
-    assert_eq!(again["created"], false);
+    // the same key and the same upload return the same job; another upload under it is a 409
+    let again = |body: &'static str| {
+        app.client
+            .post(app.url("/v1/jobs?idempotency_key=upload-1"))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+    };
+    let r = again(body).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let again_v: Value = r.json().await.unwrap();
+    assert_eq!(again_v["id"], id.as_str());
+    assert_eq!(again_v["created"], false);
+    let r = again("{}").await.unwrap();
+    assert_eq!(r.status(), 409);
+    let conflict: Value = r.json().await.unwrap();
+    assert_eq!(
+        conflict["error"]["code"], "idempotency_conflict",
+        "{conflict}"
+    );
+    assert_eq!(conflict["error"]["field"], "idempotency_key", "{conflict}");
+    assert!(
+        conflict["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"upload-1\""),
+        "{conflict}"
+    );
     // a bad judge is refused before anything is stored
     let r = app
         .client
@@ -463,4 +461,302 @@ async fn an_ndjson_upload_streams_items_to_disk_and_reports_bad_lines_by_number(
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
+}
+
+/// Starts an NDJSON upload on a raw connection (chunked, so it can stay open) and sends its
+/// first line; dropping the stream aborts the upload.
+async fn start_upload(app: &TestApp, key: &str, first_line: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let line = format!("{first_line}\n");
+    let head = format!(
+        "POST /v1/jobs?idempotency_key={key} HTTP/1.1\r\nhost: {}\r\n\
+         content-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{line}\r\n",
+        app.addr,
+        line.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.flush().await.unwrap();
+    tcp
+}
+
+async fn post_ndjson(app: &TestApp, key: &str, body: &'static str) -> (u16, Value) {
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/jobs?idempotency_key={key}")))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_key_in_use_by_an_unfinished_upload_is_a_409_and_an_aborted_upload_frees_it() {
+    let app = spawn("", &[]).await;
+    let line = r#"{"question":"2+2?","answer":"4","prediction":"4"}"#;
+    let upload = start_upload(&app, "k-1", line).await;
+    // Wait until the first upload's job exists (it is listed as uploading).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first_id = loop {
+        let (_, listing) = app.get("/v1/jobs").await;
+        let listing: Value = serde_json::from_str(&listing).unwrap();
+        if let Some(j) = listing["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["status"] == "uploading")
+        {
+            break j["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the upload never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // A second upload with the key is refused while the first is arriving: it does not get
+    // an id that would turn into a 404 if the first one broke off.
+    let body = "{\"question\":\"3+3?\",\"answer\":\"6\",\"prediction\":\"6\"}\n";
+    let (s, v) = post_ndjson(&app, "k-1", body).await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["code"], "idempotency_in_progress", "{v}");
+    assert_eq!(v["error"]["field"], "idempotency_key", "{v}");
+    // So is a JSON submission with it.
+    let (s, v) = app
+        .post(
+            "/v1/jobs",
+            &json!({"items": items(1), "idempotency_key": "k-1"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("idempotency_in_progress")),
+        "{v}"
+    );
+
+    // The client goes away mid-upload: the upload is removed and the key is free again.
+    drop(upload);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (s, v) = loop {
+        let (s, v) = post_ndjson(&app, "k-1", body).await;
+        if s != 409 {
+            break (s, v);
+        }
+        assert!(Instant::now() < deadline, "the key was never released: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["created"], true, "{v}");
+    let id = v["id"].as_str().unwrap();
+    assert_ne!(id, first_id);
+    assert_eq!(app.get(&format!("/v1/jobs/{first_id}")).await.0, 404);
+    let done = wait_for(&app, id, |v| v["status"] == "completed").await;
+    assert_eq!(done["total"], 1);
+}
+
+/// Records when each call for each prediction started; answers at once for item indices below
+/// `fast_below` and after `slow` above it (a job gets far quickly, then crawls).
+#[derive(Clone)]
+struct Recording {
+    calls: Arc<Mutex<Vec<(String, Instant)>>>,
+    fast_below: u64,
+    slow: Duration,
+}
+
+impl Respond for Recording {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let key = prediction_of(req);
+        let index: u64 = key.rsplit('-').next().unwrap().parse().unwrap_or(0);
+        self.calls.lock().unwrap().push((key, Instant::now()));
+        // A long answer, so that each stored result weighs what a real one does.
+        let text = format!(
+            "{}\nVerdict: 1",
+            "The candidate states the reference answer. ".repeat(40)
+        );
+        let r = ResponseTemplate::new(200).set_body_json(openai_answer(&text));
+        if index < self.fast_below {
+            r
+        } else {
+            r.set_delay(self.slow)
+        }
+    }
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_json(client, &format!("{base}/healthz")).await.is_none() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A DELETE right after a restart, while the jobs are being resumed, must win: the job ends
+/// `cancelled` and no call for it starts after the DELETE was answered (beyond the few that a
+/// runner may have been starting at that instant).
+#[tokio::test]
+async fn a_cancel_during_resume_wins_and_no_provider_calls_follow_it() {
+    const ROUNDS: usize = 3;
+    const JOBS: usize = 4;
+    const ITEMS: usize = 1200;
+    const FAST: u64 = 800;
+    const CONCURRENCY: usize = 8;
+    let provider = MockServer::start().await;
+    let recording = Recording {
+        calls: Arc::default(),
+        fast_below: FAST,
+        slow: Duration::from_millis(100),
+    };
+    Mock::given(method("POST"))
+        .respond_with(recording.clone())
+        .mount(&provider)
+        .await;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for round in 0..ROUNDS {
+        let mut server = start_server(port, data.path(), &provider);
+        wait_healthy(&client, &base).await;
+        let mut ids = Vec::new();
+        for j in 0..JOBS {
+            let list: Vec<Value> = (0..ITEMS)
+                .map(|i| json!({"question":"q","answer":"a","prediction":format!("r{round}j{j}-{i}")}))
+                .collect();
+            let accepted: Value = post_json(
+                &client,
+                &format!("{base}/v1/jobs"),
+                &json!({"items": list, "max_concurrent": CONCURRENCY}),
+            )
+            .await;
+            ids.push(accepted["id"].as_str().unwrap().to_string());
+        }
+        // Every job gets most of its fast items committed, then the server is killed.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for id in &ids {
+            loop {
+                let v = get_json(&client, &format!("{base}/v1/jobs/{id}"))
+                    .await
+                    .unwrap();
+                if v["progress"]["done"].as_u64().unwrap() >= FAST * 3 / 4 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "round {round}: {v}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+
+        // Restart and cancel every job as soon as the server answers.
+        let mut server = start_server(port, data.path(), &provider);
+        wait_healthy(&client, &base).await;
+        let answers = futures::future::join_all(ids.iter().map(|id| {
+            let client = client.clone();
+            let url = format!("{base}/v1/jobs/{id}");
+            async move {
+                let r = client.delete(url).send().await.unwrap();
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap();
+                (status, body, Instant::now())
+            }
+        }))
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut finals = Vec::new();
+        for id in &ids {
+            let v = loop {
+                let v = get_json(&client, &format!("{base}/v1/jobs/{id}"))
+                    .await
+                    .unwrap();
+                if v["status"] == "cancelled" || v["status"] == "completed" {
+                    break v;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: never finished: {v}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            finals.push(v);
+        }
+        // Long enough for a call started by a runner that missed the cancel to show up.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.kill().unwrap();
+        server.wait().unwrap();
+
+        let calls = recording.calls.lock().unwrap().clone();
+        for (j, ((status, answer, answered), fin)) in answers.iter().zip(&finals).enumerate() {
+            let tag = format!("r{round}j{j}-");
+            let after = calls
+                .iter()
+                .filter(|(k, at)| k.starts_with(&tag) && at > answered)
+                .count();
+            assert_eq!(
+                fin["status"], "cancelled",
+                "round {round} job {j}: the cancel was lost: {fin}"
+            );
+            assert!(
+                after <= CONCURRENCY,
+                "round {round} job {j}: {after} calls started after the DELETE was answered"
+            );
+            assert_eq!(*status, 200, "{answer}");
+            assert!(
+                answer["status"] == "cancelled" || answer["status"] == "cancelling",
+                "{answer}"
+            );
+        }
+    }
+}
+
+/// A DELETE right after a submit wins too: the job never runs past the calls it had started.
+#[tokio::test]
+async fn a_cancel_right_after_a_submit_wins() {
+    const ROUNDS: usize = 20;
+    const CONCURRENCY: usize = 2;
+    let provider = MockServer::start().await;
+    let recording = Recording {
+        calls: Arc::default(),
+        fast_below: 0,
+        slow: Duration::from_millis(30),
+    };
+    Mock::given(method("POST"))
+        .respond_with(recording.clone())
+        .mount(&provider)
+        .await;
+    let app = spawn(&openai_config("openai", &provider, "gpt-4o"), &[]).await;
+    let mut answered = Vec::new();
+    for round in 0..ROUNDS {
+        let list: Vec<Value> = (0..20)
+            .map(|i| json!({"question":"q","answer":"a","prediction":format!("n{round}-{i}")}))
+            .collect();
+        let (_, accepted) = app
+            .post(
+                "/v1/jobs",
+                &json!({"items": list, "max_concurrent": CONCURRENCY}),
+            )
+            .await;
+        let id = accepted["id"].as_str().unwrap().to_string();
+        let r = app
+            .client
+            .delete(app.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        answered.push((id, Instant::now()));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let calls = recording.calls.lock().unwrap().clone();
+    for (round, (id, at)) in answered.iter().enumerate() {
+        let v = wait_for(&app, id, |v| v["status"].as_str().unwrap().ends_with("ed")).await;
+        assert_eq!(v["status"], "cancelled", "{v}");
+        let tag = format!("n{round}-");
+        let after = calls
+            .iter()
+            .filter(|(k, t)| k.starts_with(&tag) && t > at)
+            .count();
+        assert!(
+            after <= CONCURRENCY,
+            "round {round}: {after} calls after the DELETE"
+        );
+    }
 }

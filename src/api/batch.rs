@@ -38,7 +38,7 @@ pub struct BatchRequest {
     /// Streaming (`Accept: application/x-ndjson`): least time between progress lines (default 1000).
     #[schema(minimum = 50)]
     pub progress_interval_ms: Option<u64>,
-    /// Jobs only: the same key returns the same job.
+    /// Jobs only: the same key with the same body returns the same job (another body: 409).
     pub idempotency_key: Option<String>,
 }
 

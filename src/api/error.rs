@@ -1,10 +1,11 @@
-//! HTTP errors: every 4xx and 5xx carries `{"error": {"code", "message", "field"?}}`, and a JSON
-//! body extractor whose failures say which field is wrong.
+//! HTTP errors: every 4xx and 5xx carries `{"error": {"code", "message", "field"?}}`, and the
+//! body, query and path extractors whose failures say which field is wrong.
 
 use axum::Json;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
@@ -108,13 +109,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        check_json_content_type(&req)?;
-        // The body's size and time are bounded by the layers in front (see `api::layers`).
-        let bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
-            .await
-            .map_err(unreadable)?;
-        parse_json(&bytes).map(JsonBody)
+        parse_json(&read_body(req).await?).map(JsonBody)
     }
+}
+
+/// Reads a whole JSON request body: 415 when it is declared as something else, 413 over the
+/// limit, 408 too slow, 400 when it cannot be read. The body's size and time are bounded by the
+/// layers in front (see `api::layers`).
+pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
+    check_json_content_type(&req)?;
+    axum::body::to_bytes(req.into_body(), usize::MAX)
+        .await
+        .map_err(unreadable)
 }
 
 /// The answer to a body over `server.max_body_bytes`.
@@ -277,4 +283,43 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
 
 fn serde_urlencoded_deserializer(query: &str) -> serde_urlencoded::Deserializer<'_> {
     serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()))
+}
+
+/// A path parameter read with the error body: a segment that is not valid UTF-8 after
+/// percent-decoding (`/v1/jobs/%FF`) or not of the right type is a 400 naming the parameter.
+pub struct PathParam<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for PathParam<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::Path;
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(PathParam(v)),
+            Err(rejection) => {
+                let key = match &rejection {
+                    PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                        ErrorKind::InvalidUtf8InPathParam { key }
+                        | ErrorKind::ParseErrorAtKey { key, .. } => Some(key.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let field = key.unwrap_or_else(|| "path".to_string());
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    format!("path parameter {field}: {}", rejection.body_text()),
+                )
+                .field(field))
+            }
+        }
+    }
 }

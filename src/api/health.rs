@@ -14,29 +14,45 @@ use crate::pool::ProviderStatus;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, `ready` or `shutting_down`.
+    /// `ok`, `ready`, `shutting_down` or `store_unavailable`.
     pub status: &'static str,
+    /// Why the service is not ready, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The process is alive.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+    Json(Health {
+        status: "ok",
+        reason: None,
+    })
 }
 
-/// The service takes requests (503 while shutting down).
+/// The service takes requests: 503 while shutting down, and while the job store cannot write
+/// (a full disk; it is retried, and the service is ready again once a write succeeds).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Health), (status = 503, description = "Shutting down", body = Health)))]
+    responses((status = 200, body = Health), (status = 503, description = "Shutting down, or the job store cannot write", body = Health)))]
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    if app.shutting_down.load(Ordering::Relaxed) {
+    let not_ready = |status, reason| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "shutting_down",
-            }),
+            Json(Health { status, reason }),
         )
-    } else {
-        (StatusCode::OK, Json(Health { status: "ready" }))
+    };
+    if app.shutting_down.load(Ordering::Relaxed) {
+        return not_ready("shutting_down", None);
+    }
+    match app.jobs.ready().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ready",
+                reason: None,
+            }),
+        ),
+        Err(reason) => not_ready("store_unavailable", Some(reason)),
     }
 }
 

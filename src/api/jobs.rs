@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -14,12 +14,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::batch::{BatchRequest, Checked, prepare_values};
-use super::error::{ApiError, ErrorBody, JsonBody, QueryParams};
+use super::error::{ApiError, ErrorBody, PathParam, QueryParams, parse_json, read_body};
 use crate::AppState;
-use crate::jobs::{INVALID_LINE, JobStatus, JobView, StoreError};
+use crate::jobs::{Begin, INVALID_LINE, JobStatus, JobView, KeyConflict, StoreError};
 use crate::judge::JudgeKind;
 use futures::StreamExt;
 use serde_json::Value;
+use sha2::Digest;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -59,6 +60,8 @@ pub struct UploadParams {
     /// The judge (route) for items that name none.
     pub judge: Option<String>,
     pub max_concurrent: Option<usize>,
+    /// The same key with the same upload (and parameters) returns the same job; another upload
+    /// under it is a 409, and so is any upload while the first one is still arriving.
     pub idempotency_key: Option<String>,
 }
 
@@ -69,9 +72,10 @@ pub struct UploadParams {
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(UploadParams),
     request_body(content((BatchRequest = "application/json"), (String = "application/x-ndjson"))),
     responses(
-        (status = 202, description = "Accepted; the same idempotency key returns the same job", body = JobAccepted),
+        (status = 202, description = "Accepted; the same idempotency key with the same request returns the same job", body = JobAccepted),
         (status = 400, description = "Malformed JSON or an unreadable upload", body = ErrorBody),
         (status = 401, description = "Missing or wrong client token", body = ErrorBody),
+        (status = 409, description = "The idempotency key was used for a different request, or its upload is still arriving", body = ErrorBody),
         (status = 413, description = "Body over the limit, or too many items", body = ErrorBody),
         (status = 422, description = "Invalid batch", body = ErrorBody),
         (status = 503, description = "Shutting down, or the job store failed", body = ErrorBody),
@@ -89,7 +93,8 @@ pub async fn create(
     if ndjson {
         return upload(app, q, req).await;
     }
-    let JsonBody(body) = JsonBody::<BatchRequest>::from_request(req, &()).await?;
+    let bytes = read_body(req).await?;
+    let body: BatchRequest = parse_json(&bytes)?;
     let key = check_key(body.idempotency_key.clone())?;
     let Checked {
         route,
@@ -97,11 +102,55 @@ pub async fn create(
         items: values,
         max_concurrent,
     } = prepare_values(&app, body)?;
+    // A key comes back with the digest of its request, to tell a retry from a different job.
+    let key = key.map(|k| (k, digest(&bytes)));
     let (view, created) = app
         .jobs
         .submit(kind, route, max_concurrent, values, key)
-        .await?;
+        .await?
+        .map_err(key_conflict)?;
     Ok(accepted(&view, created))
+}
+
+/// A digest of a request's bytes (SHA-256, base64url).
+fn digest(bytes: &[u8]) -> String {
+    finish_digest(sha2::Sha256::new_with_prefix(bytes))
+}
+
+fn finish_digest(hasher: sha2::Sha256) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hasher.finalize())
+}
+
+fn broke_off(e: axum::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "unreadable_body",
+        format!("the upload broke off: {e}"),
+    )
+    .field("body")
+}
+
+fn key_conflict(c: KeyConflict) -> ApiError {
+    match c {
+        KeyConflict::DifferentRequest { key, job } => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_conflict",
+            format!(
+                "idempotency_key {key:?} was used for a different request (job {job}); \
+                 send the same request to get that job, or use a new key for a new job"
+            ),
+        ),
+        KeyConflict::InProgress { key, job } => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_in_progress",
+            format!(
+                "an upload with idempotency_key {key:?} is still arriving (job {job}); \
+                 retry when it has finished"
+            ),
+        ),
+    }
+    .field("idempotency_key")
 }
 
 fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
@@ -139,46 +188,70 @@ async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response
     let max_concurrent = super::batch::max_concurrent(limits, q.max_concurrent)?;
     let key = check_key(q.idempotency_key)?;
     let kind = q.kind.unwrap_or(JudgeKind::Binary);
-    let mut up = match app
+    // With a key, the upload is digested as it arrives (with the settings it runs with).
+    let mut hasher = key.is_some().then(|| {
+        sha2::Sha256::new_with_prefix(format!(
+            "ndjson\n{}\n{route}\n{max_concurrent}\n",
+            kind.as_str()
+        ))
+    });
+    let key_text = key.clone().unwrap_or_default();
+    let begin = app
         .jobs
         .begin_upload(kind, route, max_concurrent, key)
-        .await?
-    {
-        Ok(up) => up,
-        Err(existing) => return Ok(accepted(&existing, false)),
+        .await?;
+    let mut up = match begin {
+        Begin::Upload(up) => up,
+        Begin::Conflict(c) => return Err(key_conflict(c)),
+        Begin::Existing { view, digest } => {
+            // The same key again: the same upload gets its job, another one a conflict.
+            let mut body = req.into_body().into_data_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(broke_off)?;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&chunk);
+                }
+            }
+            let mine = hasher.map(finish_digest);
+            if digest.is_some() && mine.is_some() && digest != mine {
+                return Err(key_conflict(KeyConflict::DifferentRequest {
+                    key: key_text,
+                    job: view.id,
+                }));
+            }
+            return Ok(accepted(&view, false));
+        }
     };
     let max_items = app.settings.jobs.max_items;
     let mut body = req.into_body().into_data_stream();
-    let mut pending: Vec<u8> = Vec::new();
+    let mut lines = Lines::default();
     let mut line_no = 0u64;
     loop {
         let chunk = match body.next().await {
             Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
                 up.abandon().await;
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "unreadable_body",
-                    format!("the upload broke off: {e}"),
-                )
-                .field("body"));
+                return Err(broke_off(e));
             }
             None => None,
         };
         let last = chunk.is_none();
-        if let Some(c) = chunk {
-            pending.extend_from_slice(&c);
-        } else if !pending.is_empty() {
-            pending.push(b'\n');
+        if let Some(c) = &chunk {
+            if let Some(h) = hasher.as_mut() {
+                h.update(c);
+            }
+            lines.push(c);
         }
-        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=pos).collect();
+        while let Some(text) = if last {
+            lines.next_line().or_else(|| lines.rest())
+        } else {
+            lines.next_line()
+        } {
             line_no += 1;
-            let text = &line[..line.len() - 1];
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let item = match serde_json::from_slice::<Value>(text) {
+            let item = match serde_json::from_slice::<Value>(&text) {
                 Ok(v @ Value::Object(_)) => v,
                 Ok(_) => {
                     serde_json::json!({ INVALID_LINE: format!("line {line_no}: not a JSON object") })
@@ -198,7 +271,7 @@ async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response
             }
             up.push(item).await?;
         }
-        if pending.len() > 16 * 1024 * 1024 {
+        if lines.unfinished() > MAX_LINE {
             up.abandon().await;
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -220,8 +293,62 @@ async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response
         )
         .field("body"));
     }
-    let view = up.finish().await?;
+    let view = up.finish(hasher.map(finish_digest)).await?;
     Ok(accepted(&view, true))
+}
+
+/// The longest line of an NDJSON upload.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// Splits an upload into lines as its chunks arrive. The search for the next newline resumes
+/// where the last one stopped, so every byte is looked at once: a long line sent in small chunks
+/// costs its length, not its length times the number of chunks.
+#[derive(Default)]
+struct Lines {
+    buf: bytes::BytesMut,
+    /// The first `scanned` bytes of `buf` hold no newline.
+    scanned: usize,
+    /// Bytes looked at so far, for the tests.
+    examined: u64,
+}
+
+impl Lines {
+    fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete line, without its `\n` (or `\r\n`).
+    fn next_line(&mut self) -> Option<bytes::Bytes> {
+        let unseen = &self.buf[self.scanned..];
+        match memchr::memchr(b'\n', unseen) {
+            Some(at) => {
+                self.examined += at as u64 + 1;
+                let mut line = self.buf.split_to(self.scanned + at + 1);
+                self.scanned = 0;
+                line.truncate(line.len() - 1);
+                if line.last() == Some(&b'\r') {
+                    line.truncate(line.len() - 1);
+                }
+                Some(line.freeze())
+            }
+            None => {
+                self.examined += unseen.len() as u64;
+                self.scanned = self.buf.len();
+                None
+            }
+        }
+    }
+
+    /// What is left after the last newline (a last line without one), once the body has ended.
+    fn rest(&mut self) -> Option<bytes::Bytes> {
+        self.scanned = 0;
+        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+    }
+
+    /// Bytes of a line not finished yet.
+    fn unfinished(&self) -> usize {
+        self.buf.len()
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -249,10 +376,10 @@ pub async fn list(
 
 /// A job's status and progress.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = JobView), (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn get(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<JobView>, ApiError> {
     app.jobs
         .get(&id)
@@ -261,12 +388,14 @@ pub async fn get(
         .ok_or_else(|| not_found(&id))
 }
 
-/// Cancels a job; its finished results stay readable. A finished job is left as it is.
+/// Cancels a job; its finished results stay readable. The answer is the job: `cancelled` when it
+/// had not started, `cancelling` while its calls in flight stop (then `cancelled`). A finished
+/// job is left as it is.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = JobView), (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn cancel(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<JobView>, ApiError> {
     app.jobs
         .cancel(&id)
@@ -288,10 +417,10 @@ pub struct ResultParams {
     params(("id" = String, Path, description = "Job id"), ResultParams),
     responses(
         (status = 200, description = "One JSON line per finished item", content_type = "application/x-ndjson", body = String),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn results(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     QueryParams(p): QueryParams<ResultParams>,
 ) -> Result<Response, ApiError> {
     let by_completion = match p.order.as_deref() {
@@ -359,10 +488,10 @@ pub struct SseEvent {
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "An event stream: `progress` events (data: the progress object) while the job runs, then one `summary` event (data: the job)", content_type = "text/event-stream", body = SseEvent),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn events(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     if app.jobs.get(&id).await?.is_none() {
         return Err(not_found(&id));
@@ -394,4 +523,78 @@ pub async fn events(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lines;
+
+    /// Feeds `chunks` and collects every line, the last one at the end of the body included.
+    fn split(chunks: &[&[u8]]) -> (Vec<String>, Lines) {
+        let mut lines = Lines::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            lines.push(c);
+            while let Some(l) = lines.next_line() {
+                out.push(String::from_utf8(l.to_vec()).unwrap());
+            }
+        }
+        if let Some(l) = lines.rest() {
+            out.push(String::from_utf8(l.to_vec()).unwrap());
+        }
+        (out, lines)
+    }
+
+    #[test]
+    fn lines_split_across_chunks_crlf_empty_lines_and_a_last_line_without_newline() {
+        let (lines, _) = split(&[
+            b"{\"a\"",
+            b":1}\r",
+            b"\n\n",
+            b"{\"b\":2}\n  \r\n{\"c\"",
+            b":3}",
+        ]);
+        assert_eq!(lines, ["{\"a\":1}", "", "{\"b\":2}", "  ", "{\"c\":3}"]);
+        let (lines, _) = split(&[b"x\n", b"", b"y\n"]);
+        assert_eq!(
+            lines,
+            ["x", "y"],
+            "a final newline makes no empty last line"
+        );
+        let (lines, _) = split(&[b"\r\n\r\n"]);
+        assert_eq!(lines, ["", ""]);
+        let (lines, _) = split(&[]);
+        assert!(lines.is_empty());
+        // every byte in one chunk each
+        let text = b"ab\ncd\r\n\nef";
+        let chunks: Vec<&[u8]> = text.chunks(1).collect();
+        assert_eq!(split(&chunks).0, ["ab", "cd", "", "ef"]);
+    }
+
+    #[test]
+    fn each_byte_is_looked_at_once_however_the_upload_is_chunked() {
+        // A 1 MiB line in 4 KiB chunks, then two short lines: the old splitter looked at the
+        // whole pending buffer again for every chunk (about 128 MiB looked at here).
+        let mut body = vec![b'x'; 1 << 20];
+        body.extend_from_slice(b"\n{}\n{}");
+        let chunks: Vec<&[u8]> = body.chunks(4096).collect();
+        let (lines, splitter) = split(&chunks);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].len(), 1 << 20);
+        assert!(
+            splitter.examined <= body.len() as u64,
+            "looked at {} bytes of a {}-byte body",
+            splitter.examined,
+            body.len()
+        );
+    }
+
+    #[test]
+    fn an_unfinished_line_is_measured_for_the_length_limit() {
+        let mut lines = Lines::default();
+        lines.push(b"done\nnot yet");
+        assert_eq!(lines.next_line().as_deref(), Some(&b"done"[..]));
+        assert_eq!(lines.next_line(), None);
+        assert_eq!(lines.unfinished(), 7);
+    }
 }

@@ -1,6 +1,12 @@
 //! Persistent jobs: a batch accepted at once (202), run in the background, each result committed
 //! as it completes, resumed after a restart or a crash, readable while and after it runs, and
 //! expired after a retention period.
+//!
+//! A job's status only moves through compare-and-set writes on its stored record, so a cancel
+//! wins every race with the job's runner: a job cancelled before its runner starts (right after
+//! a restart, or right after it was submitted) never calls a provider. A failed write (a full
+//! disk) does not lose a job: its runner keeps the results not yet committed and retries until
+//! the store works again.
 
 pub mod store;
 
@@ -62,6 +68,7 @@ fn new_record(
     max_concurrent: usize,
     total: u64,
     idempotency_key: Option<String>,
+    request_digest: Option<String>,
 ) -> JobRecord {
     JobRecord {
         id: new_id(),
@@ -73,6 +80,7 @@ fn new_record(
         created_at_ms: now_ms(),
         finished_at_ms: None,
         idempotency_key,
+        request_digest,
         committed: 0,
         summary: None,
         error: None,
@@ -101,12 +109,62 @@ pub struct JobView {
     pub error: Option<String>,
 }
 
+/// Why an idempotency key could not be honoured.
+#[derive(Debug)]
+pub enum KeyConflict {
+    /// The key made a job from a different request.
+    DifferentRequest { key: String, job: String },
+    /// The key belongs to an upload still arriving.
+    InProgress { key: String, job: String },
+}
+
+/// What [`Jobs::begin_upload`] found.
+pub enum Begin {
+    /// A new upload: push its items, then finish it.
+    Upload(Upload),
+    /// The idempotency key made this job; its request digest is to be compared with the
+    /// upload's (which takes reading it).
+    Existing {
+        view: JobView,
+        digest: Option<String>,
+    },
+    Conflict(KeyConflict),
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::other(format!("store task failed: {e}")))?
+}
+
+/// Runs a store call, and again every [`store::RETRY_INTERVAL`] for as long as it fails with an
+/// I/O error (a full disk): a job's runner waits for the store instead of losing its work.
+async fn retrying<T: Send + 'static>(
+    job: &str,
+    f: impl Fn() -> Result<T, StoreError> + Send + Sync + 'static,
+) -> Result<T, StoreError> {
+    let f = Arc::new(f);
+    let mut waited = false;
+    loop {
+        let call = f.clone();
+        match blocking(move || call()).await {
+            Err(e) if e.is_transient() => {
+                if !waited {
+                    tracing::warn!(job, error = %e, "the job waits for the store to work again");
+                    waited = true;
+                }
+                tokio::time::sleep(store::RETRY_INTERVAL).await;
+            }
+            result => {
+                if waited && result.is_ok() {
+                    tracing::info!(job, "the job goes on: the store works again");
+                }
+                return result;
+            }
+        }
+    }
 }
 
 impl Jobs {
@@ -122,8 +180,8 @@ impl Jobs {
         }))
     }
 
-    /// Resumes every job that was queued or running when the process stopped, and starts the
-    /// janitor that expires finished jobs.
+    /// Resumes every job that was queued, running or being cancelled when the process stopped,
+    /// and starts the janitor that expires finished jobs.
     pub async fn start(self: &Arc<Self>) -> Result<usize, StoreError> {
         let _ = self.runtime.set(tokio::runtime::Handle::current());
         let store = self.store.clone();
@@ -157,51 +215,57 @@ impl Jobs {
         Ok(n)
     }
 
+    /// `Ok` while the store takes writes; otherwise why not (it reopens itself and retries).
+    pub async fn ready(&self) -> Result<(), String> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.check())
+            .await
+            .unwrap_or_else(|e| Err(format!("store check failed: {e}")))
+    }
+
     /// Stores a job's items (before it is accepted) and starts it. The same idempotency key
-    /// returns the job made with it.
+    /// with the same request digest returns the job made with it.
     pub async fn submit(
         self: &Arc<Self>,
         kind: JudgeKind,
         route: String,
         max_concurrent: usize,
         items: Vec<Box<serde_json::value::RawValue>>,
-        idempotency_key: Option<String>,
-    ) -> Result<(JobView, bool), StoreError> {
+        key: Option<(String, String)>,
+    ) -> Result<Result<(JobView, bool), KeyConflict>, StoreError> {
         let total = items.len() as u64;
+        let (key, digest) = key.unzip();
         let record = new_record(
             JobStatus::Queued,
             kind,
             route,
             max_concurrent,
             total,
-            idempotency_key,
+            key,
+            digest,
         );
         let store = self.store.clone();
         let created = blocking(move || store.create(record, &items)).await?;
-        match created {
+        Ok(match created {
             Created::New(record) => {
                 self.spawn_runner(record.clone());
                 Ok((self.view(&record), true))
             }
             Created::Existing(record) => Ok((self.view(&record), false)),
-        }
+            Created::Conflict(record) => Err(conflict(record, false)),
+            Created::InProgress(record) => Err(conflict(record, true)),
+        })
     }
 
-    /// Starts an upload: items arrive later through [`Upload::push`]. Returns the existing job
-    /// instead when the idempotency key was used before.
+    /// Starts an upload: items arrive later through [`Upload::push`]. An idempotency key used
+    /// before answers with its job instead (or with a conflict while that job is uploading).
     pub async fn begin_upload(
         self: &Arc<Self>,
         kind: JudgeKind,
         route: String,
         max_concurrent: usize,
         idempotency_key: Option<String>,
-    ) -> Result<Result<Upload, JobView>, StoreError> {
-        if let Some(key) = idempotency_key.clone() {
-            let store = self.store.clone();
-            if let Some(existing) = blocking(move || store.by_key(&key)).await? {
-                return Ok(Err(self.view(&existing)));
-            }
-        }
+    ) -> Result<Begin, StoreError> {
         let record = new_record(
             JobStatus::Uploading,
             kind,
@@ -209,18 +273,24 @@ impl Jobs {
             max_concurrent,
             0,
             idempotency_key,
+            None,
         );
         let store = self.store.clone();
         let created = blocking(move || store.create::<Value>(record, &[])).await?;
-        match created {
-            Created::New(record) => Ok(Ok(Upload {
+        Ok(match created {
+            Created::New(record) => Begin::Upload(Upload {
                 jobs: self.clone(),
                 record,
                 buffer: Vec::new(),
                 next: 0,
-            })),
-            Created::Existing(record) => Ok(Err(self.view(&record))),
-        }
+                open: true,
+            }),
+            Created::Existing(record) | Created::Conflict(record) => Begin::Existing {
+                digest: record.request_digest.clone(),
+                view: self.view(&record),
+            },
+            Created::InProgress(record) => Begin::Conflict(conflict(record, true)),
+        })
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<JobView>, StoreError> {
@@ -237,28 +307,35 @@ impl Jobs {
         Ok(all.iter().take(limit).map(|r| self.view(r)).collect())
     }
 
-    /// Cancels a job; finished results stay readable. A finished job is left as it is.
+    /// Cancels a job; finished results stay readable. A job not started yet is `cancelled` at
+    /// once; a running one is `cancelling` until its runner has stopped. A finished job is left
+    /// as it is.
     pub async fn cancel(&self, id: &str) -> Result<Option<JobView>, StoreError> {
-        let cancel = self.live.lock().unwrap().get(id).map(|l| l.cancel.clone());
-        if let Some(c) = cancel {
-            c.cancel();
-        }
         let store = self.store.clone();
         let key = id.to_string();
-        let Some(mut record) = blocking(move || store.get(&key)).await? else {
-            return Ok(None);
-        };
-        if record.status == JobStatus::Queued
-            || (record.status == JobStatus::Running && cancel_was_missing(&self.live, id))
-        {
-            // Not running in this process (e.g. queued): mark it cancelled here.
-            record.status = JobStatus::Cancelled;
-            record.finished_at_ms = Some(now_ms());
-            let store = self.store.clone();
-            let r = record.clone();
-            blocking(move || store.put(&r)).await?;
+        let record = blocking(move || {
+            store.update(&key, |r| match r.status {
+                // No runner has claimed it (its claim would have made it `running`): the claim
+                // will see this and stop.
+                JobStatus::Queued | JobStatus::Uploading => {
+                    r.status = JobStatus::Cancelled;
+                    r.finished_at_ms = Some(now_ms());
+                    true
+                }
+                JobStatus::Running => {
+                    r.status = JobStatus::Cancelling;
+                    true
+                }
+                _ => false,
+            })
+        })
+        .await?;
+        // The runner is registered before it claims the job, so a claim made before the write
+        // above is always found here.
+        if let Some(live) = self.live.lock().unwrap().get(id) {
+            live.cancel.cancel();
         }
-        Ok(Some(self.view(&record)))
+        Ok(record.map(|r| self.view(&r)))
     }
 
     /// Up to `limit` finished results after `after` (an index, or a completion sequence number
@@ -322,16 +399,18 @@ impl Jobs {
             if let Err(e) = me.run(record).await {
                 tracing::error!(job = %id, error = %e, "job failed");
                 let store = me.store.clone();
-                let key = id.clone();
                 let message = e.to_string();
-                let _ = blocking(move || {
-                    if let Some(mut r) = store.get(&key)? {
+                let key = id.clone();
+                let _ = retrying(&id, move || {
+                    store.update(&key, |r| {
+                        if r.status.is_finished() {
+                            return false;
+                        }
                         r.status = JobStatus::Failed;
-                        r.error = Some(message);
+                        r.error = Some(message.clone());
                         r.finished_at_ms = Some(now_ms());
-                        store.put(&r)?;
-                    }
-                    Ok(())
+                        true
+                    })
                 })
                 .await;
             }
@@ -341,34 +420,26 @@ impl Jobs {
 
     /// Runs a job to its end: pending items are read from the store in pages, judged with the
     /// job's concurrency, and their results committed in small groups.
-    async fn run(self: &Arc<Self>, mut record: JobRecord) -> Result<(), StoreError> {
-        // Counts of what finished before (a resumed job).
-        let mut summary = Summary::new(record.kind, record.total as usize);
+    async fn run(self: &Arc<Self>, record: JobRecord) -> Result<(), StoreError> {
         let store = self.store.clone();
         let id = record.id.clone();
         let kind = record.kind;
-        let earlier: Vec<Value> = {
-            let mut v = Vec::new();
-            let s = store.clone();
-            let id2 = id.clone();
-            let mut collected = blocking(move || {
-                let mut out = Vec::new();
-                s.for_each_result(&id2, |b| {
-                    out.push(serde_json::from_slice::<Value>(b).unwrap_or(Value::Null))
+        // What finished before (a resumed job), counted one stored result at a time.
+        let summary = {
+            let (s, id, total) = (store.clone(), id.clone(), record.total as usize);
+            retrying(&id.clone(), move || {
+                let mut summary = Summary::new(kind, total);
+                s.for_each_result(&id, |b| {
+                    summary.add(&serde_json::from_slice::<Value>(b).unwrap_or(Value::Null))
                 })?;
-                Ok(out)
+                Ok(summary)
             })
-            .await?;
-            v.append(&mut collected);
-            v
+            .await?
         };
-        for e in &earlier {
-            summary.add(e);
-        }
         let done_before = summary.done();
-        drop(earlier);
         let cancel = CancellationToken::new();
         let shared = Arc::new(Mutex::new(summary));
+        // Registered before the claim below, so that a cancel after the claim finds the token.
         self.live.lock().unwrap().insert(
             id.clone(),
             Live {
@@ -378,14 +449,33 @@ impl Jobs {
                 done_before,
             },
         );
-        record.status = JobStatus::Running;
-        record.committed = done_before as u64;
-        {
-            let (s, r) = (store.clone(), record.clone());
-            blocking(move || s.put(&r)).await?;
+        // The claim: queued or running becomes running; a cancel that came first wins.
+        let claimed = {
+            let (s, key) = (store.clone(), id.clone());
+            retrying(&id, move || {
+                s.update(&key, |r| match r.status {
+                    JobStatus::Queued | JobStatus::Running => {
+                        r.status = JobStatus::Running;
+                        r.committed = done_before as u64;
+                        true
+                    }
+                    JobStatus::Cancelling => {
+                        r.status = JobStatus::Cancelled;
+                        r.finished_at_ms = Some(now_ms());
+                        true
+                    }
+                    _ => false,
+                })
+            })
+            .await?
+        };
+        if claimed.is_none_or(|r| r.status != JobStatus::Running) {
+            tracing::info!(job = %id, "job cancelled before it started");
+            return Ok(());
         }
 
-        // Pages of pending items, read lazily so a huge job never sits in memory.
+        // Pages of pending items, read lazily so a huge job never sits in memory. A page that
+        // cannot be read ends the job as failed, never as completed without its items.
         let pages = futures::stream::unfold(Some(0u64), {
             let store = store.clone();
             let id = id.clone();
@@ -394,17 +484,14 @@ impl Jobs {
                 let id = id.clone();
                 async move {
                     let from = from?;
-                    let page = blocking(move || store.pending(&id, from, 512)).await;
-                    match page {
+                    let job = id.clone();
+                    match retrying(&job, move || store.pending(&id, from, 512)).await {
                         Ok(p) if p.is_empty() => None,
                         Ok(p) => {
                             let next = p.last().map(|(i, _)| i + 1);
-                            Some((futures::stream::iter(p), next))
+                            Some((futures::stream::iter(p.into_iter().map(Ok)).boxed(), next))
                         }
-                        Err(e) => {
-                            tracing::error!(error = %e, "reading job items failed");
-                            None
-                        }
+                        Err(e) => Some((futures::stream::iter([Err(e)]).boxed(), None)),
                     }
                 }
             }
@@ -413,34 +500,44 @@ impl Jobs {
         let judge = self.judge.clone();
         let route = record.route.clone();
         let mut results = pages
-            .map(move |(index, value)| {
+            .map(move |page| {
                 let judge = judge.clone();
                 let route = route.clone();
                 async move {
+                    let (index, value) = page?;
                     if let Some(msg) = value.get(INVALID_LINE).and_then(Value::as_str) {
                         let v = batch::error_entry(index as usize, "invalid_line", msg, None, None);
-                        return (index, batch::Entry::from_value(index as usize, &v));
+                        return Ok((index, batch::Entry::from_value(index as usize, &v)));
                     }
                     let item = BatchItem::parse(kind, index as usize, value);
                     let entry = batch::judge_one(&judge, &route, index as usize, item).await;
-                    (index, entry)
+                    Ok((index, entry))
                 }
             })
             .buffer_unordered(record.max_concurrent.max(1))
             .take_until(cancel.clone().cancelled_owned())
             .boxed();
 
+        let mut committed = done_before as u64;
         let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut flush_at = tokio::time::Instant::now() + self.settings.commit_interval;
         loop {
             let next = tokio::select! {
                 n = results.next() => n,
                 _ = tokio::time::sleep_until(flush_at), if !pending.is_empty() => {
-                    self.flush(&mut record, &mut pending).await?;
+                    self.flush(&id, &mut committed, &mut pending, &cancel).await?;
                     continue;
                 }
             };
-            let Some((index, entry)) = next else { break };
+            let (index, entry) = match next {
+                None => break,
+                Some(Ok(done)) => done,
+                Some(Err(e)) => {
+                    self.flush(&id, &mut committed, &mut pending, &cancel)
+                        .await?;
+                    return Err(e);
+                }
+            };
             shared.lock().unwrap().count(&entry.tally);
             self.judge.count_batch_item(entry.is_ok());
             if pending.is_empty() {
@@ -448,10 +545,13 @@ impl Jobs {
             }
             pending.push((index, entry.json.get().as_bytes().to_vec()));
             if pending.len() >= 256 {
-                self.flush(&mut record, &mut pending).await?;
+                self.flush(&id, &mut committed, &mut pending, &cancel)
+                    .await?;
             }
         }
-        self.flush(&mut record, &mut pending).await?;
+        drop(results);
+        self.flush(&id, &mut committed, &mut pending, &cancel)
+            .await?;
         let started = self
             .live
             .lock()
@@ -461,31 +561,52 @@ impl Jobs {
             .unwrap_or_else(Instant::now);
         let mut final_summary = shared.lock().unwrap().clone();
         final_summary.finish(started.elapsed());
-        record.status = if cancel.is_cancelled() {
-            JobStatus::Cancelled
-        } else {
-            JobStatus::Completed
-        };
-        record.finished_at_ms = Some(now_ms());
-        record.summary = serde_json::to_value(&final_summary).ok();
-        let (s, r) = (store.clone(), record.clone());
-        blocking(move || s.put(&r)).await?;
-        tracing::info!(job = %id, status = ?record.status, "job finished");
+        let summary = serde_json::to_value(&final_summary).ok();
+        let stopped = cancel.is_cancelled();
+        let (s, key) = (store.clone(), id.clone());
+        let finished = retrying(&id, move || {
+            s.update(&key, |r| {
+                r.status = match r.status {
+                    JobStatus::Cancelling => JobStatus::Cancelled,
+                    JobStatus::Running if stopped => JobStatus::Cancelled,
+                    JobStatus::Running => JobStatus::Completed,
+                    _ => return false,
+                };
+                r.finished_at_ms = Some(now_ms());
+                r.summary = summary.clone();
+                true
+            })
+        })
+        .await?;
+        tracing::info!(job = %id, status = ?finished.map(|r| r.status), "job finished");
         Ok(())
     }
 
+    /// Commits the results waiting in `pending`, retrying while the store fails with an I/O
+    /// error (they stay in memory meanwhile); a record found `cancelling` stops the job.
     async fn flush(
         &self,
-        record: &mut JobRecord,
+        id: &str,
+        committed: &mut u64,
         pending: &mut Vec<(u64, Vec<u8>)>,
+        cancel: &CancellationToken,
     ) -> Result<(), StoreError> {
         if pending.is_empty() {
             return Ok(());
         }
-        record.committed += pending.len() as u64;
-        let entries = std::mem::take(pending);
-        let (s, r) = (self.store.clone(), record.clone());
-        blocking(move || s.commit_results(&r, &entries)).await
+        let entries = Arc::new(std::mem::take(pending));
+        let (s, key, first, batch) = (
+            self.store.clone(),
+            id.to_string(),
+            *committed,
+            entries.clone(),
+        );
+        let stored = retrying(id, move || s.commit_results(&key, first, &batch)).await?;
+        *committed += entries.len() as u64;
+        if stored.is_none_or(|r| r.status != JobStatus::Running) {
+            cancel.cancel();
+        }
+        Ok(())
     }
 
     /// Deletes finished jobs older than the retention.
@@ -511,8 +632,19 @@ impl Jobs {
     }
 }
 
-fn cancel_was_missing(live: &Mutex<HashMap<String, Live>>, id: &str) -> bool {
-    !live.lock().unwrap().contains_key(id)
+fn conflict(record: JobRecord, in_progress: bool) -> KeyConflict {
+    let key = record.idempotency_key.unwrap_or_default();
+    if in_progress {
+        KeyConflict::InProgress {
+            key,
+            job: record.id,
+        }
+    } else {
+        KeyConflict::DifferentRequest {
+            key,
+            job: record.id,
+        }
+    }
 }
 
 /// The progress of a job not running here (finished, or not yet resumed).
@@ -534,12 +666,15 @@ fn finished_progress(r: &JobRecord) -> Progress {
 }
 
 /// An NDJSON upload in progress: items are written in pages as they arrive, so an upload of a
-/// million items never sits in memory.
+/// million items never sits in memory. An upload dropped before it finished (the client went
+/// away) is removed with its items, and its idempotency key is free again.
 pub struct Upload {
     jobs: Arc<Jobs>,
     record: JobRecord,
     buffer: Vec<Value>,
     next: u64,
+    /// Neither finished nor abandoned yet.
+    open: bool,
 }
 
 /// Marks an input line that was not a JSON object; it becomes an error entry when the job runs.
@@ -567,20 +702,60 @@ impl Upload {
         blocking(move || store.append_items(&id, first, &items)).await
     }
 
-    /// Stores the last items, marks the job queued and starts it.
-    pub async fn finish(mut self) -> Result<JobView, StoreError> {
+    /// Stores the last items, marks the job queued (with the digest of the upload that made
+    /// it) and starts it.
+    pub async fn finish(mut self, digest: Option<String>) -> Result<JobView, StoreError> {
         self.write().await?;
-        self.record.total = self.next;
-        self.record.status = JobStatus::Queued;
-        let (store, r) = (self.jobs.store.clone(), self.record.clone());
-        blocking(move || store.put(&r)).await?;
-        self.jobs.spawn_runner(self.record.clone());
-        Ok(self.jobs.view(&self.record))
+        let (store, id, total) = (self.jobs.store.clone(), self.record.id.clone(), self.next);
+        let record = blocking(move || {
+            store.update(&id, |r| {
+                if r.status != JobStatus::Uploading {
+                    return false; // cancelled while it was arriving
+                }
+                r.status = JobStatus::Queued;
+                r.total = total;
+                r.request_digest = digest;
+                true
+            })
+        })
+        .await?;
+        self.open = false;
+        let record = record.ok_or_else(|| StoreError::other("the upload's job disappeared"))?;
+        if record.status == JobStatus::Queued {
+            self.jobs.spawn_runner(record.clone());
+        }
+        Ok(self.jobs.view(&record))
     }
 
     /// Drops a failed upload and everything stored of it.
-    pub async fn abandon(self) {
+    pub async fn abandon(mut self) {
+        self.open = false;
         let (store, r) = (self.jobs.store.clone(), self.record.clone());
         let _ = blocking(move || store.delete(&r)).await;
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        // The request was dropped mid-upload: remove what was stored, off this thread.
+        let (store, r) = (self.jobs.store.clone(), self.record.clone());
+        let remove = move || {
+            if let Err(e) = store.delete(&r) {
+                tracing::warn!(job = %r.id, error = %e, "removing an unfinished upload failed");
+            }
+        };
+        match self
+            .jobs
+            .runtime
+            .get()
+            .cloned()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        {
+            Some(rt) => drop(rt.spawn_blocking(remove)),
+            None => remove(),
+        }
     }
 }

@@ -69,7 +69,8 @@ pub struct BinaryItem {
     /// The answer to grade.
     #[schema(min_length = 1)]
     pub prediction: String,
-    /// Images as `data:` URLs (base64) or `https:` URLs; the service never fetches them.
+    /// Images as base64 `data:image/...;base64,` URLs or `https:` URLs with a host; the service
+    /// never fetches them.
     #[serde(default)]
     pub images: Vec<String>,
     /// `0/1` (default) or `yes/no`: the tokens the judge is asked to answer with.
@@ -156,25 +157,67 @@ fn required(field: &str, value: &str) -> Result<(), FieldError> {
 
 fn check_images(images: &[String]) -> Result<(), FieldError> {
     for (i, url) in images.iter().enumerate() {
-        let field = format!("images[{i}]");
-        if let Some(rest) = url.strip_prefix("data:") {
-            let ok = rest
-                .split_once(',')
-                .is_some_and(|(meta, data)| meta.ends_with(";base64") && !data.is_empty());
-            if !ok {
-                return Err(FieldError::new(
-                    field,
-                    "a data: URL must look like data:image/png;base64,<data>",
-                ));
-            }
-        } else if !url.starts_with("https://") {
-            return Err(FieldError::new(
-                field,
-                "an image must be a base64 data: URL or an https: URL",
-            ));
-        }
+        let problem = if let Some(rest) = url.strip_prefix("data:") {
+            check_data_url(rest)
+        } else if url.starts_with("https://") {
+            check_https_url(url)
+        } else {
+            Err("an image must be a base64 data: URL or an https: URL")
+        };
+        problem.map_err(|m| FieldError::new(format!("images[{i}]"), m))?;
     }
     Ok(())
+}
+
+/// `<image media type>[;params];base64,<base64 data>` (what follows `data:`).
+fn check_data_url(rest: &str) -> Result<(), &'static str> {
+    const SHAPE: &str = "a data: URL must look like data:image/png;base64,<data>";
+    let (meta, data) = rest.split_once(',').ok_or(SHAPE)?;
+    let media_type = meta.strip_suffix(";base64").ok_or(SHAPE)?;
+    let media_type = media_type.split(';').next().unwrap_or_default();
+    let subtype = media_type
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("image/"))
+        .map(|_| &media_type[6..])
+        .ok_or("a data: URL must hold an image (data:image/png;base64,...)")?;
+    if subtype.is_empty()
+        || !subtype
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        return Err("a data: URL must name an image type such as image/png");
+    }
+    if data.is_empty() || !is_base64(data.as_bytes()) {
+        return Err("the data of a data: URL is not valid base64");
+    }
+    Ok(())
+}
+
+/// Whether `data` is standard base64 (padding optional), decoded a piece at a time so that a
+/// large image is checked without a copy of it.
+fn is_base64(data: &[u8]) -> bool {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const ENGINE: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    // 4,096 characters are whole groups of four: each piece decodes on its own into 3,072 bytes.
+    // Only the last piece may end in padding (the decoder refuses it anywhere else in a piece).
+    let mut out = [0u8; 3072];
+    let last = data.len().saturating_sub(1) / 4096;
+    data.chunks(4096).enumerate().all(|(i, piece)| {
+        (i == last || piece.last() != Some(&b'='))
+            && base64::Engine::decode_slice(&ENGINE, piece, &mut out).is_ok()
+    })
+}
+
+/// An `https:` URL with a host.
+fn check_https_url(url: &str) -> Result<(), &'static str> {
+    match url.parse::<http::Uri>() {
+        Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(_) => Err("an https: URL must name a host, as in https://example.com/image.png"),
+        Err(_) => Err("not a valid https: URL"),
+    }
 }
 
 fn check_options(o: &Options) -> Result<(), FieldError> {
@@ -318,4 +361,52 @@ pub fn field_of_serde_error(msg: &str) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_must_be_base64_image_data_or_https_urls_with_a_host() {
+        let png = "data:image/png;base64,iVBORw0KGgo=";
+        let big = format!("data:image/jpeg;base64,{}", "QUJD".repeat(5000));
+        let ok = [
+            png,
+            "data:image/png;base64,iVBORw0KGgo",
+            "data:IMAGE/webp;name=a.webp;base64,UklGRg==",
+            "data:image/svg+xml;base64,PHN2Zz4=",
+            big.as_str(),
+            "https://example.com/cat.png",
+            "https://example.com:8443/a/b.jpg?x=1#frag",
+            "https://[::1]/x.png",
+        ];
+        for url in ok {
+            assert_eq!(check_images(&[url.to_string()]), Ok(()), "{url}");
+        }
+        let padding_inside = format!("data:image/png;base64,{}=AAAA", "A".repeat(4095));
+        let bad = [
+            "data:text/plain;base64,aGVsbG8=",
+            "data:application/octet-stream;base64,aGVsbG8=",
+            "data:image/;base64,aGVsbG8=",
+            "data:image/png;base64,not base64!",
+            "data:image/png;base64,aGVsbG8=x",
+            "data:image/png;base64,A",
+            "data:image/png;base64,",
+            "data:image/png,aGVsbG8=",
+            "data:image/png;base64",
+            padding_inside.as_str(),
+            "https://",
+            "https:///cat.png",
+            "https://:443/cat.png",
+            "https://exa mple.com/cat.png",
+            "http://example.com/cat.png",
+            "file:///etc/passwd",
+        ];
+        for url in bad {
+            let images = vec![png.to_string(), url.to_string()];
+            let e = check_images(&images).expect_err(url);
+            assert_eq!(e.field, "images[1]", "{url}");
+        }
+    }
 }

@@ -204,3 +204,55 @@ pub async fn counting_standin(
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}/v1"), gauge)
 }
+
+/// A free loopback port (for a server run as its own process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `llm-judge serve` as its own process on `port`, with jobs in `data_dir`, judging with the
+/// OpenAI-wire stand-in `provider` and no verdict cache; `configure` may add to the command.
+pub fn serve_process(
+    port: u16,
+    data_dir: &std::path::Path,
+    provider: &MockServer,
+    configure: impl FnOnce(&mut std::process::Command),
+) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-judge"));
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(data_dir)
+    .env_clear()
+    .env("OPENAI_API_KEY", "sk-test")
+    .env("OPENAI_API_URL", format!("{}/v1", provider.uri()))
+    .env("LLM_JUDGE__JUDGE__CACHE_ENTRIES", "0")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    configure(&mut cmd);
+    cmd.spawn().unwrap()
+}
+
+/// A GET answered with JSON, or `None` (not listening yet, or not JSON).
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// The text of a GET's answer.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// A POST of a JSON body, its answer read as JSON.
+pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> Value {
+    let r = client.post(url).json(body).send().await.unwrap();
+    r.json().await.unwrap()
+}
