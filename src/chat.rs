@@ -214,8 +214,34 @@ pub struct ChatRequest {
     pub messages: Vec<Message>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
+    /// Sequences that end the answer where the provider supports them.
+    pub stop: Vec<String>,
+    /// A sampling seed, for providers that take one (best-effort determinism).
+    pub seed: Option<i64>,
+    /// The shape the answer must have, where the provider can enforce it.
+    pub response_format: Option<ResponseFormat>,
+    /// Ask for the log probability of every answer token, with this many alternatives each
+    /// (0 to 20), from providers that return them.
+    pub top_logprobs: Option<u8>,
+    /// The system prompt is a fixed prefix shared by many calls: mark it for the provider's
+    /// prompt cache where caching is explicit (Anthropic) and the prefix is long enough.
+    pub cache_system: bool,
     /// Set by the judge layer so deterministic providers can grade the raw fields.
     pub grading: Option<GradingTask>,
+}
+
+/// The shape an answer must have.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    /// Any JSON object.
+    JsonObject,
+    /// A JSON object valid against `schema` (a JSON Schema) named `name`; `strict` asks the
+    /// provider to enforce it exactly where it can.
+    JsonSchema {
+        name: String,
+        schema: serde_json::Value,
+        strict: bool,
+    },
 }
 
 impl ChatRequest {
@@ -265,14 +291,38 @@ impl ChatRequest {
 /// Token usage in one shape for every provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
+    /// Every input token, cached ones included.
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Input tokens read from the provider's prompt cache (billed at a discount); part of
+    /// `prompt_tokens`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_prompt_tokens: u64,
+    /// Input tokens written to the provider's prompt cache (Anthropic bills them at a premium);
+    /// part of `prompt_tokens`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
+    /// Prompt and completion tokens without cache detail.
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Usage {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            ..Usage::default()
+        }
+    }
+
     pub fn add(&mut self, other: Usage) {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
+        self.cached_prompt_tokens += other.cached_prompt_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
     }
     pub fn total(&self) -> u64 {
         self.prompt_tokens + self.completion_tokens
@@ -289,6 +339,17 @@ pub struct Completion {
     pub finish_reason: Option<String>,
     /// A refusal the provider reported in a field of its own (OpenAI `message.refusal`).
     pub refusal: Option<String>,
+    /// The answer's tokens with their log probabilities, when asked for and returned.
+    pub logprobs: Option<Vec<TokenLogprob>>,
+}
+
+/// One answer token's log probability and the most likely alternatives at its position.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f64,
+    /// The alternatives, most likely first (the chosen token usually among them).
+    pub top: Vec<(String, f64)>,
 }
 
 /// Why a call failed, typed so the pool can decide to retry, fall back or stop.

@@ -6,6 +6,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use serde::Deserialize;
+
 use crate::chat::Usage;
 use crate::judge::JudgeKind;
 
@@ -45,10 +47,7 @@ impl Tally {
                 // any other winner text still counts as a tie, as before
                 entry["winner"].as_str().map(|_| "tie")
             }),
-            usage: Usage {
-                prompt_tokens: entry["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-                completion_tokens: entry["usage"]["completion_tokens"].as_u64().unwrap_or(0),
-            },
+            usage: Usage::deserialize(&entry["usage"]).unwrap_or_default(),
             cost_usd: entry["cost_usd"].as_f64(),
             cached: entry["cached"] == true,
         }

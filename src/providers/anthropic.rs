@@ -23,7 +23,9 @@ use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Answer, Outgoing, WireFormat, json_body, typed_error_message};
-use crate::chat::{ChatRequest, Completion, Part, ProviderError, SystemPrompt, Usage};
+use crate::chat::{
+    ChatRequest, Completion, Part, ProviderError, ResponseFormat, SystemPrompt, Usage,
+};
 
 /// The `anthropic-version` header sent.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
@@ -88,11 +90,65 @@ impl WireFormat for Anthropic {
 struct WireRequest<'a> {
     model: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    system: Option<&'a SystemPrompt>,
+    system: Option<WireSystem<'a>>,
     messages: Vec<WireMessage<'a>>,
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop_sequences: &'a [String],
+    /// A structured answer is asked for as one forced tool call whose input is the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<[WireTool<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<WireToolChoice<'a>>,
+}
+
+/// The system prompt: a plain string, or one text block marked for the prompt cache.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireSystem<'a> {
+    Text(&'a SystemPrompt),
+    Cached([WireCachedText<'a>; 1]),
+}
+
+#[derive(Serialize)]
+struct WireCachedText<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a SystemPrompt,
+    cache_control: WireCacheControl,
+}
+
+#[derive(Serialize)]
+struct WireCacheControl {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    name: &'a str,
+    description: &'static str,
+    input_schema: &'a serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct WireToolChoice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+}
+
+/// The tool a structured answer is given through.
+const ANSWER_TOOL: &str = "answer";
+static ANY_OBJECT: std::sync::LazyLock<serde_json::Value> =
+    std::sync::LazyLock::new(|| serde_json::json!({"type": "object"}));
+
+/// The shortest prefix Anthropic caches, in tokens: 2,048 for Haiku-class models, 1,024 for
+/// the others. A shorter prefix marked for caching is not cached, so it is not marked.
+fn min_cached_tokens(model: &str) -> u64 {
+    if model.contains("haiku") { 2048 } else { 1024 }
 }
 
 #[derive(Serialize)]
@@ -152,15 +208,41 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
             })
         })
         .collect::<Result<Vec<_>, ProviderError>>()?;
+    let system = req.system.as_ref().filter(|s| !s.is_empty()).map(|s| {
+        // About four bytes a token, as the pool's own estimate.
+        let long_enough = (s.len() as u64).div_ceil(4) >= min_cached_tokens(&req.model);
+        if req.cache_system && long_enough {
+            WireSystem::Cached([WireCachedText {
+                kind: "text",
+                text: s,
+                cache_control: WireCacheControl { kind: "ephemeral" },
+            }])
+        } else {
+            WireSystem::Text(s)
+        }
+    });
+    let tool = req.response_format.as_ref().map(|f| match f {
+        ResponseFormat::JsonSchema { name, schema, .. } => (name.as_str(), schema),
+        ResponseFormat::JsonObject => (ANSWER_TOOL, &*ANY_OBJECT),
+    });
     Ok(WireRequest {
         model: &req.model,
-        system: req.system.as_ref().filter(|s| !s.is_empty()),
+        system,
         messages,
         max_tokens: req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         temperature: req
             .temperature
             .filter(|t| t.is_finite())
             .map(|t| t.clamp(0.0, 1.0)),
+        stop_sequences: &req.stop,
+        tools: tool.map(|(name, schema)| {
+            [WireTool {
+                name,
+                description: "Give the answer through this tool, as its input.",
+                input_schema: schema,
+            }]
+        }),
+        tool_choice: tool.map(|(name, _)| WireToolChoice { kind: "tool", name }),
     })
 }
 
@@ -180,6 +262,9 @@ struct WireContent {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    /// A `tool_use` block's input: the structured answer.
+    #[serde(default)]
+    input: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -202,26 +287,37 @@ fn parse_response(body: &[u8]) -> Result<Completion, ProviderError> {
             "Anthropic stopped the answer (stop_reason refusal)".into(),
         ));
     }
-    let text: String = wire
+    // A forced tool call's input is the structured answer; else the text blocks.
+    let text: String = match wire
         .content
         .iter()
-        .filter(|b| b.kind == "text")
-        .filter_map(|b| b.text.as_deref())
-        .collect();
+        .find_map(|b| (b.kind == "tool_use").then_some(b.input.as_ref()).flatten())
+    {
+        Some(input) => input.to_string(),
+        None => wire
+            .content
+            .iter()
+            .filter(|b| b.kind == "text")
+            .filter_map(|b| b.text.as_deref())
+            .collect(),
+    };
     let usage = wire
         .usage
-        .map(|u| Usage {
-            prompt_tokens: u.input_tokens
-                + u.cache_creation_input_tokens.unwrap_or(0)
-                + u.cache_read_input_tokens.unwrap_or(0),
-            completion_tokens: u.output_tokens,
+        .map(|u| {
+            let written = u.cache_creation_input_tokens.unwrap_or(0);
+            let read = u.cache_read_input_tokens.unwrap_or(0);
+            Usage {
+                cached_prompt_tokens: read,
+                cache_write_tokens: written,
+                ..Usage::new(u.input_tokens + written + read, u.output_tokens)
+            }
         })
         .unwrap_or_default();
     Ok(Completion {
         text,
         usage,
         finish_reason: wire.stop_reason,
-        refusal: None,
+        ..Completion::default()
     })
 }
 
@@ -285,8 +381,9 @@ mod tests {
         assert_eq!(
             c.usage,
             Usage {
-                prompt_tokens: 123,
-                completion_tokens: 7
+                cached_prompt_tokens: 3,
+                cache_write_tokens: 100,
+                ..Usage::new(123, 7)
             }
         );
         let cut = br#"{"content":[{"type":"text","text":"Ye"}],"stop_reason":"max_tokens","usage":{"input_tokens":5,"output_tokens":1,"cache_creation_input_tokens":null,"cache_read_input_tokens":null}}"#;
@@ -297,5 +394,59 @@ mod tests {
             parse_response(refused),
             Err(ProviderError::ContentFilter(_))
         ));
+    }
+
+    #[test]
+    fn a_long_system_prompt_is_marked_for_the_cache_and_a_short_one_is_not() {
+        let mut r = request();
+        r.cache_system = true;
+        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        assert_eq!(
+            v["system"], "You are a strict grader.",
+            "too short to cache"
+        );
+        r.system = Some("rubric ".repeat(700).into());
+        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        assert_eq!(
+            v["system"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+        assert_eq!(v["system"][0]["type"], "text");
+        r.model = "claude-3-5-haiku-latest".into();
+        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        assert!(v["system"].is_string(), "Haiku needs 2,048 tokens: {v}");
+        r.cache_system = false;
+        r.model = "claude-sonnet-4-5".into();
+        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        assert!(v["system"].is_string());
+    }
+
+    #[test]
+    fn a_structured_answer_is_a_forced_tool_whose_input_is_the_text() {
+        let mut r = request();
+        r.stop = vec!["END".into()];
+        r.response_format = Some(ResponseFormat::JsonSchema {
+            name: "verdict".into(),
+            schema: json!({"type": "object", "properties": {"verdict": {"type": "string"}}}),
+            strict: true,
+        });
+        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        assert_eq!(v["stop_sequences"], json!(["END"]));
+        assert_eq!(v["tools"][0]["name"], "verdict");
+        assert_eq!(
+            v["tools"][0]["input_schema"]["properties"]["verdict"]["type"],
+            "string"
+        );
+        assert_eq!(v["tool_choice"], json!({"type": "tool", "name": "verdict"}));
+        let body = br#"{"content":[{"type":"tool_use","id":"toolu_1","name":"verdict","input":{"verdict":"correct"}}],"stop_reason":"tool_use","usage":{"input_tokens":30,"output_tokens":9}}"#;
+        let c = parse_response(body).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&c.text).unwrap(),
+            json!({"verdict": "correct"})
+        );
+        let plain = serde_json::to_value(wire_request(&request()).unwrap()).unwrap();
+        for k in ["stop_sequences", "tools", "tool_choice"] {
+            assert!(plain.get(k).is_none(), "{k}");
+        }
     }
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::openai::{WireMessage, wire_messages};
 use super::{Answer, Outgoing, WireFormat, error_message, json_body, parse_should_retry};
-use crate::chat::{ChatRequest, Completion, ProviderError, Usage};
+use crate::chat::{ChatRequest, Completion, ProviderError, ResponseFormat, Usage};
 
 /// Cohere's Chat v2 API bound to a base URL and an optional key.
 pub struct Cohere {
@@ -84,6 +84,21 @@ struct WireRequest<'a> {
     temperature: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<WireFormatSpec<'a>>,
+}
+
+/// `{"type":"json_object"}`, with the JSON Schema when one is given.
+#[derive(Serialize)]
+struct WireFormatSpec<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    json_schema: Option<&'a serde_json::Value>,
 }
 
 fn wire_request(req: &ChatRequest) -> WireRequest<'_> {
@@ -92,6 +107,15 @@ fn wire_request(req: &ChatRequest) -> WireRequest<'_> {
         messages: wire_messages(req),
         temperature: req.temperature,
         max_tokens: req.max_tokens,
+        stop_sequences: &req.stop,
+        seed: req.seed,
+        response_format: req.response_format.as_ref().map(|f| WireFormatSpec {
+            kind: "json_object",
+            json_schema: match f {
+                ResponseFormat::JsonSchema { schema, .. } => Some(schema),
+                ResponseFormat::JsonObject => None,
+            },
+        }),
     }
 }
 
@@ -152,16 +176,13 @@ fn parse_response(body: &[u8]) -> Result<Completion, ProviderError> {
     let usage = wire
         .usage
         .and_then(|u| u.tokens.or(u.billed_units))
-        .map(|c| Usage {
-            prompt_tokens: count(c.input_tokens),
-            completion_tokens: count(c.output_tokens),
-        })
+        .map(|c| Usage::new(count(c.input_tokens), count(c.output_tokens)))
         .unwrap_or_default();
     Ok(Completion {
         text,
         usage,
         finish_reason: wire.finish_reason,
-        refusal: None,
+        ..Completion::default()
     })
 }
 
@@ -205,21 +226,9 @@ mod tests {
         let c = parse_response(OK.as_bytes()).unwrap();
         assert_eq!(c.text, "Yes. 2+2=4.");
         assert_eq!(c.finish_reason.as_deref(), Some("COMPLETE"));
-        assert_eq!(
-            c.usage,
-            Usage {
-                prompt_tokens: 71,
-                completion_tokens: 418
-            }
-        );
+        assert_eq!(c.usage, Usage::new(71, 418));
         let billed = br#"{"id":"x","finish_reason":"MAX_TOKENS","message":{"role":"assistant","content":[{"type":"text","text":"Ye"}]},"usage":{"billed_units":{"input_tokens":5.0,"output_tokens":1}}}"#;
-        assert_eq!(
-            parse_response(billed).unwrap().usage,
-            Usage {
-                prompt_tokens: 5,
-                completion_tokens: 1
-            }
-        );
+        assert_eq!(parse_response(billed).unwrap().usage, Usage::new(5, 1));
         let empty = br#"{"id":"x","finish_reason":"ERROR","message":{"role":"assistant"}}"#;
         let c = parse_response(empty).unwrap();
         assert_eq!((c.text.as_str(), c.usage), ("", Usage::default()));
@@ -242,5 +251,27 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.to_string(), "HTTP 498: blocked token in input");
         assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn stop_seed_and_json_schema() {
+        let mut r = request();
+        r.stop = vec!["END".into()];
+        r.seed = Some(3);
+        r.response_format = Some(ResponseFormat::JsonSchema {
+            name: "verdict".into(),
+            schema: json!({"type": "object"}),
+            strict: true,
+        });
+        let v = serde_json::to_value(wire_request(&r)).unwrap();
+        assert_eq!(v["stop_sequences"], json!(["END"]));
+        assert_eq!(v["seed"], 3);
+        assert_eq!(
+            v["response_format"],
+            json!({"type": "json_object", "json_schema": {"type": "object"}})
+        );
+        r.response_format = Some(ResponseFormat::JsonObject);
+        let v = serde_json::to_value(wire_request(&r)).unwrap();
+        assert_eq!(v["response_format"], json!({"type": "json_object"}));
     }
 }

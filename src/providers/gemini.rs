@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Answer, Outgoing, WireFormat, encode_path_segment, json_body, typed_error_message};
-use crate::chat::{ChatRequest, Completion, Part, ProviderError, Role, Usage};
+use crate::chat::{
+    ChatRequest, Completion, Part, ProviderError, ResponseFormat, Role, TokenLogprob, Usage,
+};
 
 /// The Gemini API bound to a base URL and an optional key.
 pub struct Gemini {
@@ -100,7 +102,7 @@ struct WireRequest<'a> {
     system_instruction: Option<WireContent<'a>>,
     contents: Vec<WireContent<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    generation_config: Option<WireConfig>,
+    generation_config: Option<WireConfig<'a>>,
 }
 
 #[derive(Serialize)]
@@ -127,11 +129,23 @@ struct WireBlob<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct WireConfig {
+struct WireConfig<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_output_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_mime_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_json_schema: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_logprobs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<u8>,
 }
 
 fn parts(parts: &[Part]) -> Result<Vec<WirePart<'_>>, ProviderError> {
@@ -168,10 +182,27 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
             })
         })
         .collect::<Result<Vec<_>, ProviderError>>()?;
-    let config = (req.temperature.is_some() || req.max_tokens.is_some()).then_some(WireConfig {
+    let top = req.top_logprobs.map(|n| n.min(20));
+    let config = WireConfig {
         temperature: req.temperature,
         max_output_tokens: req.max_tokens,
-    });
+        stop_sequences: &req.stop,
+        seed: req.seed,
+        response_mime_type: req.response_format.as_ref().map(|_| "application/json"),
+        response_json_schema: match &req.response_format {
+            Some(ResponseFormat::JsonSchema { schema, .. }) => Some(schema),
+            _ => None,
+        },
+        response_logprobs: top.map(|_| true),
+        logprobs: top,
+    };
+    let config = (config.temperature.is_some()
+        || config.max_output_tokens.is_some()
+        || !config.stop_sequences.is_empty()
+        || config.seed.is_some()
+        || config.response_mime_type.is_some()
+        || top.is_some())
+    .then_some(config);
     Ok(WireRequest {
         system_instruction: req.system.as_deref().map(|s| WireContent {
             role: None,
@@ -195,6 +226,27 @@ struct WireResponse {
 struct WireCandidate {
     content: Option<WireAnswer>,
     finish_reason: Option<String>,
+    logprobs_result: Option<WireLogprobs>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WireLogprobs {
+    top_candidates: Vec<WireTop>,
+    chosen_candidates: Vec<WireCandidateToken>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireTop {
+    candidates: Vec<WireCandidateToken>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WireCandidateToken {
+    token: String,
+    log_probability: f64,
 }
 
 #[derive(Deserialize, Default)]
@@ -222,6 +274,7 @@ struct WireUsage {
     prompt_token_count: u64,
     candidates_token_count: u64,
     thoughts_token_count: u64,
+    cached_content_token_count: u64,
 }
 
 const FILTER_REASONS: [&str; 6] = [
@@ -260,17 +313,41 @@ fn parse_response(body: &[u8]) -> Result<Completion, ProviderError> {
             "Gemini withheld the answer ({reason})"
         )));
     }
+    // Logprobs, when asked for: the chosen token at each step with that step's alternatives.
+    let logprobs = candidate.logprobs_result.map(|l| {
+        let mut tops = l.top_candidates.into_iter();
+        l.chosen_candidates
+            .into_iter()
+            .map(|chosen| TokenLogprob {
+                token: chosen.token,
+                logprob: chosen.log_probability,
+                top: tops
+                    .next()
+                    .map(|t| {
+                        t.candidates
+                            .into_iter()
+                            .map(|c| (c.token, c.log_probability))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect()
+    });
     Ok(Completion {
         text,
         usage: wire
             .usage_metadata
             .map(|u| Usage {
-                prompt_tokens: u.prompt_token_count,
-                completion_tokens: u.candidates_token_count + u.thoughts_token_count,
+                cached_prompt_tokens: u.cached_content_token_count.min(u.prompt_token_count),
+                ..Usage::new(
+                    u.prompt_token_count,
+                    u.candidates_token_count + u.thoughts_token_count,
+                )
             })
             .unwrap_or_default(),
         finish_reason: candidate.finish_reason,
-        refusal: None,
+        logprobs,
+        ..Completion::default()
     })
 }
 
@@ -390,5 +467,31 @@ mod tests {
         );
         assert_eq!(e.retry_after(), Some(Duration::from_secs(37)));
         assert_eq!(retry_delay(br#"{"error":{"details":[]}}"#), None);
+    }
+
+    #[test]
+    fn stop_seed_schema_logprobs_and_cached_tokens() {
+        let mut r = request();
+        r.stop = vec!["END".into()];
+        r.seed = Some(9);
+        r.top_logprobs = Some(3);
+        r.response_format = Some(ResponseFormat::JsonSchema {
+            name: "verdict".into(),
+            schema: json!({"type": "object"}),
+            strict: true,
+        });
+        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        assert_eq!(
+            v["generationConfig"],
+            json!({"temperature": 0.0, "maxOutputTokens": 16, "stopSequences": ["END"], "seed": 9,
+                "responseMimeType": "application/json", "responseJsonSchema": {"type": "object"},
+                "responseLogprobs": true, "logprobs": 3})
+        );
+        let body = br#"{"candidates":[{"content":{"parts":[{"text":"Yes"}],"role":"model"},"finishReason":"STOP","logprobsResult":{"topCandidates":[{"candidates":[{"token":"Yes","logProbability":-0.05},{"token":"No","logProbability":-3.1}]}],"chosenCandidates":[{"token":"Yes","logProbability":-0.05}]}}],"usageMetadata":{"promptTokenCount":2000,"candidatesTokenCount":1,"cachedContentTokenCount":1500}}"#;
+        let c = parse_response(body).unwrap();
+        let lp = c.logprobs.unwrap();
+        assert_eq!((lp[0].token.as_str(), lp[0].top.len()), ("Yes", 2));
+        assert_eq!(lp[0].top[1], ("No".to_string(), -3.1));
+        assert_eq!(c.usage.cached_prompt_tokens, 1500);
     }
 }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Answer, Outgoing, WireFormat, error_message, json_body};
-use crate::chat::{ChatRequest, Completion, Part, ProviderError, SystemPrompt, Usage};
+use crate::chat::{
+    ChatRequest, Completion, Part, ProviderError, ResponseFormat, SystemPrompt, TokenLogprob, Usage,
+};
 
 /// The OpenAI wire format bound to a base URL and an optional key.
 pub struct OpenAi {
@@ -95,6 +97,48 @@ pub(crate) struct WireRequest<'a> {
     pub max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<WireFormatSpec<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<u8>,
+}
+
+/// `response_format`: `{"type":"json_object"}` or `{"type":"json_schema","json_schema":{...}}`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum WireFormatSpec<'a> {
+    JsonObject,
+    JsonSchema { json_schema: WireSchema<'a> },
+}
+
+#[derive(Serialize)]
+pub(crate) struct WireSchema<'a> {
+    pub name: &'a str,
+    pub schema: &'a Value,
+    pub strict: bool,
+}
+
+pub(crate) fn wire_format(f: &ResponseFormat) -> WireFormatSpec<'_> {
+    match f {
+        ResponseFormat::JsonObject => WireFormatSpec::JsonObject,
+        ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        } => WireFormatSpec::JsonSchema {
+            json_schema: WireSchema {
+                name,
+                schema,
+                strict: *strict,
+            },
+        },
+    }
 }
 
 #[derive(Serialize)]
@@ -164,12 +208,19 @@ pub(crate) fn wire_messages(req: &ChatRequest) -> Vec<WireMessage<'_>> {
 pub(crate) fn wire_request<'a>(req: &'a ChatRequest, model: Option<&'a str>) -> WireRequest<'a> {
     let messages = wire_messages(req);
     let reasoning = is_reasoning_model(&req.model);
+    // Reasoning models take no logprobs: they are left out, and the answer comes without them.
+    let top_logprobs = req.top_logprobs.filter(|_| !reasoning).map(|n| n.min(20));
     WireRequest {
         model,
         messages,
         temperature: if reasoning { None } else { req.temperature },
         max_tokens: if reasoning { None } else { req.max_tokens },
         max_completion_tokens: if reasoning { req.max_tokens } else { None },
+        stop: &req.stop,
+        seed: req.seed,
+        response_format: req.response_format.as_ref().map(wire_format),
+        logprobs: top_logprobs.map(|_| true),
+        top_logprobs,
     }
 }
 
@@ -187,6 +238,28 @@ struct WireChoice {
     message: Option<WireAnswer>,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<WireLogprobs>,
+}
+
+#[derive(Deserialize)]
+struct WireLogprobs {
+    #[serde(default)]
+    content: Option<Vec<WireTokenLogprob>>,
+}
+
+#[derive(Deserialize)]
+struct WireTokenLogprob {
+    token: String,
+    logprob: f64,
+    #[serde(default)]
+    top_logprobs: Vec<WireTop>,
+}
+
+#[derive(Deserialize)]
+struct WireTop {
+    token: String,
+    logprob: f64,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +276,14 @@ struct WireUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<WirePromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct WirePromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
 }
 
 /// Reads an OpenAI-shaped success body into a [`Completion`].
@@ -228,12 +309,30 @@ pub(crate) fn parse_response(body: &[u8]) -> Result<Completion, ProviderError> {
         usage: wire
             .usage
             .map(|u| Usage {
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
+                cached_prompt_tokens: u
+                    .prompt_tokens_details
+                    .and_then(|d| d.cached_tokens)
+                    .unwrap_or(0)
+                    .min(u.prompt_tokens),
+                ..Usage::new(u.prompt_tokens, u.completion_tokens)
             })
             .unwrap_or_default(),
         finish_reason: choice.finish_reason,
         refusal,
+        logprobs: choice.logprobs.and_then(|l| l.content).map(|tokens| {
+            tokens
+                .into_iter()
+                .map(|t| TokenLogprob {
+                    token: t.token,
+                    logprob: t.logprob,
+                    top: t
+                        .top_logprobs
+                        .into_iter()
+                        .map(|a| (a.token, a.logprob))
+                        .collect(),
+                })
+                .collect()
+        }),
     })
 }
 
@@ -367,5 +466,60 @@ mod tests {
         let remote = OpenAi::new("openai", "https://api.openai.com/v1", None, &[]).unwrap();
         assert!(remote.headers().is_none());
         assert_eq!(remote.url(), "https://api.openai.com/v1/chat/completions");
+    }
+
+    #[test]
+    fn stop_seed_formats_and_logprobs_are_sent_and_read() {
+        let mut r = req("gpt-4o");
+        r.stop = vec!["\n\n".into()];
+        r.seed = Some(7);
+        r.top_logprobs = Some(5);
+        r.response_format = Some(ResponseFormat::JsonSchema {
+            name: "verdict".into(),
+            schema: serde_json::json!({"type": "object"}),
+            strict: true,
+        });
+        let v = serde_json::to_value(wire_request(&r, Some("gpt-4o"))).unwrap();
+        assert_eq!(v["stop"], serde_json::json!(["\n\n"]));
+        assert_eq!(v["seed"], 7);
+        assert_eq!(
+            (v["logprobs"].clone(), v["top_logprobs"].clone()),
+            (true.into(), 5.into())
+        );
+        assert_eq!(
+            v["response_format"],
+            serde_json::json!({"type": "json_schema", "json_schema": {"name": "verdict", "schema": {"type": "object"}, "strict": true}})
+        );
+        r.response_format = Some(ResponseFormat::JsonObject);
+        r.model = "o3-mini".into();
+        let v = serde_json::to_value(wire_request(&r, Some("o3-mini"))).unwrap();
+        assert_eq!(
+            v["response_format"],
+            serde_json::json!({"type": "json_object"})
+        );
+        assert!(
+            v.get("logprobs").is_none() && v.get("top_logprobs").is_none(),
+            "{v}"
+        );
+        let plain = serde_json::to_value(wire_request(&req("gpt-4o"), None)).unwrap();
+        for k in [
+            "stop",
+            "seed",
+            "response_format",
+            "logprobs",
+            "top_logprobs",
+        ] {
+            assert!(plain.get(k).is_none(), "{k}: {plain}");
+        }
+
+        let body = br#"{"choices":[{"message":{"content":"Yes"},"finish_reason":"stop","logprobs":{"content":[{"token":"Yes","logprob":-0.1,"top_logprobs":[{"token":"Yes","logprob":-0.1},{"token":"No","logprob":-2.4}]}]}}],"usage":{"prompt_tokens":2000,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":1920}}}"#;
+        let c = parse_response(body).unwrap();
+        let lp = c.logprobs.unwrap();
+        assert_eq!(lp[0].token, "Yes");
+        assert_eq!(lp[0].top[1], ("No".to_string(), -2.4));
+        assert_eq!(
+            (c.usage.prompt_tokens, c.usage.cached_prompt_tokens),
+            (2000, 1920)
+        );
     }
 }
