@@ -56,6 +56,7 @@ TARGETS = {
     "cpu_us_per_item": 50.0,
     "rss_mb": 150.0,
     "fallback_extra_p99_ms": 5.0,
+    "soak_rss_growth": 0.05,
 }
 
 
@@ -74,6 +75,7 @@ class Plan:
             self.mem_items, self.mem_latency_ms = 500, 200
             self.job_items, self.job_c, self.job_latency_ms = 3000, 200, 20
             self.fb_rate, self.fb_s, self.fb_retry_n = 100, 1.0, 2
+            self.soak_rate, self.soak_s, self.soak_warm_s = 100, 3.0, 1.0
         else:
             self.mock_alone_n, self.mock_alone_c = 100_000, 50
             self.overhead_rates, self.overhead_s = [500, 2000, 5000], 10.0
@@ -85,6 +87,7 @@ class Plan:
             self.mem_items, self.mem_latency_ms = 10_000, 2000
             self.job_items, self.job_c, self.job_latency_ms = 300_000, 1000, 100
             self.fb_rate, self.fb_s, self.fb_retry_n = 200, 10.0, 20
+            self.soak_rate, self.soak_s, self.soak_warm_s = 1000, 600.0, 30.0
         self.oha_connections = 32
 
 
@@ -895,6 +898,53 @@ default_model = "m"
 # analysis
 
 
+    # -- 6. soak ---------------------------------------------------------------------------
+
+    # The fault mix of the soak, in percent of the stand-in's chat calls (10% in all).
+    SOAK_FAULTS = ("--fail-429", "3", "--fail-500", "3", "--fail-503", "2", "--fail-malformed", "1",
+                   "--fail-reset", "1")
+
+    def soak(self) -> None:
+        """A long run at a steady rate with faults at the stand-in: memory must stay flat and
+        every request must still get an answer."""
+        p = self.plan
+        log(f"soak: {p.soak_rate}/s for {p.soak_s:.0f} s with a 10% fault mix at the stand-in")
+        mock, mport = self.start_mock("--latency-ms", "20", *self.SOAK_FAULTS)
+        svc, sport = self.start_service(
+            mport, "[retry]\nbase_delay_ms = 20\nmax_delay_ms = 200\n")
+        try:
+            lines = self.binary_lines(count=5000)
+            url = f"http://127.0.0.1:{sport}/v1/judge/binary"
+            c = max(p.oha_connections, p.soak_rate // 20)
+            # Warm up first: the RSS at the start is the service's size once it is serving.
+            self.oha(url, n=int(p.soak_rate * p.soak_warm_s), rate=p.soak_rate, c=c, body=lines,
+                     lines=True)
+            rss_start = proc_status_kb(svc.pid, "VmRSS")
+            sampler = RssSampler(svc.pid, 1.0)
+            w = CpuWatch(svc.pid, mock.pid)
+            run = self.oha(url, n=int(p.soak_rate * p.soak_s), rate=p.soak_rate, c=c, body=lines,
+                           lines=True)
+            watch = w.stop()
+            peak = sampler.stop()
+            rss_end = proc_status_kb(svc.pid, "VmRSS")
+            faults = get_json(mport, "/stats").get("by_outcome", {})
+            self.results["soak"] = {
+                "rate": p.soak_rate, "s": p.soak_s, "c": c, "n": int(p.soak_rate * p.soak_s),
+                "rss_start_kb": rss_start, "rss_end_kb": rss_end, "rss_peak_kb": peak,
+                "growth": (rss_end - rss_start) / rss_start, "lat": pct_ms(run),
+                "rps": run["summary"]["requestsPerSec"],
+                "status": run["statusCodeDistribution"], "errors": run["errorDistribution"],
+                "mock_outcomes": faults, "load": loadavg(), "cpu": watch,
+            }
+            r = self.results["soak"]
+            log(f"  RSS {rss_start / 1024:.1f} -> {rss_end / 1024:.1f} MB "
+                f"({r['growth'] * 100:+.1f}%), p99 {r['lat']['p99']:.1f} ms, "
+                f"statuses {r['status']}")
+        finally:
+            svc.stop()
+            mock.stop()
+
+
 def pct_ms(oha_json: dict) -> dict:
     lp = oha_json["latencyPercentiles"]
     return {"p50": lp["p50"] * 1e3, "p99": lp["p99"] * 1e3, "p99.9": lp["p99.9"] * 1e3,
@@ -1299,6 +1349,29 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                     f"{r['mean_ms']:.0f} ms mean, {r['max_ms']:.0f} ms max (load {r['load']})."]
         out.append("")
 
+    if res.get("soak"):
+        r = res["soak"]
+        growth_ok = r["growth"] < T["soak_rss_growth"]
+        verdicts.append((f"soak: RSS growth over {r['s'] / 60:.0f} min < "
+                         f"{T['soak_rss_growth'] * 100:.0f}%", f"{r['growth'] * 100:+.1f}%",
+                         growth_ok))
+        out += ["## 6. Soak", "",
+                f"`POST /v1/judge/binary` at {r['rate']}/s for {r['s']:.0f} s over up to {r['c']} "
+                "connections, after a warm-up; the stand-in answers after 20 ms and fails 10% of "
+                "its calls (3% 429, 3% 500, 2% 503, 1% malformed JSON, 1% connection reset), which "
+                "the service retries (retry delays 20 to 200 ms) within its retry budget. RSS at "
+                "the start (after the warm-up) and the end; the peak sampled every second.", "",
+                "| RSS start MB | RSS end MB | growth | peak MB | p50 / p99 / p99.9 ms | "
+                "requests/s | statuses | errors | stand-in outcomes | load | result |",
+                "| " + " | ".join(["---"] * 11) + " |",
+                f"| {r['rss_start_kb'] / 1024:.1f} | {r['rss_end_kb'] / 1024:.1f} | "
+                f"{r['growth'] * 100:+.1f}% | {r['rss_peak_kb'] / 1024:.1f} | "
+                f"{f3(r['lat']['p50'])} / {f3(r['lat']['p99'])} / {f3(r['lat']['p99.9'])} | "
+                f"{r['rps']:.0f} | {fmt_status(r['status'], {})} | "
+                f"{fmt_status(r['errors'], {}) or 'none'} | "
+                f"{', '.join(f'{k} {v}' for k, v in sorted(r['mock_outcomes'].items()))} | "
+                f"{fmt_load(r['load'], r.get('cpu'))} | {mark(growth_ok)} |", ""]
+
     out += ["## Targets", "", "| target | measured | result |", "| --- | --- | --- |"]
     for name, measured, ok in verdicts:
         out.append(f"| {name} | {measured} | {mark(ok)} |")
@@ -1374,7 +1447,7 @@ def main() -> int:
     ap.add_argument("--out", help="report path (default BENCHMARKS.md, or a temp file with "
                                   "--smoke)")
     ap.add_argument("--only", help="comma-separated subset: "
-                                   "mock,overhead,batch,memory,job,fallback")
+                                   "mock,overhead,batch,memory,job,fallback,soak")
     ap.add_argument("--command", default=None, help="the command line to print in the report")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (configs and logs)")
     ap.add_argument("--wait-quiet", type=float, default=None,
@@ -1389,7 +1462,7 @@ def main() -> int:
                   file=sys.stderr)
             return 2
     only = set(args.only.split(",")) if args.only else \
-        {"mock", "overhead", "batch", "memory", "job", "fallback"}
+        {"mock", "overhead", "batch", "memory", "job", "fallback", "soak"}
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="llm-judge-bench-"))
     log(f"work dir {work} (logs and configs); load {loadavg()}")
@@ -1408,7 +1481,8 @@ def main() -> int:
         "quiet_s": quiet_s,
     })
     steps = [("mock", bench.mock_alone), ("overhead", bench.overhead), ("batch", bench.batch),
-             ("memory", bench.memory), ("job", bench.long_job), ("fallback", bench.fallback)]
+             ("memory", bench.memory), ("job", bench.long_job), ("fallback", bench.fallback),
+             ("soak", bench.soak)]
     bench.fastest_ms = res["speed_start_ms"]
     try:
         for name, fn in steps:

@@ -752,6 +752,20 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
             0.0,
             DAY_S,
         )?;
+        // Unset, the permit wait is 30 s or the attempt timeout, whichever is shorter.
+        let permit_wait = if p.permit_wait_s.is_none() {
+            permit_wait.min(timeout)
+        } else {
+            permit_wait
+        };
+        if permit_wait > timeout {
+            // The attempt timeout runs from the moment an attempt asks for a permit.
+            return Err(ConfigError(format!(
+                "{key}.permit_wait_s ({}) must not be above {key}.timeout_s ({}): an attempt's timeout includes its wait for a permit",
+                permit_wait.as_secs_f64(),
+                timeout.as_secs_f64()
+            )));
+        }
         let http2_prior_knowledge = p.http2_prior_knowledge.unwrap_or(false);
         let http1_only = p.http1_only.unwrap_or(false);
         if http2_prior_knowledge && http1_only {
@@ -1332,6 +1346,25 @@ mod tests {
                 .auth
                 .tokens
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_permit_wait_fits_inside_the_attempt_timeout() {
+        let s = load(&[("LLM_JUDGE__PROVIDERS__OPENAI__TIMEOUT_S", "5")], None).unwrap();
+        assert_eq!(s.providers["openai"].permit_wait, Duration::from_secs(5));
+        let e = load(
+            &[
+                ("LLM_JUDGE__PROVIDERS__OPENAI__TIMEOUT_S", "5"),
+                ("LLM_JUDGE__PROVIDERS__OPENAI__PERMIT_WAIT_S", "10"),
+            ],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("providers.openai.permit_wait_s") && e.contains("timeout_s"),
+            "{e}"
         );
     }
 
