@@ -31,11 +31,15 @@ pub struct ChatCompletionRequest {
     #[schema(example = "default")]
     pub model: String,
     /// The conversation: system or developer instructions, then user and assistant turns.
+    #[schema(min_items = 1)]
     pub messages: Vec<ChatMessage>,
     /// 0 to 2. At 0 an identical request is answered from the verdict cache.
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
     /// The answer's token budget (also read as `max_completion_tokens`, which wins).
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<u32>,
     /// Sequences that end the answer: one string or up to 4.
     pub stop: Option<Stop>,
@@ -45,18 +49,23 @@ pub struct ChatCompletionRequest {
     /// Return the answer tokens' log probabilities (from providers that give them).
     pub logprobs: Option<bool>,
     /// With `logprobs`: alternatives per token, 0 to 20.
+    #[schema(maximum = 20)]
     pub top_logprobs: Option<u8>,
     /// Only 1.
+    #[schema(minimum = 1, maximum = 1)]
     pub n: Option<u32>,
     /// Answer with server-sent events of `chat.completion.chunk` objects, ending with
     /// `data: [DONE]` (or with an `error` event when the provider fails mid-answer).
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
     /// Only 1 (nucleus sampling is not passed on).
+    #[schema(minimum = 1, maximum = 1)]
     pub top_p: Option<f32>,
     /// Only 0.
+    #[schema(minimum = 0, maximum = 0)]
     pub frequency_penalty: Option<f32>,
     /// Only 0.
+    #[schema(minimum = 0, maximum = 0)]
     pub presence_penalty: Option<f32>,
     /// Accepted and not passed on.
     pub user: Option<String>,
