@@ -26,6 +26,7 @@ pub const CIRCUIT_STATE: &str = "llm_judge_circuit_state";
 pub const OVERHEAD: &str = "llm_judge_overhead_seconds";
 pub const BATCH_ITEMS: &str = "llm_judge_batch_items_total";
 pub const CACHE_HITS: &str = "llm_judge_cache_hits_total";
+pub const STREAMS: &str = "llm_judge_streams_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -132,7 +133,14 @@ fn describe() {
         "Time a judgment spent in the service itself: total minus time waiting on providers"
     );
     describe_counter!(BATCH_ITEMS, "Batch items finished, by status (ok, error)");
-    describe_counter!(CACHE_HITS, "Judgments answered from the verdict cache");
+    describe_counter!(
+        CACHE_HITS,
+        "Judgments and chat completions answered from the verdict cache"
+    );
+    describe_counter!(
+        STREAMS,
+        "Streamed answers that ended, by provider and outcome (complete, failed: the provider's stream broke or reported an error after its first piece, abandoned: the client went away)"
+    );
 }
 
 /// Spend in dollars is fractional, and the recorder's counters count whole numbers: the cost

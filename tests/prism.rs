@@ -167,3 +167,41 @@ reasoning = ["openai:o3-mini"]
         assert_eq!(body["attempts"][0]["status"], 200, "{path}: {body}");
     }
 }
+
+#[tokio::test]
+#[ignore = "needs Prism; run by scripts/test"]
+async fn chat_completion_requests_match_openais_spec_whole_and_streamed() {
+    let toml = format!(
+        "[providers.under_test]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-test\"\nmax_attempts = 1\n[routes]\ndefault = [\"under_test:gpt-4o\"]\n",
+        prism_url()
+    );
+    let app = spawn(&toml, &[]).await;
+    let mut body = json!({
+        "model": "default",
+        "messages": [
+            {"role": "system", "content": "Grade."},
+            {"role": "user", "content": [{"type": "text", "text": "Is this a cat?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+            {"role": "assistant", "content": "Yes."},
+            {"role": "user", "content": "Sure?"}
+        ],
+        "temperature": 0.5, "max_tokens": 20, "stop": ["\n\n"], "seed": 1,
+        "logprobs": true, "top_logprobs": 2,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "v", "schema": {"type": "object"}, "strict": true}}
+    });
+    let (status, answer) = app.post("/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "the mock refused the request: {answer}");
+    assert_eq!(answer["x_llm_judge"]["attempts"][0]["status"], 200);
+    // The streamed request (stream, stream_options) is valid too. Prism validates a request
+    // before it makes an answer, and it cannot make an event stream (it answers 500 for one):
+    // what counts is that it did not refuse the request (400 or 422).
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let (_, answer) = app.post("/v1/chat/completions", &body).await;
+    let attempt = &answer["x_llm_judge"]["attempts"][0];
+    let status = attempt["status"].as_u64().unwrap_or(200);
+    assert!(
+        !(400..500).contains(&status),
+        "the mock refused the streamed request: {answer}"
+    );
+}

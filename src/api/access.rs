@@ -205,6 +205,8 @@ pub(crate) const ENDPOINTS: &[&str] = &[
     "/v1/jobs/{id}/results",
     "/v1/jobs/{id}/events",
     "/v1/providers",
+    "/v1/chat/completions",
+    "/v1/models",
     "/healthz",
     "/readyz",
     "/metrics",

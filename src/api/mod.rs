@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod batch;
+pub mod compat;
 pub mod error;
 pub mod health;
 pub mod jobs;
@@ -34,6 +35,7 @@ use error::ApiError;
     tags(
         (name = "judge", description = "Judging items"),
         (name = "jobs", description = "Persistent batch jobs"),
+        (name = "openai", description = "OpenAI-compatible chat completions through the routes; errors in OpenAI's shape"),
         (name = "operations", description = "Health, provider state and metrics")
     )
 )]
@@ -50,6 +52,8 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::get, jobs::cancel))
         .routes(routes!(jobs::results))
         .routes(routes!(jobs::events))
+        .routes(routes!(compat::completions))
+        .routes(routes!(compat::models))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::providers))
@@ -106,6 +110,9 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(layers::X_REQUEST_ID))
         // One access line per request, and the request metrics, refusals included.
         .layer(access::AccessLogLayer::default())
+        // Refusals on the OpenAI-compatible paths in OpenAI's error shape, whichever layer
+        // below made them.
+        .layer(compat::errors::OpenAiErrorsLayer)
         // The request's debug span (its id on every debug line); nothing logged of its own.
         .layer(
             TraceLayer::new_for_http()

@@ -2,8 +2,11 @@
 //! answers into three-state verdicts (correct, incorrect, unscored with a reason).
 //!
 //! Knows templates, parsing, the verdict cache and the rules pre-check; knows nothing of HTTP.
+//! Also passes a client's own chat requests through to a route, with the verdict cache
+//! ([`chat`]).
 
 pub mod cache;
+pub mod chat;
 pub mod items;
 pub mod parse;
 pub mod prompts;

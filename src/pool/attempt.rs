@@ -2,7 +2,9 @@
 //! a provider error, a timeout, an open circuit, no permit), is written to the step's trail
 //! (what the client sees in `attempts`) and to the provider metrics, once.
 //!
-//! It sits just inside the retry layer, so each retry is recorded as the attempt it is.
+//! It sits just inside the retry layer, so each retry is recorded as the attempt it is. A
+//! streamed answer's attempt is over when its first piece has arrived: its latency is the time
+//! to that piece.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -15,7 +17,6 @@ use tower::BoxError;
 
 use super::Attempt;
 use super::stack::{Call, Failure, classify};
-use crate::chat::Completion;
 use crate::config::Price;
 use crate::metrics as m;
 
@@ -158,13 +159,14 @@ pub struct AttemptService<S> {
 
 impl<S> tower::Service<Call> for AttemptService<S>
 where
-    S: tower::Service<Call, Response = Completion>,
+    S: tower::Service<Call>,
+    S::Response: Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
-    type Response = Completion;
+    type Response = S::Response;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Completion, BoxError>>;
+    type Future = BoxFuture<'static, Result<S::Response, BoxError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)

@@ -9,6 +9,7 @@
 
 pub mod attempt;
 pub mod breaker;
+pub mod concurrency;
 pub mod cost;
 pub mod rate_limit;
 pub mod retry;
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::retry::budget::TpsBudget;
 
-use crate::chat::{ChatRequest, Completion, Grader, ProviderError};
+use crate::chat::{ChatRequest, ChatStream, Completion, Grader, ProviderError, Usage};
 use crate::config::{ProviderKind, Settings};
 use crate::metrics as m;
 use crate::providers;
@@ -34,7 +35,7 @@ use attempt::SlotMetrics;
 use breaker::{Breaker, BreakerConfig};
 use rate_limit::{Limiter, LocalLimiter};
 use retry::RetryConfig;
-use stack::{Call, Failure, Stack, StackParts, classify};
+use stack::{Call, Failure, Reply, Stack, StackParts, StreamStack, classify};
 
 /// One provider with everything that guards it.
 pub struct ProviderSlot {
@@ -43,6 +44,7 @@ pub struct ProviderSlot {
     has_credentials: bool,
     default_model: Option<String>,
     stack: Stack,
+    stream_stack: StreamStack,
     breaker: Arc<Breaker>,
     limiter: Arc<dyn Limiter>,
     semaphore: Arc<Semaphore>,
@@ -168,9 +170,9 @@ impl Pool {
             ));
             let semaphore = Arc::new(Semaphore::new(p.max_in_flight));
             let has_credentials = adapter.has_credentials;
-            let stack = stack::build(StackParts {
+            let parts = StackParts {
                 name: name.as_str().into(),
-                adapter,
+                local: adapter.kind == "rules",
                 retry: RetryConfig {
                     max_attempts: p.max_attempts,
                     base: Duration::from_millis(s.retry.base_delay_ms),
@@ -184,7 +186,9 @@ impl Pool {
                 permit_wait: p.permit_wait,
                 semaphore: semaphore.clone(),
                 metrics: metrics.clone(),
-            });
+            };
+            let stack = stack::build(parts.clone(), adapter.service);
+            let stream_stack = stack::build(parts, adapter.stream);
             slots.insert(
                 name.clone(),
                 Arc::new(ProviderSlot {
@@ -193,6 +197,7 @@ impl Pool {
                     has_credentials,
                     default_model: p.default_model.clone(),
                     stack,
+                    stream_stack,
                     breaker,
                     limiter,
                     semaphore,
@@ -332,6 +337,66 @@ impl Pool {
 
     /// Sends `req` along the route: each step with its own model, until one answers.
     pub async fn complete(&self, route: &str, req: ChatRequest) -> Result<Delivered, RouteFailed> {
+        let a = self.deliver(route, req, |s| &s.stack).await?;
+        let cost = cost::of(&a.slot, &a.model, &a.reply);
+        cost::record(&a.slot, &a.model, &a.reply, cost);
+        Ok(Delivered {
+            completion: a.reply,
+            provider: a.provider,
+            model: a.model,
+            attempts: a.attempts,
+            fallback: a.fallback,
+            cost_usd: cost,
+            provider_time: a.provider_time,
+        })
+    }
+
+    /// Sends `req` along the route for a streamed answer. Fallback and retries apply until a
+    /// step's first piece has arrived; after that the stream is the answering provider's, and a
+    /// failure ends it with an error. Its tokens and cost are counted when it ends.
+    pub async fn stream(
+        &self,
+        route: &str,
+        req: ChatRequest,
+    ) -> Result<StreamDelivered, RouteFailed> {
+        let a = self.deliver(route, req, |s| &s.stream_stack).await?;
+        let pricing = Pricing {
+            slot: a.slot.clone(),
+            model: a.model.clone(),
+        };
+        let counted = pricing.clone();
+        let provider: Arc<str> = a.provider.as_str().into();
+        let stream = a.reply.on_end(move |end| {
+            metrics::counter!(m::STREAMS, "provider" => provider.to_string(), "outcome" => end.outcome.as_str())
+                .increment(1);
+            if let Some(usage) = end.usage {
+                let c = Completion {
+                    usage,
+                    ..Completion::default()
+                };
+                let cost = cost::of(&counted.slot, &counted.model, &c);
+                cost::record(&counted.slot, &counted.model, &c, cost);
+            }
+        });
+        Ok(StreamDelivered {
+            stream,
+            provider: a.provider,
+            model: a.model,
+            attempts: a.attempts,
+            fallback: a.fallback,
+            provider_time: a.provider_time,
+            pricing,
+        })
+    }
+
+    /// The fallback loop both kinds of answer share: each step through its provider's stack
+    /// (`stack` picks which of the two), until one answers.
+    async fn deliver<R: Reply>(
+        &self,
+        route: &str,
+        req: ChatRequest,
+        stack: impl Fn(&ProviderSlot) -> &tower::util::BoxCloneSyncService<Call, R, tower::BoxError>,
+    ) -> Result<Answered<R>, RouteFailed> {
         let steps = match self.steps(route) {
             Ok(s) => s,
             Err(why) => {
@@ -375,20 +440,18 @@ impl Pool {
             let started = Instant::now();
             let call = Call::new(chat.clone(), started + slot.deadline);
             let trail = call.trail.clone();
-            let result = slot.stack.clone().oneshot(call).await;
+            let result = stack(slot).clone().oneshot(call).await;
             provider_time += started.elapsed();
             attempts.extend(trail.take());
             match result {
-                Ok(completion) => {
-                    let cost = cost::of(slot, &step.model, &completion);
-                    cost::record(slot, &step.model, &completion, cost);
-                    return Ok(Delivered {
-                        completion,
+                Ok(reply) => {
+                    return Ok(Answered {
+                        reply,
+                        slot: slot.clone(),
                         provider: step.provider.clone(),
                         model: step.model.clone(),
                         attempts,
                         fallback: i > 0,
-                        cost_usd: cost,
                         provider_time,
                     });
                 }
@@ -414,6 +477,50 @@ impl Pool {
             last_error,
             client_error: false,
         })
+    }
+}
+
+/// What a step that answered gave back, before the kind of answer is accounted for.
+struct Answered<R> {
+    reply: R,
+    slot: Arc<ProviderSlot>,
+    provider: String,
+    model: String,
+    attempts: Vec<Attempt>,
+    fallback: bool,
+    provider_time: Duration,
+}
+
+/// A streamed answer and how it was obtained (its cost is known when it ends: [`Pricing`]).
+pub struct StreamDelivered {
+    pub stream: ChatStream,
+    pub provider: String,
+    pub model: String,
+    pub attempts: Vec<Attempt>,
+    pub fallback: bool,
+    /// Time spent waiting on providers up to the first piece.
+    pub provider_time: Duration,
+    pub pricing: Pricing,
+}
+
+/// The price of the step that answered, for usage known later.
+#[derive(Clone)]
+pub struct Pricing {
+    slot: Arc<ProviderSlot>,
+    model: String,
+}
+
+impl Pricing {
+    /// What `usage` costs at the configured price; `None` when no price is configured.
+    pub fn cost(&self, usage: Usage) -> Option<f64> {
+        cost::of(
+            &self.slot,
+            &self.model,
+            &Completion {
+                usage,
+                ..Completion::default()
+            },
+        )
     }
 }
 

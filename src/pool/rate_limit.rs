@@ -4,7 +4,8 @@
 //!
 //! The limiter sits behind [`Limiter`], so a limiter shared by several replicas can take the
 //! place of the in-process [`LocalLimiter`] without touching the stack. A wait past its budget is
-//! refused from `call` with [`NoPermit`]; the route then moves on to its next step.
+//! refused from `call` with [`NoPermit`]; the route then moves on to its next step. A streamed
+//! answer counts as in flight, and settles its tokens, when its stream ends.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,7 @@ use tower::{BoxError, ServiceExt};
 
 use super::attempt::SlotMetrics;
 use super::stack::Call;
-use crate::chat::Completion;
+use super::stack::Reply;
 
 /// No rate-limit grant or concurrency slot within the wait budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,13 +294,14 @@ pub struct RateLimitService<S> {
 
 impl<S> tower::Service<Call> for RateLimitService<S>
 where
-    S: tower::Service<Call, Response = Completion> + Clone + Send + 'static,
+    S: tower::Service<Call> + Clone + Send + 'static,
+    S::Response: Reply,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
-    type Response = Completion;
+    type Response = S::Response;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Completion, BoxError>>;
+    type Future = BoxFuture<'static, Result<S::Response, BoxError>>;
 
     /// Always ready: the wait for a grant and for the inner service's readiness (a concurrency
     /// slot) happens in `call`, bounded by the permit-wait budget, so a refusal is an answer and
@@ -334,13 +336,14 @@ where
             metrics.wait.record(started.elapsed().as_secs_f64());
             let _ = call.admitted.set(tokio::time::Instant::now());
             let in_flight = InFlight::new(&metrics);
-            let result = ready.call(call).await.map_err(Into::into);
-            drop(in_flight);
-            if let Ok(c) = &result {
-                limiter.settle(&model, reservation, Some(c.usage.total()));
-            }
-            // A failed call keeps its reservation: the provider may have counted it.
-            result
+            // A failed call keeps its reservation: the provider may have counted it. So does a
+            // stream that broke off or reported no usage.
+            let reply = ready.call(call).await.map_err(Into::into)?;
+            Ok(reply.hold(in_flight).when_done(move |used| {
+                if let Some(u) = used {
+                    limiter.settle(&model, reservation, Some(u.total()));
+                }
+            }))
         }
         .boxed()
     }

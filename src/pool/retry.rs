@@ -16,7 +16,6 @@ use tower::BoxError;
 use tower::retry::budget::{Budget, TpsBudget};
 
 use super::stack::{Call, Failure, classify};
-use crate::chat::Completion;
 use crate::metrics as m;
 
 /// Backoff settings for one provider.
@@ -108,14 +107,10 @@ impl StepPolicy {
     }
 }
 
-impl tower::retry::Policy<Call, Completion, BoxError> for StepPolicy {
+impl<R> tower::retry::Policy<Call, R, BoxError> for StepPolicy {
     type Future = tokio::time::Sleep;
 
-    fn retry(
-        &mut self,
-        req: &mut Call,
-        result: &mut Result<Completion, BoxError>,
-    ) -> Option<Self::Future> {
+    fn retry(&mut self, req: &mut Call, result: &mut Result<R, BoxError>) -> Option<Self::Future> {
         let err = result.as_ref().err()?;
         let failure = classify(err);
         match self

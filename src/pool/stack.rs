@@ -7,6 +7,13 @@
 //!       -> concurrency limit -> the provider's adapter (a tower Service) -> reqwest
 //! ```
 //!
+//! Each provider has two such stacks, built alike over the same breaker, limiter, concurrency
+//! slots, retry budget and metrics: one whose answer is a whole [`Completion`], one whose answer
+//! is a [`ChatStream`] (the answer's first piece has arrived, the rest follows). Everything in
+//! the stack applies to a stream up to its first piece, so a provider failing before it answers
+//! is retried and then left for the route's next step; a stream keeps its concurrency slot and
+//! settles its token reservation when it ends ([`Reply`]).
+//!
 //! Retry sits outside every limit, so a request backing off holds no slot and no rate grant.
 //! An open circuit and a permit wait past its budget are refused from `call` (never from
 //! `poll_ready`) with errors of their own, which the retry policy does not retry: the route moves
@@ -24,11 +31,11 @@ use tower::{BoxError, ServiceBuilder};
 use super::Attempt;
 use super::attempt::{AttemptLayer, SlotMetrics};
 use super::breaker::{Breaker, BreakerLayer, CircuitOpen};
+use super::concurrency::ConcurrencyLayer;
 use super::rate_limit::{Limiter, NoPermit, RateLimitLayer};
 use super::retry::{RetryConfig, StepPolicy};
 use super::timeout::{AttemptTimedOut, TimeoutLayer};
-use crate::chat::{ChatRequest, Completion, ProviderError};
-use crate::providers::Adapter;
+use crate::chat::{ChatRequest, ChatStream, Completion, ProviderError, Usage};
 
 /// One route step's request inside a provider's stack: the chat request (its model set for the
 /// step) and what the layers share about it. Cloning is cheap: every field is shared.
@@ -90,6 +97,49 @@ impl Trail {
 /// A provider's stack as one cloneable service.
 pub type Stack = BoxCloneSyncService<Call, Completion, BoxError>;
 
+/// A provider's streaming stack.
+pub type StreamStack = BoxCloneSyncService<Call, ChatStream, BoxError>;
+
+/// An adapter's service as the bottom of a stack.
+pub type AdapterOf<R> = BoxCloneSyncService<Arc<ChatRequest>, R, ProviderError>;
+
+/// What a stack can answer: a whole completion, or a stream whose end comes later. The layers
+/// that must act when the provider is done with a call (settle the token reservation, give the
+/// concurrency slot back) do so through this.
+pub trait Reply: Send + 'static {
+    /// Runs `f` with the usage the provider reported once the answer is whole: at once for a
+    /// completion, when the stream ends for a stream (`None` when it broke off or sent none).
+    fn when_done(self, f: impl FnOnce(Option<Usage>) + Send + 'static) -> Self;
+    /// Keeps `guard` until the answer is whole.
+    fn hold(self, guard: impl Send + 'static) -> Self;
+}
+
+impl Reply for Completion {
+    fn when_done(self, f: impl FnOnce(Option<Usage>) + Send + 'static) -> Self {
+        f(Some(self.usage));
+        self
+    }
+
+    fn hold(self, guard: impl Send + 'static) -> Self {
+        drop(guard);
+        self
+    }
+}
+
+impl Reply for ChatStream {
+    fn when_done(self, f: impl FnOnce(Option<Usage>) + Send + 'static) -> Self {
+        self.on_end(move |end| {
+            f(end
+                .usage
+                .filter(|_| end.outcome == crate::chat::StreamOutcome::Complete))
+        })
+    }
+
+    fn hold(self, guard: impl Send + 'static) -> Self {
+        ChatStream::hold(self, guard)
+    }
+}
+
 /// How a stack's call failed, read from the boxed error of whichever layer ended it.
 #[derive(Debug)]
 pub enum Failure<'a> {
@@ -146,10 +196,12 @@ impl Failure<'_> {
     }
 }
 
-/// What one provider's stack is built from.
+/// What one provider's stacks are built from (shared by both).
+#[derive(Clone)]
 pub struct StackParts {
     pub name: Arc<str>,
-    pub adapter: Adapter,
+    /// The rules judge answers without HTTP: its attempts carry no status.
+    pub local: bool,
     pub retry: RetryConfig,
     pub budget: Arc<tower::retry::budget::TpsBudget>,
     pub breaker: Arc<Breaker>,
@@ -160,8 +212,11 @@ pub struct StackParts {
     pub metrics: Arc<SlotMetrics>,
 }
 
-/// Builds a provider's stack. Each layer says why it is where it is.
-pub fn build(p: StackParts) -> Stack {
+/// Builds a provider's stack over `adapter`. Each layer says why it is where it is.
+pub fn build<R: Reply>(
+    p: StackParts,
+    adapter: AdapterOf<R>,
+) -> BoxCloneSyncService<Call, R, BoxError> {
     let stack = ServiceBuilder::new()
         // Outermost: a failed attempt is retried here, after a backoff spent outside every
         // limit, drawing from the shared retry budget.
@@ -170,7 +225,7 @@ pub fn build(p: StackParts) -> Stack {
         // no permit), in the step's trail and the provider metrics.
         .layer(AttemptLayer::new(
             p.name.clone(),
-            p.adapter.kind == "rules",
+            p.local,
             p.metrics.clone(),
         ))
         // An open circuit refuses at once; a probe is let through after the cool-down.
@@ -180,13 +235,12 @@ pub fn build(p: StackParts) -> Stack {
         // RPM/TPM: waits for a grant (and then a concurrency slot) within the permit budget,
         // settles the token estimate with the real usage.
         .layer(RateLimitLayer::new(p.limiter, p.permit_wait, p.metrics))
-        // At most `max_in_flight` calls at the provider at once.
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
-            p.semaphore,
-        ))
+        // At most `max_in_flight` calls at the provider at once; a stream keeps its slot
+        // until its last piece.
+        .layer(ConcurrencyLayer::new(p.semaphore))
         // The adapter sees only the provider-neutral request.
         .map_request(|c: Call| c.chat)
         .map_err(BoxError::from)
-        .service(p.adapter.service);
+        .service(adapter);
     BoxCloneSyncService::new(stack)
 }

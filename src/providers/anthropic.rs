@@ -22,9 +22,11 @@
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Answer, Outgoing, WireFormat, json_body, typed_error_message};
+use super::{
+    Answer, EventReader, Outgoing, StreamFormat, WireFormat, json_body, typed_error_message,
+};
 use crate::chat::{
-    ChatRequest, Completion, Part, ProviderError, ResponseFormat, SystemPrompt, Usage,
+    ChatRequest, Chunk, Completion, Part, ProviderError, ResponseFormat, SystemPrompt, Usage,
 };
 
 /// The `anthropic-version` header sent.
@@ -84,6 +86,155 @@ impl WireFormat for Anthropic {
         }
         Err(answer.status_error(typed_error_message(&answer.body, "/error/type")))
     }
+
+    fn streaming(&self) -> Option<&dyn StreamFormat> {
+        Some(self)
+    }
+}
+
+impl StreamFormat for Anthropic {
+    fn encode_stream(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError> {
+        let mut body = wire_request(req)?;
+        body.stream = Some(true);
+        Ok(Outgoing {
+            url: self.url.clone(),
+            body: json_body(&body)?,
+        })
+    }
+
+    fn reader(&self) -> Box<dyn EventReader> {
+        Box::new(EventsReader::default())
+    }
+}
+
+/// Reads Anthropic's message events: text (and a structured answer's JSON) from
+/// `content_block_delta`, the stop reason and usage from `message_start` and `message_delta`,
+/// the end at `message_stop`; an `error` event (e.g. `overloaded_error`) is the error it names.
+#[derive(Default)]
+struct EventsReader {
+    /// Input-side usage from `message_start`; the output count comes with `message_delta`.
+    usage: Usage,
+    done: bool,
+}
+
+#[derive(Deserialize)]
+struct WireEvent {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: Option<WireStartMessage>,
+    #[serde(default)]
+    content_block: Option<WireContent>,
+    #[serde(default)]
+    delta: Option<WireDelta>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize)]
+struct WireStartMessage {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    partial_json: Option<String>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl EventReader for EventsReader {
+    fn read(&mut self, _event: &str, data: &str) -> Result<Option<Chunk>, ProviderError> {
+        if data.trim().is_empty() {
+            return Ok(None);
+        }
+        let ev: WireEvent = serde_json::from_str(data)
+            .map_err(|e| ProviderError::Decode(format!("not an Anthropic stream event: {e}")))?;
+        let text = |t: String| {
+            Ok(Some(Chunk {
+                text: t,
+                ..Chunk::default()
+            }))
+        };
+        match ev.kind.as_str() {
+            "message_start" => {
+                if let Some(u) = ev.message.and_then(|m| m.usage) {
+                    self.usage = usage(u);
+                }
+                Ok(None)
+            }
+            "content_block_start" => match ev.content_block.and_then(|b| b.text) {
+                Some(t) if !t.is_empty() => text(t),
+                _ => Ok(None),
+            },
+            "content_block_delta" => match ev.delta {
+                Some(WireDelta {
+                    kind: Some(k),
+                    text: Some(t),
+                    ..
+                }) if k == "text_delta" => text(t),
+                Some(WireDelta {
+                    partial_json: Some(j),
+                    ..
+                }) => text(j),
+                _ => Ok(None),
+            },
+            "message_delta" => {
+                let reason = ev.delta.and_then(|d| d.stop_reason);
+                if reason.as_deref() == Some("refusal") {
+                    return Err(ProviderError::ContentFilter(
+                        "Anthropic stopped the answer (stop_reason refusal)".into(),
+                    ));
+                }
+                if let Some(u) = ev.usage {
+                    self.usage.completion_tokens = u.output_tokens;
+                }
+                Ok(Some(Chunk {
+                    finish_reason: reason,
+                    usage: Some(self.usage),
+                    ..Chunk::default()
+                }))
+            }
+            "message_stop" => {
+                self.done = true;
+                Ok(None)
+            }
+            "error" => {
+                let e = ev.error.unwrap_or(WireError {
+                    kind: None,
+                    message: None,
+                });
+                let kind = e.kind.unwrap_or_default();
+                let message = format!(
+                    "{kind}: {}",
+                    e.message.unwrap_or_else(|| "error in the stream".into())
+                );
+                Err(super::stream_error(Some(&kind), message))
+            }
+            // ping, content_block_stop, and event types added later.
+            _ => Ok(None),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.done
+    }
 }
 
 #[derive(Serialize)]
@@ -102,6 +253,8 @@ struct WireRequest<'a> {
     tools: Option<[WireTool<'a>; 1]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<WireToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
 }
 
 /// The system prompt: a plain string, or one text block marked for the prompt cache.
@@ -243,6 +396,7 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
             }]
         }),
         tool_choice: tool.map(|(name, _)| WireToolChoice { kind: "tool", name }),
+        stream: None,
     })
 }
 
@@ -279,6 +433,16 @@ struct WireUsage {
     cache_read_input_tokens: Option<u64>,
 }
 
+fn usage(u: WireUsage) -> Usage {
+    let written = u.cache_creation_input_tokens.unwrap_or(0);
+    let read = u.cache_read_input_tokens.unwrap_or(0);
+    Usage {
+        cached_prompt_tokens: read,
+        cache_write_tokens: written,
+        ..Usage::new(u.input_tokens + written + read, u.output_tokens)
+    }
+}
+
 fn parse_response(body: &[u8]) -> Result<Completion, ProviderError> {
     let wire: WireResponse = serde_json::from_slice(body)
         .map_err(|e| ProviderError::Decode(format!("not an Anthropic message: {e}")))?;
@@ -301,18 +465,7 @@ fn parse_response(body: &[u8]) -> Result<Completion, ProviderError> {
             .filter_map(|b| b.text.as_deref())
             .collect(),
     };
-    let usage = wire
-        .usage
-        .map(|u| {
-            let written = u.cache_creation_input_tokens.unwrap_or(0);
-            let read = u.cache_read_input_tokens.unwrap_or(0);
-            Usage {
-                cached_prompt_tokens: read,
-                cache_write_tokens: written,
-                ..Usage::new(u.input_tokens + written + read, u.output_tokens)
-            }
-        })
-        .unwrap_or_default();
+    let usage = wire.usage.map(usage).unwrap_or_default();
     Ok(Completion {
         text,
         usage,

@@ -17,8 +17,10 @@
 
 use reqwest::header::HeaderMap;
 
-use super::openai::{openai_shaped, wire_request};
-use super::{Answer, Outgoing, WireFormat, encode_path_segment, json_body};
+use super::openai::{ChunkReader, openai_shaped, wire_request, wire_stream_request};
+use super::{
+    Answer, EventReader, Outgoing, StreamFormat, WireFormat, encode_path_segment, json_body,
+};
 use crate::chat::{ChatRequest, Completion, ProviderError};
 
 /// An Azure OpenAI resource bound to an endpoint, an API version and an optional key.
@@ -74,6 +76,24 @@ impl WireFormat for Azure {
 
     fn decode(&self, answer: Answer) -> Result<Completion, ProviderError> {
         openai_shaped(answer)
+    }
+
+    fn streaming(&self) -> Option<&dyn StreamFormat> {
+        Some(self)
+    }
+}
+
+/// Streams as OpenAI does (`stream_options.include_usage` needs api-version 2024-09-01 or later).
+impl StreamFormat for Azure {
+    fn encode_stream(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError> {
+        Ok(Outgoing {
+            url: super::parse_url(&self.url(&req.model))?,
+            body: json_body(&wire_stream_request(req, None))?,
+        })
+    }
+
+    fn reader(&self) -> Box<dyn EventReader> {
+        Box::new(ChunkReader::default())
     }
 }
 

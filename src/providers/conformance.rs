@@ -61,14 +61,16 @@ struct Case {
 }
 
 fn adapter<W: WireFormat>(wire: W, key: Option<&str>) -> Adapter {
+    let http = HttpAdapter::new(
+        client(&ClientOptions::default()).unwrap(),
+        wire,
+        key.map(str::to_string),
+    );
     Adapter {
-        kind: wire.kind(),
-        has_credentials: wire.headers().is_some(),
-        service: tower::util::BoxCloneSyncService::new(HttpAdapter::new(
-            client(&ClientOptions::default()).unwrap(),
-            wire,
-            key.map(str::to_string),
-        )),
+        kind: http.wire().kind(),
+        has_credentials: http.wire().headers().is_some(),
+        stream: tower::util::BoxCloneSyncService::new(super::http::Streamed(http.clone())),
+        service: tower::util::BoxCloneSyncService::new(http),
     }
 }
 

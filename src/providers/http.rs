@@ -19,10 +19,10 @@ use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 
 use super::{Answer, Outgoing, WireFormat};
-use crate::chat::{ChatRequest, Completion, ProviderError};
+use crate::chat::{ChatRequest, ChatStream, Completion, ProviderError};
 use crate::config::ProviderSettings;
 
 /// The `User-Agent` of every provider call.
@@ -52,6 +52,9 @@ pub struct ClientOptions {
     /// A proxy for every call of this provider (`http://`, `https://` or `socks5://`); else the
     /// environment's `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` with `NO_PROXY`.
     pub proxy: Option<String>,
+    /// The longest silence while an answer is being read (each read restarts it): what ends a
+    /// streamed answer whose provider went quiet after its first piece.
+    pub read_timeout: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -64,6 +67,7 @@ impl Default for ClientOptions {
             http1_only: false,
             ca_file: None,
             proxy: None,
+            read_timeout: None,
         }
     }
 }
@@ -80,6 +84,7 @@ impl ClientOptions {
             http1_only: p.http1_only,
             ca_file: p.ca_file.clone(),
             proxy: p.proxy.as_ref().map(|s| s.expose().to_string()),
+            read_timeout: Some(p.timeout),
         }
     }
 }
@@ -101,6 +106,9 @@ pub fn client(o: &ClientOptions) -> anyhow::Result<reqwest::Client> {
         // Provider APIs answer; they do not redirect. A redirect is reported as the status it is,
         // and no key follows it to another host.
         .redirect(reqwest::redirect::Policy::none());
+    if let Some(t) = o.read_timeout {
+        b = b.read_timeout(t);
+    }
     if o.http2_prior_knowledge {
         // One connection carries every call in flight; PINGs find a peer that went silent.
         // The connection window is large and fixed: with the 64 KiB default, thousands of
@@ -196,20 +204,87 @@ impl<W: WireFormat> tower::Service<Arc<ChatRequest>> for HttpAdapter<W> {
     }
 }
 
+/// The streaming side of an [`HttpAdapter`]: a `tower::Service` whose answer is a
+/// [`ChatStream`], ready once the provider's first piece has arrived (so that an error before
+/// it is an error of the call, retried or left for the next step like any other). A provider
+/// without a streaming format, or one that answers a streamed request with a whole JSON answer,
+/// gives a stream of one piece.
+pub struct Streamed<W>(pub HttpAdapter<W>);
+
+impl<W> Clone for Streamed<W> {
+    fn clone(&self) -> Self {
+        Streamed(self.0.clone())
+    }
+}
+
+impl<W: WireFormat> tower::Service<Arc<ChatRequest>> for Streamed<W> {
+    type Response = ChatStream;
+    type Error = ProviderError;
+    type Future = BoxFuture<'static, Result<ChatStream, ProviderError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProviderError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Arc<ChatRequest>) -> Self::Future {
+        let HttpAdapter {
+            client,
+            wire,
+            secret,
+        } = self.0.clone();
+        let scrub = secret.clone();
+        async move {
+            let headers = wire.headers().ok_or(ProviderError::NoCredentials)?;
+            let Some(format) = wire.streaming() else {
+                let answer = post(&client, wire.encode(&req)?, headers).await?;
+                return wire.decode(answer).map(ChatStream::whole);
+            };
+            let resp = send(&client, format.encode_stream(&req)?, headers, true).await?;
+            let is_events = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+            if !resp.status().is_success() || !is_events {
+                return wire.decode(answer(resp).await?).map(ChatStream::whole);
+            }
+            let pieces = super::stream::pieces(resp, format.reader());
+            super::stream::first_piece(pieces, secret).await
+        }
+        .map(move |r| r.map_err(|e| e.redacted(scrub.as_deref(), super::MAX_ERROR_CHARS)))
+        .boxed()
+    }
+}
+
 /// Sends one JSON `POST` and reads the whole answer.
 async fn post(
     client: &reqwest::Client,
     out: Outgoing,
     headers: &reqwest::header::HeaderMap,
 ) -> Result<Answer, ProviderError> {
-    let resp = client
+    answer(send(client, out, headers, false).await?).await
+}
+
+/// Sends one JSON `POST` (asking for server-sent events when `events`) and returns the answer's
+/// head, its body still to be read.
+async fn send(
+    client: &reqwest::Client,
+    out: Outgoing,
+    headers: &reqwest::header::HeaderMap,
+    events: bool,
+) -> Result<reqwest::Response, ProviderError> {
+    let mut b = client
         .post(out.url)
         .headers(headers.clone())
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .body(out.body)
-        .send()
-        .await
-        .map_err(transport_error)?;
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if events {
+        b = b.header(ACCEPT, HeaderValue::from_static("text/event-stream"));
+    }
+    b.body(out.body).send().await.map_err(transport_error)
+}
+
+/// Reads an answer whole.
+async fn answer(resp: reqwest::Response) -> Result<Answer, ProviderError> {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = read_body(resp).await?;

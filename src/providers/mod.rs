@@ -17,6 +17,7 @@ pub mod gemini;
 pub mod http;
 pub mod openai;
 pub mod rules;
+pub mod stream;
 
 #[cfg(test)]
 mod conformance;
@@ -28,8 +29,8 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tower::util::BoxCloneSyncService;
 
-use crate::chat::Grader;
 pub use crate::chat::{ChatRequest, Completion, ProviderError, Usage};
+use crate::chat::{ChatStream, Chunk, Grader};
 use crate::config::{ProviderKind, ProviderSettings};
 
 /// How long a provider's error text may be in attempts, responses and logs.
@@ -78,10 +79,58 @@ pub trait WireFormat: Send + Sync + 'static {
     fn encode(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError>;
     /// The provider's answer read into a completion or a typed error.
     fn decode(&self, answer: Answer) -> Result<Completion, ProviderError>;
+    /// How the provider streams an answer, when it does; a provider that does not answers a
+    /// streamed request whole, as a stream of one piece.
+    fn streaming(&self) -> Option<&dyn StreamFormat> {
+        None
+    }
+}
+
+/// How a provider streams: the request that asks for server-sent events, and a reader of them.
+/// An error answer before the stream starts is read by [`WireFormat::decode`].
+pub trait StreamFormat: Send + Sync {
+    /// The provider's HTTP request for a streamed answer to `req`.
+    fn encode_stream(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError>;
+    /// A reader for one answer's events.
+    fn reader(&self) -> Box<dyn EventReader>;
+}
+
+/// Reads one streamed answer's server-sent events, in order.
+pub trait EventReader: Send {
+    /// One event (`event` is its type, empty when it has none): the piece of the answer it
+    /// carries, `None` for one that carries nothing, or the error the provider reported in it.
+    fn read(&mut self, event: &str, data: &str) -> Result<Option<Chunk>, ProviderError>;
+    /// Whether the provider's end-of-answer marker has been read.
+    fn done(&self) -> bool;
+}
+
+/// A provider error reported inside a stream, given the status its type stands for: a stream
+/// that failed before its first piece is retried or falls back like the same error answered
+/// with that status.
+pub fn stream_error(kind: Option<&str>, message: String) -> ProviderError {
+    let status = match kind.unwrap_or_default() {
+        "overloaded_error" | "overloaded" => 529,
+        "rate_limit_error" | "rate_limit_exceeded" | "requests" | "tokens" => 429,
+        "invalid_request_error" | "invalid_request" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        _ => 500,
+    };
+    ProviderError::Status {
+        status,
+        message,
+        retry_after: None,
+        should_retry: None,
+    }
 }
 
 /// Every adapter behind one type: a cloneable, shareable `tower::Service`.
 pub type AdapterService = BoxCloneSyncService<Arc<ChatRequest>, Completion, ProviderError>;
+
+/// Every adapter's streaming side: its answer is ready when the first piece has arrived.
+pub type StreamService = BoxCloneSyncService<Arc<ChatRequest>, ChatStream, ProviderError>;
 
 /// A provider adapter and what the pool needs to know of it.
 #[derive(Clone)]
@@ -91,6 +140,7 @@ pub struct Adapter {
     /// Whether the provider can be called (credentials present, or none needed).
     pub has_credentials: bool,
     pub service: AdapterService,
+    pub stream: StreamService,
 }
 
 /// Builds the adapter for one configured provider: its `reqwest::Client` (made once, here) and
@@ -101,23 +151,32 @@ pub fn build(p: &ProviderSettings, grader: Arc<dyn Grader>) -> anyhow::Result<Ad
     macro_rules! http {
         ($wire:expr) => {{
             let wire = $wire;
+            let adapter = http::HttpAdapter::new(
+                http::client(&http::ClientOptions::from_settings(p))?,
+                wire,
+                key.clone(),
+            );
             Adapter {
-                kind: wire.kind(),
-                has_credentials: wire.headers().is_some(),
-                service: BoxCloneSyncService::new(http::HttpAdapter::new(
-                    http::client(&http::ClientOptions::from_settings(p))?,
-                    wire,
-                    key.clone(),
-                )),
+                kind: adapter.wire().kind(),
+                has_credentials: adapter.wire().headers().is_some(),
+                stream: BoxCloneSyncService::new(http::Streamed(adapter.clone())),
+                service: BoxCloneSyncService::new(adapter),
             }
         }};
     }
     Ok(match p.kind {
-        ProviderKind::Rules => Adapter {
-            kind: "rules",
-            has_credentials: true,
-            service: BoxCloneSyncService::new(rules::RulesAdapter::new(grader)),
-        },
+        ProviderKind::Rules => {
+            let rules = rules::RulesAdapter::new(grader);
+            Adapter {
+                kind: "rules",
+                has_credentials: true,
+                stream: BoxCloneSyncService::new(tower::ServiceExt::map_response(
+                    rules.clone(),
+                    ChatStream::whole,
+                )),
+                service: BoxCloneSyncService::new(rules),
+            }
+        }
         ProviderKind::Openai => http!(openai::OpenAi::new(
             "openai",
             &p.base_url,

@@ -9,9 +9,10 @@ use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Answer, Outgoing, WireFormat, error_message, json_body};
+use super::{Answer, EventReader, Outgoing, StreamFormat, WireFormat, error_message, json_body};
 use crate::chat::{
-    ChatRequest, Completion, Part, ProviderError, ResponseFormat, SystemPrompt, TokenLogprob, Usage,
+    ChatRequest, Chunk, Completion, Part, ProviderError, ResponseFormat, SystemPrompt,
+    TokenLogprob, Usage,
 };
 
 /// The OpenAI wire format bound to a base URL and an optional key.
@@ -71,6 +72,90 @@ impl WireFormat for OpenAi {
     fn decode(&self, answer: Answer) -> Result<Completion, ProviderError> {
         openai_shaped(answer)
     }
+
+    fn streaming(&self) -> Option<&dyn StreamFormat> {
+        Some(self)
+    }
+}
+
+impl StreamFormat for OpenAi {
+    fn encode_stream(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError> {
+        Ok(Outgoing {
+            url: self.url.clone(),
+            body: json_body(&wire_stream_request(req, Some(&req.model)))?,
+        })
+    }
+
+    fn reader(&self) -> Box<dyn EventReader> {
+        Box::new(ChunkReader::default())
+    }
+}
+
+/// Reads OpenAI's `chat.completion.chunk` events, up to `data: [DONE]` (shared by every
+/// OpenAI-shaped provider).
+#[derive(Default)]
+pub(crate) struct ChunkReader {
+    done: bool,
+}
+
+impl EventReader for ChunkReader {
+    fn read(&mut self, _event: &str, data: &str) -> Result<Option<Chunk>, ProviderError> {
+        let data = data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(None);
+        }
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let wire: WireChunk = serde_json::from_str(data)
+            .map_err(|e| ProviderError::Decode(format!("not a chat completion chunk: {e}")))?;
+        if let Some(err) = wire.error {
+            let kind = err.get("type").and_then(Value::as_str);
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the provider reported an error in its stream");
+            return Err(super::stream_error(kind, message.to_string()));
+        }
+        let mut chunk = Chunk {
+            usage: wire.usage.map(usage),
+            ..Chunk::default()
+        };
+        if let Some(choice) = wire.choices.into_iter().next() {
+            if let Some(d) = choice.delta {
+                chunk.text = content_text(d.content);
+                chunk.refusal = d.refusal.filter(|r| !r.is_empty());
+            }
+            chunk.finish_reason = choice.finish_reason;
+            chunk.logprobs = choice.logprobs.and_then(|l| l.content).map(logprobs);
+        }
+        Ok(Some(chunk))
+    }
+
+    fn done(&self) -> bool {
+        self.done
+    }
+}
+
+#[derive(Deserialize)]
+struct WireChunk {
+    #[serde(default)]
+    choices: Vec<WireChunkChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireChunkChoice {
+    #[serde(default)]
+    delta: Option<WireAnswer>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<WireLogprobs>,
 }
 
 /// True for models that take `max_completion_tokens` and reject `temperature`.
@@ -107,6 +192,17 @@ pub(crate) struct WireRequest<'a> {
     pub logprobs: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<u8>,
+    /// Set for a streamed answer, with `stream_options.include_usage` so the last event says
+    /// what it used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<WireStreamOptions>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct WireStreamOptions {
+    pub include_usage: bool,
 }
 
 /// `response_format`: `{"type":"json_object"}` or `{"type":"json_schema","json_schema":{...}}`.
@@ -221,6 +317,22 @@ pub(crate) fn wire_request<'a>(req: &'a ChatRequest, model: Option<&'a str>) -> 
         response_format: req.response_format.as_ref().map(wire_format),
         logprobs: top_logprobs.map(|_| true),
         top_logprobs,
+        stream: None,
+        stream_options: None,
+    }
+}
+
+/// The OpenAI-shaped body of a streamed answer.
+pub(crate) fn wire_stream_request<'a>(
+    req: &'a ChatRequest,
+    model: Option<&'a str>,
+) -> WireRequest<'a> {
+    WireRequest {
+        stream: Some(true),
+        stream_options: Some(WireStreamOptions {
+            include_usage: true,
+        }),
+        ..wire_request(req, model)
     }
 }
 
@@ -306,34 +418,37 @@ pub(crate) fn parse_response(body: &[u8]) -> Result<Completion, ProviderError> {
     }
     Ok(Completion {
         text,
-        usage: wire
-            .usage
-            .map(|u| Usage {
-                cached_prompt_tokens: u
-                    .prompt_tokens_details
-                    .and_then(|d| d.cached_tokens)
-                    .unwrap_or(0)
-                    .min(u.prompt_tokens),
-                ..Usage::new(u.prompt_tokens, u.completion_tokens)
-            })
-            .unwrap_or_default(),
+        usage: wire.usage.map(usage).unwrap_or_default(),
         finish_reason: choice.finish_reason,
         refusal,
-        logprobs: choice.logprobs.and_then(|l| l.content).map(|tokens| {
-            tokens
-                .into_iter()
-                .map(|t| TokenLogprob {
-                    token: t.token,
-                    logprob: t.logprob,
-                    top: t
-                        .top_logprobs
-                        .into_iter()
-                        .map(|a| (a.token, a.logprob))
-                        .collect(),
-                })
-                .collect()
-        }),
+        logprobs: choice.logprobs.and_then(|l| l.content).map(logprobs),
     })
+}
+
+fn usage(u: WireUsage) -> Usage {
+    Usage {
+        cached_prompt_tokens: u
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+            .min(u.prompt_tokens),
+        ..Usage::new(u.prompt_tokens, u.completion_tokens)
+    }
+}
+
+fn logprobs(tokens: Vec<WireTokenLogprob>) -> Vec<TokenLogprob> {
+    tokens
+        .into_iter()
+        .map(|t| TokenLogprob {
+            token: t.token,
+            logprob: t.logprob,
+            top: t
+                .top_logprobs
+                .into_iter()
+                .map(|a| (a.token, a.logprob))
+                .collect(),
+        })
+        .collect()
 }
 
 /// `content` is a string, null, or (on some compatible servers) an array of text parts.

@@ -101,19 +101,8 @@ class Server:
 
     def _probe(self, feature: str) -> bool:
         paths = httpx.get(self.url + "/openapi.json", timeout=10).json().get("paths", {})
-        if feature == "chat_completions":
-            return "/v1/chat/completions" in paths
         if feature == "calibrate":
             return "/v1/calibrate" in paths
-        if feature == "adhoc_routes":
-            # The document names the `judge` field the same way either way: ask the service
-            # itself whether it takes a `provider:model` step (the rules provider is always there).
-            r = httpx.post(
-                self.url + "/v1/judge/binary",
-                json={"question": "q", "answer": "1", "prediction": "1", "judge": "rules:rules"},
-                timeout=10,
-            )
-            return r.status_code == 200
         raise ValueError(f"unknown server feature {feature!r}")
 
 
@@ -126,7 +115,8 @@ def _free_port() -> int:
 
 
 def provider_env(p: Provider) -> Dict[str, str]:
-    """Providers openai, anthropic, together (all the stand-in), and `broken` (always 401)."""
+    """Providers openai, anthropic, together (all the stand-in), `broken` (always 401) and `down`
+    (always 503); routes `broken` and `fb` (down, then openai)."""
     return {
         "OPENAI_API_KEY": OPENAI_KEY,
         "LLM_JUDGE__PROVIDERS__OPENAI__BASE_URL": f"{p.url}/v1",
@@ -140,6 +130,11 @@ def provider_env(p: Provider) -> Dict[str, str]:
         "LLM_JUDGE__PROVIDERS__BROKEN__API_KEY": "broken-key",
         "LLM_JUDGE__PROVIDERS__BROKEN__DEFAULT_MODEL": "broken-model",
         "LLM_JUDGE__ROUTES__BROKEN": "broken:broken-model",
+        "LLM_JUDGE__PROVIDERS__DOWN__KIND": "openai",
+        "LLM_JUDGE__PROVIDERS__DOWN__BASE_URL": f"{p.url}/status503/v1",
+        "LLM_JUDGE__PROVIDERS__DOWN__API_KEY": "down-key",
+        "LLM_JUDGE__PROVIDERS__DOWN__DEFAULT_MODEL": "down-model",
+        "LLM_JUDGE__ROUTES__FB": f"down:down-model,openai:{DEFAULT_MODEL}",
         "LLM_JUDGE__RETRY__BASE_DELAY_MS": "10",
         "API_TYPE": "openai",
         "MODEL_VERSION": DEFAULT_MODEL,

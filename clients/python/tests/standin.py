@@ -11,6 +11,11 @@ follows what the prompt contains, so a test chooses it through the item's text:
 
 A base path starting with ``/statusNNN`` answers every call with that status.
 
+A request with ``"stream": true`` is answered with server-sent events in the provider's format
+(OpenAI's chunks up to ``data: [DONE]``, Anthropic's message events); with ``CUTSTREAM`` in the
+prompt the stream stops after its first piece of text, the connection closed, as a provider
+failing mid-answer does.
+
 ``Scripted`` answers each request with the next of a list of canned answers (or drops the
 connection), and records what it was sent.
 """
@@ -81,7 +86,7 @@ class _ProviderHandler(BaseHTTPRequestHandler):
         for msg in req.get("messages") or []:
             texts.append(_text_of(msg.get("content")))
         text = "\n".join(texts)
-        owner.record(self.path, model, text)
+        owner.record(self.path, model, text, req)
         if m:
             status = int(m.group(1))
             self._send(status, {"error": {"message": f"stand-in answers {status}", "type": "test", "code": str(status)}})
@@ -90,6 +95,9 @@ class _ProviderHandler(BaseHTTPRequestHandler):
         if hold:
             owner.event(hold.group(1)).wait(HOLD_LIMIT_S)
         reply = owner.reply(text)
+        if req.get("stream"):
+            self._stream(anthropic, model, reply, "CUTSTREAM" in text, bool((req.get("stream_options") or {}).get("include_usage")))
+            return
         if anthropic:
             self._send(200, {
                 "id": "msg_standin", "type": "message", "role": "assistant", "model": model,
@@ -104,6 +112,45 @@ class _ProviderHandler(BaseHTTPRequestHandler):
             })
 
 
+    def _stream(self, anthropic: bool, model: str, reply: str, cut: bool, usage: bool) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)] or [""]
+        if cut:
+            pieces = pieces[:1]
+
+        def send(data: Dict[str, Any], event: Optional[str] = None) -> None:
+            head = f"event: {event}\n" if event else ""
+            self.wfile.write(f"{head}data: {json.dumps(data)}\n\n".encode())
+            self.wfile.flush()
+
+        if anthropic:
+            send({"type": "message_start", "message": {"id": "msg_standin", "type": "message", "role": "assistant",
+                  "model": model, "content": [], "usage": {"input_tokens": 11, "output_tokens": 1}}}, "message_start")
+            send({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}, "content_block_start")
+            for p in pieces:
+                send({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}, "content_block_delta")
+            if cut:
+                return
+            send({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            send({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}}, "message_delta")
+            send({"type": "message_stop"}, "message_stop")
+            return
+        chunk = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 0, "model": model}
+        send({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        for p in pieces:
+            send({**chunk, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]})
+        if cut:
+            return
+        send({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if usage:
+            send({**chunk, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}})
+        self.wfile.write(b"data: [DONE]\n\n")
+
+
 class Provider(_Base):
     """The stand-in model provider."""
 
@@ -111,11 +158,13 @@ class Provider(_Base):
         self._lock = threading.Lock()
         self._events: Dict[str, threading.Event] = {}
         self.calls: List[Tuple[str, str, str]] = []
+        self.bodies: List[Dict[str, Any]] = []
         super().__init__(_ProviderHandler)
 
-    def record(self, path: str, model: str, text: str) -> None:
+    def record(self, path: str, model: str, text: str, body: Optional[Dict[str, Any]] = None) -> None:
         with self._lock:
             self.calls.append((path, model, text))
+            self.bodies.append({"path": path, "body": body or {}})
 
     def event(self, key: str) -> threading.Event:
         with self._lock:

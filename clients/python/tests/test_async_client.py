@@ -121,7 +121,6 @@ def test_providers(server: Server) -> None:
     assert "openai" in info.enabled() and info.routes["rules"] == ["rules:rules"]
 
 
-@pytest.mark.needs_server_feature("chat_completions")
 def test_chat_completions(server: Server, tag: str) -> None:
     async def body(c: AsyncClient) -> Any:
         return await c.chat_completions("openai", [{"role": "user", "content": f"2+2=4? {tag}"}])

@@ -211,7 +211,6 @@ def test_no_provider_key_in_any_answer(server: Server, client: Client, tag: str)
     assert all(OPENAI_KEY not in t and "broken-key" not in t for t in texts)
 
 
-@pytest.mark.needs_server_feature("adhoc_routes")
 def test_adhoc_route_steps_in_judge(server: Server, client: Client, tag: str) -> None:
     r = client.binary(f"q {tag}", "1", "1", judge=f"anthropic:{ANTHROPIC_MODEL}-x")
     assert (r.provider, r.model) == ("anthropic", f"{ANTHROPIC_MODEL}-x")
@@ -222,7 +221,6 @@ def test_adhoc_route_steps_in_judge(server: Server, client: Client, tag: str) ->
     assert [a.provider for a in fell.attempts][:1] == ["broken"]
 
 
-@pytest.mark.needs_server_feature("chat_completions")
 def test_chat_completions(client: Client, tag: str) -> None:
     out = client.chat_completions("broken,anthropic", [{"role": "user", "content": f"Is 2+2=4? {tag}"}], temperature=0)
     assert out["object"] == "chat.completion"

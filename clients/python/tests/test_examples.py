@@ -39,14 +39,12 @@ def test_sync_to_async(use_server: Server) -> None:
     assert [r["result"] for r in sync] == [1, 1]
 
 
-@pytest.mark.needs_server_feature("adhoc_routes")
 def test_basic_async(use_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     run_example("01_basic_async.py")
     out = capsys.readouterr().out
     assert out.startswith("Result: {") and "'result': 1" in out and "'success': True" in out
 
 
-@pytest.mark.needs_server_feature("adhoc_routes")
 def test_batch_concurrency(use_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     assert use_server.provider is not None
     run_example("02_batch_concurrency.py")
@@ -54,7 +52,6 @@ def test_batch_concurrency(use_server: Server, capsys: pytest.CaptureFixture[str
     assert any(c[1] == "gpt-4o-2024-08-06" for c in use_server.provider.calls)
 
 
-@pytest.mark.needs_server_feature("chat_completions")
 def test_fallback(use_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     run_example("04_fallback.py")
     lines = capsys.readouterr().out.splitlines()
@@ -62,7 +59,6 @@ def test_fallback(use_server: Server, capsys: pytest.CaptureFixture[str]) -> Non
     assert lines[1].startswith("Provider used: ") and len(lines[1]) > len("Provider used: ")
 
 
-@pytest.mark.needs_server_feature("adhoc_routes")
 def test_high_throughput(use_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     run_example("05_high_throughput.py")
     assert "Accuracy: 1000/1000 (100.0%)" in capsys.readouterr().out

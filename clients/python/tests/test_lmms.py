@@ -205,7 +205,6 @@ def test_run_async_evaluation_inside_a_running_loop() -> None:
 # ---- needing features the service is gaining ---------------------------------------------
 
 
-@pytest.mark.needs_server_feature("adhoc_routes")
 def test_api_type_and_model_name_reach_the_provider(use_server: Server, tag: str) -> None:
     assert use_server.provider is not None
     judge = AsyncSimplifiedJudge(api_type="anthropic", model_name="claude-3-opus-20240229")
@@ -216,14 +215,12 @@ def test_api_type_and_model_name_reach_the_provider(use_server: Server, tag: str
     assert bare["model"] == ANTHROPIC_MODEL
 
 
-@pytest.mark.needs_server_feature("adhoc_routes")
 def test_model_version_from_the_environment(use_server: Server, monkeypatch: pytest.MonkeyPatch, tag: str) -> None:
     monkeypatch.setenv("MODEL_VERSION", "gpt-from-env")
     r = asyncio.run(get_binary_judge_response_async(f"q {tag}", "1", "1", api_type="openai"))
     assert (r["provider"], r["model"]) == ("openai", "gpt-from-env")
 
 
-@pytest.mark.needs_server_feature("adhoc_routes")
 def test_high_throughput_evaluator_falls_back(use_server: Server, tag: str) -> None:
     ev = HighThroughputEvaluator(api_type="broken", fallback_apis=["anthropic"], show_progress=False)
     results = asyncio.run(ev.evaluate_dataset_async([{"question": f"q {tag}", "answer": "1", "prediction": "1"}]))
@@ -231,7 +228,6 @@ def test_high_throughput_evaluator_falls_back(use_server: Server, tag: str) -> N
     assert results[0]["result"] == 1 and results[0]["fallback"] is True and results[0]["provider"] == "anthropic"
 
 
-@pytest.mark.needs_server_feature("chat_completions")
 def test_evaluate_with_fallback(use_server: Server, tag: str) -> None:
     request = JudgeRequest(messages=[{"role": "user", "content": f"Evaluate if 2+2=4 is correct {tag}"}])
     response = asyncio.run(evaluate_with_fallback(request, primary_api="broken", fallback_apis=["anthropic"]))

@@ -1,0 +1,304 @@
+//! The OpenAI-compatible endpoints, so that code written against OpenAI's API (its official
+//! SDKs, lmms-eval's judge) uses the service by changing only its base URL:
+//! `POST /v1/chat/completions`, whole or streamed, through a route of the pool, and
+//! `GET /v1/models`, the routes.
+//!
+//! `model` names a route or an ad-hoc route of configured providers; the request goes through
+//! the judge layer's pass-through (the verdict cache at temperature 0) to the pool (limits,
+//! retries, circuit breakers, fallback, metrics and cost). The answer is OpenAI's shape with
+//! llm-judge's account under `x_llm_judge` and in the `x-llm-judge-provider` and
+//! `x-llm-judge-fallback` headers. Errors are OpenAI-shaped ([`errors`]).
+
+pub mod errors;
+pub mod request;
+pub mod response;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, JsonBody};
+use crate::AppState;
+use crate::judge::JudgeError;
+use errors::OpenAiErrorBody;
+use request::ChatCompletionRequest;
+use response::{
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs, Meta,
+    StreamHead, finish_reason, logprobs_out,
+};
+
+const X_PROVIDER: HeaderName = HeaderName::from_static("x-llm-judge-provider");
+const X_FALLBACK: HeaderName = HeaderName::from_static("x-llm-judge-fallback");
+const X_CACHED: HeaderName = HeaderName::from_static("x-llm-judge-cached");
+
+/// A chat completion through a route: OpenAI's request and answer, whole or as server-sent
+/// events (`stream: true`). At temperature 0 an identical request is answered from the verdict
+/// cache (send `Cache-Control: no-cache` to skip it).
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The answer; with `stream: true`, `chat.completion.chunk` events ending with `data: [DONE]`, or with an `error` event when the provider failed mid-answer",
+            content((ChatCompletion = "application/json"), (ChatCompletionChunk = "text/event-stream")),
+            headers(
+                ("x-llm-judge-provider" = String, description = "The provider of the route step that answered"),
+                ("x-llm-judge-fallback" = String, description = "`true` when a later step of the route answered"),
+                ("x-llm-judge-cached" = String, description = "`true` when the verdict cache answered"),
+            )),
+        (status = 400, description = "Malformed JSON, a missing or invalid field, a parameter the service does not take, or a request every provider refused as malformed", body = OpenAiErrorBody),
+        (status = 401, description = "Missing or wrong client token", body = OpenAiErrorBody),
+        (status = 403, description = "Sent from a web page whose origin is not in server.allowed_origins", body = OpenAiErrorBody),
+        (status = 404, description = "`model` names no route and no ad-hoc route of configured providers", body = OpenAiErrorBody),
+        (status = 408, description = "The body took longer than server.body_read_timeout_s", body = OpenAiErrorBody),
+        (status = 413, description = "Body over the limit", body = OpenAiErrorBody),
+        (status = 415, description = "The body is declared as something other than JSON", body = OpenAiErrorBody),
+        (status = 429, description = "Every step of the route was rate-limited", body = OpenAiErrorBody),
+        (status = 502, description = "No provider in the route produced an answer; every attempt is listed under x_llm_judge (answered with x-should-retry: false: the route was already retried)", body = OpenAiErrorBody),
+        (status = 503, description = "Shutting down: new work is refused", body = OpenAiErrorBody),
+    ))]
+pub async fn completions(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ChatCompletionRequest>,
+) -> Result<Response, Response> {
+    let (route, req, wanted) = body.into_chat().map_err(IntoResponse::into_response)?;
+    let judge = &app.judge;
+    let route = judge
+        .resolve_route(Some(&route))
+        .map_err(|e| failed(&route, e))?;
+    if judge.pool().route_is_rules(&route) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_a_chat_model",
+            format!("model {route:?} is the deterministic rules judge, which grades judge items (POST /v1/judge/*) and writes no free-form answers; name a route with a model (GET /v1/models lists them)"),
+        )
+        .field("model")
+        .into_response());
+    }
+    let use_cache = !no_cache(&headers);
+    let id = format!(
+        "chatcmpl-{}",
+        headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    );
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if wanted.stream {
+        let a = judge
+            .chat_stream(&route, req, use_cache)
+            .await
+            .map_err(|e| failed(&route, e))?;
+        let crate::judge::chat::ChatStreamAnswer {
+            stream,
+            provider,
+            model,
+            attempts,
+            fallback,
+            cached,
+            pricing,
+        } = a;
+        let marks = marks(&provider, fallback, cached);
+        let head = StreamHead {
+            id,
+            created,
+            model: model.clone(),
+            include_usage: wanted.include_usage,
+            logprobs: wanted.logprobs,
+            meta: Meta {
+                route,
+                provider,
+                model,
+                attempts,
+                fallback,
+                cost_usd: None,
+                cached,
+            },
+            cost: Box::new(move |usage| match &pricing {
+                // A cached answer cost nothing.
+                None => Some(0.0),
+                Some(p) => usage.and_then(|u| p.cost(u)),
+            }),
+        };
+        let sse = Sse::new(response::events(head, stream)).keep_alive(KeepAlive::default());
+        return Ok((marks, sse).into_response());
+    }
+    let answer = judge
+        .chat(&route, req, use_cache)
+        .await
+        .map_err(|e| failed(&route, e))?;
+    let (a, cached) = (answer.delivered, answer.cached);
+    let c = a.completion;
+    let logprobs = c
+        .logprobs
+        .filter(|_| wanted.logprobs)
+        .map(|l| ChoiceLogprobs {
+            content: logprobs_out(l),
+            refusal: None,
+        });
+    let out = ChatCompletion {
+        id,
+        object: "chat.completion",
+        created,
+        model: a.model.clone(),
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: Some(c.text),
+                refusal: c.refusal,
+            },
+            logprobs,
+            finish_reason: finish_reason(c.finish_reason.as_deref()),
+        }],
+        usage: c.usage.into(),
+        system_fingerprint: None,
+        x_llm_judge: Meta {
+            route,
+            provider: a.provider.clone(),
+            model: a.model,
+            attempts: a.attempts,
+            fallback: a.fallback,
+            cost_usd: a.cost_usd,
+            cached,
+        },
+    };
+    Ok((marks(&a.provider, a.fallback, cached), Json(out)).into_response())
+}
+
+/// The llm-judge headers of an answer.
+fn marks(provider: &str, fallback: bool, cached: bool) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(provider) {
+        h.insert(X_PROVIDER, v);
+    }
+    let flag = |b: bool| HeaderValue::from_static(if b { "true" } else { "false" });
+    h.insert(X_FALLBACK, flag(fallback));
+    h.insert(X_CACHED, flag(cached));
+    h
+}
+
+/// `Cache-Control: no-cache` (or `no-store`) asks for a fresh answer.
+fn no_cache(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            matches!(
+                d.trim().to_ascii_lowercase().as_str(),
+                "no-cache" | "no-store"
+            )
+        })
+}
+
+/// The answer when no answer could be had.
+fn failed(route: &str, e: JudgeError) -> Response {
+    match e {
+        JudgeError::UnknownRoute(name) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("the model {name:?} does not exist here: it is neither a route of this service (GET /v1/models lists them) nor an ad-hoc route of configured providers (provider:model[,provider:model...]; GET /v1/providers lists the providers)"),
+        )
+        .field("model")
+        .into_response(),
+        JudgeError::Failed {
+            code,
+            message,
+            attempts,
+        } => {
+            let rate_limited = !attempts.is_empty()
+                && attempts.iter().all(|a| {
+                    a.status == Some(429)
+                        || a.error.as_deref().is_some_and(|e| e.contains("rate-limit permit"))
+                });
+            let (status, code) = if code == "provider_rejected_request" {
+                (StatusCode::BAD_REQUEST, code)
+            } else if rate_limited {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            } else {
+                (StatusCode::BAD_GATEWAY, code)
+            };
+            tracing::debug!(route, code, "chat completion failed");
+            let mut err = ApiError::new(status, code, message);
+            err.body.attempts = Some(attempts);
+            let mut resp = err.into_response();
+            if status == StatusCode::BAD_GATEWAY {
+                resp.headers_mut()
+                    .insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            resp
+        }
+    }
+}
+
+/// The routes, as OpenAI's model list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// `list`.
+    pub object: &'static str,
+    pub data: Vec<Model>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Model {
+    /// The route's name: what `model` takes.
+    pub id: String,
+    /// `model`.
+    pub object: &'static str,
+    pub created: u64,
+    /// `llm-judge`.
+    pub owned_by: &'static str,
+    pub x_llm_judge: ModelMeta,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelMeta {
+    /// The route's steps as `provider:model`, tried in order.
+    pub steps: Vec<String>,
+    /// Whether this is the service's default route.
+    pub default: bool,
+}
+
+/// The configured routes that can answer chat completions (every route but those of the rules
+/// judge alone). Ad-hoc routes (`provider:model,...`) are taken too, without being listed.
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses(
+        (status = 200, description = "The routes", body = ModelList),
+        (status = 401, description = "Missing or wrong client token", body = OpenAiErrorBody),
+        (status = 403, description = "Sent from a web page whose origin is not in server.allowed_origins", body = OpenAiErrorBody),
+        (status = 503, description = "Shutting down: new work is refused", body = OpenAiErrorBody),
+    ))]
+pub async fn models(State(app): State<AppState>) -> Json<ModelList> {
+    let pool = app.judge.pool();
+    let data = pool
+        .route_names()
+        .filter(|name| !pool.route_is_rules(name))
+        .map(|name| Model {
+            id: name.to_string(),
+            object: "model",
+            created: 0,
+            owned_by: "llm-judge",
+            x_llm_judge: ModelMeta {
+                steps: pool
+                    .steps(name)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| format!("{}:{}", s.provider, s.model))
+                    .collect(),
+                default: name == pool.default_route(),
+            },
+        })
+        .collect();
+    Json(ModelList {
+        object: "list",
+        data,
+    })
+}
