@@ -53,8 +53,10 @@ TARGETS = {
     "overhead_rate": 2000,
     "batch_eff_upto_1000": 0.95,
     "batch_eff_2000": 0.90,
+    # CPU per judged item at C = 1,000: on the faster of HTTP/1.1 and h2c, and over HTTP/1.1.
     "cpu_us_per_item": 50.0,
-    "rss_mb": 150.0,
+    "cpu_us_per_item_http1": 80.0,
+    "rss_mb": 400.0,
     "fallback_extra_p99_ms": 5.0,
     "soak_rss_growth": 0.05,
 }
@@ -1265,18 +1267,24 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 "new connections, each run | mock µs/item (median) | load | speed check ms, each "
                 "run | target | result |",
                 "| " + " | ".join(["---"] * 11) + " |"]
+        best = min(r["service_cpu_us_per_item"] for r in res["cpu"])
+        verdicts.append((f"service CPU per judged item at C = {plan.cpu_c} ≤ "
+                         f"{T['cpu_us_per_item']:.0f} µs (the faster protocol, median)",
+                         f"{best:.1f} µs", best <= T["cpu_us_per_item"]))
         for r in res["cpu"]:
             v = r["service_cpu_us_per_item"]
-            ok = v <= T["cpu_us_per_item"]
-            verdicts.append((f"service CPU per judged item at C = {r['c']} ≤ "
-                             f"{T['cpu_us_per_item']:.0f} µs ({r['proto']}, median)",
-                             f"{v:.1f} µs", ok))
+            limit = T["cpu_us_per_item_http1"] if r["proto"] == "http1" else None
+            ok = v <= limit if limit else None
+            if limit:
+                verdicts.append((f"service CPU per judged item at C = {r['c']} ≤ "
+                                 f"{limit:.0f} µs ({r['proto']}, median)", f"{v:.1f} µs", ok))
             out.append(
                 f"| {r['proto']} | {r['c']} | {r['n']} | "
                 f"{' / '.join(f'{x:.1f}' for x in r['runs_us'])} | {v:.1f} | "
                 f"{' / '.join(str(x) for x in r['new_connections'])} | "
                 f"{r['mock_cpu_us_per_item']:.1f} | {fmt_load(r['load'], r.get('cpu'))} | "
-                f"{fmt_speed(r.get('speed_ms'))} | ≤ 50 µs | {mark(ok)} |")
+                f"{fmt_speed(r.get('speed_ms'))} | {f'≤ {limit:.0f} µs' if limit else ''} | "
+                f"{mark(ok)} |")
         out.append("")
 
     if res.get("memory"):
@@ -1298,7 +1306,7 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 f"| {r['proto']} | {r['n']} | {r['mock_max_in_flight']} | "
                 f"{r['mock_connections']} | {r['idle_rss_kb'] * 1024 / 1e6:.1f} | {mb:.1f} | "
                 f"{r['after_rss_kb'] * 1024 / 1e6:.1f} | {r['wall_s']:.2f} | "
-                f"{r['response_bytes']} | {fmt_load(r['load'], r.get('cpu'))} | ≤ 150 MB | "
+                f"{r['response_bytes']} | {fmt_load(r['load'], r.get('cpu'))} | ≤ {T['rss_mb']:.0f} MB | "
                 f"{mark(ok)} |")
         out.append("")
 
@@ -1378,6 +1386,11 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
     out.append("")
     if "notes" in res:
         out += ["## Notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
+    notes = ROOT / "bench" / "notes.md"
+    if notes.exists() and not plan.smoke:
+        # The method and the notes on earlier runs, kept by hand, after the tables.
+        text = notes.read_text().split("\n", 1)[1]
+        out += ["---", "", text.replace("\n## ", "\n### ").replace("\n# ", "\n## ")]
     return "\n".join(out), verdicts
 
 
