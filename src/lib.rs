@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod pool;
 pub mod providers;
 pub mod server;
+pub mod stats;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -60,7 +61,10 @@ pub fn build_judge(settings: &Settings) -> anyhow::Result<Arc<Judge>> {
         settings,
         Arc::new(judge::rules::RulesGrader),
     )?);
-    Ok(Arc::new(Judge::new(pool, settings.judge.clone())))
+    Ok(Arc::new(
+        Judge::new(pool, settings.judge.clone())
+            .with_quality(settings.panels.clone(), settings.route_options.clone()),
+    ))
 }
 
 impl AppState {

@@ -26,6 +26,7 @@ pub const CIRCUIT_STATE: &str = "llm_judge_circuit_state";
 pub const OVERHEAD: &str = "llm_judge_overhead_seconds";
 pub const BATCH_ITEMS: &str = "llm_judge_batch_items_total";
 pub const CACHE_HITS: &str = "llm_judge_cache_hits_total";
+pub const CONFIDENCE_FALLBACKS: &str = "llm_judge_confidence_fallbacks_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -133,6 +134,10 @@ fn describe() {
     );
     describe_counter!(BATCH_ITEMS, "Batch items finished, by status (ok, error)");
     describe_counter!(CACHE_HITS, "Judgments answered from the verdict cache");
+    describe_counter!(
+        CONFIDENCE_FALLBACKS,
+        "Verdicts of routes with confidence = \"logprobs\" that got no confidence, by route and reason (not_returned: the answer had no log probabilities; no_verdict_token: none at a verdict token)"
+    );
 }
 
 /// Spend in dollars is fractional, and the recorder's counters count whole numbers: the cost
