@@ -6,16 +6,21 @@
 //! - [`api`]: HTTP routes and the layers in front of them (request ids, origins, auth, body
 //!   bounds, the access line), extractors, errors, the OpenAPI document.
 //! - [`batch`]: many items with bounded concurrency, results in order, summaries.
-//! - [`judge`]: prompt templates, verdict parsing, the verdict cache, the rules pre-check.
+//! - [`calibrate`]: judges measured against labelled items (kappa, correlations, bias), and
+//!   the runs kept to follow a judge over time.
+//! - [`judge`]: prompt templates, verdict parsing, the verdict cache, the rules pre-check,
+//!   confidence, panels of judges.
 //! - [`pool`]: routes and fallback over each provider's tower stack (retries, circuit breaker,
 //!   timeouts, rate and concurrency limits), cost.
 //! - [`providers`]: one wire format per file, each a tower `Service` over reqwest.
 //! - [`chat`]: the provider-neutral request, completion and error types all of them share.
+//! - [`stats`]: agreement statistics (kappas, correlations), used by summaries and calibration.
 //! - [`config`] and [`metrics`] sit at the edge; `main.rs` is the command line, and [`cli`] is
 //!   its `run` command (grading a file), a client of [`batch`] and [`api`]'s batch endpoint.
 
 pub mod api;
 pub mod batch;
+pub mod calibrate;
 pub mod chat;
 pub mod cli;
 pub mod config;
@@ -47,6 +52,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub judge: Arc<Judge>,
     pub jobs: Arc<Jobs>,
+    /// Kept calibration runs.
+    pub runs: Arc<dyn calibrate::store::RunStore>,
     pub metrics: PrometheusHandle,
     /// Set when shutdown starts: new work is refused, `/readyz` answers 503.
     pub shutting_down: Arc<AtomicBool>,
@@ -84,10 +91,13 @@ impl AppState {
             },
             judge.clone(),
         )?;
+        let runs = calibrate::store::RedbRunStore::open(std::path::Path::new(&j.data_dir))
+            .map_err(|e| anyhow::anyhow!("calibration run store: {e}"))?;
         Ok(AppState {
             settings: Arc::new(settings),
             judge,
             jobs,
+            runs,
             metrics,
             shutting_down: Arc::new(AtomicBool::new(false)),
             stop: tokio_util::sync::CancellationToken::new(),
