@@ -124,8 +124,14 @@ pub async fn run(args: CalibrateArgs) -> ExitCode {
     gate(&args, &report)
 }
 
+/// A line that could not be read: its item index, its line number, why.
+type Unreadable = (usize, usize, String);
+
+/// The items of the input with their indices, and the lines that could not be read.
+type Lines = (Vec<(usize, Value)>, Vec<Unreadable>);
+
 /// The lines of the input, as values, and the lines that could not be read.
-fn read_file(path: &Path) -> Result<(Vec<(usize, Value)>, Vec<(usize, usize, String)>), String> {
+fn read_file(path: &Path) -> Result<Lines, String> {
     let opened = input::open(path, Some(Format::Jsonl))
         .map_err(|e| format!("cannot read the input {}: {e}", path.display()))?;
     if input::format_from_name(path) == Format::Csv {
@@ -152,7 +158,7 @@ type Failure = (u8, String);
 
 /// The items in input order, unreadable lines as `null` placeholders the service lists as
 /// invalid (so that indices stay those of the input).
-fn in_order(values: Vec<(usize, Value)>, unreadable: &[(usize, usize, String)]) -> Vec<Value> {
+fn in_order(values: Vec<(usize, Value)>, unreadable: &[Unreadable]) -> Vec<Value> {
     let total = values.len() + unreadable.len();
     let mut out = vec![Value::Null; total];
     for (i, v) in values {
@@ -162,7 +168,7 @@ fn in_order(values: Vec<(usize, Value)>, unreadable: &[(usize, usize, String)]) 
 }
 
 /// Renames the invalid entries of unreadable lines to say which line and why.
-fn mark_unreadable(report: &mut Value, unreadable: &[(usize, usize, String)]) {
+fn mark_unreadable(report: &mut Value, unreadable: &[Unreadable]) {
     let Some(list) = report["invalid_items"].as_array_mut() else {
         return;
     };
@@ -181,7 +187,7 @@ async fn local(
     args: &CalibrateArgs,
     kind: JudgeKind,
     values: Vec<(usize, Value)>,
-    unreadable: Vec<(usize, usize, String)>,
+    unreadable: Vec<Unreadable>,
 ) -> Result<Value, Failure> {
     let usage = |e: String| (EXIT_USAGE, e);
     let settings = Settings::load(args.config.as_deref()).map_err(|e| usage(e.to_string()))?;
@@ -264,7 +270,7 @@ async fn remote(
     url: &str,
     kind: JudgeKind,
     values: Vec<(usize, Value)>,
-    unreadable: &[(usize, usize, String)],
+    unreadable: &[Unreadable],
 ) -> Result<Value, Failure> {
     let base = url.trim_end_matches('/');
     if !(base.starts_with("http://") || base.starts_with("https://")) {
