@@ -235,40 +235,6 @@ pub struct PanelFigures {
     pub members: Vec<MemberFigures>,
 }
 
-/// Agreement of categorical verdicts (binary, pairwise) with the labels, over graded items.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Agreement {
-    /// Cohen's kappa of the verdicts against the labels (1 perfect, 0 no better than chance
-    /// given both sides' base rates); null when undefined (one class only on both sides, or
-    /// nothing graded).
-    pub cohen_kappa: Option<f64>,
-    pub confusion: Confusion,
-}
-
-/// Binary base rates and the precision and recall of `correct`, over graded items.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Rates {
-    /// The share labelled correct.
-    pub base_rate: Option<f64>,
-    /// The share the judge called correct.
-    pub predicted_rate: Option<f64>,
-    pub precision: Option<f64>,
-    pub recall: Option<f64>,
-    pub f1: Option<f64>,
-}
-
-/// Scores against the labels, over graded items.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ScoreFigures {
-    /// Spearman's rank correlation (ties share their average rank); null when either side is
-    /// constant.
-    pub spearman: Option<f64>,
-    pub pearson: Option<f64>,
-    pub mean_abs_error: Option<f64>,
-    /// The share within one point of the label.
-    pub within_one: Option<f64>,
-}
-
 /// One judge's agreement with the labels.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JudgeFigures {
@@ -285,15 +251,48 @@ pub struct JudgeFigures {
     pub unscored_rate: Option<f64>,
     /// Share of graded items where the verdict equals the label (scores: exactly).
     pub accuracy: Option<f64>,
-    /// Binary and pairwise: Cohen's kappa and the confusion matrix.
-    #[serde(flatten)]
-    pub agreement: Option<Agreement>,
-    /// Binary: base rates, precision and recall.
-    #[serde(flatten)]
-    pub rates: Option<Rates>,
-    /// Scores: correlations and errors.
-    #[serde(flatten)]
-    pub scores: Option<ScoreFigures>,
+    /// Binary and pairwise: Cohen's kappa of the verdicts against the labels, over graded items
+    /// (1 perfect, 0 no better than chance given both sides' base rates); null when undefined
+    /// (one class only on both sides, or nothing graded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub cohen_kappa: Option<Option<f64>>,
+    /// Binary: the share of graded items labelled correct.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub base_rate: Option<Option<f64>>,
+    /// Binary: the share of graded items the judge called correct.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub predicted_rate: Option<Option<f64>>,
+    /// Binary: precision, recall and F1 of `correct`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub precision: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub recall: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub f1: Option<Option<f64>>,
+    /// Binary and pairwise, over graded items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confusion: Option<Confusion>,
+    /// Scores: Spearman's rank correlation (ties share their average rank) and Pearson's with
+    /// the labels, null when either side is constant; the mean absolute error, and the share
+    /// within one point of the label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub spearman: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub pearson: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub mean_abs_error: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub within_one: Option<Option<f64>>,
     /// Pairwise: position bias.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position_bias: Option<PositionFigures>,
@@ -546,9 +545,17 @@ fn figures(kind: JudgeKind, name: &str, items: &[LabelledItem], tallies: &[Tally
         errors,
         unscored_rate: rate(unscored, n),
         accuracy: rate(agreed, graded.len()),
-        agreement: None,
-        rates: None,
-        scores: None,
+        cohen_kappa: None,
+        base_rate: None,
+        predicted_rate: None,
+        precision: None,
+        recall: None,
+        f1: None,
+        confusion: None,
+        spearman: None,
+        pearson: None,
+        mean_abs_error: None,
+        within_one: None,
         position_bias: None,
         groups: BTreeMap::new(),
         panel: None,
@@ -566,27 +573,23 @@ fn figures(kind: JudgeKind, name: &str, items: &[LabelledItem], tallies: &[Tally
                 })
                 .collect();
             let matrix = stats::confusion(&pairs, k);
-            f.agreement = Some(Agreement {
-                cohen_kappa: stats::cohen_kappa(&pairs, k).map(round6),
-                confusion: Confusion {
-                    labels: if kind == JudgeKind::Binary {
-                        BINARY.to_vec()
-                    } else {
-                        PAIRWISE.to_vec()
-                    },
-                    matrix: matrix.clone(),
+            f.cohen_kappa = Some(stats::cohen_kappa(&pairs, k).map(round6));
+            f.confusion = Some(Confusion {
+                labels: if kind == JudgeKind::Binary {
+                    BINARY.to_vec()
+                } else {
+                    PAIRWISE.to_vec()
                 },
+                matrix: matrix.clone(),
             });
             if kind == JudgeKind::Binary {
                 let g = pairs.len();
                 let (tp, fneg, fp) = (matrix[0][0], matrix[0][1], matrix[1][0]);
-                f.rates = Some(Rates {
-                    base_rate: rate(tp + fneg, g),
-                    predicted_rate: rate(tp + fp, g),
-                    precision: rate(tp, tp + fp),
-                    recall: rate(tp, tp + fneg),
-                    f1: rate(2 * tp, 2 * tp + fp + fneg),
-                });
+                f.base_rate = Some(rate(tp + fneg, g));
+                f.predicted_rate = Some(rate(tp + fp, g));
+                f.precision = Some(rate(tp, tp + fp));
+                f.recall = Some(rate(tp, tp + fneg));
+                f.f1 = Some(rate(2 * tp, 2 * tp + fp + fneg));
             } else {
                 f.position_bias = Some(position_figures(tallies.iter().filter(|t| t.ok)));
             }
@@ -604,12 +607,10 @@ fn figures(kind: JudgeKind, name: &str, items: &[LabelledItem], tallies: &[Tally
                 .zip(&ys)
                 .filter(|(x, y)| (*x - *y).abs() <= 1.0)
                 .count();
-            f.scores = Some(ScoreFigures {
-                spearman: stats::spearman(&xs, &ys).map(round6),
-                pearson: stats::pearson(&xs, &ys).map(round6),
-                mean_abs_error: stats::mean_abs_error(&xs, &ys).map(round6),
-                within_one: rate(near, xs.len()),
-            });
+            f.spearman = Some(stats::spearman(&xs, &ys).map(round6));
+            f.pearson = Some(stats::pearson(&xs, &ys).map(round6));
+            f.mean_abs_error = Some(stats::mean_abs_error(&xs, &ys).map(round6));
+            f.within_one = Some(rate(near, xs.len()));
         }
     }
     for (t, it) in tallies.iter().zip(items) {
@@ -917,13 +918,12 @@ mod tests {
         assert_eq!((f.items, f.graded, f.unscored, f.errors), (6, 4, 1, 1));
         assert_eq!(f.accuracy, Some(0.5));
         assert_eq!(f.unscored_rate, Some(round6(1.0 / 6.0)));
-        let a = f.agreement.unwrap();
-        assert_eq!(a.confusion.labels, vec!["correct", "incorrect"]);
-        assert_eq!(a.confusion.matrix, vec![vec![1, 1], vec![1, 1]]);
-        assert_eq!(a.cohen_kappa, Some(0.0));
-        let r = f.rates.unwrap();
-        assert_eq!(r.base_rate, Some(0.5));
-        assert_eq!(r.precision, Some(0.5));
+        let c = f.confusion.unwrap();
+        assert_eq!(c.labels, vec!["correct", "incorrect"]);
+        assert_eq!(c.matrix, vec![vec![1, 1], vec![1, 1]]);
+        assert_eq!(f.cohen_kappa, Some(Some(0.0)));
+        assert_eq!(f.base_rate, Some(Some(0.5)));
+        assert_eq!(f.precision, Some(Some(0.5)));
         assert_eq!(f.groups["x"].graded, 3);
         assert_eq!(f.groups["y"].unscored, 1);
         assert_eq!(f.groups["y"].accuracy, Some(0.0));
