@@ -288,7 +288,9 @@ struct RawSettings {
     retry: RetrySettings,
     providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
-    routes: BTreeMap<String, RouteSpec>,
+    routes: BTreeMap<String, RawRoute>,
+    #[serde(default)]
+    panels: BTreeMap<String, RawPanel>,
     #[serde(default)]
     prices: BTreeMap<String, Price>,
     #[serde(default)]
@@ -333,10 +335,256 @@ impl<'de> Deserialize<'de> for RouteSpec {
             Many(Vec<String>),
         }
         Ok(RouteSpec(match Either::deserialize(d)? {
-            Either::One(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
+            Either::One(s) => split_list(&s),
             Either::Many(v) => v,
         }))
     }
+}
+
+/// How a route's verdicts get a confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfidenceMode {
+    /// None measured (panels and swapped comparisons still have theirs).
+    #[default]
+    None,
+    /// From the log probabilities of the verdict token, where the provider returns them.
+    Logprobs,
+}
+
+/// What a route asks of its judge beyond the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteOptions {
+    /// Ask for a JSON verdict with a fixed schema, where the provider can enforce one.
+    pub structured: bool,
+    pub confidence: ConfidenceMode,
+}
+
+/// A route as written: a list of steps (or a comma-separated string), or a table with `steps`
+/// and the route's options (`structured`, `confidence`).
+#[derive(Debug, Clone)]
+struct RawRoute {
+    steps: Vec<String>,
+    options: RouteOptions,
+}
+
+impl<'de> Deserialize<'de> for RawRoute {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawRoute;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a list of \"provider:model\" steps, or a table with `steps` and optionally \
+                     `structured` and `confidence`",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawRoute, E> {
+                Ok(RawRoute {
+                    steps: split_list(v),
+                    options: RouteOptions::default(),
+                })
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RawRoute, A::Error> {
+                let steps =
+                    Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(RawRoute {
+                    steps,
+                    options: RouteOptions::default(),
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawRoute, A::Error> {
+                let mut route = RawRoute {
+                    steps: Vec::new(),
+                    options: RouteOptions::default(),
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "steps" => route.steps = map.next_value::<RouteSpec>()?.0,
+                        "structured" => route.options.structured = map.next_value()?,
+                        "confidence" => route.options.confidence = map.next_value()?,
+                        other => {
+                            return Err(serde::de::Error::unknown_field(
+                                other,
+                                &["steps", "structured", "confidence"],
+                            ));
+                        }
+                    }
+                }
+                Ok(route)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',').map(|p| p.trim().to_string()).collect()
+}
+
+/// How a panel turns its judges' verdicts into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// The verdict most judges gave (scores: the median).
+    #[default]
+    Majority,
+    /// The mean (binary: correct above one half; scores: the mean score).
+    Mean,
+    /// The lowest (binary: correct only when every judge says so; scores: the lowest).
+    Min,
+    /// Only a verdict every judge gave counts; otherwise `on_tie` decides.
+    Unanimous,
+}
+
+impl Aggregate {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Aggregate::Majority => "majority",
+            Aggregate::Mean => "mean",
+            Aggregate::Min => "min",
+            Aggregate::Unanimous => "unanimous",
+        }
+    }
+}
+
+/// What a panel answers when its judges are split evenly (or, for `unanimous`, disagree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTie {
+    /// The item is unscored, with reason `panel_tie`.
+    #[default]
+    Unscored,
+    /// The pessimistic outcome: incorrect (scores: the lowest given).
+    Incorrect,
+    /// The optimistic outcome: correct (scores: the highest given).
+    Correct,
+}
+
+impl OnTie {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OnTie::Unscored => "unscored",
+            OnTie::Incorrect => "incorrect",
+            OnTie::Correct => "correct",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPanel {
+    judges: RouteSpec,
+    #[serde(default)]
+    aggregate: Aggregate,
+    quorum: Option<usize>,
+    #[serde(default)]
+    on_tie: OnTie,
+    #[serde(default)]
+    escalate: bool,
+}
+
+/// A panel of judges, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanelSettings {
+    /// Route names (configured or ad hoc), in the order they are asked.
+    pub judges: Vec<String>,
+    pub aggregate: Aggregate,
+    /// Judges that must give a verdict for the panel to give one.
+    pub quorum: usize,
+    pub on_tie: OnTie,
+    /// Ask the first two judges; ask the others only when those two disagree (or one fails).
+    pub escalate: bool,
+}
+
+/// Most judges in one panel.
+pub const MAX_PANEL_JUDGES: usize = 8;
+
+/// Checks every panel: its judges are routes (configured or ad hoc), not panels, each named
+/// once; its quorum fits; escalation has a third judge to ask.
+fn validate_panels(
+    raw: &BTreeMap<String, RawPanel>,
+    routes: &BTreeMap<String, Vec<StepSettings>>,
+    providers: &BTreeMap<String, ProviderSettings>,
+) -> Result<BTreeMap<String, PanelSettings>, ConfigError> {
+    let mut panels = BTreeMap::new();
+    for (name, p) in raw {
+        let key = format!("panels.{name}");
+        let err = |m: String| ConfigError(format!("{key}: {m}"));
+        if name.is_empty() || name.contains([':', ',']) {
+            return Err(err("a panel name may not contain ':' or ','".into()));
+        }
+        if routes.contains_key(name) {
+            return Err(err(format!(
+                "a route is also named {name:?}; give the panel or the route another name"
+            )));
+        }
+        let judges: Vec<String> = p.judges.0.iter().map(|j| j.trim().to_string()).collect();
+        if judges.len() < 2 || judges.len() > MAX_PANEL_JUDGES {
+            return Err(err(format!(
+                "judges lists {} judges; a panel has from 2 to {MAX_PANEL_JUDGES}",
+                judges.len()
+            )));
+        }
+        for (i, j) in judges.iter().enumerate() {
+            let at = format!("judges[{i}] = {j:?}");
+            if judges[..i].contains(j) {
+                return Err(err(format!("{at} is listed twice")));
+            }
+            if raw.contains_key(j) {
+                return Err(err(format!(
+                    "{at} is a panel; a panel's judges are routes (list its judges instead)"
+                )));
+            }
+            if !routes.contains_key(j) {
+                for step in j.split(',') {
+                    parse_step(step, providers).map_err(|m| {
+                        err(format!(
+                            "{at} is neither a route in [routes] nor an ad-hoc route: {m}"
+                        ))
+                    })?;
+                }
+            }
+        }
+        let quorum = p.quorum.unwrap_or(judges.len() / 2 + 1);
+        range(&format!("{key}.quorum"), quorum, 1, judges.len())?;
+        if p.escalate {
+            if p.aggregate != Aggregate::Majority {
+                return Err(err(
+                    "escalate asks a third judge to break a disagreement, so it needs \
+                     aggregate = \"majority\""
+                        .into(),
+                ));
+            }
+            if judges.len() < 3 {
+                return Err(err("escalate needs at least 3 judges".into()));
+            }
+            if quorum > 2 {
+                return Err(err(format!(
+                    "escalate stops after two judges that agree, so quorum = {quorum} could \
+                     never be met that way; use quorum = 2 or turn escalate off"
+                )));
+            }
+        }
+        panels.insert(
+            name.clone(),
+            PanelSettings {
+                judges,
+                aggregate: p.aggregate,
+                quorum,
+                on_tie: p.on_tie,
+                escalate: p.escalate,
+            },
+        );
+    }
+    Ok(panels)
 }
 
 /// One provider, validated.
@@ -384,6 +632,11 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub routes: BTreeMap<String, Vec<StepSettings>>,
+    /// What a route asks of its judge beyond the prompt (structured answers, confidence); routes
+    /// not listed use the defaults.
+    pub route_options: BTreeMap<String, RouteOptions>,
+    /// Panels of judges, by name: usable wherever a route name is.
+    pub panels: BTreeMap<String, PanelSettings>,
     pub prices: BTreeMap<String, Price>,
     pub auth: AuthSettings,
     /// True when the default route was chosen automatically and is the rules judge.
@@ -839,16 +1092,20 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
     }
 
     let mut routes = BTreeMap::new();
-    for (name, spec) in &raw.routes {
+    let mut route_options = BTreeMap::new();
+    for (name, route) in &raw.routes {
         let key = format!("routes.{name}");
-        if spec.0.is_empty() {
+        if route.steps.is_empty() {
             return Err(ConfigError(format!("{key} has no steps")));
         }
         let mut steps = Vec::new();
-        for s in &spec.0 {
+        for s in &route.steps {
             steps.push(parse_step(s, &providers).map_err(|m| ConfigError(format!("{key}: {m}")))?);
         }
         routes.insert(name.clone(), steps);
+        if route.options != RouteOptions::default() {
+            route_options.insert(name.clone(), route.options);
+        }
     }
 
     let mut rules_only = false;
@@ -873,7 +1130,7 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
                 model,
             }],
         );
-    } else if !routes.contains_key(&default_name) {
+    } else if !routes.contains_key(&default_name) && !raw.panels.contains_key(&default_name) {
         // No default route configured: the first provider with credentials, else the rules judge.
         let order = [
             "openai",
@@ -917,6 +1174,7 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
     if !providers.contains_key("rules") {
         return Err(ConfigError("providers.rules may not be removed".into()));
     }
+    let panels = validate_panels(&raw.panels, &routes, &providers)?;
 
     Ok(Settings {
         listen,
@@ -926,6 +1184,8 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
         retry: raw.retry,
         providers,
         routes,
+        route_options,
+        panels,
         prices: raw.prices,
         auth: raw.auth,
         rules_only,

@@ -6,16 +6,21 @@
 //! - [`api`]: HTTP routes and the layers in front of them (request ids, origins, auth, body
 //!   bounds, the access line), extractors, errors, the OpenAPI document.
 //! - [`batch`]: many items with bounded concurrency, results in order, summaries.
-//! - [`judge`]: prompt templates, verdict parsing, the verdict cache, the rules pre-check.
+//! - [`calibrate`]: judges measured against labelled items (kappa, correlations, bias), and
+//!   the runs kept to follow a judge over time.
+//! - [`judge`]: prompt templates, verdict parsing, the verdict cache, the rules pre-check,
+//!   confidence, panels of judges.
 //! - [`pool`]: routes and fallback over each provider's tower stack (retries, circuit breaker,
 //!   timeouts, rate and concurrency limits), cost.
 //! - [`providers`]: one wire format per file, each a tower `Service` over reqwest.
 //! - [`chat`]: the provider-neutral request, completion and error types all of them share.
+//! - [`stats`]: agreement statistics (kappas, correlations), used by summaries and calibration.
 //! - [`config`] and [`metrics`] sit at the edge; `main.rs` is the command line, and [`cli`] is
 //!   its `run` command (grading a file), a client of [`batch`] and [`api`]'s batch endpoint.
 
 pub mod api;
 pub mod batch;
+pub mod calibrate;
 pub mod chat;
 pub mod cli;
 pub mod config;
@@ -25,6 +30,7 @@ pub mod metrics;
 pub mod pool;
 pub mod providers;
 pub mod server;
+pub mod stats;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,6 +52,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub judge: Arc<Judge>,
     pub jobs: Arc<Jobs>,
+    /// Kept calibration runs.
+    pub runs: Arc<dyn calibrate::store::RunStore>,
     pub metrics: PrometheusHandle,
     /// Set when shutdown starts: new work is refused, `/readyz` answers 503.
     pub shutting_down: Arc<AtomicBool>,
@@ -60,7 +68,10 @@ pub fn build_judge(settings: &Settings) -> anyhow::Result<Arc<Judge>> {
         settings,
         Arc::new(judge::rules::RulesGrader),
     )?);
-    Ok(Arc::new(Judge::new(pool, settings.judge.clone())))
+    Ok(Arc::new(
+        Judge::new(pool, settings.judge.clone())
+            .with_quality(settings.panels.clone(), settings.route_options.clone()),
+    ))
 }
 
 impl AppState {
@@ -80,10 +91,13 @@ impl AppState {
             },
             judge.clone(),
         )?;
+        let runs = calibrate::store::RedbRunStore::open(std::path::Path::new(&j.data_dir))
+            .map_err(|e| anyhow::anyhow!("calibration run store: {e}"))?;
         Ok(AppState {
             settings: Arc::new(settings),
             judge,
             jobs,
+            runs,
             metrics,
             shutting_down: Arc::new(AtomicBool::new(false)),
             stop: tokio_util::sync::CancellationToken::new(),

@@ -1,5 +1,5 @@
 //! The `llm-judge` command line: `serve` runs the HTTP service, `run` grades a file of items,
-//! `openapi` prints the service's document.
+//! `calibrate` measures judges against labelled items, `openapi` prints the service's document.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +51,9 @@ enum Command {
     },
     /// Grade every item of a file (JSON Lines, gzip or CSV) and write one result line per item.
     Run(llm_judge::cli::run::RunArgs),
+    /// Measure judges against labelled items (accuracy, Cohen's kappa, correlations, bias) and
+    /// gate on the figures.
+    Calibrate(llm_judge::cli::calibrate::CalibrateArgs),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -132,6 +135,16 @@ fn main() -> std::process::ExitCode {
             init_run_tracing();
             match runtime(0) {
                 Ok(rt) => rt.block_on(llm_judge::cli::run::run(args)),
+                Err(e) => {
+                    eprintln!("llm-judge: cannot start the runtime: {e}");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
+        Command::Calibrate(args) => {
+            init_run_tracing();
+            match runtime(0) {
+                Ok(rt) => rt.block_on(llm_judge::cli::calibrate::run(args)),
                 Err(e) => {
                     eprintln!("llm-judge: cannot start the runtime: {e}");
                     std::process::ExitCode::from(2)

@@ -27,6 +27,7 @@ pub const OVERHEAD: &str = "llm_judge_overhead_seconds";
 pub const BATCH_ITEMS: &str = "llm_judge_batch_items_total";
 pub const CACHE_HITS: &str = "llm_judge_cache_hits_total";
 pub const STREAMS: &str = "llm_judge_streams_total";
+pub const CONFIDENCE_FALLBACKS: &str = "llm_judge_confidence_fallbacks_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -140,6 +141,10 @@ fn describe() {
     describe_counter!(
         STREAMS,
         "Streamed answers that ended, by provider and outcome (complete, failed: the provider's stream broke or reported an error after its first piece, abandoned: the client went away)"
+    );
+    describe_counter!(
+        CONFIDENCE_FALLBACKS,
+        "Verdicts of routes with confidence = \"logprobs\" that got no confidence, by route and reason (not_returned: the answer had no log probabilities; no_verdict_token: none at a verdict token)"
     );
 }
 

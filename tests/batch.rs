@@ -23,7 +23,7 @@ impl Respond for Standin {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let n: u64 = user
+        let n: u64 = fenced(&user, "CANDIDATE")
             .rsplit("item-")
             .next()
             .and_then(|s| s.trim().parse().ok())

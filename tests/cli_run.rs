@@ -169,7 +169,7 @@ async fn fail_under_exits_3_below_the_accuracy_and_0_above() {
     let input = dir.path().join("unscored.jsonl");
     write_items(
         &input,
-        &[json!({"question": "q", "answer": "30", "prediction": "thirty"})],
+        &[json!({"question": "q", "answer": "30", "prediction": "x >= 30"})],
     );
     let none = run(&["--input", path_str(&input), "--fail-under", "0"], &[]).await;
     assert_eq!(none.status.code(), Some(3), "{}", none.stderr);

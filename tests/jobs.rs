@@ -38,14 +38,11 @@ async fn app_over_counting(delay_ms: u64) -> (MockServer, TestApp) {
     (server, app)
 }
 
-/// The prediction a judge request asks about (the text after "Candidate answer:").
+/// The prediction a judge request asks about (the text between the candidate's marker lines).
 fn prediction_of(req: &Request) -> String {
     let body: Value = req.body_json().unwrap();
     let user = body["messages"][1]["content"].as_str().unwrap_or_default();
-    user.rsplit("Candidate answer:\n")
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    fenced(user, "CANDIDATE").to_string()
 }
 
 impl Respond for Counting {

@@ -267,7 +267,7 @@ impl Respond for PrefersGood {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let body: Value = req.body_json().unwrap();
         let user = body["messages"][1]["content"].as_str().unwrap_or_default();
-        let reply = if user.contains("Response A:\nGOOD") {
+        let reply = if fenced(user, "RESPONSE-A") == "GOOD" {
             "[[A]]"
         } else {
             "[[B]]"

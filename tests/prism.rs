@@ -127,6 +127,8 @@ max_attempts = 1
 [routes]
 default = ["openai:gpt-4o-2024-08-06"]
 reasoning = ["openai:o3-mini"]
+structured = {{ steps = ["openai:gpt-4o-2024-08-06"], structured = true, confidence = "logprobs" }}
+structured_reasoning = {{ steps = ["openai:o3-mini"], structured = true, confidence = "logprobs" }}
 "#
     );
     let app = spawn(&toml, &[]).await;
@@ -149,6 +151,32 @@ reasoning = ["openai:o3-mini"]
         assert_eq!(
             body["verdict"], "unscored",
             "\"string\" is no verdict: {body}"
+        );
+    }
+    // Structured verdicts (response_format json_schema) and logprobs, for every kind.
+    for (path, item) in [
+        (
+            "/v1/judge/binary",
+            json!({"question":"q","answer":"a","prediction":"p","judge":"structured"}),
+        ),
+        (
+            "/v1/judge/binary",
+            json!({"question":"q","answer":"a","prediction":"p","judge":"structured_reasoning","output_format":"yes/no"}),
+        ),
+        (
+            "/v1/judge/score",
+            json!({"question":"q","prediction":"p","judge":"structured"}),
+        ),
+        (
+            "/v1/judge/compare",
+            json!({"question":"q","response_a":"x","response_b":"y","swap":false,"judge":"structured"}),
+        ),
+    ] {
+        let (status, body) = app.post(path, &item).await;
+        assert_eq!(status, 200, "{path} {item}: {body}");
+        assert_eq!(
+            body["attempts"][0]["status"], 200,
+            "Prism refused a structured request: {path} {item}: {body}"
         );
     }
     // score and compare prompts too

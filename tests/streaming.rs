@@ -16,7 +16,7 @@ impl Respond for Reverse {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let body: Value = req.body_json().unwrap();
         let user = body["messages"][1]["content"].as_str().unwrap_or_default();
-        let n: u64 = user
+        let n: u64 = fenced(user, "CANDIDATE")
             .rsplit("item-")
             .next()
             .and_then(|s| s.trim().parse().ok())

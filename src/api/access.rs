@@ -200,6 +200,8 @@ pub(crate) const ENDPOINTS: &[&str] = &[
     "/v1/judge/score",
     "/v1/judge/compare",
     "/v1/judge/batch",
+    "/v1/calibrate",
+    "/v1/calibrate/runs",
     "/v1/jobs",
     "/v1/jobs/{id}",
     "/v1/jobs/{id}/results",

@@ -61,6 +61,8 @@ pub struct ProvidersResponse {
     pub providers: Vec<ProviderStatus>,
     /// Route names and their steps as `provider:model`.
     pub routes: std::collections::BTreeMap<String, Vec<String>>,
+    /// Panel names and their judges (routes), usable wherever a route name is.
+    pub panels: std::collections::BTreeMap<String, Vec<String>>,
     pub default_route: String,
 }
 
@@ -84,6 +86,12 @@ pub async fn providers(State(app): State<AppState>) -> Json<ProvidersResponse> {
     Json(ProvidersResponse {
         providers: pool.status(),
         routes,
+        panels: app
+            .judge
+            .panels()
+            .iter()
+            .map(|(name, p)| (name.clone(), p.judges.clone()))
+            .collect(),
         default_route: pool.default_route().to_string(),
     })
 }

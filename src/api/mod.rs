@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod batch;
+pub mod calibrate;
 pub mod compat;
 pub mod error;
 pub mod health;
@@ -48,6 +49,8 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(judge::score))
         .routes(routes!(judge::compare))
         .routes(routes!(batch::batch))
+        .routes(routes!(calibrate::calibrate))
+        .routes(routes!(calibrate::runs))
         .routes(routes!(jobs::create, jobs::list))
         .routes(routes!(jobs::get, jobs::cancel))
         .routes(routes!(jobs::results))

@@ -17,9 +17,10 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::judge::{
-    BinaryItem, CompareItem, FieldError, Judge, JudgeError, JudgeKind, Judgment, ScoreItem,
+    BinaryItem, CompareItem, CompareJudgment, FieldError, Judge, JudgeError, JudgeKind, Judgment,
+    ScoreItem, ScoreJudgment,
 };
-pub use summary::{Progress, Summary, Tally};
+pub use summary::{JudgeVote, PanelTally, Position, Progress, Summary, Tally};
 
 /// One item's result: its JSON entry, serialised once when the item is judged, and what the
 /// summary counts of it. Results are never rebuilt as `serde_json::Value` trees on the hot path.
@@ -83,17 +84,73 @@ impl Entry {
     }
 }
 
-/// The tally of a judgment (every kind shares these fields).
-fn tally(j: &Judgment, score: Option<f64>, winner: Option<&'static str>) -> Tally {
+/// The tally of a judgment (every kind shares these fields; the kinds' own are set after).
+fn tally(j: &Judgment) -> Tally {
+    let panel = j.panel.as_ref().map(|p| {
+        Box::new(PanelTally {
+            name: p.name.clone(),
+            decision: None,
+            judges: p
+                .judges
+                .iter()
+                .map(|v| {
+                    let verdict = v.verdict.map(|v| v.as_str());
+                    JudgeVote {
+                        judge: v.judge.clone(),
+                        status: v.status.to_string(),
+                        verdict: verdict.map(str::to_string),
+                        category: summary::category(verdict, v.winner, v.score),
+                        score: v.score,
+                        consistent: v.consistent,
+                        positions: v.positions.iter().map(|p| Position::parse(*p)).collect(),
+                    }
+                })
+                .collect(),
+        })
+    });
     Tally {
         ok: true,
         verdict: Some(j.verdict.as_str()),
-        score,
-        winner,
         usage: j.usage,
         cost_usd: j.cost_usd,
         cached: j.cached,
+        panel,
+        ..Tally::default()
     }
+}
+
+/// The tally of a score judgment.
+fn score_tally(j: &ScoreJudgment) -> Tally {
+    let mut t = tally(&j.judgment);
+    t.score = j.score;
+    t.chars = Some(j.prediction_chars);
+    decide(&mut t, None);
+    t
+}
+
+/// The tally of a pairwise judgment.
+fn compare_tally(j: &CompareJudgment) -> Tally {
+    let mut t = tally(&j.judgment);
+    t.winner = j.winner;
+    t.consistent = j.consistent;
+    t.positions = j.positions.iter().map(|p| Position::parse(*p)).collect();
+    decide(&mut t, j.winner);
+    t
+}
+
+/// Sets a panel item's own decision (as a category) once its kind's fields are known.
+fn decide(t: &mut Tally, winner: Option<&str>) {
+    let category = summary::category(t.verdict, winner, t.score);
+    if let Some(p) = t.panel.as_mut() {
+        p.decision = category;
+    }
+}
+
+/// The tally of a binary judgment.
+fn binary_tally(j: &Judgment) -> Tally {
+    let mut t = tally(j);
+    decide(&mut t, None);
+    t
 }
 
 /// One item of a batch, parsed (or not) from the request.
@@ -232,15 +289,15 @@ pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem
         BatchItem::Binary(i) => judge
             .binary(route, &i)
             .await
-            .map(|j| Entry::ok(index, &j, tally(&j, None, None))),
+            .map(|j| Entry::ok(index, &j, binary_tally(&j))),
         BatchItem::Score(i) => judge
             .score(route, &i)
             .await
-            .map(|j| Entry::ok(index, &j, tally(&j.judgment, j.score, None))),
+            .map(|j| Entry::ok(index, &j, score_tally(&j))),
         BatchItem::Compare(i) => judge
             .compare(route, &i)
             .await
-            .map(|j| Entry::ok(index, &j, tally(&j.judgment, None, j.winner))),
+            .map(|j| Entry::ok(index, &j, compare_tally(&j))),
     };
     match outcome {
         Ok(entry) => entry,

@@ -82,8 +82,13 @@ impl Remote {
             .clone()
             .or_else(|| body["default_route"].as_str().map(str::to_string))
             .unwrap_or_else(|| "default".to_string());
-        let Some(steps) = routes.get(&name) else {
-            let known: Vec<&str> = routes.keys().map(String::as_str).collect();
+        let panels = body["panels"].as_object().cloned().unwrap_or_default();
+        let Some(steps) = routes.get(&name).or_else(|| panels.get(&name)) else {
+            let known: Vec<&str> = routes
+                .keys()
+                .chain(panels.keys())
+                .map(String::as_str)
+                .collect();
             return Err(format!(
                 "unknown judge {name:?}: the server at {base} has {}",
                 known.join(", ")
@@ -196,7 +201,8 @@ fn renumber(mut entry: Value, local: usize, p: &Pending) -> Value {
     entry
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its chain of causes, for messages.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

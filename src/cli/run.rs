@@ -242,22 +242,22 @@ fn local_backend(args: &RunArgs) -> Result<Backend, String> {
     crate::metrics::install();
     let judge = crate::build_judge(&settings).map_err(|e| format!("{e:#}"))?;
     let route = judge.resolve_route(args.judge.as_deref()).map_err(|_| {
-        let known: Vec<&str> = settings.routes.keys().map(String::as_str).collect();
+        let mut known: Vec<&str> = settings.routes.keys().map(String::as_str).collect();
+        known.extend(settings.panels.keys().map(String::as_str));
         format!(
             "unknown judge {:?}: the configured judges are {}",
             args.judge.as_deref().unwrap_or_default(),
             known.join(", ")
         )
     })?;
-    let steps: Vec<String> = settings
-        .routes
-        .get(&route)
-        .map(|s| {
-            s.iter()
-                .map(|s| format!("{}:{}", s.provider, s.model))
-                .collect()
-        })
-        .unwrap_or_default();
+    let steps: Vec<String> = match (settings.routes.get(&route), settings.panels.get(&route)) {
+        (Some(s), _) => s
+            .iter()
+            .map(|s| format!("{}:{}", s.provider, s.model))
+            .collect(),
+        (None, Some(p)) => vec![format!("panel of {}", p.judges.join(", "))],
+        (None, None) => Vec::new(),
+    };
     Ok(Backend::Local {
         rules_only,
         judge,

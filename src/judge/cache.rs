@@ -6,12 +6,18 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
+use crate::chat::TokenLogprob;
+
 /// A cached provider answer.
 #[derive(Debug, Clone)]
 pub struct CachedAnswer {
     pub text: String,
     pub provider: String,
     pub model: String,
+    /// When the route reads confidence from log probabilities: the one token it was read at
+    /// (the verdict token with its alternatives), so that a cached answer has the same
+    /// confidence as the first.
+    pub logprobs: Option<Vec<TokenLogprob>>,
 }
 
 /// A bounded map, evicting the oldest entry first. Sharded to keep lock contention low.
@@ -87,6 +93,7 @@ mod tests {
             text: t.into(),
             provider: "p".into(),
             model: "m".into(),
+            logprobs: None,
         }
     }
 

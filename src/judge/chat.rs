@@ -78,6 +78,8 @@ impl Judge {
                     text: d.completion.text.clone(),
                     provider: d.provider.clone(),
                     model: d.model.clone(),
+                    // Requests asking for log probabilities are not cached.
+                    logprobs: None,
                 },
             );
         }
@@ -145,6 +147,7 @@ impl Judge {
                                 text: s.text,
                                 provider,
                                 model,
+                                logprobs: None,
                             },
                         );
                     }

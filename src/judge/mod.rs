@@ -1,31 +1,36 @@
 //! Judging: turns items into prompts, sends them along a route of the pool, and parses the
 //! answers into three-state verdicts (correct, incorrect, unscored with a reason).
 //!
-//! Knows templates, parsing, the verdict cache and the rules pre-check; knows nothing of HTTP.
+//! Knows templates, parsing, the verdict cache, the rules pre-check, confidence (from log
+//! probabilities, panels and swapped comparisons) and panels of judges; knows nothing of HTTP.
 //! Also passes a client's own chat requests through to a route, with the verdict cache
 //! ([`chat`]).
 
 pub mod cache;
 pub mod chat;
+pub mod confidence;
 pub mod items;
+pub mod panel;
 pub mod parse;
 pub mod prompts;
 pub mod rules;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::chat::{ChatRequest, GradingTask, ImageRef, Part, Usage};
-use crate::config::JudgeSettings;
+use crate::chat::{ChatRequest, GradingTask, ImageRef, Part, ResponseFormat, TokenLogprob, Usage};
+use crate::config::{ConfidenceMode, JudgeSettings, PanelSettings, RouteOptions};
 use crate::metrics as m;
 use crate::pool::{Attempt, Pool, RouteFailed};
 use cache::{CachedAnswer, VerdictCache};
+pub use confidence::ConfidenceSource;
 pub use items::{BinaryItem, CompareItem, FieldError, Options, ScoreItem};
+pub use panel::{PanelReport, PanelVote};
 use parse::{Unscored, UnscoredReason, Winner};
-use prompts::Rendered;
+use prompts::{Rendered, Shape};
 use rules::RulesVerdict;
 
 /// The kind of judgment.
@@ -98,6 +103,25 @@ pub struct Judgment {
     pub cached: bool,
     /// The prompt template and its version (part of what identifies a judgment).
     pub template_version: String,
+    /// How sure the judge is of this verdict, from 0 to 1 (see `confidence_source`); null when
+    /// nothing measured it.
+    pub confidence: Option<f64>,
+    /// Where `confidence` comes from: `logprobs` (the verdict token's probabilities, on routes
+    /// with `confidence = "logprobs"`), `panel` (the panel's agreement), `swap` (a comparison
+    /// asked in both orders: 1 when they agree, 0.5 when not) or `none`.
+    pub confidence_source: ConfidenceSource,
+    /// Binary verdicts with `logprobs` confidence: P(correct) = P(positive) / (P(positive) +
+    /// P(negative)) at the verdict token (`confidence` is the probability of the verdict given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_correct: Option<f64>,
+    /// Which path read the verdict: `structured` (the JSON answer a `structured` route asked
+    /// for), `json` (a JSON object in a free answer, as the rules judge gives), `text` (the
+    /// free-text parser, also the fallback when a structured answer did not come); null when
+    /// nothing was parsed (an empty answer, a refusal, a panel).
+    pub parser: Option<&'static str>,
+    /// For a panel: every judge's verdict and the panel's agreement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub panel: Option<Box<PanelReport>>,
 }
 
 /// A scale judgment.
@@ -106,6 +130,13 @@ pub struct ScoreJudgment {
     #[serde(flatten)]
     pub judgment: Judgment,
     pub score: Option<f64>,
+    /// With `logprobs` confidence: the probability-weighted score over the scale points the
+    /// judge considered at the score token (G-Eval style), next to the parsed `score`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weighted_score: Option<f64>,
+    /// The length of the rated response in characters (summaries correlate it with the score,
+    /// to show a length bias).
+    pub prediction_chars: usize,
 }
 
 /// A pairwise judgment.
@@ -120,6 +151,20 @@ pub struct CompareJudgment {
     /// With `swap`: whether both orders chose the same winner (disagreement is a tie).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consistent: Option<bool>,
+    /// The position the judge preferred in each order asked: `first`, `second` or `tie` (null
+    /// when that answer was not read). The first order shows A first; with `swap`, the second
+    /// shows B first. Summaries count these for the first-position preference.
+    pub positions: Vec<Option<&'static str>>,
+}
+
+/// A position's name for a pairwise answer in presented order.
+fn position(w: &Result<Winner, Unscored>) -> Option<&'static str> {
+    match w {
+        Ok(Winner::A) => Some("first"),
+        Ok(Winner::B) => Some("second"),
+        Ok(Winner::Tie) => Some("tie"),
+        Err(_) => None,
+    }
 }
 
 /// Why no judgment could be made.
@@ -165,6 +210,46 @@ struct Asked {
     cached: bool,
     provider_time: Duration,
     cache_key: Option<[u8; 32]>,
+    /// The answer's tokens with their alternatives, when asked for and returned.
+    logprobs: Option<Vec<TokenLogprob>>,
+}
+
+/// What a judgment's parse gave, for [`Judge::finish`].
+struct Reading {
+    result: Option<u8>,
+    verdict: Verdict,
+    reason: Option<String>,
+    unscored_reason: Option<&'static str>,
+    version: String,
+    parser: Option<&'static str>,
+    confidence: Option<f64>,
+    source: ConfidenceSource,
+    /// The index of the token the confidence was read at: the only one kept in the cache.
+    decisive_token: Option<usize>,
+}
+
+impl Reading {
+    fn new(version: &str) -> Reading {
+        Reading {
+            result: None,
+            verdict: Verdict::Unscored,
+            reason: None,
+            unscored_reason: None,
+            version: version.to_string(),
+            parser: None,
+            confidence: None,
+            source: ConfidenceSource::None,
+            decisive_token: None,
+        }
+    }
+
+    fn unscored(mut self, u: Unscored) -> Reading {
+        self.verdict = Verdict::Unscored;
+        self.result = None;
+        self.reason = Some(u.detail);
+        self.unscored_reason = Some(u.reason.as_str());
+        self
+    }
 }
 
 /// The judge service, shared by every request.
@@ -175,6 +260,10 @@ pub struct Judge {
     verdicts: VerdictCounters,
     batch_items: std::sync::OnceLock<[metrics::Counter; 2]>,
     overhead: std::sync::OnceLock<metrics::Histogram>,
+    /// Panels of judges by name (checked before routes).
+    panels: BTreeMap<String, PanelSettings>,
+    /// Options of configured routes; other routes use the defaults.
+    route_options: BTreeMap<String, RouteOptions>,
 }
 
 impl Judge {
@@ -186,25 +275,104 @@ impl Judge {
             verdicts: VerdictCounters::default(),
             batch_items: std::sync::OnceLock::new(),
             overhead: std::sync::OnceLock::new(),
+            panels: BTreeMap::new(),
+            route_options: BTreeMap::new(),
         }
+    }
+
+    /// The judge with panels and route options (structured answers, confidence).
+    pub fn with_quality(
+        mut self,
+        panels: BTreeMap<String, PanelSettings>,
+        route_options: BTreeMap<String, RouteOptions>,
+    ) -> Self {
+        self.panels = panels;
+        self.route_options = route_options;
+        self
     }
 
     pub fn pool(&self) -> &Arc<Pool> {
         &self.pool
     }
 
-    /// The route to use: the one named, or the default.
+    /// The panels, by name.
+    pub fn panels(&self) -> &BTreeMap<String, PanelSettings> {
+        &self.panels
+    }
+
+    /// The route (or panel) to use: the one named, or the default. A name is looked up among
+    /// the panels, then the configured routes, then read as an ad-hoc route.
     pub fn resolve_route(&self, name: Option<&str>) -> Result<String, JudgeError> {
         let name = name.unwrap_or(self.pool.default_route());
-        if self.pool.has_route(name) {
+        if self.panels.contains_key(name) || self.pool.has_route(name) {
             Ok(name.to_string())
         } else {
             Err(JudgeError::UnknownRoute(name.to_string()))
         }
     }
 
+    fn options(&self, route: &str) -> RouteOptions {
+        self.route_options.get(route).copied().unwrap_or_default()
+    }
+
+    fn shape(&self, route: &str) -> Shape {
+        if self.options(route).structured {
+            Shape::Json
+        } else {
+            Shape::Text
+        }
+    }
+
+    fn wants_logprobs(&self, route: &str) -> bool {
+        self.options(route).confidence == ConfidenceMode::Logprobs
+    }
+
+    /// Counts a verdict whose route asks for log probabilities but got none to read, in
+    /// `llm_judge_confidence_fallbacks_total`.
+    fn confidence_fallback(&self, route: &str, why: confidence::Missing) {
+        metrics::counter!(m::CONFIDENCE_FALLBACKS, "route" => self.route_label(route).to_string(), "reason" => why.as_str())
+            .increment(1);
+    }
+
+    /// The label a route or panel gets in metrics: its configured name, or `adhoc`.
+    fn route_label<'a>(&self, route: &'a str) -> &'a str {
+        if self.panels.contains_key(route) {
+            route
+        } else {
+            self.pool.route_label(route)
+        }
+    }
+
     /// Judges whether a prediction matches the reference.
     pub async fn binary(&self, route: &str, item: &BinaryItem) -> Result<Judgment, JudgeError> {
+        match self.panels.get(route) {
+            Some(panel) => self.panel_binary(route, panel, item).await,
+            None => self.binary_single(route, item).await,
+        }
+    }
+
+    /// Grades a response on a scale.
+    pub async fn score(&self, route: &str, item: &ScoreItem) -> Result<ScoreJudgment, JudgeError> {
+        match self.panels.get(route) {
+            Some(panel) => self.panel_score(route, panel, item).await,
+            None => self.score_single(route, item).await,
+        }
+    }
+
+    /// Decides which of two responses is better; with `swap`, in both orders.
+    pub async fn compare(
+        &self,
+        route: &str,
+        item: &CompareItem,
+    ) -> Result<CompareJudgment, JudgeError> {
+        match self.panels.get(route) {
+            Some(panel) => self.panel_compare(route, panel, item).await,
+            None => self.compare_single(route, item).await,
+        }
+    }
+
+    /// One route's binary judgment.
+    async fn binary_single(&self, route: &str, item: &BinaryItem) -> Result<Judgment, JudgeError> {
         let started = Instant::now();
         if self.cfg.rules_precheck && !self.route_is_rules(route) {
             if let Some(j) = self.precheck(item, started) {
@@ -226,6 +394,7 @@ impl Judge {
                 &item.answer,
                 &item.prediction,
                 item.output_format.into(),
+                self.shape(route),
             ),
         };
         let grading = GradingTask::Binary {
@@ -233,35 +402,59 @@ impl Judge {
             reference: item.answer.clone(),
             prediction: item.prediction.clone(),
         };
+        let logprobs = self.wants_logprobs(route);
         let asked = self
-            .ask(route, &rendered, &item.images, grading, &item.options)
+            .ask(
+                route,
+                &rendered,
+                &item.images,
+                grading,
+                &item.options,
+                logprobs,
+            )
             .await?;
-        let parsed = unscored_first(&asked).map_or_else(|| parse::parse_binary(&asked.text), Err);
-        let (result, verdict, reason, ureason) = match parsed {
-            Ok(true) => (Some(1), Verdict::Correct, None, None),
-            Ok(false) => (Some(0), Verdict::Incorrect, None, None),
-            Err(u) => (
-                None,
-                Verdict::Unscored,
-                Some(u.detail),
-                Some(u.reason.as_str()),
-            ),
-        };
-        let j = self.finish(
-            asked,
-            started,
-            result,
-            verdict,
-            reason,
-            ureason,
-            &rendered.version,
-        );
+        let mut reading = Reading::new(&rendered.version);
+        match unscored_first(&asked).map_or_else(|| parse::parse_binary(&asked.text), Err) {
+            Ok(correct) => {
+                reading.result = Some(u8::from(correct));
+                reading.verdict = if correct {
+                    Verdict::Correct
+                } else {
+                    Verdict::Incorrect
+                };
+                reading.parser = Some(parser_of(&asked.text, &rendered));
+                if logprobs {
+                    match confidence::binary(asked.logprobs.as_deref()) {
+                        Ok((i, p)) => {
+                            reading.confidence = Some(if correct { p } else { 1.0 - p });
+                            reading.source = ConfidenceSource::Logprobs;
+                            reading.decisive_token = Some(i);
+                        }
+                        Err(why) => self.confidence_fallback(route, why),
+                    }
+                }
+            }
+            Err(u) => reading = reading.unscored(u),
+        }
+        let p_correct = reading.confidence.map(|c| {
+            if reading.result == Some(1) {
+                c
+            } else {
+                1.0 - c
+            }
+        });
+        let mut j = self.finish(asked, started, reading);
+        j.p_correct = p_correct.map(crate::stats::round6);
         self.record_verdict(JudgeKind::Binary, route, &j);
         Ok(j)
     }
 
-    /// Grades a response on a scale.
-    pub async fn score(&self, route: &str, item: &ScoreItem) -> Result<ScoreJudgment, JudgeError> {
+    /// One route's scale judgment.
+    async fn score_single(
+        &self,
+        route: &str,
+        item: &ScoreItem,
+    ) -> Result<ScoreJudgment, JudgeError> {
         let started = Instant::now();
         let rendered = match &item.prompt {
             Some(t) => prompts::render_custom(
@@ -280,6 +473,7 @@ impl Judge {
                 item.rubric.as_deref(),
                 item.min,
                 item.max,
+                self.shape(route),
             ),
         };
         let grading = GradingTask::Score {
@@ -289,57 +483,94 @@ impl Judge {
             min: item.min,
             max: item.max,
         };
+        let logprobs = self.wants_logprobs(route);
         let asked = self
-            .ask(route, &rendered, &item.images, grading, &item.options)
+            .ask(
+                route,
+                &rendered,
+                &item.images,
+                grading,
+                &item.options,
+                logprobs,
+            )
             .await?;
-        let parsed = unscored_first(&asked)
-            .map_or_else(|| parse::parse_score(&asked.text, item.min, item.max), Err);
-        let (score, result, verdict, reason, ureason) = match parsed {
-            Ok(s) => match item.pass_score {
-                Some(p) if s >= p => (Some(s), Some(1), Verdict::Correct, None, None),
-                Some(_) => (Some(s), Some(0), Verdict::Incorrect, None, None),
-                None => (Some(s), None, Verdict::Scored, None, None),
-            },
-            Err(u) => (
-                None,
-                None,
-                Verdict::Unscored,
-                Some(u.detail),
-                Some(u.reason.as_str()),
-            ),
-        };
-        let judgment = self.finish(
-            asked,
-            started,
-            result,
-            verdict,
-            reason,
-            ureason,
-            &rendered.version,
-        );
+        let mut reading = Reading::new(&rendered.version);
+        let mut score = None;
+        let mut weighted_score = None;
+        match unscored_first(&asked)
+            .map_or_else(|| parse::parse_score(&asked.text, item.min, item.max), Err)
+        {
+            Ok(s) => {
+                score = Some(s);
+                (reading.result, reading.verdict) = pass_mark(s, item.pass_score);
+                reading.parser = Some(parser_of(&asked.text, &rendered));
+                if logprobs {
+                    match confidence::score(asked.logprobs.as_deref(), item.min, item.max) {
+                        Ok((i, weighted, share)) => {
+                            weighted_score = Some(crate::stats::round6(weighted));
+                            reading.confidence = Some(share);
+                            reading.source = ConfidenceSource::Logprobs;
+                            reading.decisive_token = Some(i);
+                        }
+                        Err(why) => self.confidence_fallback(route, why),
+                    }
+                }
+            }
+            Err(u) => reading = reading.unscored(u),
+        }
+        let judgment = self.finish(asked, started, reading);
         self.record_verdict(JudgeKind::Score, route, &judgment);
-        Ok(ScoreJudgment { judgment, score })
+        Ok(ScoreJudgment {
+            judgment,
+            score,
+            weighted_score,
+            prediction_chars: item.prediction.chars().count(),
+        })
     }
 
-    /// Decides which of two responses is better; with `swap`, in both orders.
-    pub async fn compare(
+    /// One route's pairwise judgment; with `swap`, in both orders.
+    async fn compare_single(
         &self,
         route: &str,
         item: &CompareItem,
     ) -> Result<CompareJudgment, JudgeError> {
         let started = Instant::now();
-        let first = self.compare_once(route, item, false);
+        // With both orders, their agreement is the confidence; otherwise, when the route asks
+        // for it, the winner token's probabilities.
+        let logprobs = !item.swap && self.wants_logprobs(route);
+        let first = self.compare_once(route, item, false, logprobs);
         let (a, b) = if item.swap {
-            let (a, b) = futures::join!(first, self.compare_once(route, item, true));
+            let (a, b) = futures::join!(first, self.compare_once(route, item, true, false));
             (a?, Some(b?))
         } else {
             (first.await?, None)
         };
-        let (asked1, parsed1, version) = a;
+        let (asked1, parsed1, rendered) = a;
+        let mut positions = vec![position(&parsed1)];
         let mut winner = parsed1.clone();
         let mut consistent = None;
+        let mut reading = Reading::new(&rendered.version);
+        if parsed1.is_ok() {
+            reading.parser = Some(parser_of(&asked1.text, &rendered));
+        }
+        if logprobs && parsed1.is_ok() {
+            match confidence::pairwise(asked1.logprobs.as_deref()) {
+                Ok((i, shares)) => {
+                    let w = match parsed1 {
+                        Ok(Winner::A) => 0,
+                        Ok(Winner::B) => 1,
+                        _ => 2,
+                    };
+                    reading.confidence = Some(shares[w]);
+                    reading.source = ConfidenceSource::Logprobs;
+                    reading.decisive_token = Some(i);
+                }
+                Err(why) => self.confidence_fallback(route, why),
+            }
+        }
         let mut asked = asked1;
         if let Some((asked2, parsed2, _)) = b {
+            positions.push(position(&parsed2));
             // The swapped run saw B as A: map its winner back.
             let back = parsed2.map(|w| match w {
                 Winner::A => Winner::B,
@@ -357,45 +588,30 @@ impl Judge {
                 }
                 (Err(e), _) | (_, Err(e)) => Err(e.clone()),
             };
+            if let Some(c) = consistent {
+                reading.confidence = Some(if c { 1.0 } else { 0.5 });
+                reading.source = ConfidenceSource::Swap;
+            }
             asked = merge(asked, asked2);
         }
-        let (w, scores, verdict, reason, ureason) = match winner {
-            Ok(Winner::A) => (
-                Some("a"),
-                [Some(1.0), Some(0.0)],
-                Verdict::Scored,
-                None,
-                None,
-            ),
-            Ok(Winner::B) => (
-                Some("b"),
-                [Some(0.0), Some(1.0)],
-                Verdict::Scored,
-                None,
-                None,
-            ),
-            Ok(Winner::Tie) => (
-                Some("tie"),
-                [Some(0.5), Some(0.5)],
-                Verdict::Scored,
-                None,
-                None,
-            ),
-            Err(u) => (
-                None,
-                [None, None],
-                Verdict::Unscored,
-                Some(u.detail),
-                Some(u.reason.as_str()),
-            ),
+        let (w, scores) = match winner {
+            Ok(w) => {
+                reading.verdict = Verdict::Scored;
+                winner_fields(w)
+            }
+            Err(u) => {
+                reading = reading.unscored(u);
+                (None, [None, None])
+            }
         };
-        let judgment = self.finish(asked, started, None, verdict, reason, ureason, &version);
+        let judgment = self.finish(asked, started, reading);
         self.record_verdict(JudgeKind::Compare, route, &judgment);
         Ok(CompareJudgment {
             judgment,
             winner: w,
             scores,
             consistent,
+            positions,
         })
     }
 
@@ -404,7 +620,8 @@ impl Judge {
         route: &str,
         item: &CompareItem,
         swapped: bool,
-    ) -> Result<(Asked, Result<Winner, Unscored>, String), JudgeError> {
+        logprobs: bool,
+    ) -> Result<(Asked, Result<Winner, Unscored>, Rendered), JudgeError> {
         let (a, b) = if swapped {
             (&item.response_b, &item.response_a)
         } else {
@@ -420,7 +637,13 @@ impl Judge {
                     ("response_b", b),
                 ],
             ),
-            None => prompts::compare(&item.question, item.answer.as_deref(), a, b),
+            None => prompts::compare(
+                &item.question,
+                item.answer.as_deref(),
+                a,
+                b,
+                self.shape(route),
+            ),
         };
         let grading = GradingTask::Compare {
             question: item.question.clone(),
@@ -429,10 +652,17 @@ impl Judge {
             response_b: b.clone(),
         };
         let asked = self
-            .ask(route, &rendered, &item.images, grading, &item.options)
+            .ask(
+                route,
+                &rendered,
+                &item.images,
+                grading,
+                &item.options,
+                logprobs,
+            )
             .await?;
         let parsed = unscored_first(&asked).map_or_else(|| parse::parse_pairwise(&asked.text), Err);
-        Ok((asked, parsed, rendered.version))
+        Ok((asked, parsed, rendered))
     }
 
     fn route_is_rules(&self, route: &str) -> bool {
@@ -473,10 +703,16 @@ impl Judge {
             latency_ms,
             cached: false,
             template_version: "rules-precheck-v1".into(),
+            confidence: None,
+            confidence_source: ConfidenceSource::None,
+            p_correct: None,
+            parser: Some("json"),
+            panel: None,
         })
     }
 
-    /// Sends a rendered prompt along the route, through the verdict cache.
+    /// Sends a rendered prompt along the route, through the verdict cache; with `logprobs`,
+    /// asks for the answer tokens' log probabilities.
     async fn ask(
         &self,
         route: &str,
@@ -484,6 +720,7 @@ impl Judge {
         images: &[String],
         grading: GradingTask,
         options: &Options,
+        logprobs: bool,
     ) -> Result<Asked, JudgeError> {
         let temperature = options.temperature.unwrap_or(self.cfg.temperature);
         let max_tokens = options.max_tokens.unwrap_or(self.cfg.max_tokens);
@@ -497,6 +734,9 @@ impl Judge {
             ];
             let mt = max_tokens.to_string();
             parts.push(&mt);
+            // What the provider is asked besides the prompt changes the answer kept.
+            parts.push(rendered.schema.map_or("", |(name, _)| name));
+            parts.push(if logprobs { "logprobs" } else { "" });
             parts.extend(images.iter().map(String::as_str));
             VerdictCache::key(&parts)
         });
@@ -515,6 +755,7 @@ impl Judge {
                 cached: true,
                 provider_time: Duration::ZERO,
                 cache_key: None,
+                logprobs: hit.logprobs,
             });
         }
         let mut user = Vec::with_capacity(1 + images.len());
@@ -529,6 +770,14 @@ impl Judge {
             max_tokens: Some(max_tokens),
             // Only a rules step reads the raw fields; other routes do not carry them along.
             grading: self.pool.route_uses_rules(route).then_some(grading),
+            response_format: rendered
+                .schema
+                .map(|(name, schema)| ResponseFormat::JsonSchema {
+                    name: name.to_string(),
+                    schema: schema.clone(),
+                    strict: true,
+                }),
+            top_logprobs: logprobs.then_some(TOP_LOGPROBS),
             ..ChatRequest::user(rendered.system.clone(), user)
         };
         let d = self
@@ -549,45 +798,41 @@ impl Judge {
             cached: false,
             provider_time: d.provider_time,
             cache_key,
+            logprobs: d.completion.logprobs,
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        asked: Asked,
-        started: Instant,
-        result: Option<u8>,
-        verdict: Verdict,
-        reason: Option<String>,
-        unscored_reason: Option<&'static str>,
-        version: &str,
-    ) -> Judgment {
+    fn finish(&self, asked: Asked, started: Instant, r: Reading) -> Judgment {
         // Only readable answers are cached: an unscored one may read differently next time.
+        // Of the log probabilities, only the token the confidence was read at is kept.
         if let Some(key) = asked.cache_key
-            && verdict != Verdict::Unscored
+            && r.verdict != Verdict::Unscored
         {
+            let decisive = r
+                .decisive_token
+                .and_then(|i| asked.logprobs.as_ref()?.get(i).cloned());
             self.cache.put(
                 key,
                 CachedAnswer {
                     text: asked.text.clone(),
                     provider: asked.provider.clone(),
                     model: asked.model.clone(),
+                    logprobs: decisive.map(|t| vec![t]),
                 },
             );
         }
         // A structured answer may explain itself (the rules judge always does).
-        let reason = reason.or_else(|| {
+        let reason = r.reason.or_else(|| {
             let v: serde_json::Value = serde_json::from_str(asked.text.trim()).ok()?;
             v.get("reason")?.as_str().map(str::to_string)
         });
         let total = started.elapsed();
         self.record_overhead(total.saturating_sub(asked.provider_time));
         Judgment {
-            result,
-            verdict,
+            result: r.result,
+            verdict: r.verdict,
             reason,
-            unscored_reason,
+            unscored_reason: r.unscored_reason,
             raw_response: asked.text,
             provider: asked.provider,
             model: asked.model,
@@ -597,8 +842,44 @@ impl Judge {
             cost_usd: asked.cost_usd,
             latency_ms: (total.as_secs_f64() * 1_000_000.0).round() / 1000.0,
             cached: asked.cached,
-            template_version: version.to_string(),
+            template_version: r.version,
+            confidence: r.confidence.map(crate::stats::round6),
+            confidence_source: r.source,
+            p_correct: None,
+            parser: r.parser,
+            panel: None,
         }
+    }
+}
+
+/// Alternatives asked for at each answer token when a route wants log probabilities.
+const TOP_LOGPROBS: u8 = 5;
+
+/// Which path read a verdict: `structured` when a JSON answer was asked for and given, `json`
+/// for a JSON object in a free answer, `text` otherwise.
+fn parser_of(text: &str, rendered: &Rendered) -> &'static str {
+    match (parse::has_json_object(text), rendered.schema.is_some()) {
+        (true, true) => "structured",
+        (true, false) => "json",
+        (false, _) => "text",
+    }
+}
+
+/// A score's result and verdict: correct or incorrect against the pass mark, else `scored`.
+fn pass_mark(score: f64, pass: Option<f64>) -> (Option<u8>, Verdict) {
+    match pass {
+        Some(p) if score >= p => (Some(1), Verdict::Correct),
+        Some(_) => (Some(0), Verdict::Incorrect),
+        None => (None, Verdict::Scored),
+    }
+}
+
+/// A pairwise winner's `winner` and `scores` fields.
+fn winner_fields(w: Winner) -> (Option<&'static str>, [Option<f64>; 2]) {
+    match w {
+        Winner::A => (Some("a"), [Some(1.0), Some(0.0)]),
+        Winner::B => (Some("b"), [Some(0.0), Some(1.0)]),
+        Winner::Tie => (Some("tie"), [Some(0.5), Some(0.5)]),
     }
 }
 
@@ -663,7 +944,7 @@ impl Judge {
 
     fn record_verdict(&self, kind: JudgeKind, route: &str, j: &Judgment) {
         self.verdicts
-            .increment(kind, self.pool.route_label(route), j.verdict);
+            .increment(kind, self.route_label(route), j.verdict);
         if let Some(r) = j.unscored_reason {
             metrics::counter!(m::UNSCORED, "reason" => r).increment(1);
         }

@@ -293,6 +293,12 @@ fn prepare(text: &str) -> Result<String, Unscored> {
     Ok(lower.replace(['*', '_', '`', '#', '>'], " "))
 }
 
+/// Whether the reply holds a JSON object that the parsers read before anything else (the
+/// structured path), as opposed to free text.
+pub fn has_json_object(text: &str) -> bool {
+    json_object(text).is_some()
+}
+
 /// A JSON object found as the whole reply, in a code fence, or between the first `{` and last `}`.
 fn json_object(text: &str) -> Option<Map<String, Value>> {
     // Most replies are prose: no brace, no object, and no need to run the fence pattern.

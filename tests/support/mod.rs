@@ -205,6 +205,21 @@ pub async fn counting_standin(
     (format!("http://{addr}/v1"), gauge)
 }
 
+/// The text a prompt fences between its `<<<LABEL-tag>>>` and `<<<END-LABEL-tag>>>` lines
+/// (empty when there is no such fence).
+pub fn fenced<'a>(user: &'a str, label: &str) -> &'a str {
+    let open = format!("<<<{label}-");
+    let Some(at) = user.find(&open) else {
+        return "";
+    };
+    let rest = &user[at + open.len()..];
+    let Some((tag, body)) = rest.split_once(">>>\n") else {
+        return "";
+    };
+    let close = format!("\n<<<END-{label}-{tag}>>>");
+    body.find(&close).map_or("", |end| &body[..end])
+}
+
 /// A free loopback port (for a server run as its own process).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

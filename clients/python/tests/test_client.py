@@ -237,9 +237,14 @@ def test_calibrate(client: Client, tag: str) -> None:
         {"question": f"b {tag}", "answer": "4", "prediction": "5", "label": 0},
     ]
     report = client.calibrate(items, ["rules", "default"])
-    assert isinstance(report, dict)
-    text = str(report)
-    assert "rules" in text and "default" in text
+    assert report["kind"] == "binary" and report["items"] == 2
+    by_judge = {j["judge"]: j for j in report["judges"]}
+    assert set(by_judge) == {"rules", "default"}
+    rules = by_judge["rules"]
+    assert rules["graded"] == 2 and rules["accuracy"] == 1.0 and rules["cohen_kappa"] == 1.0
+    assert rules["confusion"]["matrix"] == [[1, 0], [0, 1]]
+    # The stand-in says correct to both: right once, wrong once, no better than chance.
+    assert by_judge["default"]["accuracy"] == 0.5 and by_judge["default"]["cohen_kappa"] == 0.0
 
 
 def test_concurrent_use_of_one_client(client: Client, tag: str) -> None:

@@ -454,21 +454,35 @@ class ProvidersInfo:
 
 
 class JudgeAgreement(TypedDict, total=False):
-    """One judge's agreement with the labels of a calibration set (as the service reports it)."""
+    """One judge's agreement with the labels of a calibration set (as the service reports it).
+
+    Unscored items and errors are counted apart and never as agreement; a figure that is
+    undefined (one class only, a constant series, nothing graded) is ``None``.
+    """
 
     judge: str
-    n: int
+    items: int
     graded: int
     unscored: int
     errors: int
-    agreement: Optional[float]
+    unscored_rate: Optional[float]
+    accuracy: Optional[float]
     cohen_kappa: Optional[float]
+    base_rate: Optional[float]
+    predicted_rate: Optional[float]
     precision: Optional[float]
     recall: Optional[float]
     f1: Optional[float]
+    confusion: Dict[str, Any]
     spearman: Optional[float]
     pearson: Optional[float]
     mean_abs_error: Optional[float]
+    within_one: Optional[float]
+    position_bias: Dict[str, Optional[float]]
+    groups: Dict[str, Dict[str, Any]]
+    panel: Dict[str, Any]
+    usage: Dict[str, int]
+    cost_usd: Optional[float]
 
 
 class CalibrationReport(TypedDict, total=False):
@@ -477,6 +491,16 @@ class CalibrationReport(TypedDict, total=False):
     Only the keys the service sends are present; see the service's OpenAPI document for which.
     """
 
+    run_id: str
+    created_at_ms: int
+    name: str
     kind: str
-    total: int
-    judges: Union[List[JudgeAgreement], Dict[str, JudgeAgreement]]
+    dataset: str
+    items: int
+    invalid_items: List[Dict[str, Any]]
+    base_rate: Optional[float]
+    label_counts: Dict[str, int]
+    judges: List[JudgeAgreement]
+    results: List[Dict[str, Any]]
+    duration_ms: float
+    stored: bool

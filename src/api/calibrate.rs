@@ -1,0 +1,222 @@
+//! The calibration endpoints: judges measured against labelled items, and the runs kept.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody, JsonBody, QueryParams};
+use crate::AppState;
+use crate::calibrate::{self, MAX_JUDGES, Plan, Report, store::RunQuery};
+use crate::judge::JudgeKind;
+
+/// Labelled items and the judges to measure on them.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrateRequest {
+    /// `binary` (default), `score` or `compare`.
+    #[serde(default = "binary_kind")]
+    pub kind: JudgeKind,
+    /// Routes or panels to measure (1 to 16), each judging every item.
+    pub judges: Vec<String>,
+    /// Items with the fields of the kind's single endpoint plus `label` (binary: `correct` or
+    /// `incorrect`; score: a number on the item's scale; compare: `a`, `b` or `tie`), and
+    /// optionally `id` (echoed in per-item results) and `group` (the figures are also given per
+    /// group). An item that fails validation is listed in `invalid_items` and left out.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<Value>,
+    /// Judge calls at once (default from the configuration).
+    #[schema(minimum = 1)]
+    pub max_concurrent: Option<usize>,
+    /// A name for the run (a gold set's version, a prompt variant).
+    pub name: Option<String>,
+    /// Keep the run for `GET /v1/calibrate/runs` (default true).
+    #[serde(default = "yes")]
+    pub store: bool,
+    /// Return every item's label and verdicts in `results` (default false).
+    #[serde(default)]
+    pub include_items: bool,
+}
+
+fn binary_kind() -> JudgeKind {
+    JudgeKind::Binary
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Longest run name.
+const MAX_NAME: usize = 200;
+
+/// Measures each judge against labelled items: accuracy, Cohen's kappa, base rates and the
+/// confusion matrix (binary, pairwise), Spearman, Pearson and MAE (scores), the unscored rate,
+/// and for pairwise the flip rate and first-position preference. The run is kept unless
+/// `store` is false.
+#[utoipa::path(post, path = "/v1/calibrate", tag = "judge", request_body = CalibrateRequest,
+    responses(
+        (status = 200, description = "Each judge's figures", body = Report),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong client token", body = ErrorBody),
+        (status = 403, description = "Sent from a web page whose origin is not in server.allowed_origins", body = ErrorBody),
+        (status = 408, description = "The body took longer than server.body_read_timeout_s", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
+        (status = 422, description = "No judges or items, an unknown judge, too many items, or no valid item", body = ErrorBody),
+        (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
+    ))]
+pub async fn calibrate(
+    State(app): State<AppState>,
+    JsonBody(req): JsonBody<CalibrateRequest>,
+) -> Result<Json<Report>, ApiError> {
+    let store = req.store;
+    let plan = plan(&app, req)?;
+    let mut report = calibrate::run(app.judge.clone(), plan).await;
+    if store {
+        let runs = app.runs.clone();
+        let kept = calibrate::stored_form(&report);
+        let saved = tokio::task::spawn_blocking(move || runs.save(&kept))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        match saved {
+            Ok(()) => report.stored = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "calibration run not stored");
+                report.store_error = Some(e);
+            }
+        }
+    }
+    Ok(Json(report))
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(field)
+}
+
+/// Checks the request and reads its items.
+fn plan(app: &AppState, req: CalibrateRequest) -> Result<Plan, ApiError> {
+    if req.judges.is_empty() || req.judges.len() > MAX_JUDGES {
+        return Err(invalid(
+            "judges",
+            format!("judges must name 1 to {MAX_JUDGES} routes or panels"),
+        ));
+    }
+    let mut judges = Vec::with_capacity(req.judges.len());
+    for (i, name) in req.judges.iter().enumerate() {
+        let route = app
+            .judge
+            .resolve_route(Some(name))
+            .map_err(|e| ApiError::from(e).field(format!("judges[{i}]")))?;
+        if judges.contains(&route) {
+            return Err(invalid(
+                &format!("judges[{i}]"),
+                format!("{name:?} is named twice"),
+            ));
+        }
+        judges.push(route);
+    }
+    if req
+        .name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NAME)
+    {
+        return Err(invalid(
+            "name",
+            format!("name is longer than {MAX_NAME} characters"),
+        ));
+    }
+    let limits = &app.settings.server;
+    if req.items.is_empty() {
+        return Err(invalid("items", "items must not be empty"));
+    }
+    if req.items.len() > limits.max_batch_items {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_items",
+            format!(
+                "{} items is over the limit of {} (server.max_batch_items); split the set",
+                req.items.len(),
+                limits.max_batch_items
+            ),
+        )
+        .field("items"));
+    }
+    let max_concurrent = super::batch::max_concurrent(limits, req.max_concurrent)?;
+    let (items, invalid_items, dataset) = calibrate::read_items(req.kind, req.items);
+    if items.is_empty() {
+        let first = &invalid_items[0];
+        return Err(invalid(
+            &first.field,
+            format!(
+                "no item is valid ({} invalid); the first: {}: {}",
+                invalid_items.len(),
+                first.field,
+                first.message
+            ),
+        ));
+    }
+    Ok(Plan {
+        kind: req.kind,
+        judges,
+        items,
+        invalid: invalid_items,
+        dataset,
+        name: req.name,
+        max_concurrent,
+        include_items: req.include_items,
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RunsParams {
+    /// Only runs that measured this judge, with only its figures: its drift over time.
+    pub judge: Option<String>,
+    /// Only runs on this gold set (the `dataset` digest of a report).
+    pub dataset: Option<String>,
+    /// Most runs to list (default 50, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// Kept calibration runs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    /// Each run's report without per-item results; `invalid_items` is a count.
+    #[schema(value_type = Vec<Object>)]
+    pub runs: Vec<Value>,
+}
+
+/// Kept calibration runs, newest first; with `judge`, one judge's figures run after run.
+#[utoipa::path(get, path = "/v1/calibrate/runs", tag = "judge", params(RunsParams),
+    responses(
+        (status = 200, body = RunList),
+        (status = 401, description = "Missing or wrong client token", body = ErrorBody),
+        (status = 422, description = "A query parameter is not valid", body = ErrorBody),
+        (status = 503, description = "The run store cannot be read", body = ErrorBody),
+    ))]
+pub async fn runs(
+    State(app): State<AppState>,
+    QueryParams(p): QueryParams<RunsParams>,
+) -> Result<Json<RunList>, ApiError> {
+    let query = RunQuery {
+        judge: p.judge,
+        dataset: p.dataset,
+        limit: p.limit.unwrap_or(50).clamp(1, 1000),
+    };
+    let store = app.runs.clone();
+    let runs = tokio::task::spawn_blocking(move || store.list(&query))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the calibration run store cannot be read: {e}"),
+            )
+        })?;
+    Ok(Json(RunList { runs }))
+}
