@@ -278,7 +278,13 @@ impl ChatRequest {
                     Part::Image(_) => 0,
                 })
                 .sum::<usize>();
-        (text as u64).div_ceil(4) + 765 * self.images().count() as u64
+        Self::prompt_tokens_of(text, self.images().count())
+    }
+
+    /// The prompt estimate of `text_bytes` of text and `images` images, by the rule of
+    /// [`ChatRequest::estimated_prompt_tokens`].
+    pub fn prompt_tokens_of(text_bytes: usize, images: usize) -> u64 {
+        (text_bytes as u64).div_ceil(4) + 765 * images as u64
     }
 
     /// What the call may cost in tokens at most: the prompt estimate plus the completion budget
@@ -344,7 +350,7 @@ pub struct Completion {
 }
 
 /// One answer token's log probability and the most likely alternatives at its position.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TokenLogprob {
     pub token: String,
     pub logprob: f64,

@@ -45,6 +45,20 @@ commit_interval_ms = 50
 max_items = 10000000
 cache_mb = 16
 
+[cache]
+memory_mb = 256
+disk_mb = 0
+ttl_hours = 168.0
+
+[redis]
+url = ""
+key_prefix = "llm-judge"
+timeout_ms = 250
+connect_timeout_ms = 1000
+on_redis_error = "local"
+expected_replicas = 1
+claim_idle_s = 30.0
+
 [retry]
 max_attempts = 3
 base_delay_ms = 500
@@ -269,6 +283,77 @@ pub struct RawProvider {
     /// A proxy for this provider's calls (`http://`, `https://`, `socks5://`), instead of
     /// `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` from the environment (`NO_PROXY` still applies).
     pub proxy: Option<Secret>,
+    /// Mark the fixed instructions of built-in templates for the provider's prompt cache where
+    /// caching is explicit (Anthropic; default true there). OpenAI and Gemini cache a repeated
+    /// prefix by themselves, so it changes nothing they are sent.
+    pub prompt_cache: Option<bool>,
+    /// Provider batches (OpenAI, Azure, Anthropic): seconds between the first two polls of a
+    /// batch (5 by default); later waits double, up to `batch_poll_max_s`.
+    pub batch_poll_s: Option<f64>,
+    /// Provider batches: the longest wait between two polls, in seconds (300 by default).
+    pub batch_poll_max_s: Option<f64>,
+    /// Limits of one model of this provider, on top of the provider's own:
+    /// `[providers.NAME.model_limits."MODEL"] requests_per_minute = N, tokens_per_minute = N`.
+    #[serde(default)]
+    pub model_limits: BTreeMap<String, ModelLimits>,
+}
+
+/// The request and token limits of one model, in the provider's window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLimits {
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// The verdict cache's tiers (`judge.cache_entries` bounds the in-memory tier's entries; 0
+/// turns every tier off).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Bytes the in-memory tier may hold, in MiB.
+    pub memory_mb: u64,
+    /// Size bound of the embedded tier on disk (`cache.redb` in the data directory), in MiB;
+    /// 0 leaves it out.
+    pub disk_mb: u64,
+    /// How long a verdict is kept in the embedded and Redis tiers.
+    pub ttl_hours: f64,
+}
+
+/// What the rate limiter does while Redis does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRedisError {
+    /// Each replica enforces its share of the limits itself (the quota / `expected_replicas`).
+    Local,
+    /// Calls that need a rate-limit permit are refused until Redis answers.
+    Fail,
+}
+
+/// The Redis a fleet of replicas shares (rate limits, the verdict cache, jobs). No URL: none.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:6379/0`, or `rediss://` for TLS; empty for none.
+    pub url: Secret,
+    /// Prefix of every key, so that several deployments can share one Redis.
+    pub key_prefix: String,
+    /// The longest any Redis call may take before it counts as failed.
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub on_redis_error: OnRedisError,
+    /// Replicas sharing the limits: while Redis is away, each enforces limit / this.
+    pub expected_replicas: u32,
+    /// A job item taken by a replica that has not been heard of for this long is taken over
+    /// by another (the first one is presumed dead).
+    pub claim_idle_s: f64,
+}
+
+impl RedisSettings {
+    /// The URL when Redis is configured.
+    pub fn url(&self) -> Option<&str> {
+        Some(self.url.expose().trim()).filter(|u| !u.is_empty())
+    }
 }
 
 /// Price of a model in US dollars per million tokens.
@@ -277,6 +362,53 @@ pub struct RawProvider {
 pub struct Price {
     pub prompt_per_mtok: f64,
     pub completion_per_mtok: f64,
+    /// Input tokens read from the provider's prompt cache; `prompt_per_mtok` when left out, so
+    /// that a missing entry never makes a call look cheaper than it was.
+    #[serde(default)]
+    pub cached_prompt_per_mtok: Option<f64>,
+    /// Input tokens written to the provider's prompt cache (only Anthropic reports them); 1.25 x
+    /// `prompt_per_mtok` when left out, Anthropic's premium for the 5-minute cache.
+    #[serde(default)]
+    pub cache_write_per_mtok: Option<f64>,
+    /// The share of the price taken off for calls sent through a provider's batch API (0.5 when
+    /// left out: half price).
+    #[serde(default)]
+    pub batch_discount: Option<f64>,
+}
+
+/// What a cache write costs per prompt token when the price table does not say: Anthropic's
+/// premium for the 5-minute cache, the only writes any provider reports.
+pub const DEFAULT_CACHE_WRITE_FACTOR: f64 = 1.25;
+/// The share of the online price a provider batch takes off when the price table does not say.
+pub const DEFAULT_BATCH_DISCOUNT: f64 = 0.5;
+
+impl Price {
+    /// A price of prompt and completion tokens, with the defaults for the rest.
+    pub fn new(prompt_per_mtok: f64, completion_per_mtok: f64) -> Price {
+        Price {
+            prompt_per_mtok,
+            completion_per_mtok,
+            cached_prompt_per_mtok: None,
+            cache_write_per_mtok: None,
+            batch_discount: None,
+        }
+    }
+
+    /// Per million input tokens read from the prompt cache.
+    pub fn cached_prompt(&self) -> f64 {
+        self.cached_prompt_per_mtok.unwrap_or(self.prompt_per_mtok)
+    }
+
+    /// Per million input tokens written to the prompt cache.
+    pub fn cache_write(&self) -> f64 {
+        self.cache_write_per_mtok
+            .unwrap_or(self.prompt_per_mtok * DEFAULT_CACHE_WRITE_FACTOR)
+    }
+
+    /// The share of the price taken off through a provider batch.
+    pub fn batch_discount(&self) -> f64 {
+        self.batch_discount.unwrap_or(DEFAULT_BATCH_DISCOUNT)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +427,8 @@ struct RawSettings {
     prices: BTreeMap<String, Price>,
     #[serde(default)]
     auth: AuthSettings,
+    cache: CacheSettings,
+    redis: RedisSettings,
 }
 
 /// Client bearer tokens. Empty: no authentication.
@@ -304,6 +438,13 @@ pub struct AuthSettings {
     /// A list, or (for environment variables) a comma-separated string.
     #[serde(default, deserialize_with = "secret_list")]
     pub tokens: Vec<Secret>,
+    /// What each client token may spend per UTC day, in US dollars (kept in memory by each
+    /// replica). Needs a price for every model a request may reach.
+    #[serde(default)]
+    pub daily_budget_usd: Option<f64>,
+    /// What each client token may spend per UTC day, in tokens.
+    #[serde(default)]
+    pub daily_budget_tokens: Option<u64>,
 }
 
 fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -613,6 +754,13 @@ pub struct ProviderSettings {
     pub pool_idle_timeout: Duration,
     pub ca_file: Option<std::path::PathBuf>,
     pub proxy: Option<Secret>,
+    /// Limits of single models, on top of the provider's.
+    pub model_limits: BTreeMap<String, ModelLimits>,
+    /// Mark built-in templates' instructions for an explicit prompt cache (Anthropic).
+    pub prompt_cache: bool,
+    /// Provider batches: the first and the longest wait between two polls.
+    pub batch_poll: Duration,
+    pub batch_poll_max: Duration,
 }
 
 /// One step of a route.
@@ -639,6 +787,8 @@ pub struct Settings {
     pub panels: BTreeMap<String, PanelSettings>,
     pub prices: BTreeMap<String, Price>,
     pub auth: AuthSettings,
+    pub cache: CacheSettings,
+    pub redis: RedisSettings,
     /// True when the default route was chosen automatically and is the rules judge.
     pub rules_only: bool,
 }
@@ -849,6 +999,58 @@ fn check_ranges(raw: &RawSettings) -> Result<(), ConfigError> {
             0.0,
             1e6,
         )?;
+        opt_range(
+            &format!("{key}.cached_prompt_per_mtok"),
+            p.cached_prompt_per_mtok,
+            0.0,
+            1e6,
+        )?;
+        opt_range(
+            &format!("{key}.cache_write_per_mtok"),
+            p.cache_write_per_mtok,
+            0.0,
+            1e6,
+        )?;
+        opt_range(&format!("{key}.batch_discount"), p.batch_discount, 0.0, 1.0)?;
+    }
+    opt_range("auth.daily_budget_usd", raw.auth.daily_budget_usd, 0.0, 1e9)?;
+    opt_range(
+        "auth.daily_budget_tokens",
+        raw.auth.daily_budget_tokens,
+        1,
+        u64::MAX,
+    )?;
+    let daily = raw.auth.daily_budget_usd.is_some() || raw.auth.daily_budget_tokens.is_some();
+    if daily && raw.auth.tokens.is_empty() {
+        return Err(ConfigError(
+            "auth.daily_budget_usd and auth.daily_budget_tokens are per client token: set \
+             auth.tokens too (with no tokens there is no client to give a budget to)"
+                .into(),
+        ));
+    }
+    let c = &raw.cache;
+    range("cache.memory_mb", c.memory_mb, 1, 1 << 20)?;
+    range("cache.disk_mb", c.disk_mb, 0, 1 << 24)?;
+    range("cache.ttl_hours", c.ttl_hours, 0.001, 87_600.0)?;
+    let r = &raw.redis;
+    range("redis.timeout_ms", r.timeout_ms, 1, 60_000)?;
+    range("redis.connect_timeout_ms", r.connect_timeout_ms, 1, 60_000)?;
+    range("redis.expected_replicas", r.expected_replicas, 1, 10_000)?;
+    range("redis.claim_idle_s", r.claim_idle_s, 0.1, DAY_S)?;
+    if let Some(url) = r.url() {
+        // The URL is not echoed: it may carry a password.
+        let ok = reqwest::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some());
+        if !ok {
+            return Err(ConfigError(
+                "redis.url is not a URL such as redis://host:6379/0 (or rediss:// for TLS)".into(),
+            ));
+        }
+    }
+    if r.key_prefix.is_empty() || r.key_prefix.chars().any(|c| c.is_whitespace()) {
+        return Err(ConfigError(
+            "redis.key_prefix must be a non-empty word with no spaces".into(),
+        ));
     }
     for (i, t) in raw.auth.tokens.iter().enumerate() {
         if t.expose().is_empty() {
@@ -992,6 +1194,21 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
             1,
             1_000_000_000_000,
         )?;
+        for (model, l) in &p.model_limits {
+            let mk = |name: &str| format!("{key}.model_limits.{model:?}.{name}");
+            opt_range(
+                &mk("requests_per_minute"),
+                l.requests_per_minute,
+                1,
+                100_000_000,
+            )?;
+            opt_range(
+                &mk("tokens_per_minute"),
+                l.tokens_per_minute,
+                1,
+                1_000_000_000_000,
+            )?;
+        }
         let max_attempts = opt_range(&k("max_attempts"), p.max_attempts, 1, 100)?;
         let breaker_failures = opt_range(&k("breaker_failures"), p.breaker_failures, 1, 1 << 30)?;
         let rate_window = secs(p.rate_window_s, 60.0, &k("rate_window_s"), MIN_S, DAY_S)?;
@@ -1017,6 +1234,21 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
                 "{key}.permit_wait_s ({}) must not be above {key}.timeout_s ({}): an attempt's timeout includes its wait for a permit",
                 permit_wait.as_secs_f64(),
                 timeout.as_secs_f64()
+            )));
+        }
+        let batch_poll = secs(p.batch_poll_s, 5.0, &k("batch_poll_s"), MIN_S, DAY_S)?;
+        let batch_poll_max = secs(
+            p.batch_poll_max_s,
+            300.0_f64.max(batch_poll.as_secs_f64()),
+            &k("batch_poll_max_s"),
+            MIN_S,
+            DAY_S,
+        )?;
+        if batch_poll_max < batch_poll {
+            return Err(ConfigError(format!(
+                "{key}.batch_poll_max_s ({}) must not be below {key}.batch_poll_s ({})",
+                batch_poll_max.as_secs_f64(),
+                batch_poll.as_secs_f64()
             )));
         }
         let http2_prior_knowledge = p.http2_prior_knowledge.unwrap_or(false);
@@ -1087,6 +1319,10 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
                 pool_idle_timeout,
                 ca_file,
                 proxy,
+                model_limits: p.model_limits,
+                prompt_cache: p.prompt_cache.unwrap_or(p.kind == ProviderKind::Anthropic),
+                batch_poll,
+                batch_poll_max,
             },
         );
     }
@@ -1188,6 +1424,8 @@ fn validate(raw: RawSettings, env: &BTreeMap<String, String>) -> Result<Settings
         panels,
         prices: raw.prices,
         auth: raw.auth,
+        cache: raw.cache,
+        redis: raw.redis,
         rules_only,
     })
 }
@@ -1550,6 +1788,18 @@ mod tests {
             "prices.\"m\".completion_per_mtok",
             "[prices]\nm = { prompt_per_mtok = 1.0, completion_per_mtok = -1.0 }\n".into(),
         );
+        add(
+            "prices.\"m\".cached_prompt_per_mtok",
+            "[prices]\nm = { prompt_per_mtok = 1.0, completion_per_mtok = 1.0, cached_prompt_per_mtok = -0.1 }\n".into(),
+        );
+        add(
+            "prices.\"m\".cache_write_per_mtok",
+            "[prices]\nm = { prompt_per_mtok = 1.0, completion_per_mtok = 1.0, cache_write_per_mtok = inf }\n".into(),
+        );
+        add(
+            "prices.\"m\".batch_discount",
+            "[prices]\nm = { prompt_per_mtok = 1.0, completion_per_mtok = 1.0, batch_discount = 1.5 }\n".into(),
+        );
         for (key, toml) in &cases {
             let e = match load(&[], Some(toml)) {
                 Ok(_) => panic!("accepted:\n{toml}"),
@@ -1610,6 +1860,50 @@ mod tests {
     }
 
     #[test]
+    fn redis_is_off_by_default_and_its_url_is_checked_without_being_echoed() {
+        let s = load(&[], None).unwrap();
+        assert!(s.redis.url().is_none());
+        assert_eq!(s.redis.on_redis_error, OnRedisError::Local);
+        let s = load(
+            &[
+                (
+                    "LLM_JUDGE__REDIS__URL",
+                    "rediss://:hunter2@cache.internal:6380/2",
+                ),
+                ("LLM_JUDGE__REDIS__ON_REDIS_ERROR", "fail"),
+                ("LLM_JUDGE__REDIS__EXPECTED_REPLICAS", "4"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.redis.url(),
+            Some("rediss://:hunter2@cache.internal:6380/2")
+        );
+        assert_eq!(s.redis.on_redis_error, OnRedisError::Fail);
+        assert_eq!(s.redis.expected_replicas, 4);
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let e = load(&[("LLM_JUDGE__REDIS__URL", "http://:hunter2@h:1")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("redis.url") && !e.contains("hunter2"), "{e}");
+        let e = load(&[("LLM_JUDGE__REDIS__EXPECTED_REPLICAS", "0")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("redis.expected_replicas = 0"), "{e}");
+        let e = load(&[("LLM_JUDGE__REDIS__ON_REDIS_ERROR", "panic")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("panic"), "{e}");
+        let limits = "[providers.openai.model_limits.\"gpt-4o-mini\"]\nrequests_per_minute = 0\n";
+        let e = load(&[], Some(limits)).unwrap_err().to_string();
+        assert!(
+            e.contains("model_limits.\"gpt-4o-mini\".requests_per_minute = 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_permit_wait_fits_inside_the_attempt_timeout() {
         let s = load(&[("LLM_JUDGE__PROVIDERS__OPENAI__TIMEOUT_S", "5")], None).unwrap();
         assert_eq!(s.providers["openai"].permit_wait, Duration::from_secs(5));
@@ -1624,6 +1918,83 @@ mod tests {
         .to_string();
         assert!(
             e.contains("providers.openai.permit_wait_s") && e.contains("timeout_s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cache_and_batch_prices_default_so_nothing_is_under_counted() {
+        let toml = r#"
+            [prices]
+            plain = { prompt_per_mtok = 3.0, completion_per_mtok = 15.0 }
+            full = { prompt_per_mtok = 3.0, completion_per_mtok = 15.0, cached_prompt_per_mtok = 0.3, cache_write_per_mtok = 3.75, batch_discount = 0.4 }
+        "#;
+        let s = load(&[], Some(toml)).unwrap();
+        let plain = s.price("anthropic", "plain").unwrap();
+        assert_eq!(
+            (
+                plain.cached_prompt(),
+                plain.cache_write(),
+                plain.batch_discount()
+            ),
+            (3.0, 3.75, 0.5)
+        );
+        let full = s.price("anthropic", "full").unwrap();
+        assert_eq!(
+            (
+                full.cached_prompt(),
+                full.cache_write(),
+                full.batch_discount()
+            ),
+            (0.3, 3.75, 0.4)
+        );
+        let e = load(
+            &[],
+            Some(
+                "[prices]\nm = { prompt_per_mtok = 1.0, completion_per_mtok = 1.0, cached = 1 }\n",
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cached"), "{e}");
+    }
+
+    #[test]
+    fn the_prompt_cache_switch_is_on_for_anthropic_and_per_provider() {
+        let s = load(&[], None).unwrap();
+        assert!(s.providers["anthropic"].prompt_cache);
+        assert!(!s.providers["openai"].prompt_cache);
+        let s = load(
+            &[("LLM_JUDGE__PROVIDERS__ANTHROPIC__PROMPT_CACHE", "false")],
+            None,
+        )
+        .unwrap();
+        assert!(!s.providers["anthropic"].prompt_cache);
+    }
+
+    #[test]
+    fn a_daily_budget_needs_client_tokens_and_a_sane_amount() {
+        let s = load(
+            &[],
+            Some("[auth]\ntokens = [\"t\"]\ndaily_budget_usd = 5.0\ndaily_budget_tokens = 1000\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.auth.daily_budget_usd, s.auth.daily_budget_tokens),
+            (Some(5.0), Some(1000))
+        );
+        let e = load(&[], Some("[auth]\ndaily_budget_usd = 5.0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.tokens"), "{e}");
+        let e = load(
+            &[],
+            Some("[auth]\ntokens = [\"t\"]\ndaily_budget_usd = -1.0\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("auth.daily_budget_usd = -1") && e.contains("out of range"),
             "{e}"
         );
     }

@@ -14,6 +14,9 @@
 //!   timeouts, rate and concurrency limits), cost.
 //! - [`providers`]: one wire format per file, each a tower `Service` over reqwest.
 //! - [`chat`]: the provider-neutral request, completion and error types all of them share.
+//! - [`shared`]: what a fleet of replicas shares through Redis (limits, the verdict cache,
+//!   jobs), and the verdict cache's tier on disk; implementations of the traits of [`pool`],
+//!   [`judge`] and [`jobs`], wired in here.
 //! - [`stats`]: agreement statistics (kappas, correlations), used by summaries and calibration.
 //! - [`config`] and [`metrics`] sit at the edge; `main.rs` is the command line, and [`cli`] is
 //!   its `run` command (grading a file), a client of [`batch`] and [`api`]'s batch endpoint.
@@ -30,6 +33,7 @@ pub mod metrics;
 pub mod pool;
 pub mod providers;
 pub mod server;
+pub mod shared;
 pub mod stats;
 
 use std::future::Future;
@@ -59,6 +63,10 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     /// Cancelled when the shutdown grace period is over: work still running stops and says so.
     pub stop: tokio_util::sync::CancellationToken,
+    /// The Redis the fleet shares, when `[redis]` is configured.
+    pub redis: Option<Arc<shared::Redis>>,
+    /// Each client token's daily spend, when `[auth]` sets a daily budget.
+    pub daily_budgets: Option<Arc<api::budget::DailyBudgets>>,
 }
 
 /// The pool (every provider client, once) and the judge over it, without the HTTP service or the
@@ -74,26 +82,70 @@ pub fn build_judge(settings: &Settings) -> anyhow::Result<Arc<Judge>> {
     ))
 }
 
+/// The pool and the judge of a server: with Redis, every provider's limits are the fleet's and
+/// the verdict cache has a shared tier; with `cache.disk_mb`, a tier on disk in the data dir.
+fn build_server_judge(
+    settings: &Settings,
+    redis: Option<&Arc<shared::Redis>>,
+) -> anyhow::Result<Arc<Judge>> {
+    let grader = Arc::new(judge::rules::RulesGrader);
+    let pool = match redis {
+        Some(r) => Pool::with_limiters(settings, grader, &|p| {
+            Arc::new(shared::limiter::RedisLimiter::new(r.clone(), p))
+        })?,
+        None => Pool::from_settings(settings, grader)?,
+    };
+    let c = &settings.cache;
+    let ttl = std::time::Duration::from_secs_f64(c.ttl_hours * 3600.0);
+    let mut cache =
+        judge::cache::VerdictCache::new(settings.judge.cache_entries, c.memory_mb << 20);
+    if c.disk_mb > 0 && cache.enabled() {
+        let disk = shared::disk_cache::DiskCache::open(
+            settings.jobs.data_dir.as_ref(),
+            c.disk_mb << 20,
+            ttl,
+        )?;
+        cache = cache.with_tier(Arc::new(disk));
+    }
+    if let Some(r) = redis {
+        cache = cache.with_tier(Arc::new(shared::cache::RedisCache::new(r.clone(), ttl)));
+    }
+    Ok(Arc::new(
+        Judge::with_cache(Arc::new(pool), settings.judge.clone(), cache)
+            .with_quality(settings.panels.clone(), settings.route_options.clone()),
+    ))
+}
+
 impl AppState {
     /// Builds the pool (every provider client, once) and the judge.
     pub fn new(settings: Settings) -> anyhow::Result<AppState> {
         let metrics = metrics::install();
-        let judge = build_judge(&settings)?;
+        let redis = shared::Redis::connect(&settings.redis)?;
+        let judge = build_server_judge(&settings, redis.as_ref())?;
         let j = &settings.jobs;
-        let jobs = Jobs::open(
-            JobSettings {
-                data_dir: j.data_dir.clone().into(),
-                retention: std::time::Duration::from_secs_f64(j.retention_hours * 3600.0),
-                janitor_interval: std::time::Duration::from_secs_f64(j.janitor_interval_s),
-                commit_interval: std::time::Duration::from_millis(j.commit_interval_ms),
-                cache_bytes: usize::try_from(j.cache_mb.saturating_mul(1 << 20))
-                    .unwrap_or(usize::MAX),
-            },
-            judge.clone(),
-        )?;
+        let job_settings = JobSettings {
+            data_dir: j.data_dir.clone().into(),
+            retention: std::time::Duration::from_secs_f64(j.retention_hours * 3600.0),
+            janitor_interval: std::time::Duration::from_secs_f64(j.janitor_interval_s),
+            commit_interval: std::time::Duration::from_millis(j.commit_interval_ms),
+            cache_bytes: usize::try_from(j.cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        };
+        let jobs = match &redis {
+            // Jobs any replica serves.
+            Some(r) => {
+                let store = shared::jobs::RedisJobs::new(r.clone(), job_settings.retention);
+                Jobs::with_store(job_settings, judge.clone(), Arc::new(store))
+            }
+            None => Jobs::open(job_settings, judge.clone())?,
+        };
         let runs = calibrate::store::RedbRunStore::open(std::path::Path::new(&j.data_dir))
             .map_err(|e| anyhow::anyhow!("calibration run store: {e}"))?;
+        let daily_budgets = api::budget::DailyBudgets::new(batch::Limits {
+            max_cost_usd: settings.auth.daily_budget_usd,
+            max_tokens: settings.auth.daily_budget_tokens,
+        });
         Ok(AppState {
+            daily_budgets,
             settings: Arc::new(settings),
             judge,
             jobs,
@@ -101,6 +153,7 @@ impl AppState {
             metrics,
             shutting_down: Arc::new(AtomicBool::new(false)),
             stop: tokio_util::sync::CancellationToken::new(),
+            redis,
         })
     }
 }
@@ -121,6 +174,9 @@ pub struct Application {
 impl Application {
     pub async fn bind(settings: Settings, listen: SocketAddr) -> anyhow::Result<Application> {
         let (router, state) = build_app(settings)?;
+        if let Some(r) = &state.redis {
+            r.start_probe();
+        }
         let resumed = state.jobs.start().await?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed unfinished jobs");

@@ -26,6 +26,13 @@ pub const CIRCUIT_STATE: &str = "llm_judge_circuit_state";
 pub const OVERHEAD: &str = "llm_judge_overhead_seconds";
 pub const BATCH_ITEMS: &str = "llm_judge_batch_items_total";
 pub const CACHE_HITS: &str = "llm_judge_cache_hits_total";
+pub const CACHE_MISSES: &str = "llm_judge_cache_misses_total";
+pub const REDIS_ERRORS: &str = "llm_judge_redis_errors_total";
+pub const REDIS_UP: &str = "llm_judge_redis_up";
+pub const RATE_LIMIT_SHARED: &str = "llm_judge_rate_limit_shared";
+pub const RATE_LIMIT_USED: &str = "llm_judge_rate_limit_window_used";
+pub const RATE_LIMIT_LIMIT: &str = "llm_judge_rate_limit_window_limit";
+pub const JOB_ITEMS_CLAIMED: &str = "llm_judge_job_items_claimed_total";
 pub const STREAMS: &str = "llm_judge_streams_total";
 pub const CONFIDENCE_FALLBACKS: &str = "llm_judge_confidence_fallbacks_total";
 
@@ -108,7 +115,9 @@ fn describe() {
     );
     describe_counter!(
         TOKENS,
-        "Tokens used, by provider, model and type (prompt, completion)"
+        "Tokens used, by provider, model and type: prompt (every input token), completion, and \
+         the input tokens among the prompt ones that were read from (cached_prompt) or written \
+         to (cache_write) the provider's prompt cache"
     );
     describe_counter!(
         FALLBACKS,
@@ -136,7 +145,35 @@ fn describe() {
     describe_counter!(BATCH_ITEMS, "Batch items finished, by status (ok, error)");
     describe_counter!(
         CACHE_HITS,
-        "Judgments and chat completions answered from the verdict cache"
+        "Verdict cache lookups answered, by tier (memory, disk, redis)"
+    );
+    describe_counter!(
+        CACHE_MISSES,
+        "Verdict cache lookups a tier could not answer, by tier (memory, disk, redis)"
+    );
+    describe_counter!(
+        REDIS_ERRORS,
+        "Redis calls that failed or timed out, by operation"
+    );
+    describe_gauge!(
+        REDIS_UP,
+        "1 while the configured Redis answers, 0 while it does not"
+    );
+    describe_gauge!(
+        RATE_LIMIT_SHARED,
+        "By provider: 1 while its limits are enforced fleet-wide in Redis, 0 while this replica enforces its share locally"
+    );
+    describe_gauge!(
+        RATE_LIMIT_USED,
+        "By provider and unit (requests, tokens): what the provider's window held at the last grant (fleet-wide when shared)"
+    );
+    describe_gauge!(
+        RATE_LIMIT_LIMIT,
+        "By provider and unit (requests, tokens): the limit of the provider's window"
+    );
+    describe_counter!(
+        JOB_ITEMS_CLAIMED,
+        "Job items taken over from a replica that stopped answering (shared jobs)"
     );
     describe_counter!(
         STREAMS,

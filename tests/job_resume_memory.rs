@@ -71,6 +71,12 @@ async fn resuming_a_job_does_not_hold_its_results_in_memory() {
             committed: 0,
             summary: None,
             error: None,
+            counts: None,
+            provider_batch: false,
+            provider_batch_deadline_s: None,
+            provider_batches: Vec::new(),
+            budget: None,
+            driver: None,
         };
         let item = serde_json::json!({"question": "q", "answer": "4", "prediction": "4"});
         let items = vec![item; RESULTS as usize];

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,20 +13,6 @@ use support::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-/// Counts calls per prediction text and answers after `delay`.
-#[derive(Clone)]
-struct Counting {
-    calls: Arc<Mutex<HashMap<String, usize>>>,
-    delay: Duration,
-}
-impl Counting {
-    fn new(delay_ms: u64) -> Self {
-        Self {
-            calls: Arc::default(),
-            delay: Duration::from_millis(delay_ms),
-        }
-    }
-}
 /// The service with one OpenAI-wire provider: a stand-in answering after `delay_ms`.
 async fn app_over_counting(delay_ms: u64) -> (MockServer, TestApp) {
     let server = MockServer::start().await;
@@ -36,34 +22,6 @@ async fn app_over_counting(delay_ms: u64) -> (MockServer, TestApp) {
         .await;
     let app = spawn(&openai_config("openai", &server, "gpt-4o"), &[]).await;
     (server, app)
-}
-
-/// The prediction a judge request asks about (the text between the candidate's marker lines).
-fn prediction_of(req: &Request) -> String {
-    let body: Value = req.body_json().unwrap();
-    let user = body["messages"][1]["content"].as_str().unwrap_or_default();
-    fenced(user, "CANDIDATE").to_string()
-}
-
-impl Respond for Counting {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let key = prediction_of(req);
-        let n: u64 = key.trim_start_matches("item-").parse().unwrap_or(0);
-        *self.calls.lock().unwrap().entry(key).or_default() += 1;
-        ResponseTemplate::new(200)
-            .set_body_json(openai_answer(if n % 4 == 0 {
-                "Verdict: 0"
-            } else {
-                "Verdict: 1"
-            }))
-            .set_delay(self.delay)
-    }
-}
-
-fn items(n: usize) -> Vec<Value> {
-    (0..n)
-        .map(|i| json!({"question":"q","answer":"a","prediction":format!("item-{i}")}))
-        .collect()
 }
 
 async fn wait_for(app: &TestApp, id: &str, what: impl Fn(&Value) -> bool) -> Value {
@@ -77,12 +35,6 @@ async fn wait_for(app: &TestApp, id: &str, what: impl Fn(&Value) -> bool) -> Val
         assert!(Instant::now() < deadline, "timed out: {v}");
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-}
-
-fn ndjson(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[tokio::test]

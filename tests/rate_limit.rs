@@ -23,19 +23,6 @@ impl Respond for Clock {
     }
 }
 
-/// The most arrivals in any window of `window` length.
-fn busiest_window(arrivals: &[Instant], window: Duration) -> usize {
-    let mut best = 0;
-    for (i, start) in arrivals.iter().enumerate() {
-        let n = arrivals[i..]
-            .iter()
-            .take_while(|t| t.duration_since(*start) < window)
-            .count();
-        best = best.max(n);
-    }
-    best
-}
-
 #[tokio::test]
 async fn requests_per_window_are_never_exceeded_and_a_saturated_batch_keeps_up() {
     const R: usize = 20;

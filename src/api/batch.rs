@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use super::budget::{ClientId, refuse_unpriced};
 use super::error::{ApiError, ErrorBody, ErrorDetail, JsonBody};
 use crate::AppState;
-use crate::batch::{self, BatchItem, Summary};
+use crate::batch::{self, BatchItem, Budget, Limits, Summary};
 use crate::judge::JudgeKind;
 
 /// A batch: `items` of one kind, or (binary only) the parallel arrays `questions`, `answers`,
@@ -40,6 +41,64 @@ pub struct BatchRequest {
     pub progress_interval_ms: Option<u64>,
     /// Jobs only: the same key with the same body returns the same job (another body: 409).
     pub idempotency_key: Option<String>,
+    /// The most the batch (or job) may spend, in US dollars. An item is sent only while what is
+    /// spent, what is in flight and the item's estimate (its prompt at the input price and its
+    /// whole `max_tokens` at the output price; at the batch price for an item a job sends as a
+    /// provider batch) stay within it; the others are `budget_exhausted` error entries. Every
+    /// model the batch may call needs a price (else 422).
+    #[schema(exclusive_minimum = 0.0)]
+    pub max_cost_usd: Option<f64>,
+    /// The most tokens (prompt and completion) the batch (or job) may use, with the same rule;
+    /// needs no prices.
+    #[schema(minimum = 1)]
+    pub max_tokens: Option<u64>,
+    /// Jobs only: send the items whose route's first step has a provider batch API (OpenAI,
+    /// Azure OpenAI, Anthropic) as provider batches, at the batch price; items of other
+    /// providers go online as usual. Items a provider batch does not answer go online.
+    pub provider_batch: Option<bool>,
+    /// Jobs with `provider_batch`: seconds after the job's creation when what its provider
+    /// batches have not answered goes online (the batches are cancelled); 1 to 86400, default
+    /// 86400 (the providers' own 24-hour window).
+    #[schema(minimum = 1, maximum = 86400)]
+    pub provider_batch_deadline_s: Option<u64>,
+}
+
+impl BatchRequest {
+    /// The budget the request asks for, checked (a 422 names the field).
+    pub fn limits(&self) -> Result<Limits, ApiError> {
+        budget_limits(self.max_cost_usd, self.max_tokens)
+    }
+}
+
+/// A budget's limits, checked (a 422 names the field).
+pub fn budget_limits(
+    max_cost_usd: Option<f64>,
+    max_tokens: Option<u64>,
+) -> Result<Limits, ApiError> {
+    {
+        if let Some(c) = max_cost_usd
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "max_cost_usd must be a number of dollars above 0",
+            )
+            .field("max_cost_usd"));
+        }
+        if max_tokens == Some(0) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "max_tokens must be 1 or more",
+            )
+            .field("max_tokens"));
+        }
+        Ok(Limits {
+            max_cost_usd,
+            max_tokens,
+        })
+    }
 }
 
 fn binary_kind() -> JudgeKind {
@@ -219,21 +278,43 @@ pub fn prepare(app: &AppState, req: BatchRequest) -> Result<Checked<BatchItem>, 
         (status = 408, description = "The body took longer than server.body_read_timeout_s", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
-        (status = 422, description = "Invalid batch (too many items, unknown judge, ...)", body = ErrorBody),
+        (status = 422, description = "Invalid batch (too many items, unknown judge, a budget in dollars with a model that has no price ...)", body = ErrorBody),
+        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
         (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
     ))]
 pub async fn batch(
     State(app): State<AppState>,
+    client: Option<axum::Extension<ClientId>>,
     headers: HeaderMap,
-    JsonBody(req): JsonBody<BatchRequest>,
+    JsonBody(mut req): JsonBody<BatchRequest>,
 ) -> Result<Response, ApiError> {
     let interval = Duration::from_millis(req.progress_interval_ms.unwrap_or(1000).max(50));
+    if let Some(field) = [
+        ("provider_batch", req.provider_batch.is_some()),
+        (
+            "provider_batch_deadline_s",
+            req.provider_batch_deadline_s.is_some(),
+        ),
+    ]
+    .iter()
+    .find_map(|(f, set)| set.then_some(*f))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_field",
+            format!("{field} is taken by POST /v1/jobs: a provider batch may take hours, so it runs as a job"),
+        )
+        .field(field));
+    }
+    let own = req.limits()?;
+    (req.max_cost_usd, req.max_tokens) = (None, None);
     let Checked {
         route,
         kind,
         items,
         max_concurrent,
     } = prepare(&app, req)?;
+    let budget = batch_budget(&app, client.map(|c| c.0), own, &route, &items)?;
     let wants_stream = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -245,6 +326,7 @@ pub async fn batch(
             kind,
             items,
             max_concurrent,
+            budget,
             interval,
             app.stop.clone(),
         );
@@ -257,8 +339,82 @@ pub async fn batch(
         kind,
         items,
         max_concurrent,
+        budget,
         app.stop.clone(),
     );
     let body = Body::from_stream(body.map(Ok::<_, std::convert::Infallible>));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The batch's budget: its own limits, under its client token's daily budget when `[auth]` sets
+/// one; `None` with neither. A budget in dollars needs a price for every model the batch may
+/// call (its route and the judges its items name): else 422, before anything is sent.
+fn batch_budget(
+    app: &AppState,
+    client: Option<ClientId>,
+    own: Limits,
+    route: &str,
+    items: &[BatchItem],
+) -> Result<Option<std::sync::Arc<Budget>>, ApiError> {
+    let daily = app
+        .daily_budgets
+        .as_ref()
+        .zip(client)
+        .map(|(d, c)| (d.limits(), d.today(c)));
+    let in_dollars = own.max_cost_usd.is_some()
+        || daily
+            .as_ref()
+            .is_some_and(|(l, _)| l.max_cost_usd.is_some());
+    if in_dollars {
+        let field = if own.max_cost_usd.is_some() {
+            "max_cost_usd"
+        } else {
+            "auth.daily_budget_usd"
+        };
+        refuse_unpriced_items(app, route, item_judges(items), field)?;
+    }
+    Ok(match daily {
+        Some((_, day)) => Some(Budget::under(own, "the batch's budget", day)),
+        None if !own.is_empty() => Some(Budget::new(own, "the batch's budget")),
+        None => None,
+    })
+}
+
+/// Refuses (422 naming `field`) a budget in dollars when a model the items may call, along
+/// `route` or the judges they name, has no price.
+pub fn refuse_unpriced_items(
+    app: &AppState,
+    route: &str,
+    judges: std::collections::BTreeSet<String>,
+    field: &str,
+) -> Result<(), ApiError> {
+    let mut routes = vec![route.to_string()];
+    for name in judges {
+        if let Ok(r) = app.judge.resolve_route(Some(&name))
+            && !routes.contains(&r)
+        {
+            routes.push(r);
+        }
+    }
+    refuse_unpriced(app.judge.pool(), routes.iter().map(String::as_str), field)
+}
+
+/// The judge an unread item names itself, if it can be read.
+pub fn named_judge(json: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Named {
+        judge: Option<String>,
+    }
+    serde_json::from_str::<Named>(json).ok()?.judge
+}
+
+/// The judges the items name themselves (items that cannot be read name none).
+fn item_judges(items: &[BatchItem]) -> std::collections::BTreeSet<String> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            BatchItem::Unread(_, json) => named_judge(json.get()),
+            other => other.judge().map(str::to_string),
+        })
+        .collect()
 }

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::batch::{BatchRequest, Checked, prepare_values};
 use super::error::{ApiError, ErrorBody, PathParam, QueryParams, parse_json, read_body};
 use crate::AppState;
-use crate::jobs::{Begin, INVALID_LINE, JobStatus, JobView, KeyConflict, StoreError};
+use crate::jobs::{Begin, INVALID_LINE, JobOptions, JobStatus, JobView, KeyConflict, StoreError};
 use crate::judge::JudgeKind;
 use futures::StreamExt;
 use serde_json::Value;
@@ -63,6 +63,79 @@ pub struct UploadParams {
     /// The same key with the same upload (and parameters) returns the same job; another upload
     /// under it is a 409, and so is any upload while the first one is still arriving.
     pub idempotency_key: Option<String>,
+    /// As in the JSON body: the job's spend budget in dollars.
+    pub max_cost_usd: Option<f64>,
+    /// As in the JSON body: the job's budget of tokens.
+    pub max_tokens: Option<u64>,
+    /// As in the JSON body: send items as provider batches where the route's first step has a
+    /// batch API.
+    pub provider_batch: Option<bool>,
+    /// As in the JSON body: seconds after creation when what provider batches have not
+    /// answered goes online (1 to 86400, default 86400).
+    pub provider_batch_deadline_s: Option<u64>,
+}
+
+/// The longest `provider_batch_deadline_s`: the providers' own completion window.
+const MAX_PROVIDER_BATCH_DEADLINE_S: u64 = 86_400;
+
+/// The options a job asks for, checked: a 422 names the field.
+fn job_options(
+    app: &AppState,
+    route: &str,
+    judges: std::collections::BTreeSet<String>,
+    provider_batch: Option<bool>,
+    deadline_s: Option<u64>,
+    budget: crate::batch::Limits,
+) -> Result<JobOptions, ApiError> {
+    let invalid = |field: &str, message: String| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(field)
+    };
+    let provider_batch = provider_batch.unwrap_or(false);
+    if let Some(d) = deadline_s {
+        if !provider_batch {
+            return Err(invalid(
+                "provider_batch_deadline_s",
+                "provider_batch_deadline_s is for jobs with provider_batch: true".into(),
+            ));
+        }
+        if !(1..=MAX_PROVIDER_BATCH_DEADLINE_S).contains(&d) {
+            return Err(invalid(
+                "provider_batch_deadline_s",
+                format!(
+                    "provider_batch_deadline_s must be between 1 and {MAX_PROVIDER_BATCH_DEADLINE_S} seconds (the providers finish a batch within 24 hours)"
+                ),
+            ));
+        }
+    }
+    if app.jobs.fleet() && !provider_batch {
+        // A fleet's replicas would each keep a budget of their own (a provider-batch job is
+        // run by one replica at a time): refused rather than run wrong.
+        let field = if budget.max_cost_usd.is_some() {
+            Some("max_cost_usd")
+        } else if budget.max_tokens.is_some() {
+            Some("max_tokens")
+        } else {
+            None
+        };
+        if let Some(field) = field {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unsupported_field",
+                format!(
+                    "{field} is available for jobs in a fleet sharing Redis only with provider_batch: true (one replica then runs the job); send it with provider_batch, run the job on a service without [redis], or send it without {field}"
+                ),
+            )
+            .field(field));
+        }
+    }
+    if budget.max_cost_usd.is_some() {
+        super::batch::refuse_unpriced_items(app, route, judges, "max_cost_usd")?;
+    }
+    Ok(JobOptions {
+        provider_batch,
+        provider_batch_deadline_s: deadline_s,
+        budget,
+    })
 }
 
 /// Submits a batch as a persistent job: its items are stored before the answer, then judged in
@@ -96,17 +169,24 @@ pub async fn create(
     let bytes = read_body(req).await?;
     let body: BatchRequest = parse_json(&bytes)?;
     let key = check_key(body.idempotency_key.clone())?;
+    let budget = body.limits()?;
+    let (provider_batch, deadline_s) = (body.provider_batch, body.provider_batch_deadline_s);
     let Checked {
         route,
         kind,
         items: values,
         max_concurrent,
     } = prepare_values(&app, body)?;
+    let judges = values
+        .iter()
+        .filter_map(|v| super::batch::named_judge(v.get()))
+        .collect();
+    let options = job_options(&app, &route, judges, provider_batch, deadline_s, budget)?;
     // A key comes back with the digest of its request, to tell a retry from a different job.
     let key = key.map(|k| (k, digest(&bytes)));
     let (view, created) = app
         .jobs
-        .submit(kind, route, max_concurrent, values, key)
+        .submit(kind, route, max_concurrent, values, key, &options)
         .await?
         .map_err(key_conflict)?;
     Ok(accepted(&view, created))
@@ -188,17 +268,28 @@ async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response
     let max_concurrent = super::batch::max_concurrent(limits, q.max_concurrent)?;
     let key = check_key(q.idempotency_key)?;
     let kind = q.kind.unwrap_or(JudgeKind::Binary);
+    let budget = super::batch::budget_limits(q.max_cost_usd, q.max_tokens)?;
+    // The items are not read yet: a dollar budget needs prices along the job's route (items
+    // naming judges of their own without prices are unpriced, as in a batch).
+    let options = job_options(
+        &app,
+        &route,
+        Default::default(),
+        q.provider_batch,
+        q.provider_batch_deadline_s,
+        budget,
+    )?;
     // With a key, the upload is digested as it arrives (with the settings it runs with).
     let mut hasher = key.is_some().then(|| {
         sha2::Sha256::new_with_prefix(format!(
-            "ndjson\n{}\n{route}\n{max_concurrent}\n",
+            "ndjson\n{}\n{route}\n{max_concurrent}\n{options:?}\n",
             kind.as_str()
         ))
     });
     let key_text = key.clone().unwrap_or_default();
     let begin = app
         .jobs
-        .begin_upload(kind, route, max_concurrent, key)
+        .begin_upload(kind, route, max_concurrent, key, &options)
         .await?;
     let mut up = match begin {
         Begin::Upload(up) => up,

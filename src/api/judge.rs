@@ -1,11 +1,89 @@
 //! The single-item judge endpoints: binary, score and compare.
 
-use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 
+use super::budget::{self, ClientId};
 use super::error::{ApiError, ErrorBody, JsonBody};
 use crate::AppState;
-use crate::judge::{BinaryItem, CompareItem, CompareJudgment, Judgment, ScoreItem, ScoreJudgment};
+use crate::judge::{
+    BinaryItem, CompareItem, CompareJudgment, FieldError, JudgeError, Judgment, ScoreItem,
+    ScoreJudgment,
+};
+use crate::pool::cost::Estimate;
+
+/// What the three endpoints share of an item.
+trait Item {
+    fn validate(&self) -> Result<(), FieldError>;
+    fn judge(&self) -> Option<&str>;
+}
+
+macro_rules! item {
+    ($t:ty) => {
+        impl Item for $t {
+            fn validate(&self) -> Result<(), FieldError> {
+                <$t>::validate(self)
+            }
+            fn judge(&self) -> Option<&str> {
+                self.judge.as_deref()
+            }
+        }
+    };
+}
+item!(BinaryItem);
+item!(ScoreItem);
+item!(CompareItem);
+
+/// Checks an item, picks its route and, under a client token's daily budget, takes the item's
+/// estimate from it (429 when it does not fit).
+// Refusals are whole responses (a 429 carries Retry-After); they are made once per request.
+#[allow(clippy::result_large_err)]
+fn begin(
+    app: &AppState,
+    client: Option<Extension<ClientId>>,
+    item: &impl Item,
+    estimate: impl FnOnce(&str) -> Estimate,
+) -> Result<(String, Option<budget::Held>), Response> {
+    item.validate()
+        .map_err(|e| ApiError::invalid(e).into_response())?;
+    let route = app
+        .judge
+        .resolve_route(item.judge())
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let held = match (&app.daily_budgets, client) {
+        (Some(daily), Some(Extension(c))) => Some(budget::hold(
+            Some(daily),
+            Some(c),
+            app.judge.pool(),
+            &route,
+            estimate(&route),
+        )?),
+        _ => None,
+    };
+    Ok((route, held))
+}
+
+/// Counts what the judgment cost against the daily budget, and answers.
+#[allow(clippy::result_large_err)]
+fn finish<T>(
+    held: Option<budget::Held>,
+    result: Result<T, JudgeError>,
+    judgment: impl FnOnce(&T) -> &Judgment,
+) -> Result<Json<T>, Response> {
+    if let Some(h) = held {
+        match &result {
+            Ok(t) => {
+                let j = judgment(t);
+                h.settle(j.cost_usd, j.usage.total());
+            }
+            Err(_) => h.settle(Some(0.0), 0),
+        }
+    }
+    result
+        .map(Json)
+        .map_err(|e| ApiError::from(e).into_response())
+}
 
 /// Judges whether a prediction is correct, given the question and the reference answer.
 #[utoipa::path(post, path = "/v1/judge/binary", tag = "judge", request_body = BinaryItem,
@@ -17,17 +95,18 @@ use crate::judge::{BinaryItem, CompareItem, CompareJudgment, Judgment, ScoreItem
         (status = 408, description = "The body took longer than server.body_read_timeout_s", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
-        (status = 422, description = "A field is missing, empty or of the wrong type; unknown judge or placeholder", body = ErrorBody),
+        (status = 422, description = "A field is missing, empty or of the wrong type; unknown judge or placeholder; a daily budget in dollars and a model without a price", body = ErrorBody),
+        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
         (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
         (status = 502, description = "No provider in the route produced an answer; every attempt is listed", body = ErrorBody),
     ))]
 pub async fn binary(
     State(app): State<AppState>,
+    client: Option<Extension<ClientId>>,
     JsonBody(item): JsonBody<BinaryItem>,
-) -> Result<Json<Judgment>, ApiError> {
-    item.validate().map_err(ApiError::invalid)?;
-    let route = app.judge.resolve_route(item.judge.as_deref())?;
-    Ok(Json(app.judge.binary(&route, &item).await?))
+) -> Result<Json<Judgment>, Response> {
+    let (route, held) = begin(&app, client, &item, |r| app.judge.estimate_binary(r, &item))?;
+    finish(held, app.judge.binary(&route, &item).await, |j| j)
 }
 
 /// Grades a response on a scale (default 1 to 10), with an optional rubric.
@@ -41,16 +120,17 @@ pub async fn binary(
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
         (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
         (status = 502, description = "No provider in the route produced an answer", body = ErrorBody),
     ))]
 pub async fn score(
     State(app): State<AppState>,
+    client: Option<Extension<ClientId>>,
     JsonBody(item): JsonBody<ScoreItem>,
-) -> Result<Json<ScoreJudgment>, ApiError> {
-    item.validate().map_err(ApiError::invalid)?;
-    let route = app.judge.resolve_route(item.judge.as_deref())?;
-    Ok(Json(app.judge.score(&route, &item).await?))
+) -> Result<Json<ScoreJudgment>, Response> {
+    let (route, held) = begin(&app, client, &item, |r| app.judge.estimate_score(r, &item))?;
+    finish(held, app.judge.score(&route, &item).await, |j| &j.judgment)
 }
 
 /// Decides which of two responses is better (with `swap`, asks in both orders).
@@ -64,14 +144,19 @@ pub async fn score(
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
         (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
         (status = 502, description = "No provider in the route produced an answer", body = ErrorBody),
     ))]
 pub async fn compare(
     State(app): State<AppState>,
+    client: Option<Extension<ClientId>>,
     JsonBody(item): JsonBody<CompareItem>,
-) -> Result<Json<CompareJudgment>, ApiError> {
-    item.validate().map_err(ApiError::invalid)?;
-    let route = app.judge.resolve_route(item.judge.as_deref())?;
-    Ok(Json(app.judge.compare(&route, &item).await?))
+) -> Result<Json<CompareJudgment>, Response> {
+    let (route, held) = begin(&app, client, &item, |r| {
+        app.judge.estimate_compare(r, &item)
+    })?;
+    finish(held, app.judge.compare(&route, &item).await, |j| {
+        &j.judgment
+    })
 }

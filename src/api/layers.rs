@@ -19,6 +19,7 @@ use tower_http::limit::RequestBodyLimit;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::timeout::{RequestBodyDeadline, RequestBodyTimeout};
 
+use super::budget::{ClientId, DailyBudgets, daily_refusal};
 use super::error::ApiError;
 use crate::config::Secret;
 
@@ -129,12 +130,18 @@ pub(crate) fn client_auth(
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim);
-        let known = given.is_some_and(|g| {
-            tokens.iter().fold(false, |acc, t| {
-                acc | bool::from(t.expose().as_bytes().ct_eq(g.as_bytes()))
+        // Every token is compared, whichever matches, so the time says nothing of which.
+        let known = given.and_then(|g| {
+            tokens.iter().enumerate().fold(None, |found, (i, t)| {
+                if bool::from(t.expose().as_bytes().ct_eq(g.as_bytes())) {
+                    Some(i)
+                } else {
+                    found
+                }
             })
         });
-        if known {
+        if let Some(i) = known {
+            req.extensions_mut().insert(ClientId(i));
             return Ok(());
         }
         Err(refusal(
@@ -145,6 +152,31 @@ pub(crate) fn client_auth(
             ),
             (header::WWW_AUTHENTICATE, "Bearer"),
         ))
+    }
+}
+
+/// Refuses (429) new work from a client token whose daily budget is spent: judgments, batches
+/// and jobs. Reading results and state goes on.
+// The refusal is a whole response: the signature tower-http's `ValidateRequest` asks for.
+#[allow(clippy::result_large_err)]
+pub(crate) fn daily_budget(
+    budgets: Option<Arc<DailyBudgets>>,
+) -> impl FnMut(&mut Request) -> Result<(), Response> + Clone {
+    move |req: &mut Request| {
+        let (Some(budgets), Some(client)) = (&budgets, req.extensions().get::<ClientId>()) else {
+            return Ok(());
+        };
+        let spends = req.method() == Method::POST
+            && (req.uri().path().starts_with("/v1/judge/") || req.uri().path() == "/v1/jobs");
+        let today = budgets.today(*client);
+        if spends && today.is_spent() {
+            let spent = today.spent();
+            return Err(daily_refusal(&format!(
+                "the daily budget of this client token is spent (${:.6} and {} tokens today)",
+                spent.cost_usd, spent.tokens
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod batch;
+pub mod budget;
 pub mod calibrate;
 pub mod compat;
 pub mod error;
@@ -145,6 +146,10 @@ pub fn router(state: AppState) -> Router {
         .layer(layers::cors(&allowed))
         .layer(ValidateRequestHeaderLayer::custom(layers::client_auth(
             tokens,
+        )))
+        // Inside auth, which names the client: a token whose day's budget is spent is refused.
+        .layer(ValidateRequestHeaderLayer::custom(layers::daily_budget(
+            state.daily_budgets.clone(),
         )))
         .layer(ValidateRequestHeaderLayer::custom(
             layers::refuse_while_draining(state.shutting_down.clone()),

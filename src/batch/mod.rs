@@ -1,7 +1,9 @@
 //! Batches: many items judged with bounded concurrency, results in input order, one summary.
 //!
-//! A failing item becomes an `error` entry; it never fails the batch.
+//! A failing item becomes an `error` entry; it never fails the batch. With a [`Budget`], an item
+//! is sent only when its cost estimate still fits; the others become `budget_exhausted` entries.
 
+pub mod budget;
 pub mod summary;
 
 use std::future::Future;
@@ -20,7 +22,11 @@ use crate::judge::{
     BinaryItem, CompareItem, CompareJudgment, FieldError, Judge, JudgeError, JudgeKind, Judgment,
     ScoreItem, ScoreJudgment,
 };
-pub use summary::{JudgeVote, PanelTally, Position, Progress, Summary, Tally};
+pub use budget::{Budget, BudgetReport, Limits};
+use budget::{Estimate, Reservation};
+pub use summary::{
+    Delivery, JudgeVote, PanelTally, Position, Progress, ProviderBatchProgress, Summary, Tally,
+};
 
 /// One item's result: its JSON entry, serialised once when the item is judged, and what the
 /// summary counts of it. Results are never rebuilt as `serde_json::Value` trees on the hot path.
@@ -115,6 +121,7 @@ fn tally(j: &Judgment) -> Tally {
         cost_usd: j.cost_usd,
         cached: j.cached,
         panel,
+        provider_batch: j.provider_batch.is_some(),
         ..Tally::default()
     }
 }
@@ -320,25 +327,113 @@ pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem
     }
 }
 
+/// What judging an item may cost at most, or `None` when it will be no call at all (an invalid
+/// item, an unknown judge: an error entry).
+pub fn estimate(judge: &Judge, route: &str, item: &BatchItem) -> Option<Estimate> {
+    let own;
+    let route = match item.judge() {
+        Some(name) => {
+            own = judge.resolve_route(Some(name)).ok()?;
+            own.as_str()
+        }
+        None => route,
+    };
+    Some(match item {
+        BatchItem::Binary(i) => judge.estimate_binary(route, i),
+        BatchItem::Score(i) => judge.estimate_score(route, i),
+        BatchItem::Compare(i) => judge.estimate_compare(route, i),
+        BatchItem::Invalid(_) | BatchItem::Unread(..) => return None,
+    })
+}
+
+/// What a budget made of an item.
+pub enum Admitted {
+    /// Send it (read, with its reservation, or `None` when it makes no call).
+    Go(BatchItem, Option<Reservation>),
+    /// Its `budget_exhausted` entry.
+    Refused(Entry),
+}
+
+/// Admits an item under `budget`. The item is read first, if it was not.
+pub fn admit(
+    judge: &Judge,
+    route: &str,
+    index: usize,
+    item: BatchItem,
+    budget: &Arc<Budget>,
+) -> Admitted {
+    let item = item.read(index);
+    let Some(estimate) = estimate(judge, route, &item) else {
+        return Admitted::Go(item, None);
+    };
+    match budget.reserve(estimate) {
+        Ok(r) => Admitted::Go(item, Some(r)),
+        Err(e) => Admitted::Refused(Entry::from_value(
+            index,
+            &error_entry(index, budget::EXHAUSTED, &e.message, None, None),
+        )),
+    }
+}
+
+/// Settles an item's reservation with what its entry says it cost (an error entry made no
+/// billed call).
+pub fn settle(reservation: Option<Reservation>, entry: &Entry) {
+    if let Some(r) = reservation {
+        if entry.tally.ok {
+            r.settle(entry.tally.cost_usd, entry.tally.usage.total());
+        } else {
+            r.settle(Some(0.0), 0);
+        }
+    }
+}
+
 /// One item judged on a task of its own, aborted if the batch is dropped (the client went away
 /// or the server stopped waiting), so no provider call outlives the request that asked for it.
+/// An item its budget did not let through is its entry at once.
 struct ItemTask {
     index: usize,
-    handle: tokio::task::JoinHandle<Entry>,
+    handle: Option<tokio::task::JoinHandle<Entry>>,
+    ready: Option<Entry>,
 }
 
 impl ItemTask {
-    fn spawn(judge: &Arc<Judge>, route: &Arc<str>, index: usize, item: BatchItem) -> ItemTask {
+    fn spawn(
+        judge: &Arc<Judge>,
+        route: &Arc<str>,
+        index: usize,
+        item: BatchItem,
+        budget: Option<&Arc<Budget>>,
+    ) -> ItemTask {
+        // Items are admitted here, in input order, so the budget stops the batch at one place.
+        let (item, reservation) = match budget {
+            None => (item, None),
+            Some(b) => match admit(judge, route, index, item, b) {
+                Admitted::Go(item, r) => (item, r),
+                Admitted::Refused(entry) => {
+                    judge.count_batch_item(false);
+                    return ItemTask {
+                        index,
+                        handle: None,
+                        ready: Some(entry),
+                    };
+                }
+            },
+        };
         let judge = judge.clone();
         let route = route.clone();
         // Boxed: the item's future is a few KiB, and the task would otherwise copy all of it
         // again when it stores its output and when the batch takes that output.
         let handle = tokio::spawn(Box::pin(async move {
             let entry = judge_one(&judge, &route, index, item).await;
+            settle(reservation, &entry);
             judge.count_batch_item(entry.is_ok());
             entry
         }));
-        ItemTask { index, handle }
+        ItemTask {
+            index,
+            handle: Some(handle),
+            ready: None,
+        }
     }
 }
 
@@ -347,7 +442,20 @@ impl Future for ItemTask {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Entry> {
         let index = self.index;
-        Pin::new(&mut self.handle).poll(cx).map(|joined| {
+        if let Some(entry) = self.ready.take() {
+            return Poll::Ready(entry);
+        }
+        let Some(handle) = self.handle.as_mut() else {
+            let v = error_entry(
+                index,
+                "internal_error",
+                "the item was polled twice",
+                None,
+                None,
+            );
+            return Poll::Ready(Entry::from_value(index, &v));
+        };
+        Pin::new(handle).poll(cx).map(|joined| {
             joined.unwrap_or_else(|e| {
                 let v = error_entry(
                     index,
@@ -364,7 +472,9 @@ impl Future for ItemTask {
 
 impl Drop for ItemTask {
     fn drop(&mut self) {
-        self.handle.abort();
+        if let Some(h) = &self.handle {
+            h.abort();
+        }
     }
 }
 
@@ -377,9 +487,10 @@ fn judged(
     route: Arc<str>,
     items: Vec<BatchItem>,
     max_concurrent: usize,
+    budget: Option<Arc<Budget>>,
 ) -> futures::stream::BoxStream<'static, Entry> {
     futures::stream::iter(items.into_iter().enumerate())
-        .map(move |(index, item)| ItemTask::spawn(&judge, &route, index, item))
+        .map(move |(index, item)| ItemTask::spawn(&judge, &route, index, item, budget.as_ref()))
         .buffer_unordered(max_concurrent.max(1))
         .boxed()
 }
@@ -407,11 +518,13 @@ pub fn json(
     kind: JudgeKind,
     items: Vec<BatchItem>,
     max_concurrent: usize,
+    budget: Option<Arc<Budget>>,
     stop: CancellationToken,
 ) -> impl futures::Stream<Item = bytes::Bytes> + Send + 'static {
     let started = Instant::now();
     let mut answer = InOrder::new(kind, items.len());
-    let mut work = Some(judged(judge, route.into(), items, max_concurrent));
+    answer.budget = budget.clone();
+    let mut work = Some(judged(judge, route.into(), items, max_concurrent, budget));
     let mut stopped = Box::pin(stop.cancelled_owned());
     futures::stream::poll_fn(move |cx| {
         let Some(entries) = work.as_mut() else {
@@ -454,6 +567,8 @@ struct InOrder {
     /// Written and not yet taken.
     buf: Vec<u8>,
     summary: Summary,
+    /// Reported in the summary.
+    budget: Option<Arc<Budget>>,
 }
 
 impl InOrder {
@@ -467,6 +582,7 @@ impl InOrder {
             next: 0,
             buf,
             summary: Summary::new(kind, total),
+            budget: None,
         }
     }
 
@@ -534,6 +650,7 @@ impl InOrder {
             }
         }
         self.summary.finish(elapsed);
+        self.summary.budget = self.budget.as_ref().map(|b| b.report());
         self.buf.extend_from_slice(b"],\"summary\":");
         serde_json::to_writer(&mut self.buf, &self.summary).expect("a summary serialises");
         self.buf.push(b'}');
@@ -550,12 +667,14 @@ const STREAM_LINES_AHEAD: usize = 16;
 /// at most every `interval`, and the summary last; or, when `stop` is cancelled (the server's
 /// shutdown grace period is over), an error line saying how many items were left. Dropping the
 /// stream (the client went away) cancels the work still in flight.
+#[allow(clippy::too_many_arguments)]
 pub fn stream(
     judge: Arc<Judge>,
     route: String,
     kind: JudgeKind,
     items: Vec<BatchItem>,
     max_concurrent: usize,
+    budget: Option<Arc<Budget>>,
     interval: std::time::Duration,
     stop: CancellationToken,
 ) -> impl futures::Stream<Item = bytes::Bytes> + Send + 'static {
@@ -565,7 +684,7 @@ pub fn stream(
         let started = Instant::now();
         let mut summary = Summary::new(kind, total);
         let route: Arc<str> = route.into();
-        let mut work = judged(judge, route, items, max_concurrent);
+        let mut work = judged(judge, route, items, max_concurrent, budget.clone());
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
@@ -603,6 +722,7 @@ pub fn stream(
             }
         }
         summary.finish(started.elapsed());
+        summary.budget = budget.as_ref().map(|b| b.report());
         let _ = tx.send(line(&json!({"summary": summary}))).await;
     });
     let guard = AbortOnDrop(task.abort_handle());

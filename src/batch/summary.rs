@@ -37,6 +37,10 @@ pub struct Tally {
     pub chars: Option<usize>,
     /// Panels: the panel's name and each judge's vote.
     pub panel: Option<Box<PanelTally>>,
+    /// Answered through a provider batch.
+    pub provider_batch: bool,
+    /// An error entry a budget made (the item was not sent).
+    pub budget_exhausted: bool,
 }
 
 /// The position a pairwise answer preferred.
@@ -105,7 +109,10 @@ impl Tally {
     /// The tally of an entry read back as JSON (stored job results, a run's output file).
     pub fn of_value(entry: &Value) -> Tally {
         if entry["status"] != "ok" {
-            return Tally::default();
+            return Tally {
+                budget_exhausted: entry["error"]["code"] == super::budget::EXHAUSTED,
+                ..Tally::default()
+            };
         }
         let label = |v: &Value, known: &[&'static str]| {
             v.as_str()
@@ -165,6 +172,8 @@ impl Tally {
                 .as_u64()
                 .and_then(|n| usize::try_from(n).ok()),
             panel,
+            provider_batch: entry["provider_batch"].is_string(),
+            budget_exhausted: false,
         }
     }
 }
@@ -369,6 +378,18 @@ pub struct Summary {
     pub cached: usize,
     pub duration_ms: f64,
     pub items_per_second: f64,
+    /// The batch's spend budget, when it had one: its limits, what was spent, and whether it
+    /// stopped the work (`exhausted`, with the number of items `not_sent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<super::BudgetReport>,
+    /// Jobs with `provider_batch`: how many answered items came from a provider batch and how
+    /// many did not (online calls, verdict-cache hits, the rules judge); errors are in neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+    #[serde(skip)]
+    by_provider_batch: usize,
+    #[serde(skip)]
+    not_sent: usize,
     #[serde(skip)]
     kind: Option<JudgeKind>,
     #[serde(skip)]
@@ -379,6 +400,16 @@ pub struct Summary {
     unpriced: bool,
     #[serde(skip)]
     scored_without_verdict: usize,
+}
+
+/// How a job's answered items were delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Delivery {
+    /// Answered through a provider batch (at the batch price).
+    pub provider_batch: usize,
+    /// Answered by an online call (providers without a batch API, items a provider batch did
+    /// not answer, cache hits, the rules judge).
+    pub online: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -407,6 +438,10 @@ impl Summary {
             cached: 0,
             duration_ms: 0.0,
             items_per_second: 0.0,
+            budget: None,
+            delivery: None,
+            by_provider_batch: 0,
+            not_sent: 0,
             kind: Some(kind),
             score_sum: 0.0,
             scored: 0,
@@ -424,6 +459,7 @@ impl Summary {
     pub fn count(&mut self, t: &Tally) {
         if !t.ok {
             self.errors += 1;
+            self.not_sent += usize::from(t.budget_exhausted);
             return;
         }
         match t.verdict {
@@ -467,6 +503,23 @@ impl Summary {
         if t.cached {
             self.cached += 1;
         }
+        if t.provider_batch {
+            self.by_provider_batch += 1;
+        }
+    }
+
+    /// Error entries a budget made (items not sent).
+    pub fn not_sent(&self) -> usize {
+        self.not_sent
+    }
+
+    /// Adds `delivery` to what is shown: items answered through provider batches and online.
+    pub fn show_delivery(&mut self) {
+        let answered = self.done() - self.errors;
+        self.delivery = Some(Delivery {
+            provider_batch: self.by_provider_batch,
+            online: answered.saturating_sub(self.by_provider_batch),
+        });
     }
 
     /// Sets the derived figures.
@@ -512,6 +565,25 @@ pub struct Progress {
     pub items_per_second: f64,
     /// Seconds left at the current rate; null before the first result.
     pub eta_s: Option<f64>,
+    /// Jobs with `provider_batch`: each provider batch the job made, as last polled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provider_batches: Vec<ProviderBatchProgress>,
+}
+
+/// Where one of a job's provider batches is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+pub struct ProviderBatchProgress {
+    /// The provider's batch id.
+    pub id: String,
+    /// The configured provider it went to.
+    pub provider: String,
+    /// `submitted` (created; the provider is checking it), `in_progress`, or `ended`.
+    pub phase: String,
+    /// Requests with an outcome, those that failed (errored, expired, cancelled: they go
+    /// online), and all of them.
+    pub done: u64,
+    pub failed: u64,
+    pub total: u64,
 }
 
 impl Summary {
@@ -541,6 +613,7 @@ impl Summary {
             errors: self.errors,
             items_per_second: (rate * 10.0).round() / 10.0,
             eta_s: (rate > 0.0).then(|| (left / rate * 10.0).round() / 10.0),
+            provider_batches: Vec::new(),
         }
     }
 }

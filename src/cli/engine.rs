@@ -19,7 +19,7 @@ use super::output::{IndexSet, Sink};
 use super::progress::Progress;
 use super::remote::{MAX_CHUNK, Pending, Remote};
 use super::report::Tally;
-use crate::batch::{self, BatchItem};
+use crate::batch::{self, BatchItem, Budget, BudgetReport};
 use crate::judge::{Judge, JudgeKind};
 
 /// Item error messages shown on standard error before the rest are only counted.
@@ -57,6 +57,8 @@ pub struct Outcome {
     pub signal: Option<u8>,
     /// Why the run stopped early on an error.
     pub failure: Option<String>,
+    /// The run's budget, when it had one.
+    pub budget: Option<BudgetReport>,
 }
 
 /// What a judging task gives: its entries, or why the run must stop (server mode).
@@ -90,6 +92,9 @@ pub struct Engine {
     chunk: Vec<Pending>,
     errors_shown: usize,
     failure: Option<String>,
+    /// `--max-cost-usd` / `--max-tokens`. Locally, every item is admitted under it; with a
+    /// server, one chunk is sent at a time with what is left of it as the chunk's own budget.
+    budget: Option<Arc<Budget>>,
 }
 
 impl Engine {
@@ -117,12 +122,36 @@ impl Engine {
             chunk: Vec::new(),
             errors_shown: 0,
             failure: None,
+            budget: None,
         }
+    }
+
+    pub fn with_budget(mut self, budget: Option<Arc<Budget>>) -> Engine {
+        self.budget = budget;
+        self
+    }
+
+    /// With a budget and a server, chunks go one at a time (each is given what is left of the
+    /// budget), so a chunk is as large as the concurrency.
+    fn sequential_chunks(&self) -> bool {
+        self.budget.is_some() && matches!(self.backend, Backend::Remote(_))
     }
 
     /// Items per batch request in server mode: half the concurrency, so two requests overlap
     /// and the slow tail of one does not idle the server.
+    /// Whether chunks go to the server as provider-batch jobs.
+    fn jobs(&self) -> bool {
+        matches!(&self.backend, Backend::Remote(r) if r.is_job())
+    }
+
     fn chunk_size(&self) -> usize {
+        if self.jobs() {
+            // A provider-batch job takes as many items as the run's concurrency (set so).
+            return self.concurrency;
+        }
+        if self.sequential_chunks() {
+            return self.concurrency.clamp(1, MAX_CHUNK);
+        }
         self.concurrency.div_ceil(2).clamp(1, MAX_CHUNK)
     }
 
@@ -156,7 +185,10 @@ impl Engine {
         let mut deadline: Option<Instant> = None;
         loop {
             let stopping = signal.is_some() || self.failure.is_some();
-            let can_take = !stopping && input_open && self.in_flight < self.concurrency;
+            let can_take = !stopping
+                && input_open
+                && self.in_flight < self.concurrency
+                && !(self.sequential_chunks() && self.in_flight > 0);
             if self.tasks.is_empty() && (stopping || !input_open) {
                 break;
             }
@@ -202,7 +234,11 @@ impl Engine {
                             None
                         };
                     }
-                    self.send_chunk();
+                    // A provider-batch job waits for a full chunk (or the input's end): each
+                    // chunk is a provider batch of its own.
+                    if !input_open || !self.jobs() {
+                        self.send_chunk();
+                    }
                 },
                 joined = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     self.finished(joined);
@@ -244,6 +280,7 @@ impl Engine {
             total_exact,
             signal,
             failure: self.failure,
+            budget: self.budget.as_ref().map(|b| b.report()),
         }
     }
 
@@ -262,12 +299,31 @@ impl Engine {
                 Backend::Local { judge, route, .. } => {
                     let (judge, route, kind) = (judge.clone(), route.clone(), self.kind);
                     let owner = vec![(p.index, p.line)];
+                    let (index, line) = (p.index, p.line);
+                    // Under a budget the item is read and admitted here, in input order;
+                    // without one it is read on its own task.
+                    let admitted = match &self.budget {
+                        None => Err(p.value),
+                        Some(b) => {
+                            let item = BatchItem::parse(kind, index, p.value);
+                            match batch::admit(&judge, &route, index, item, b) {
+                                batch::Admitted::Go(item, r) => Ok((item, r)),
+                                batch::Admitted::Refused(refused) => {
+                                    let mut entry = refused.to_value();
+                                    entry["line"] = json!(line);
+                                    self.record(entry);
+                                    return;
+                                }
+                            }
+                        }
+                    };
                     let handle = self.tasks.spawn(async move {
-                        let item = BatchItem::parse(kind, p.index, p.value);
-                        let mut entry = batch::judge_one(&judge, &route, p.index, item)
-                            .await
-                            .to_value();
-                        entry["line"] = json!(p.line);
+                        let (item, reservation) = admitted
+                            .unwrap_or_else(|value| (BatchItem::parse(kind, index, value), None));
+                        let entry = batch::judge_one(&judge, &route, index, item).await;
+                        batch::settle(reservation, &entry);
+                        let mut entry = entry.to_value();
+                        entry["line"] = json!(line);
                         Ok(vec![entry])
                     });
                     self.owners.insert(handle.id(), owner);
@@ -305,9 +361,30 @@ impl Engine {
         let items = std::mem::take(&mut self.chunk);
         let owner: Vec<(usize, usize)> = items.iter().map(|p| (p.index, p.line)).collect();
         let (remote, n) = (remote.clone(), items.len());
+        let limits = match &self.budget {
+            None => None,
+            Some(b) => match left_for_a_chunk(b) {
+                Some(l) => Some(l),
+                None => {
+                    b.add_refused(items.len());
+                    for p in items {
+                        let mut entry = batch::error_entry(
+                            p.index,
+                            batch::budget::EXHAUSTED,
+                            "the run's budget is spent; the item was not sent",
+                            None,
+                            None,
+                        );
+                        entry["line"] = json!(p.line);
+                        self.record(entry);
+                    }
+                    return;
+                }
+            },
+        };
         let handle = self
             .tasks
-            .spawn(async move { remote.judge(items, n).await });
+            .spawn(async move { remote.judge(items, n, limits).await });
         self.owners.insert(handle.id(), owner);
         self.in_flight += n;
     }
@@ -321,7 +398,12 @@ impl Engine {
         let owner = self.owners.remove(&id).unwrap_or_default();
         self.in_flight = self.in_flight.saturating_sub(owner.len());
         match joined {
-            Ok((_, Ok(entries))) => entries.into_iter().for_each(|e| self.record(e)),
+            Ok((_, Ok(entries))) => {
+                if let (Some(b), Backend::Remote(_)) = (&self.budget, &self.backend) {
+                    count_remote_spend(b, &entries);
+                }
+                entries.into_iter().for_each(|e| self.record(e))
+            }
             Ok((_, Err(message))) => self.fail(message),
             Err(e) if e.is_panic() => {
                 for (index, line) in owner {
@@ -364,6 +446,32 @@ impl Engine {
         self.tally.add(&entry, false);
         self.progress.inc(self.tally.accuracy());
     }
+}
+
+/// What is left of the run's budget for the next chunk sent to the server, or `None` when
+/// nothing is (every further item is `budget_exhausted` without being sent).
+fn left_for_a_chunk(b: &Budget) -> Option<batch::Limits> {
+    let left = b.remaining();
+    let spent =
+        b.is_closed() || left.max_cost_usd.is_some_and(|c| c <= 0.0) || left.max_tokens == Some(0);
+    (!spent).then_some(left)
+}
+
+/// Counts a chunk's results against the run's budget: what the judged items cost, and the items
+/// the server did not send because the chunk's budget (what was left of the run's) ran out.
+fn count_remote_spend(b: &Budget, entries: &[Value]) {
+    let mut refused = 0;
+    for e in entries {
+        if e["status"] == "ok" {
+            let usage = &e["usage"];
+            let tokens = usage["prompt_tokens"].as_u64().unwrap_or(0)
+                + usage["completion_tokens"].as_u64().unwrap_or(0);
+            b.add_spent(e["cost_usd"].as_f64(), tokens);
+        } else if e["error"]["code"] == batch::budget::EXHAUSTED {
+            refused += 1;
+        }
+    }
+    b.add_refused(refused);
 }
 
 /// The reader thread: numbers the records (index = position among records), skips those already

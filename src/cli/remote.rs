@@ -30,7 +30,13 @@ pub struct Remote {
     judge: Option<String>,
     /// The route that judges items naming no judge, as `name [provider:model, ...]`.
     pub route: String,
+    /// `--provider-batch`: each chunk goes as a job (`POST /v1/jobs` with `provider_batch`)
+    /// judging this many items at once where it calls online.
+    job_concurrency: Option<usize>,
 }
+
+/// Items per job of `--provider-batch` (the service's default `server.max_batch_items`).
+pub const JOB_CHUNK: usize = 10_000;
 
 impl Remote {
     /// Checks that the server answers, takes the token and knows the judge, before any item is
@@ -105,16 +111,32 @@ impl Remote {
             kind,
             judge,
             route: format!("{name} [{}]", steps.join(", ")),
+            job_concurrency: None,
         })
+    }
+
+    /// Sends each chunk as a job with `provider_batch`, judging `concurrency` items at once
+    /// where it calls online.
+    pub fn with_provider_batch(mut self, concurrency: usize) -> Remote {
+        self.job_concurrency = Some(concurrency.max(1));
+        self
+    }
+
+    /// Whether chunks go as provider-batch jobs.
+    pub fn is_job(&self) -> bool {
+        self.job_concurrency.is_some()
     }
 
     /// Judges a chunk; the entries carry the items' indices and line numbers in the input.
     /// `Err` when the server could not judge it at all (after retries): the run stops.
+    /// `budget` is the chunk's own `max_cost_usd` / `max_tokens` (what is left of the run's).
     pub async fn judge(
         &self,
         items: Vec<Pending>,
         max_concurrent: usize,
+        budget: Option<crate::batch::Limits>,
     ) -> Result<Vec<Value>, String> {
+        let max_concurrent = self.job_concurrency.unwrap_or(max_concurrent);
         let mut body = json!({
             "kind": self.kind.as_str(),
             "max_concurrent": max_concurrent.clamp(1, items.len().max(1)),
@@ -123,7 +145,19 @@ impl Remote {
         if let Some(j) = &self.judge {
             body["judge"] = json!(j);
         }
-        let answer = self.post(&body).await?;
+        if let Some(b) = budget {
+            if let Some(c) = b.max_cost_usd {
+                body["max_cost_usd"] = json!(c);
+            }
+            if let Some(t) = b.max_tokens {
+                body["max_tokens"] = json!(t);
+            }
+        }
+        let answer = if self.is_job() {
+            self.run_job(body).await?
+        } else {
+            self.post("/v1/judge/batch", &body).await?
+        };
         let Some(results) = answer["results"].as_array() else {
             return Err("the server's batch answer has no results".to_string());
         };
@@ -148,24 +182,93 @@ impl Remote {
         Ok(out)
     }
 
-    async fn post(&self, body: &Value) -> Result<Value, String> {
-        let url = format!("{}/v1/judge/batch", self.base);
+    /// Runs a chunk as a provider-batch job: submitted (with an idempotency key made of the
+    /// request, so that a run started again with the same chunk finds its job and its provider
+    /// batches instead of making new ones), followed until it ends, and its results read.
+    async fn run_job(&self, mut body: Value) -> Result<Value, String> {
+        use sha2::Digest;
+        body["provider_batch"] = json!(true);
+        let digest = sha2::Sha256::digest(body.to_string().as_bytes());
+        use base64::Engine;
+        let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+        body["idempotency_key"] = json!(format!("run-{key}"));
+        let accepted = self.post("/v1/jobs", &body).await?;
+        let Some(id) = accepted["id"].as_str() else {
+            return Err("the server's job answer has no id".to_string());
+        };
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let job: Value = serde_json::from_slice(&self.get(&format!("/v1/jobs/{id}")).await?)
+                .map_err(|e| format!("the server sent an unreadable job: {e}"))?;
+            match job["status"].as_str() {
+                Some("completed") => break,
+                Some("cancelled") | Some("failed") => {
+                    return Err(format!(
+                        "the job {id} on the server ended {}{}",
+                        job["status"],
+                        job["error"]
+                            .as_str()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                _ => {}
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+        let text = self.get(&format!("/v1/jobs/{id}/results")).await?;
+        let results: Result<Vec<Value>, _> = text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(serde_json::from_slice::<Value>)
+            .collect();
+        let results = results.map_err(|e| format!("the job's results are unreadable: {e}"))?;
+        Ok(json!({ "results": results }))
+    }
+
+    /// A GET of `path`: its body.
+    async fn get(&self, path: &str) -> Result<bytes::Bytes, String> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .send(&format!("GET {path}"), || self.client.get(&url))
+            .await?;
+        resp.bytes()
+            .await
+            .map_err(|e| format!("cannot read the server's answer: {e}"))
+    }
+
+    /// A POST of `body` to `path`: its JSON answer.
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .send(&format!("POST {path}"), || {
+                self.client.post(&url).json(body)
+            })
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| format!("the server sent an unreadable answer to POST {path}: {e}"))
+    }
+
+    /// Sends the request `make` makes (with the client token), again with backoff while the
+    /// server is unreachable, overloaded or restarting; a success is the answer.
+    async fn send(
+        &self,
+        what: &str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, String> {
         let mut last = String::new();
         for attempt in 0..TRIES {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(500 << (attempt - 1))).await;
             }
-            let mut req = self.client.post(&url).json(body);
+            let mut req = make();
             if let Some(t) = &self.token {
                 req = req.bearer_auth(t);
             }
             match req.send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    return resp
-                        .json()
-                        .await
-                        .map_err(|e| format!("the server sent an unreadable batch answer: {e}"));
-                }
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
                     let status = resp.status();
                     let text = resp.text().await.unwrap_or_default();
@@ -173,7 +276,7 @@ impl Remote {
                         .ok()
                         .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
                         .unwrap_or(text);
-                    last = format!("the server answered {status} to a batch: {message}");
+                    last = format!("the server answered {status} to {what}: {message}");
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS
                         || status == StatusCode::REQUEST_TIMEOUT
                         || status.is_server_error();

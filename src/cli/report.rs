@@ -176,13 +176,18 @@ impl RunSummary {
         if let Some(w) = &s.wins {
             row("wins", format!("a {}, b {}, tie {}", w.a, w.b, w.tie));
         }
-        row(
-            "tokens",
-            format!(
-                "{} prompt, {} completion",
-                s.usage.prompt_tokens, s.usage.completion_tokens
-            ),
+        let mut tokens = format!(
+            "{} prompt, {} completion",
+            s.usage.prompt_tokens, s.usage.completion_tokens
         );
+        if s.usage.cached_prompt_tokens + s.usage.cache_write_tokens > 0 {
+            let _ = write!(
+                tokens,
+                "  (prompt: {} read from the provider's cache, {} written to it)",
+                s.usage.cached_prompt_tokens, s.usage.cache_write_tokens
+            );
+        }
+        row("tokens", tokens);
         row(
             "cost",
             match s.cost_usd {
@@ -192,6 +197,31 @@ impl RunSummary {
         );
         if s.cached > 0 {
             row("cached", s.cached.to_string());
+        }
+        if let Some(b) = &s.budget {
+            let mut limits = Vec::new();
+            if let Some(c) = b.max_cost_usd {
+                limits.push(format!("${c}"));
+            }
+            if let Some(t) = b.max_tokens {
+                limits.push(format!("{t} tokens"));
+            }
+            let spent = match b.spent_cost_usd {
+                Some(c) => format!("${c:.4} and {} tokens", b.spent_tokens),
+                None => format!("{} tokens", b.spent_tokens),
+            };
+            row(
+                "budget",
+                if b.exhausted {
+                    format!(
+                        "{}: {spent} spent; exhausted, {} items not sent",
+                        limits.join(", "),
+                        b.not_sent
+                    )
+                } else {
+                    format!("{}: {spent} spent", limits.join(", "))
+                },
+            );
         }
         row("duration", format!("{:.2}s", s.duration_ms / 1000.0));
         row("items/s", format!("{:.1}", s.items_per_second));

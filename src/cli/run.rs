@@ -14,6 +14,7 @@ use super::input::{self, Format};
 use super::output::{self, IndexSet, Sink};
 use super::remote::Remote;
 use super::report::Tally;
+use crate::batch::{Budget, Limits};
 use crate::config::Settings;
 use crate::judge::JudgeKind;
 
@@ -72,6 +73,29 @@ pub struct RunArgs {
     /// After Ctrl-C or SIGTERM, how long items in flight may take to finish, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub grace: f64,
+    /// The most this run may spend, in US dollars: an item is sent only while what is spent,
+    /// what is in flight and its estimate stay within it; the rest become budget_exhausted
+    /// entries (judged again when the run is resumed). Every model the judge may call needs a
+    /// price in [prices].
+    #[arg(long, value_name = "USD", value_parser = parse_usd)]
+    pub max_cost_usd: Option<f64>,
+    /// The most tokens (prompt and completion) this run may use, by the same rule; needs no prices.
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tokens: Option<u64>,
+    /// Send items whose judge's first step is OpenAI, Azure OpenAI or Anthropic through the
+    /// provider's batch API, at the batch price (results within 24 hours; items it does not
+    /// answer go online). Items go as jobs of up to 10,000 (`POST /v1/jobs` with --server, else
+    /// a service in this process keeping its jobs in the configuration's jobs.data_dir, so that
+    /// an interrupted run started again finds its batches).
+    #[arg(long)]
+    pub provider_batch: bool,
+}
+
+fn parse_usd(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not an amount of dollars above 0")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -154,13 +178,49 @@ async fn prepare(args: &RunArgs) -> Result<Prepared, String> {
         return Err("--output is the input file; choose another file for the results".into());
     }
 
-    let backend = match &args.server {
-        Some(url) => {
+    let backend = match (&args.server, args.provider_batch) {
+        (Some(url), false) => {
             let remote = Remote::connect(url, args.token.clone(), kind, args.judge.clone()).await?;
             Backend::Remote(Arc::new(remote))
         }
-        None => local_backend(args)?,
+        (None, false) => local_backend(args)?,
+        (server, true) => {
+            let (url, token) = match server {
+                Some(url) => (url.clone(), args.token.clone()),
+                None => in_process_service(args).await?,
+            };
+            let remote = Remote::connect(&url, token, kind, args.judge.clone())
+                .await?
+                .with_provider_batch(usize::from(args.concurrency));
+            Backend::Remote(Arc::new(remote))
+        }
     };
+    // A provider-batch run hands the service a job of many items at a time.
+    let concurrency = if args.provider_batch {
+        crate::cli::remote::JOB_CHUNK
+    } else {
+        usize::from(args.concurrency)
+    };
+    let limits = Limits {
+        max_cost_usd: args.max_cost_usd,
+        max_tokens: args.max_tokens,
+    };
+    if let (Backend::Local { judge, route, .. }, Some(_)) = (&backend, limits.max_cost_usd) {
+        let unpriced: Vec<String> = judge
+            .pool()
+            .unpriced_steps(route)
+            .iter()
+            .map(|s| format!("{}:{}", s.provider, s.model))
+            .collect();
+        if !unpriced.is_empty() {
+            return Err(format!(
+                "--max-cost-usd is a budget in dollars, and the judge may call {} with no price: \
+                 add them to [prices] in the configuration, or budget with --max-tokens only",
+                unpriced.join(", ")
+            ));
+        }
+    }
+    let budget = (!limits.is_empty()).then(|| Budget::new(limits, "the run's budget"));
 
     let mut tally = Tally::new(kind);
     let mut done = IndexSet::default();
@@ -222,17 +282,35 @@ async fn prepare(args: &RunArgs) -> Result<Prepared, String> {
     let engine = Engine::new(
         backend,
         kind,
-        usize::from(args.concurrency),
+        concurrency,
         std::time::Duration::from_secs_f64(args.grace),
         sink,
         tally,
         precount,
-    );
+    )
+    .with_budget(budget);
     Ok(Prepared {
         engine,
         records,
         done,
     })
+}
+
+/// `--provider-batch` without `--server`: the service in this process, on a loopback port,
+/// keeping its jobs in `LLM_JUDGE_DATA_DIR` or the configuration's `jobs.data_dir`; its URL and
+/// client token.
+async fn in_process_service(args: &RunArgs) -> Result<(String, Option<String>), String> {
+    let mut settings = Settings::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(dir) = std::env::var_os("LLM_JUDGE_DATA_DIR").filter(|d| !d.is_empty()) {
+        settings.jobs.data_dir = std::path::PathBuf::from(dir).display().to_string();
+    }
+    let token = settings.auth.tokens.first().map(|t| t.expose().to_string());
+    let app = crate::Application::bind(settings, "127.0.0.1:0".parse().expect("an address"))
+        .await
+        .map_err(|e| format!("cannot start the service in this process: {e:#}"))?;
+    let url = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    Ok((url, token))
 }
 
 /// Builds the settings and the judge in this process; checks the judge exists.
@@ -281,6 +359,7 @@ fn finish(args: &RunArgs, outcome: Outcome, started: Instant) -> ExitCode {
         total_exact,
         signal,
         failure,
+        budget,
     } = outcome;
     let stopped = match (&failure, signal) {
         (Some(f), _) => Some(f.clone()),
@@ -288,7 +367,14 @@ fn finish(args: &RunArgs, outcome: Outcome, started: Instant) -> ExitCode {
         (None, Some(_)) => Some("terminated (SIGTERM)".to_string()),
         (None, None) => None,
     };
-    let summary = tally.finish(total, total_exact, started.elapsed(), stopped.as_deref());
+    let stopped = stopped.or_else(|| {
+        budget
+            .as_ref()
+            .filter(|b| b.exhausted)
+            .map(|b| format!("budget exhausted: {} items not sent", b.not_sent))
+    });
+    let mut summary = tally.finish(total, total_exact, started.elapsed(), stopped.as_deref());
+    summary.summary.budget = budget;
     eprint!("{}", summary.table());
     let mut code = ExitCode::SUCCESS;
     if let Some(path) = &args.summary_json {

@@ -8,19 +8,24 @@
 //! disk) does not lose a job: its runner keeps the results not yet committed and retries until
 //! the store works again.
 
+pub mod backend;
+pub mod provider_batch;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{self, BatchItem, Progress, Summary};
 use crate::judge::{Judge, JudgeKind};
-pub use store::{Created, JobRecord, JobStatus, Store, StoreError};
+pub use backend::{Change, Counts, Done, JobStore, Take, WorkItem};
+pub use store::{Created, Embedded, JobRecord, JobStatus, Store, StoreError};
 
 /// Job settings.
 #[derive(Debug, Clone)]
@@ -35,23 +40,30 @@ pub struct JobSettings {
     pub cache_bytes: usize,
 }
 
-/// A running job's live state.
+/// A running job's live state on this process.
 struct Live {
     cancel: CancellationToken,
-    summary: Arc<Mutex<Summary>>,
+    /// What this runner counted (a single node's runner counts every result of the job), and
+    /// how many were done before it started; `None` until it has counted what was stored.
+    summary: Arc<Mutex<Option<(Summary, usize)>>>,
+    /// The job's provider batches, when it makes them.
+    batches: LiveBatches,
     started: Instant,
-    done_before: usize,
 }
+
+type LiveBatches = Arc<Mutex<Option<Arc<provider_batch::Batches>>>>;
 
 /// The job manager, shared by the HTTP handlers.
 pub struct Jobs {
-    store: Arc<Store>,
+    store: Arc<dyn JobStore>,
     judge: Arc<Judge>,
     settings: JobSettings,
     live: Mutex<HashMap<String, Live>>,
     /// The runtime [`Jobs::start`] ran on, where every job runs: not the serving thread that
     /// happened to take the request that made it.
     runtime: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// This process among a fleet's replicas (the owner of its provider-batch leases).
+    instance: String,
 }
 
 fn now_ms() -> u64 {
@@ -60,7 +72,23 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// How a job is run, besides its route and concurrency.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobOptions {
+    /// Send items whose route's first step has a batch API as provider batches.
+    pub provider_batch: bool,
+    /// With `provider_batch`: seconds after creation when what the provider batches have not
+    /// answered goes online.
+    pub provider_batch_deadline_s: Option<u64>,
+    /// The job's spend budget (empty: none).
+    pub budget: batch::Limits,
+}
+
+/// The default of `provider_batch_deadline_s`: the providers' own completion window.
+pub const DEFAULT_PROVIDER_BATCH_DEADLINE_S: u64 = 24 * 3600;
+
 /// A fresh job record: nothing committed, not finished.
+#[allow(clippy::too_many_arguments)]
 fn new_record(
     status: JobStatus,
     kind: JudgeKind,
@@ -69,6 +97,7 @@ fn new_record(
     total: u64,
     idempotency_key: Option<String>,
     request_digest: Option<String>,
+    options: &JobOptions,
 ) -> JobRecord {
     JobRecord {
         id: new_id(),
@@ -84,6 +113,16 @@ fn new_record(
         committed: 0,
         summary: None,
         error: None,
+        counts: None,
+        provider_batch: options.provider_batch,
+        provider_batch_deadline_s: options.provider_batch.then(|| {
+            options
+                .provider_batch_deadline_s
+                .unwrap_or(DEFAULT_PROVIDER_BATCH_DEADLINE_S)
+        }),
+        provider_batches: Vec::new(),
+        budget: (!options.budget.is_empty()).then_some(options.budget),
+        driver: None,
     }
 }
 
@@ -131,25 +170,17 @@ pub enum Begin {
     Conflict(KeyConflict),
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::other(format!("store task failed: {e}")))?
-}
-
 /// Runs a store call, and again every [`store::RETRY_INTERVAL`] for as long as it fails with an
-/// I/O error (a full disk): a job's runner waits for the store instead of losing its work.
-async fn retrying<T: Send + 'static>(
-    job: &str,
-    f: impl Fn() -> Result<T, StoreError> + Send + Sync + 'static,
-) -> Result<T, StoreError> {
-    let f = Arc::new(f);
+/// I/O error (a full disk, an unreachable Redis): a job's runner waits for the store instead of
+/// losing its work.
+async fn retrying<T, F, Fut>(job: &str, f: F) -> Result<T, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
     let mut waited = false;
     loop {
-        let call = f.clone();
-        match blocking(move || call()).await {
+        match f().await {
             Err(e) if e.is_transient() => {
                 if !waited {
                     tracing::warn!(job, error = %e, "the job waits for the store to work again");
@@ -167,30 +198,62 @@ async fn retrying<T: Send + 'static>(
     }
 }
 
+/// A compare-and-set change from a closure.
+fn change(f: impl Fn(&mut JobRecord) -> bool + Send + Sync + 'static) -> Change {
+    Arc::new(f)
+}
+
+/// How often a fleet's runner looks at its job (a cancel from another replica, items to take
+/// over), and how often a replica looks for jobs other replicas accepted.
+const FLEET_TICK: Duration = Duration::from_millis(250);
+const FLEET_SCOUT: Duration = Duration::from_secs(1);
+
 impl Jobs {
-    /// Opens the store; call [`Jobs::start`] to resume unfinished jobs and run the janitor.
+    /// Opens the embedded store in the data directory; call [`Jobs::start`] to resume
+    /// unfinished jobs and run the janitor.
     pub fn open(settings: JobSettings, judge: Arc<Judge>) -> Result<Arc<Jobs>, StoreError> {
         let store = Arc::new(Store::open(&settings.data_dir, settings.cache_bytes)?);
-        Ok(Arc::new(Jobs {
+        Ok(Self::with_store(settings, judge, Arc::new(Embedded(store))))
+    }
+
+    /// The job manager over any store (one a fleet shares, say).
+    pub fn with_store(
+        settings: JobSettings,
+        judge: Arc<Judge>,
+        store: Arc<dyn JobStore>,
+    ) -> Arc<Jobs> {
+        Arc::new(Jobs {
             store,
             judge,
             settings,
             live: Mutex::new(HashMap::new()),
             runtime: std::sync::OnceLock::new(),
-        }))
+            instance: format!("{:016x}", rand::random::<u64>()),
+        })
     }
 
     /// Resumes every job that was queued, running or being cancelled when the process stopped,
-    /// and starts the janitor that expires finished jobs.
+    /// and starts the janitor that expires finished jobs. With a store the fleet shares, also
+    /// joins the jobs other replicas accept (and those a stopped replica left).
     pub async fn start(self: &Arc<Self>) -> Result<usize, StoreError> {
         let _ = self.runtime.set(tokio::runtime::Handle::current());
-        let store = self.store.clone();
-        let all = blocking(move || store.list()).await?;
-        // An upload cut off by the crash was never accepted: drop it.
-        for job in all.iter().filter(|j| j.status == JobStatus::Uploading) {
-            tracing::warn!(job = %job.id, "removing a job whose upload did not finish");
-            let (store, job) = (self.store.clone(), job.clone());
-            blocking(move || store.delete(&job)).await?;
+        let all = match self.store.list().await {
+            Ok(all) => all,
+            // A fleet's replica starts while its store is away: it joins the fleet's jobs once
+            // the store answers (see below).
+            Err(e) if self.store.fleet() => {
+                tracing::warn!(error = %e, "the job store does not answer: jobs are joined when it does");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        // An upload cut off by the crash was never accepted: drop it. (In a fleet it may be
+        // another replica's, still arriving: it expires by itself if it is abandoned.)
+        if !self.store.fleet() {
+            for job in all.iter().filter(|j| j.status == JobStatus::Uploading) {
+                tracing::warn!(job = %job.id, "removing a job whose upload did not finish");
+                self.store.delete(job).await?;
+            }
         }
         let unfinished: Vec<JobRecord> = all
             .into_iter()
@@ -212,15 +275,45 @@ impl Jobs {
                 }
             }
         });
+        if self.store.fleet() {
+            let me = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(FLEET_SCOUT).await;
+                    let Some(jobs) = me.upgrade() else { return };
+                    jobs.join_active().await;
+                }
+            });
+        }
         Ok(n)
+    }
+
+    /// Starts a runner for every active job of the fleet this process does not run yet.
+    async fn join_active(self: &Arc<Self>) {
+        let Ok(ids) = self.store.active().await else {
+            return;
+        };
+        for id in ids {
+            if self.live.lock().unwrap().contains_key(&id) {
+                continue;
+            }
+            if let Ok(Some(record)) = self.store.get(&id).await
+                && !record.status.is_finished()
+                && record.status != JobStatus::Uploading
+            {
+                self.spawn_runner(record);
+            }
+        }
+    }
+
+    /// True when the store is a fleet's (other replicas run the same jobs).
+    pub fn fleet(&self) -> bool {
+        self.store.fleet()
     }
 
     /// `Ok` while the store takes writes; otherwise why not (it reopens itself and retries).
     pub async fn ready(&self) -> Result<(), String> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.check())
-            .await
-            .unwrap_or_else(|e| Err(format!("store check failed: {e}")))
+        self.store.check().await
     }
 
     /// Stores a job's items (before it is accepted) and starts it. The same idempotency key
@@ -232,6 +325,7 @@ impl Jobs {
         max_concurrent: usize,
         items: Vec<Box<serde_json::value::RawValue>>,
         key: Option<(String, String)>,
+        options: &JobOptions,
     ) -> Result<Result<(JobView, bool), KeyConflict>, StoreError> {
         let total = items.len() as u64;
         let (key, digest) = key.unzip();
@@ -243,9 +337,9 @@ impl Jobs {
             total,
             key,
             digest,
+            options,
         );
-        let store = self.store.clone();
-        let created = blocking(move || store.create(record, &items)).await?;
+        let created = self.store.create(record, items).await?;
         Ok(match created {
             Created::New(record) => {
                 self.spawn_runner(record.clone());
@@ -265,6 +359,7 @@ impl Jobs {
         route: String,
         max_concurrent: usize,
         idempotency_key: Option<String>,
+        options: &JobOptions,
     ) -> Result<Begin, StoreError> {
         let record = new_record(
             JobStatus::Uploading,
@@ -274,9 +369,9 @@ impl Jobs {
             0,
             idempotency_key,
             None,
+            options,
         );
-        let store = self.store.clone();
-        let created = blocking(move || store.create::<Value>(record, &[])).await?;
+        let created = self.store.create(record, Vec::new()).await?;
         Ok(match created {
             Created::New(record) => Begin::Upload(Upload {
                 jobs: self.clone(),
@@ -294,16 +389,11 @@ impl Jobs {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<JobView>, StoreError> {
-        let store = self.store.clone();
-        let id = id.to_string();
-        Ok(blocking(move || store.get(&id))
-            .await?
-            .map(|r| self.view(&r)))
+        Ok(self.store.get(id).await?.map(|r| self.view(&r)))
     }
 
     pub async fn list(&self, limit: usize) -> Result<Vec<JobView>, StoreError> {
-        let store = self.store.clone();
-        let all = blocking(move || store.list()).await?;
+        let all = self.store.list().await?;
         Ok(all.iter().take(limit).map(|r| self.view(r)).collect())
     }
 
@@ -311,27 +401,28 @@ impl Jobs {
     /// once; a running one is `cancelling` until its runner has stopped. A finished job is left
     /// as it is.
     pub async fn cancel(&self, id: &str) -> Result<Option<JobView>, StoreError> {
-        let store = self.store.clone();
-        let key = id.to_string();
-        let record = blocking(move || {
-            store.update(&key, |r| match r.status {
-                // No runner has claimed it (its claim would have made it `running`): the claim
-                // will see this and stop.
-                JobStatus::Queued | JobStatus::Uploading => {
-                    r.status = JobStatus::Cancelled;
-                    r.finished_at_ms = Some(now_ms());
-                    true
-                }
-                JobStatus::Running => {
-                    r.status = JobStatus::Cancelling;
-                    true
-                }
-                _ => false,
-            })
-        })
-        .await?;
+        let record = self
+            .store
+            .update(
+                id,
+                change(|r| match r.status {
+                    // No runner has claimed it (its claim would have made it `running`): the
+                    // claim will see this and stop.
+                    JobStatus::Queued | JobStatus::Uploading => {
+                        r.status = JobStatus::Cancelled;
+                        r.finished_at_ms = Some(now_ms());
+                        true
+                    }
+                    JobStatus::Running => {
+                        r.status = JobStatus::Cancelling;
+                        true
+                    }
+                    _ => false,
+                }),
+            )
+            .await?;
         // The runner is registered before it claims the job, so a claim made before the write
-        // above is always found here.
+        // above is always found here. (Other replicas' runners see the write within a tick.)
         if let Some(live) = self.live.lock().unwrap().get(id) {
             live.cancel.cancel();
         }
@@ -347,27 +438,31 @@ impl Jobs {
         by_completion: bool,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let store = self.store.clone();
-        let id = id.to_string();
-        blocking(move || {
-            if by_completion {
-                store.results_by_completion(&id, after, limit)
-            } else {
-                store.results_by_index(&id, after, limit)
-            }
-        })
-        .await
+        self.store.results(id, after, by_completion, limit).await
     }
 
     fn view(&self, r: &JobRecord) -> JobView {
         let live = self.live.lock().unwrap();
-        let progress = match live.get(&r.id) {
-            Some(l) => l
-                .summary
-                .lock()
-                .unwrap()
-                .progress(l.started.elapsed(), l.done_before),
-            None => finished_progress(r),
+        let mut progress = match (&r.counts, live.get(&r.id)) {
+            _ if r.status.is_finished() => finished_progress(r),
+            (Some(c), _) => fleet_progress(r, c),
+            (None, Some(l)) => match &*l.summary.lock().unwrap() {
+                Some((s, before)) => s.progress(l.started.elapsed(), *before),
+                None => finished_progress(r),
+            },
+            (None, None) => finished_progress(r),
+        };
+        // The batches as this runner last polled them, else as stored.
+        progress.provider_batches = match live
+            .get(&r.id)
+            .and_then(|l| l.batches.lock().unwrap().clone())
+        {
+            Some(b) => b.progress(),
+            None => r
+                .provider_batches
+                .iter()
+                .map(provider_batch::BatchRecord::progress)
+                .collect(),
         };
         JobView {
             id: r.id.clone(),
@@ -387,7 +482,27 @@ impl Jobs {
         }
     }
 
+    /// Starts this process's runner of a job, unless it has one already. The runner is
+    /// registered here, before it claims the job, so that a cancel always finds it.
     fn spawn_runner(self: &Arc<Self>, record: JobRecord) {
+        let cancel = CancellationToken::new();
+        let summary = Arc::new(Mutex::new(None));
+        let batches: LiveBatches = Arc::new(Mutex::new(None));
+        {
+            let mut live = self.live.lock().unwrap();
+            if live.contains_key(&record.id) {
+                return;
+            }
+            live.insert(
+                record.id.clone(),
+                Live {
+                    cancel: cancel.clone(),
+                    summary: summary.clone(),
+                    batches: batches.clone(),
+                    started: Instant::now(),
+                },
+            );
+        }
         let me = self.clone();
         let runtime = self
             .runtime
@@ -396,213 +511,519 @@ impl Jobs {
             .unwrap_or_else(tokio::runtime::Handle::current);
         runtime.spawn(async move {
             let id = record.id.clone();
-            if let Err(e) = me.run(record).await {
+            if let Err(e) = me.run(record, cancel, summary, batches).await {
                 tracing::error!(job = %id, error = %e, "job failed");
-                let store = me.store.clone();
                 let message = e.to_string();
-                let key = id.clone();
-                let _ = retrying(&id, move || {
-                    store.update(&key, |r| {
-                        if r.status.is_finished() {
-                            return false;
-                        }
-                        r.status = JobStatus::Failed;
-                        r.error = Some(message.clone());
-                        r.finished_at_ms = Some(now_ms());
-                        true
-                    })
-                })
-                .await;
+                let fail = change(move |r| {
+                    if r.status.is_finished() {
+                        return false;
+                    }
+                    r.status = JobStatus::Failed;
+                    r.error = Some(message.clone());
+                    r.finished_at_ms = Some(now_ms());
+                    true
+                });
+                let _ = retrying(&id, || me.store.update(&id, fail.clone())).await;
             }
             me.live.lock().unwrap().remove(&id);
         });
     }
 
-    /// Runs a job to its end: pending items are read from the store in pages, judged with the
-    /// job's concurrency, and their results committed in small groups.
-    async fn run(self: &Arc<Self>, record: JobRecord) -> Result<(), StoreError> {
+    /// Waits until this replica holds the lease on the job's provider batches (`None`: the job
+    /// ended or was cancelled meanwhile), then renews it in the background until `lost` is
+    /// cancelled (by the runner's end, or when another replica holds the lease after all).
+    async fn drive_lease(
+        &self,
+        id: &str,
+        cancel: &CancellationToken,
+        lost: &CancellationToken,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let length = self
+            .store
+            .claim_idle()
+            .map_or(Duration::from_secs(30), |d| {
+                (d * 3).max(Duration::from_secs(3))
+            });
+        let record = loop {
+            match provider_batch::lease(&*self.store, id, &self.instance, length).await? {
+                None => return Ok(None),
+                Some((r, _)) if r.status != JobStatus::Running => return Ok(None),
+                Some((r, true)) => break r,
+                Some((_, false)) => {}
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(length / 3) => {}
+            }
+        };
+        tracing::info!(job = %id, "this replica drives the job's provider batches");
+        let (store, id, me, lost) = (
+            self.store.clone(),
+            id.to_string(),
+            self.instance.clone(),
+            lost.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = lost.cancelled() => return,
+                    _ = tokio::time::sleep(length / 3) => {}
+                }
+                match provider_batch::lease(&*store, &id, &me, length).await {
+                    Ok(Some((_, true))) => {}
+                    Ok(Some((r, false))) if r.status.is_finished() => return,
+                    Ok(_) | Err(_) => {
+                        lost.cancel();
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Some(record))
+    }
+
+    /// Takes items to run, waiting out a store that fails with an I/O error.
+    async fn take(&self, id: &str, cursor: &mut u64, free: usize) -> Result<Take, StoreError> {
+        let mut waited = false;
+        loop {
+            match self.store.take(id, cursor, free).await {
+                Err(e) if e.is_transient() => {
+                    if !waited {
+                        tracing::warn!(job = id, error = %e, "the job waits for the store to work again");
+                        waited = true;
+                    }
+                    tokio::time::sleep(store::RETRY_INTERVAL).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Runs a job to its end (or, in a fleet, until every item has its result): items are taken
+    /// from the store as slots free up, judged with the job's concurrency, and their results
+    /// committed in small groups.
+    async fn run(
+        self: &Arc<Self>,
+        record: JobRecord,
+        cancel: CancellationToken,
+        live_summary: Arc<Mutex<Option<(Summary, usize)>>>,
+        live_batches: LiveBatches,
+    ) -> Result<(), StoreError> {
         let store = self.store.clone();
+        let fleet = store.fleet();
         let id = record.id.clone();
         let kind = record.kind;
-        // What finished before (a resumed job), counted one stored result at a time.
-        let summary = {
-            let (s, id, total) = (store.clone(), id.clone(), record.total as usize);
-            retrying(&id.clone(), move || {
-                let mut summary = Summary::new(kind, total);
-                s.for_each_result(&id, |b| {
-                    summary.add(&serde_json::from_slice::<Value>(b).unwrap_or(Value::Null))
-                })?;
-                Ok(summary)
-            })
-            .await?
+        let started = Instant::now();
+        // A single node counts what finished before (a resumed job), one stored result at a
+        // time; a fleet's store counts for every replica.
+        let mut spent_before = (batch::budget::Amount::default(), 0);
+        let done_before = if fleet {
+            0
+        } else {
+            let total = record.total as usize;
+            let summary = retrying(&id, || store.summarize(&id, Summary::new(kind, total))).await?;
+            let before = summary.done();
+            spent_before = (
+                batch::budget::Amount {
+                    cost_usd: summary.cost_usd.unwrap_or(0.0),
+                    tokens: summary.usage.total(),
+                },
+                summary.not_sent(),
+            );
+            *live_summary.lock().unwrap() = Some((summary, before));
+            before
         };
-        let done_before = summary.done();
-        let cancel = CancellationToken::new();
-        let shared = Arc::new(Mutex::new(summary));
-        // Registered before the claim below, so that a cancel after the claim finds the token.
-        self.live.lock().unwrap().insert(
-            id.clone(),
-            Live {
-                cancel: cancel.clone(),
-                summary: shared.clone(),
-                started: Instant::now(),
-                done_before,
-            },
-        );
         // The claim: queued or running becomes running; a cancel that came first wins.
-        let claimed = {
-            let (s, key) = (store.clone(), id.clone());
-            retrying(&id, move || {
-                s.update(&key, |r| match r.status {
-                    JobStatus::Queued | JobStatus::Running => {
-                        r.status = JobStatus::Running;
-                        r.committed = done_before as u64;
-                        true
-                    }
-                    JobStatus::Cancelling => {
-                        r.status = JobStatus::Cancelled;
-                        r.finished_at_ms = Some(now_ms());
-                        true
-                    }
-                    _ => false,
-                })
-            })
-            .await?
-        };
-        if claimed.is_none_or(|r| r.status != JobStatus::Running) {
+        let claim = change(move |r| match r.status {
+            JobStatus::Queued | JobStatus::Running => {
+                r.status = JobStatus::Running;
+                if !fleet {
+                    r.committed = done_before as u64;
+                }
+                true
+            }
+            JobStatus::Cancelling => {
+                r.status = JobStatus::Cancelled;
+                r.finished_at_ms = Some(now_ms());
+                true
+            }
+            _ => false,
+        });
+        let claimed = retrying(&id, || store.update(&id, claim.clone())).await?;
+        let Some(record) = claimed.clone().filter(|r| r.status == JobStatus::Running) else {
             tracing::info!(job = %id, "job cancelled before it started");
+            // Cancelled while it was down: its provider batches are cancelled too.
+            if let Some(r) = claimed {
+                provider_batch::Batches::cancel_all(&self.judge, &r).await;
+            }
             return Ok(());
+        };
+        // In a fleet, one replica at a time drives a job's provider batches (and so runs the
+        // job): the others wait for its lease to run out.
+        let lease_lost = CancellationToken::new();
+        let _stop_renewing = lease_lost.clone().drop_guard();
+        let record = if fleet && record.provider_batch {
+            match self.drive_lease(&id, &cancel, &lease_lost).await? {
+                Some(r) => r,
+                None => return Ok(()),
+            }
+        } else {
+            record
+        };
+        if fleet && record.budget.is_some() {
+            // The job's driver alone spends its budget: what the stored results cost is spent.
+            let total = record.total as usize;
+            let s = retrying(&id, || store.summarize(&id, Summary::new(kind, total))).await?;
+            spent_before = (
+                batch::budget::Amount {
+                    cost_usd: s.cost_usd.unwrap_or(0.0),
+                    tokens: s.usage.total(),
+                },
+                s.not_sent(),
+            );
+        }
+        // A resumed job's budget has spent what its stored results cost.
+        let budget = record.budget.filter(|l| !l.is_empty()).map(|l| {
+            let b = batch::Budget::resume(l, "the job's budget", spent_before.0);
+            b.add_refused(spent_before.1);
+            b
+        });
+        // Provider batches, driven until this runner ends.
+        let batches_stop = cancel.child_token();
+        let _stop_batches = batches_stop.clone().drop_guard();
+        let batches = record.provider_batch.then(|| {
+            let b = provider_batch::Batches::new(
+                &record,
+                self.judge.clone(),
+                store.clone(),
+                batches_stop.clone(),
+                cancel.clone(),
+            );
+            tokio::spawn(b.clone().drive());
+            b
+        });
+        if let Some(b) = &batches {
+            *live_batches.lock().unwrap() = Some(b.clone());
         }
 
-        // Pages of pending items, read lazily so a huge job never sits in memory. A page that
-        // cannot be read ends the job as failed, never as completed without its items.
-        let pages = futures::stream::unfold(Some(0u64), {
-            let store = store.clone();
-            let id = id.clone();
-            move |from| {
-                let store = store.clone();
-                let id = id.clone();
-                async move {
-                    let from = from?;
-                    let job = id.clone();
-                    match retrying(&job, move || store.pending(&id, from, 512)).await {
-                        Ok(p) if p.is_empty() => None,
-                        Ok(p) => {
-                            let next = p.last().map(|(i, _)| i + 1);
-                            Some((futures::stream::iter(p.into_iter().map(Ok)).boxed(), next))
+        let max_c = record.max_concurrent.max(1);
+        // In a fleet an item's slot is held until its result is committed: the items a replica
+        // holds unfinished (taken over by others if it dies) are never more than its share.
+        let flush_at_len = if fleet {
+            (max_c / 4).clamp(1, 256)
+        } else {
+            256
+        };
+        let mut cursor = 0u64;
+        let mut buffer: VecDeque<(WorkItem, Option<batch::budget::Reservation>)> = VecDeque::new();
+        let mut inflight = FuturesUnordered::new();
+        // Items whose call goes as a provider batch: they hold no slot while they wait.
+        let mut batched = FuturesUnordered::new();
+        let mut unacked: HashSet<String> = HashSet::new();
+        let mut pending: Vec<Done> = Vec::new();
+        let mut committed = done_before as u64;
+        let mut drained = false;
+        let mut waiting = false;
+        let mut flush_at = tokio::time::Instant::now() + self.settings.commit_interval;
+        let mut tick = tokio::time::interval(FLEET_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let touch_every = store
+            .claim_idle()
+            .map_or(Duration::from_secs(10), |d| d / 3);
+        let mut touched = Instant::now();
+        let claimed_counter = metrics::counter!(crate::metrics::JOB_ITEMS_CLAIMED);
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let busy = inflight.len() + if fleet { pending.len() } else { 0 };
+            // Items that go as provider batches hold no slot: taking goes on past them. A
+            // provider-batch job takes every item at once (its online ones wait in the buffer),
+            // so that its batches are submitted without waiting for the online items.
+            while !drained && !waiting && (buffer.is_empty() || batches.is_some()) && busy < max_c {
+                match self.take(&id, &mut cursor, max_c - busy).await? {
+                    Take::Items(items) => {
+                        let taken_over = items.iter().filter(|w| w.claimed).count();
+                        if taken_over > 0 {
+                            claimed_counter.increment(taken_over as u64);
+                            tracing::info!(job = %id, items = taken_over, "took over items of a replica that stopped answering");
                         }
-                        Err(e) => Some((futures::stream::iter([Err(e)]).boxed(), None)),
+                        for w in items {
+                            let delivery = batches
+                                .as_ref()
+                                .and_then(|b| b.delivery(kind, &record.route, w.index, &w.item));
+                            let reservation = match &budget {
+                                None => None,
+                                Some(b) => {
+                                    let discount = delivery.as_ref().map_or(0.0, |(_, d)| *d);
+                                    match self.admit(b, kind, &record.route, &w, discount) {
+                                        Ok(r) => r,
+                                        Err(done) => {
+                                            if let Some(s) = live_summary.lock().unwrap().as_mut() {
+                                                s.0.count(&done.tally);
+                                            }
+                                            self.judge.count_batch_item(false);
+                                            pending.push(*done);
+                                            continue;
+                                        }
+                                    }
+                                }
+                            };
+                            // Touched from now on, so that nobody takes it over meanwhile.
+                            if !w.ticket.is_empty() {
+                                unacked.insert(w.ticket.clone());
+                            }
+                            match delivery {
+                                Some((d, _)) => {
+                                    let judged =
+                                        self.judge_item(&record.route, kind, w, reservation);
+                                    batched
+                                        .push(Box::pin(crate::pool::Pool::delivering(d, judged)));
+                                }
+                                None => buffer.push_back((w, reservation)),
+                            }
+                        }
+                    }
+                    Take::Wait => {
+                        waiting = true;
+                        // A fleet's driver has taken what there is: submit it.
+                        if let Some(b) = &batches {
+                            b.seal();
+                        }
+                    }
+                    Take::Drained => {
+                        drained = true;
+                        if let Some(b) = &batches {
+                            b.seal();
+                        }
+                    }
+                    Take::Stopped => {
+                        cancel.cancel();
+                        break;
                     }
                 }
             }
-        })
-        .flatten();
-        let judge = self.judge.clone();
-        let route = record.route.clone();
-        let mut results = pages
-            .map(move |page| {
-                let judge = judge.clone();
-                let route = route.clone();
-                async move {
-                    let (index, value) = page?;
-                    if let Some(msg) = value.get(INVALID_LINE).and_then(Value::as_str) {
-                        let v = batch::error_entry(index as usize, "invalid_line", msg, None, None);
-                        return Ok((index, batch::Entry::from_value(index as usize, &v)));
-                    }
-                    let item = BatchItem::parse(kind, index as usize, value);
-                    let entry = batch::judge_one(&judge, &route, index as usize, item).await;
-                    Ok((index, entry))
+            if cancel.is_cancelled() {
+                break;
+            }
+            while inflight.len() + if fleet { pending.len() } else { 0 } < max_c {
+                let Some((w, reservation)) = buffer.pop_front() else {
+                    break;
+                };
+                if !w.ticket.is_empty() {
+                    unacked.insert(w.ticket.clone());
                 }
-            })
-            .buffer_unordered(record.max_concurrent.max(1))
-            .take_until(cancel.clone().cancelled_owned())
-            .boxed();
-
-        let mut committed = done_before as u64;
-        let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut flush_at = tokio::time::Instant::now() + self.settings.commit_interval;
-        loop {
-            let next = tokio::select! {
-                n = results.next() => n,
-                _ = tokio::time::sleep_until(flush_at), if !pending.is_empty() => {
-                    self.flush(&id, &mut committed, &mut pending, &cancel).await?;
+                inflight.push(self.judge_item(&record.route, kind, w, reservation));
+            }
+            if inflight.is_empty() && buffer.is_empty() && batched.is_empty() {
+                if drained && pending.is_empty() {
+                    break;
+                }
+                if fleet && !pending.is_empty() {
+                    // Nothing else to do here: commit now (the job may be complete with these).
+                    self.flush(&id, &mut committed, &mut pending, &mut unacked, &cancel)
+                        .await?;
+                    waiting = false;
+                    drained = false;
                     continue;
                 }
-            };
-            let (index, entry) = match next {
-                None => break,
-                Some(Ok(done)) => done,
-                Some(Err(e)) => {
-                    self.flush(&id, &mut committed, &mut pending, &cancel)
+                if drained {
+                    self.flush(&id, &mut committed, &mut pending, &mut unacked, &cancel)
                         .await?;
-                    return Err(e);
+                    continue;
                 }
-            };
-            shared.lock().unwrap().count(&entry.tally);
-            self.judge.count_batch_item(entry.is_ok());
-            if pending.is_empty() {
-                flush_at = tokio::time::Instant::now() + self.settings.commit_interval;
             }
-            pending.push((index, entry.json.get().as_bytes().to_vec()));
-            if pending.len() >= 256 {
-                self.flush(&id, &mut committed, &mut pending, &cancel)
-                    .await?;
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = lease_lost.cancelled() => break,
+                Some(done) = async {
+                    tokio::select! {
+                        Some(d) = inflight.next(), if !inflight.is_empty() => Some(d),
+                        Some(d) = batched.next(), if !batched.is_empty() => Some(d),
+                        else => None,
+                    }
+                }, if !inflight.is_empty() || !batched.is_empty() => {
+                    if let Some(s) = live_summary.lock().unwrap().as_mut() {
+                        s.0.count(&done.tally);
+                    }
+                    self.judge.count_batch_item(done.tally.ok);
+                    if pending.is_empty() {
+                        flush_at = tokio::time::Instant::now() + self.settings.commit_interval;
+                    }
+                    pending.push(done);
+                    if pending.len() >= flush_at_len {
+                        self.flush(&id, &mut committed, &mut pending, &mut unacked, &cancel).await?;
+                    }
+                }
+                _ = tokio::time::sleep_until(flush_at), if !pending.is_empty() => {
+                    self.flush(&id, &mut committed, &mut pending, &mut unacked, &cancel).await?;
+                }
+                _ = tick.tick(), if fleet => {
+                    // Items may be free to take over now; a cancel may have come elsewhere.
+                    waiting = false;
+                    if touched.elapsed() >= touch_every && !unacked.is_empty() {
+                        let tickets: Vec<String> = unacked.iter().cloned().collect();
+                        let _ = store.touch(&id, &tickets).await;
+                        touched = Instant::now();
+                    }
+                    if let Ok(Some(r)) = store.get(&id).await
+                        && r.status != JobStatus::Running
+                    {
+                        cancel.cancel();
+                    }
+                }
             }
         }
-        drop(results);
-        self.flush(&id, &mut committed, &mut pending, &cancel)
+        drop(inflight);
+        drop(batched);
+        self.flush(&id, &mut committed, &mut pending, &mut unacked, &cancel)
             .await?;
-        let started = self
-            .live
-            .lock()
-            .unwrap()
-            .get(&id)
-            .map(|l| l.started)
-            .unwrap_or_else(Instant::now);
-        let mut final_summary = shared.lock().unwrap().clone();
-        final_summary.finish(started.elapsed());
-        let summary = serde_json::to_value(&final_summary).ok();
+        if lease_lost.is_cancelled() && !cancel.is_cancelled() {
+            // Another replica drives the job now (this one was too slow to renew its lease).
+            tracing::warn!(job = %id, "another replica took over the job's provider batches");
+            return Ok(());
+        }
         let stopped = cancel.is_cancelled();
-        let (s, key) = (store.clone(), id.clone());
-        let finished = retrying(&id, move || {
-            s.update(&key, |r| {
-                r.status = match r.status {
-                    JobStatus::Cancelling => JobStatus::Cancelled,
-                    JobStatus::Running if stopped => JobStatus::Cancelled,
-                    JobStatus::Running => JobStatus::Completed,
-                    _ => return false,
-                };
-                r.finished_at_ms = Some(now_ms());
-                r.summary = summary.clone();
-                true
-            })
-        })
-        .await?;
+        if stopped && batches.is_some() {
+            // Cancelled: so are the provider batches still running.
+            if let Ok(Some(r)) = store.get(&id).await {
+                provider_batch::Batches::cancel_all(&self.judge, &r).await;
+            }
+        }
+        let final_summary = if fleet {
+            // Another replica may have finished the job already: then there is nothing to add.
+            let current = retrying(&id, || store.get(&id)).await?;
+            let Some(current) = current.filter(|r| !r.status.is_finished()) else {
+                return Ok(());
+            };
+            let total = record.total as usize;
+            let mut s = retrying(&id, || store.summarize(&id, Summary::new(kind, total))).await?;
+            let since = current
+                .counts
+                .and_then(|c| c.started_at_ms)
+                .map_or(started.elapsed(), |t| {
+                    Duration::from_millis(now_ms().saturating_sub(t))
+                });
+            s.finish(since);
+            s
+        } else {
+            let mut s = live_summary
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|(s, _)| s.clone())
+                .unwrap_or_else(|| Summary::new(kind, record.total as usize));
+            s.finish(started.elapsed());
+            s
+        };
+        let mut final_summary = final_summary;
+        if record.provider_batch {
+            final_summary.show_delivery();
+        }
+        if let Some(b) = &budget {
+            final_summary.budget = Some(b.report());
+        }
+        let summary = serde_json::to_value(&final_summary).ok();
+        let finish = change(move |r| {
+            r.status = match r.status {
+                JobStatus::Cancelling => JobStatus::Cancelled,
+                JobStatus::Running if stopped => JobStatus::Cancelled,
+                JobStatus::Running => JobStatus::Completed,
+                _ => return false,
+            };
+            r.finished_at_ms = Some(now_ms());
+            r.summary = summary.clone();
+            true
+        });
+        let finished = retrying(&id, || store.update(&id, finish.clone())).await?;
         tracing::info!(job = %id, status = ?finished.map(|r| r.status), "job finished");
         Ok(())
     }
 
+    /// Reserves an item's estimate under the job's budget (`discount` off: the share a provider
+    /// batch takes off its price), or makes its `budget_exhausted` entry.
+    fn admit(
+        &self,
+        budget: &Arc<batch::Budget>,
+        kind: JudgeKind,
+        route: &str,
+        w: &WorkItem,
+        discount: f64,
+    ) -> Result<Option<batch::budget::Reservation>, Box<Done>> {
+        if w.item.get(INVALID_LINE).is_some() {
+            return Ok(None);
+        }
+        let index = w.index as usize;
+        let item = BatchItem::parse(kind, index, w.item.clone()).read(index);
+        let Some(mut estimate) = batch::estimate(&self.judge, route, &item) else {
+            return Ok(None);
+        };
+        estimate.cost_usd = estimate.cost_usd.map(|c| c * (1.0 - discount));
+        match budget.reserve(estimate) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                let v = batch::error_entry(index, batch::budget::EXHAUSTED, &e.message, None, None);
+                let entry = batch::Entry::from_value(index, &v);
+                Err(Box::new(Done {
+                    index: w.index,
+                    ticket: w.ticket.clone(),
+                    json: entry.json.get().as_bytes().to_vec(),
+                    tally: entry.tally,
+                }))
+            }
+        }
+    }
+
+    /// Judges one item into what is to be committed, settling its budget reservation.
+    fn judge_item(
+        &self,
+        route: &str,
+        kind: JudgeKind,
+        w: WorkItem,
+        reservation: Option<batch::budget::Reservation>,
+    ) -> impl Future<Output = Done> + Send + 'static {
+        let judge = self.judge.clone();
+        let route = route.to_string();
+        async move {
+            let index = w.index;
+            let entry = if let Some(msg) = w.item.get(INVALID_LINE).and_then(Value::as_str) {
+                let v = batch::error_entry(index as usize, "invalid_line", msg, None, None);
+                batch::Entry::from_value(index as usize, &v)
+            } else {
+                let item = BatchItem::parse(kind, index as usize, w.item);
+                batch::judge_one(&judge, &route, index as usize, item).await
+            };
+            batch::settle(reservation, &entry);
+            Done {
+                index,
+                ticket: w.ticket,
+                json: entry.json.get().as_bytes().to_vec(),
+                tally: entry.tally,
+            }
+        }
+    }
+
     /// Commits the results waiting in `pending`, retrying while the store fails with an I/O
-    /// error (they stay in memory meanwhile); a record found `cancelling` stops the job.
+    /// error (they stay in memory meanwhile); a record found not running stops the job.
     async fn flush(
         &self,
         id: &str,
         committed: &mut u64,
-        pending: &mut Vec<(u64, Vec<u8>)>,
+        pending: &mut Vec<Done>,
+        unacked: &mut HashSet<String>,
         cancel: &CancellationToken,
     ) -> Result<(), StoreError> {
         if pending.is_empty() {
             return Ok(());
         }
-        let entries = Arc::new(std::mem::take(pending));
-        let (s, key, first, batch) = (
-            self.store.clone(),
-            id.to_string(),
-            *committed,
-            entries.clone(),
-        );
-        let stored = retrying(id, move || s.commit_results(&key, first, &batch)).await?;
-        *committed += entries.len() as u64;
+        let done = std::mem::take(pending);
+        let n = done.len() as u64;
+        for d in &done {
+            unacked.remove(&d.ticket);
+        }
+        let first = *committed;
+        let stored = retrying(id, || self.store.commit(id, first, done.clone())).await?;
+        *committed += n;
         if stored.is_none_or(|r| r.status != JobStatus::Running) {
             cancel.cancel();
         }
@@ -611,24 +1032,20 @@ impl Jobs {
 
     /// Deletes finished jobs older than the retention.
     pub async fn expire(&self) -> Result<usize, StoreError> {
-        let store = self.store.clone();
         let retention = self.settings.retention.as_millis() as u64;
-        blocking(move || {
-            let now = now_ms();
-            let mut n = 0;
-            for job in store.list()? {
-                if job.status.is_finished()
-                    && job
-                        .finished_at_ms
-                        .is_some_and(|t| now.saturating_sub(t) >= retention)
-                {
-                    store.delete(&job)?;
-                    n += 1;
-                }
+        let now = now_ms();
+        let mut n = 0;
+        for job in self.store.list().await? {
+            if job.status.is_finished()
+                && job
+                    .finished_at_ms
+                    .is_some_and(|t| now.saturating_sub(t) >= retention)
+            {
+                self.store.delete(&job).await?;
+                n += 1;
             }
-            Ok(n)
-        })
-        .await
+        }
+        Ok(n)
     }
 }
 
@@ -647,6 +1064,27 @@ fn conflict(record: JobRecord, in_progress: bool) -> KeyConflict {
     }
 }
 
+/// The progress of a job a fleet runs, from the counts its store keeps.
+fn fleet_progress(r: &JobRecord, c: &Counts) -> Progress {
+    let done = r.committed as usize;
+    let secs = c
+        .started_at_ms
+        .map_or(0.0, |t| now_ms().saturating_sub(t) as f64 / 1000.0);
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    let left = (r.total as usize).saturating_sub(done) as f64;
+    Progress {
+        done,
+        total: r.total as usize,
+        correct: c.correct as usize,
+        incorrect: c.incorrect as usize,
+        unscored: c.unscored as usize,
+        errors: c.errors as usize,
+        items_per_second: (rate * 10.0).round() / 10.0,
+        eta_s: (rate > 0.0).then(|| (left / rate * 10.0).round() / 10.0),
+        provider_batches: Vec::new(),
+    }
+}
+
 /// The progress of a job not running here (finished, or not yet resumed).
 fn finished_progress(r: &JobRecord) -> Progress {
     let s = r.summary.as_ref();
@@ -662,6 +1100,7 @@ fn finished_progress(r: &JobRecord) -> Progress {
             .and_then(|s| s["items_per_second"].as_f64())
             .unwrap_or(0.0),
         eta_s: None,
+        provider_batches: Vec::new(),
     }
 }
 
@@ -698,27 +1137,27 @@ impl Upload {
         let items = std::mem::take(&mut self.buffer);
         let first = self.next;
         self.next += items.len() as u64;
-        let (store, id) = (self.jobs.store.clone(), self.record.id.clone());
-        blocking(move || store.append_items(&id, first, &items)).await
+        self.jobs
+            .store
+            .append_items(&self.record.id, first, items)
+            .await
     }
 
     /// Stores the last items, marks the job queued (with the digest of the upload that made
     /// it) and starts it.
     pub async fn finish(mut self, digest: Option<String>) -> Result<JobView, StoreError> {
         self.write().await?;
-        let (store, id, total) = (self.jobs.store.clone(), self.record.id.clone(), self.next);
-        let record = blocking(move || {
-            store.update(&id, |r| {
-                if r.status != JobStatus::Uploading {
-                    return false; // cancelled while it was arriving
-                }
-                r.status = JobStatus::Queued;
-                r.total = total;
-                r.request_digest = digest;
-                true
-            })
-        })
-        .await?;
+        let total = self.next;
+        let queue = change(move |r| {
+            if r.status != JobStatus::Uploading {
+                return false; // cancelled while it was arriving
+            }
+            r.status = JobStatus::Queued;
+            r.total = total;
+            r.request_digest = digest.clone();
+            true
+        });
+        let record = self.jobs.store.update(&self.record.id, queue).await?;
         self.open = false;
         let record = record.ok_or_else(|| StoreError::other("the upload's job disappeared"))?;
         if record.status == JobStatus::Queued {
@@ -730,8 +1169,7 @@ impl Upload {
     /// Drops a failed upload and everything stored of it.
     pub async fn abandon(mut self) {
         self.open = false;
-        let (store, r) = (self.jobs.store.clone(), self.record.clone());
-        let _ = blocking(move || store.delete(&r)).await;
+        let _ = self.jobs.store.delete(&self.record).await;
     }
 }
 
@@ -740,22 +1178,21 @@ impl Drop for Upload {
         if !self.open {
             return;
         }
-        // The request was dropped mid-upload: remove what was stored, off this thread.
+        // The request was dropped mid-upload: remove what was stored, in a task of its own.
         let (store, r) = (self.jobs.store.clone(), self.record.clone());
-        let remove = move || {
-            if let Err(e) = store.delete(&r) {
+        let remove = async move {
+            if let Err(e) = store.delete(&r).await {
                 tracing::warn!(job = %r.id, error = %e, "removing an unfinished upload failed");
             }
         };
-        match self
+        if let Some(rt) = self
             .jobs
             .runtime
             .get()
             .cloned()
             .or_else(|| tokio::runtime::Handle::try_current().ok())
         {
-            Some(rt) => drop(rt.spawn_blocking(remove)),
-            None => remove(),
+            drop(rt.spawn(remove));
         }
     }
 }

@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::backend::{Change, Done, JobStore, Stored, Take, WorkItem};
+use crate::batch::Summary;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -78,6 +82,27 @@ pub struct JobRecord {
     /// The final summary, once finished.
     pub summary: Option<Value>,
     pub error: Option<String>,
+    /// Fleet-wide counts of the results committed so far, when the store keeps them (a store
+    /// shared by replicas); not stored in the record itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<super::backend::Counts>,
+    /// Items whose route's first step has a batch API go as provider batches.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provider_batch: bool,
+    /// Seconds after the job's creation when what its provider batches have not answered goes
+    /// online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_batch_deadline_s: Option<u64>,
+    /// The provider batches the job made (stored as soon as each is created, so that a
+    /// restarted service polls them again instead of making new ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provider_batches: Vec<super::provider_batch::BatchRecord>,
+    /// The job's spend budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::batch::Limits>,
+    /// In a fleet: the replica that drives the job's provider batches, until its lease ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<super::provider_batch::Lease>,
 }
 
 /// A storage failure, with what was being done.
@@ -95,6 +120,14 @@ impl StoreError {
         Self {
             message: message.into(),
             transient: false,
+        }
+    }
+
+    /// A failure the same call may get past later (a store that does not answer just now).
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: true,
         }
     }
 
@@ -179,6 +212,23 @@ pub enum Created {
     Conflict(JobRecord),
     /// The idempotency key belongs to an upload that has not finished.
     InProgress(JobRecord),
+}
+
+impl Created {
+    /// What a new job's idempotency key finds when it names `existing` already: that job (the
+    /// same request), a conflict (another request digest), or an upload still arriving.
+    pub fn found(existing: JobRecord, new: &JobRecord) -> Created {
+        if existing.status == JobStatus::Uploading {
+            Created::InProgress(existing)
+        } else if new.request_digest.is_some()
+            && existing.request_digest.is_some()
+            && new.request_digest != existing.request_digest
+        {
+            Created::Conflict(existing)
+        } else {
+            Created::Existing(existing)
+        }
+    }
 }
 
 /// Opens the database file; `create_tables` on the first open (a reopen after a failure writes
@@ -383,16 +433,7 @@ impl Store {
                     && let Some(bytes) = jobs.get(id.value()).map_err(err("read job"))?
                 {
                     let existing = read_record(bytes.value())?;
-                    return Ok(if existing.status == JobStatus::Uploading {
-                        Created::InProgress(existing)
-                    } else if record.request_digest.is_some()
-                        && existing.request_digest.is_some()
-                        && record.request_digest != existing.request_digest
-                    {
-                        Created::Conflict(existing)
-                    } else {
-                        Created::Existing(existing)
-                    });
+                    return Ok(Created::found(existing, &record));
                 }
                 keys.insert(key.as_str(), record.id.as_str())
                     .map_err(err("write key"))?;
@@ -650,6 +691,159 @@ impl Store {
     }
 }
 
+/// The embedded store as a [`JobStore`]: every call runs on tokio's blocking pool.
+pub struct Embedded(pub Arc<Store>);
+
+impl Embedded {
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        let store = self.0.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(&store))
+                .await
+                .map_err(|e| StoreError::other(format!("store task failed: {e}")))?
+        })
+    }
+}
+
+impl JobStore for Embedded {
+    fn fleet(&self) -> bool {
+        false
+    }
+
+    fn create(
+        &self,
+        record: JobRecord,
+        items: Vec<Box<serde_json::value::RawValue>>,
+    ) -> BoxFuture<'_, Result<Created, StoreError>> {
+        self.run(move |s| s.create(record, &items))
+    }
+
+    fn append_items(
+        &self,
+        id: &str,
+        first: u64,
+        items: Vec<Value>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let id = id.to_string();
+        self.run(move |s| s.append_items(&id, first, &items))
+    }
+
+    fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<JobRecord>, StoreError>> {
+        let id = id.to_string();
+        self.run(move |s| s.get(&id))
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<JobRecord>, StoreError>> {
+        self.run(|s| s.list())
+    }
+
+    fn update(
+        &self,
+        id: &str,
+        change: Change,
+    ) -> BoxFuture<'_, Result<Option<JobRecord>, StoreError>> {
+        let id = id.to_string();
+        self.run(move |s| s.update(&id, |r| change(r)))
+    }
+
+    fn take<'a>(
+        &'a self,
+        id: &'a str,
+        cursor: &'a mut u64,
+        _free: usize,
+    ) -> BoxFuture<'a, Result<Take, StoreError>> {
+        let (key, from) = (id.to_string(), *cursor);
+        let page = self.run(move |s| s.pending(&key, from, 512));
+        Box::pin(async move {
+            let page = page.await?;
+            let Some((last, _)) = page.last() else {
+                return Ok(Take::Drained);
+            };
+            *cursor = last + 1;
+            Ok(Take::Items(
+                page.into_iter()
+                    .map(|(index, item)| WorkItem {
+                        index,
+                        item,
+                        ticket: String::new(),
+                        claimed: false,
+                    })
+                    .collect(),
+            ))
+        })
+    }
+
+    fn touch<'a>(
+        &'a self,
+        _id: &'a str,
+        _tickets: &'a [String],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn commit(
+        &self,
+        id: &str,
+        first_seq: u64,
+        done: Vec<Done>,
+    ) -> BoxFuture<'_, Result<Option<JobRecord>, StoreError>> {
+        let id = id.to_string();
+        self.run(move |s| {
+            let entries: Vec<(u64, Vec<u8>)> =
+                done.into_iter().map(|d| (d.index, d.json)).collect();
+            s.commit_results(&id, first_seq, &entries)
+        })
+    }
+
+    fn results(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        by_completion: bool,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Stored>, StoreError>> {
+        let id = id.to_string();
+        self.run(move |s| {
+            if by_completion {
+                s.results_by_completion(&id, after, limit)
+            } else {
+                s.results_by_index(&id, after, limit)
+            }
+        })
+    }
+
+    fn summarize(
+        &self,
+        id: &str,
+        mut summary: Summary,
+    ) -> BoxFuture<'_, Result<Summary, StoreError>> {
+        let id = id.to_string();
+        self.run(move |s| {
+            s.for_each_result(&id, |b| {
+                summary.add(&serde_json::from_slice::<Value>(b).unwrap_or(Value::Null))
+            })?;
+            Ok(summary)
+        })
+    }
+
+    fn delete(&self, record: &JobRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        let record = record.clone();
+        self.run(move |s| s.delete(&record))
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        let store = self.0.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || store.check())
+                .await
+                .unwrap_or_else(|e| Err(format!("store check failed: {e}")))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -669,6 +863,12 @@ mod tests {
             committed: 0,
             summary: None,
             error: None,
+            counts: None,
+            provider_batch: false,
+            provider_batch_deadline_s: None,
+            provider_batches: Vec::new(),
+            budget: None,
+            driver: None,
         }
     }
 

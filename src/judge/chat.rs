@@ -12,7 +12,6 @@ use std::time::Duration;
 use super::cache::{CachedAnswer, VerdictCache};
 use super::{Judge, JudgeError};
 use crate::chat::{ChatRequest, ChatStream, Completion, Finish, Part, ResponseFormat};
-use crate::metrics as m;
 use crate::pool::{Attempt, Delivered, Pricing};
 
 /// A whole chat answer and how it was obtained.
@@ -46,8 +45,7 @@ impl Judge {
         use_cache: bool,
     ) -> Result<ChatAnswer, JudgeError> {
         let key = self.chat_key(route, &req, use_cache);
-        if let Some(hit) = key.as_ref().and_then(|k| self.cache.get(k)) {
-            metrics::counter!(m::CACHE_HITS).increment(1);
+        if let Some(hit) = self.chat_hit(key.as_ref()).await {
             return Ok(ChatAnswer {
                 delivered: Delivered {
                     completion: cached_completion(hit.text),
@@ -57,6 +55,7 @@ impl Judge {
                     fallback: false,
                     cost_usd: Some(0.0),
                     provider_time: Duration::ZERO,
+                    provider_batch: None,
                 },
                 cached: true,
             });
@@ -99,8 +98,7 @@ impl Judge {
         use_cache: bool,
     ) -> Result<ChatStreamAnswer, JudgeError> {
         let key = self.chat_key(route, &req, use_cache);
-        if let Some(hit) = key.as_ref().and_then(|k| self.cache.get(k)) {
-            metrics::counter!(m::CACHE_HITS).increment(1);
+        if let Some(hit) = self.chat_hit(key.as_ref()).await {
             return Ok(ChatStreamAnswer {
                 stream: ChatStream::whole(cached_completion(hit.text)),
                 provider: hit.provider,
@@ -162,6 +160,11 @@ impl Judge {
             cached: false,
             pricing: Some(d.pricing),
         })
+    }
+
+    /// The cached answer under `key`, when there is a key and an answer.
+    async fn chat_hit(&self, key: Option<&[u8; 32]>) -> Option<CachedAnswer> {
+        self.cache.get(key?).await
     }
 
     /// The cache key of a chat request, when it may be answered from the cache.

@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::chat::{ChatRequest, GradingTask, ImageRef, Part, ResponseFormat, TokenLogprob, Usage};
 use crate::config::{ConfidenceMode, JudgeSettings, PanelSettings, RouteOptions};
 use crate::metrics as m;
+use crate::pool::cost::Estimate;
 use crate::pool::{Attempt, Pool, RouteFailed};
 use cache::{CachedAnswer, VerdictCache};
 pub use confidence::ConfidenceSource;
@@ -122,6 +123,10 @@ pub struct Judgment {
     /// For a panel: every judge's verdict and the panel's agreement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub panel: Option<Box<PanelReport>>,
+    /// Jobs with `provider_batch`: the id of the provider batch that answered (at the batch
+    /// price); absent for an online answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_batch: Option<String>,
 }
 
 /// A scale judgment.
@@ -212,6 +217,8 @@ struct Asked {
     cache_key: Option<[u8; 32]>,
     /// The answer's tokens with their alternatives, when asked for and returned.
     logprobs: Option<Vec<TokenLogprob>>,
+    /// The provider batch that answered.
+    provider_batch: Option<String>,
 }
 
 /// What a judgment's parse gave, for [`Judge::finish`].
@@ -268,8 +275,14 @@ pub struct Judge {
 
 impl Judge {
     pub fn new(pool: Arc<Pool>, cfg: JudgeSettings) -> Self {
+        let cache = VerdictCache::new(cfg.cache_entries, 256 << 20);
+        Self::with_cache(pool, cfg, cache)
+    }
+
+    /// A judge with the verdict cache given (its tiers built by the caller).
+    pub fn with_cache(pool: Arc<Pool>, cfg: JudgeSettings, cache: VerdictCache) -> Self {
         Self {
-            cache: VerdictCache::new(cfg.cache_entries),
+            cache,
             pool,
             cfg,
             verdicts: VerdictCounters::default(),
@@ -380,23 +393,7 @@ impl Judge {
                 return Ok(j);
             }
         }
-        let rendered = match &item.prompt {
-            Some(t) => prompts::render_custom(
-                t,
-                &[
-                    ("question", &item.question),
-                    ("answer", &item.answer),
-                    ("prediction", &item.prediction),
-                ],
-            ),
-            None => prompts::binary(
-                &item.question,
-                &item.answer,
-                &item.prediction,
-                item.output_format.into(),
-                self.shape(route),
-            ),
-        };
+        let rendered = render_binary(item, self.shape(route));
         let grading = GradingTask::Binary {
             question: item.question.clone(),
             reference: item.answer.clone(),
@@ -456,26 +453,7 @@ impl Judge {
         item: &ScoreItem,
     ) -> Result<ScoreJudgment, JudgeError> {
         let started = Instant::now();
-        let rendered = match &item.prompt {
-            Some(t) => prompts::render_custom(
-                t,
-                &[
-                    ("question", &item.question),
-                    ("answer", item.answer.as_deref().unwrap_or("")),
-                    ("prediction", &item.prediction),
-                    ("rubric", item.rubric.as_deref().unwrap_or("")),
-                ],
-            ),
-            None => prompts::score(
-                &item.question,
-                item.answer.as_deref(),
-                &item.prediction,
-                item.rubric.as_deref(),
-                item.min,
-                item.max,
-                self.shape(route),
-            ),
-        };
+        let rendered = render_score(item, self.shape(route));
         let grading = GradingTask::Score {
             question: item.question.clone(),
             reference: item.answer.clone(),
@@ -627,24 +605,7 @@ impl Judge {
         } else {
             (&item.response_a, &item.response_b)
         };
-        let rendered = match &item.prompt {
-            Some(t) => prompts::render_custom(
-                t,
-                &[
-                    ("question", &item.question),
-                    ("answer", item.answer.as_deref().unwrap_or("")),
-                    ("response_a", a),
-                    ("response_b", b),
-                ],
-            ),
-            None => prompts::compare(
-                &item.question,
-                item.answer.as_deref(),
-                a,
-                b,
-                self.shape(route),
-            ),
-        };
+        let rendered = render_compare(item, a, b, self.shape(route));
         let grading = GradingTask::Compare {
             question: item.question.clone(),
             reference: item.answer.clone(),
@@ -663,6 +624,59 @@ impl Judge {
             .await?;
         let parsed = unscored_first(&asked).map_or_else(|| parse::parse_pairwise(&asked.text), Err);
         Ok((asked, parsed, rendered))
+    }
+
+    /// The most judging a binary item along `route` may cost, before anything is sent.
+    pub fn estimate_binary(&self, route: &str, item: &BinaryItem) -> Estimate {
+        self.estimate(
+            route,
+            &render_binary(item, self.shape(route)),
+            item.images.len(),
+            &item.options,
+            1,
+        )
+    }
+
+    /// The most judging a score item along `route` may cost, before anything is sent.
+    pub fn estimate_score(&self, route: &str, item: &ScoreItem) -> Estimate {
+        self.estimate(
+            route,
+            &render_score(item, self.shape(route)),
+            item.images.len(),
+            &item.options,
+            1,
+        )
+    }
+
+    /// The most judging a pairwise item along `route` may cost (both orders with `swap`).
+    pub fn estimate_compare(&self, route: &str, item: &CompareItem) -> Estimate {
+        let rendered = render_compare(item, &item.response_a, &item.response_b, self.shape(route));
+        let calls = if item.swap { 2 } else { 1 };
+        self.estimate(route, &rendered, item.images.len(), &item.options, calls)
+    }
+
+    /// `calls` calls of a rendered prompt: its prompt estimate and whole completion budget
+    /// each, at the dearest step of the route. The rules pre-check and the verdict cache may
+    /// make the item free; the estimate does not count on it.
+    fn estimate(
+        &self,
+        route: &str,
+        rendered: &Rendered,
+        images: usize,
+        options: &Options,
+        calls: u32,
+    ) -> Estimate {
+        let max_tokens = options.max_tokens.unwrap_or(self.cfg.max_tokens);
+        let text = rendered.system.as_deref().map_or(0, str::len) + rendered.user.len();
+        let one = self.pool.estimate(
+            route,
+            ChatRequest::prompt_tokens_of(text, images),
+            max_tokens,
+        );
+        Estimate {
+            cost_usd: one.cost_usd.map(|c| c * f64::from(calls)),
+            tokens: one.tokens * u64::from(calls),
+        }
     }
 
     fn route_is_rules(&self, route: &str) -> bool {
@@ -708,6 +722,7 @@ impl Judge {
             p_correct: None,
             parser: Some("json"),
             panel: None,
+            provider_batch: None,
         })
     }
 
@@ -728,6 +743,7 @@ impl Judge {
         let cache_key = cacheable.then(|| {
             let mut parts: Vec<&str> = vec![
                 route,
+                parse::PARSER_VERSION,
                 &rendered.version,
                 rendered.system.as_deref().unwrap_or(""),
                 &rendered.user,
@@ -740,8 +756,11 @@ impl Judge {
             parts.extend(images.iter().map(String::as_str));
             VerdictCache::key(&parts)
         });
-        if let Some(hit) = cache_key.as_ref().and_then(|k| self.cache.get(k)) {
-            metrics::counter!(m::CACHE_HITS).increment(1);
+        let hit = match &cache_key {
+            Some(k) => self.cache.get(k).await,
+            None => None,
+        };
+        if let Some(hit) = hit {
             return Ok(Asked {
                 text: hit.text,
                 refusal: None,
@@ -756,6 +775,7 @@ impl Judge {
                 provider_time: Duration::ZERO,
                 cache_key: None,
                 logprobs: hit.logprobs,
+                provider_batch: None,
             });
         }
         let mut user = Vec::with_capacity(1 + images.len());
@@ -768,6 +788,10 @@ impl Judge {
         let req = ChatRequest {
             temperature: Some(temperature),
             max_tokens: Some(max_tokens),
+            // Built-in templates put their fixed instructions (and a score rubric, shared by a
+            // batch) in the system prompt and the item in the user message: the system prompt
+            // is the prefix a provider's prompt cache can reuse. Client templates have none.
+            cache_system: rendered.system.is_some(),
             // Only a rules step reads the raw fields; other routes do not carry them along.
             grading: self.pool.route_uses_rules(route).then_some(grading),
             response_format: rendered
@@ -782,7 +806,7 @@ impl Judge {
         };
         let d = self
             .pool
-            .complete(route, req)
+            .dispatch(route, req)
             .await
             .map_err(|f| JudgeError::from_route(route, f))?;
         Ok(Asked {
@@ -799,6 +823,7 @@ impl Judge {
             provider_time: d.provider_time,
             cache_key,
             logprobs: d.completion.logprobs,
+            provider_batch: d.provider_batch,
         })
     }
 
@@ -848,6 +873,7 @@ impl Judge {
             p_correct: None,
             parser: r.parser,
             panel: None,
+            provider_batch: asked.provider_batch,
         }
     }
 }
@@ -880,6 +906,67 @@ fn winner_fields(w: Winner) -> (Option<&'static str>, [Option<f64>; 2]) {
         Winner::A => (Some("a"), [Some(1.0), Some(0.0)]),
         Winner::B => (Some("b"), [Some(0.0), Some(1.0)]),
         Winner::Tie => (Some("tie"), [Some(0.5), Some(0.5)]),
+    }
+}
+
+/// A binary item's prompt: its own template, or the built-in grader.
+fn render_binary(item: &BinaryItem, shape: Shape) -> Rendered {
+    match &item.prompt {
+        Some(t) => prompts::render_custom(
+            t,
+            &[
+                ("question", &item.question),
+                ("answer", &item.answer),
+                ("prediction", &item.prediction),
+            ],
+        ),
+        None => prompts::binary(
+            &item.question,
+            &item.answer,
+            &item.prediction,
+            item.output_format.into(),
+            shape,
+        ),
+    }
+}
+
+/// A score item's prompt: its own template, or the built-in grader.
+fn render_score(item: &ScoreItem, shape: Shape) -> Rendered {
+    match &item.prompt {
+        Some(t) => prompts::render_custom(
+            t,
+            &[
+                ("question", &item.question),
+                ("answer", item.answer.as_deref().unwrap_or("")),
+                ("prediction", &item.prediction),
+                ("rubric", item.rubric.as_deref().unwrap_or("")),
+            ],
+        ),
+        None => prompts::score(
+            &item.question,
+            item.answer.as_deref(),
+            &item.prediction,
+            item.rubric.as_deref(),
+            item.min,
+            item.max,
+            shape,
+        ),
+    }
+}
+
+/// A pairwise item's prompt with `a` and `b` in that order.
+fn render_compare(item: &CompareItem, a: &str, b: &str, shape: Shape) -> Rendered {
+    match &item.prompt {
+        Some(t) => prompts::render_custom(
+            t,
+            &[
+                ("question", &item.question),
+                ("answer", item.answer.as_deref().unwrap_or("")),
+                ("response_a", a),
+                ("response_b", b),
+            ],
+        ),
+        None => prompts::compare(&item.question, item.answer.as_deref(), a, b, shape),
     }
 }
 
@@ -920,6 +1007,7 @@ fn merge(mut a: Asked, b: Asked) -> Asked {
     a.cached &= b.cached;
     a.provider_time += b.provider_time;
     a.cache_key = None;
+    a.provider_batch = a.provider_batch.or(b.provider_batch);
     a
 }
 

@@ -500,6 +500,7 @@ impl super::Judge {
                 agreement: agreement.map(crate::stats::round6),
                 judges,
             })),
+            provider_batch: None,
         };
         (outcome, judgment)
     }

@@ -35,6 +35,10 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::{Map, Value};
 
+/// The version of these parsers, part of every verdict cache key: change it whenever a change
+/// here could read a stored answer differently, so that cached verdicts are judged afresh.
+pub const PARSER_VERSION: &str = "parse-v1";
+
 /// Why a reply produced no grade. The labels are bounded, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnscoredReason {

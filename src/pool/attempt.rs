@@ -43,6 +43,10 @@ pub struct ModelMetrics {
     pub ok: metrics::Counter,
     pub prompt_tokens: metrics::Counter,
     pub completion_tokens: metrics::Counter,
+    /// Input tokens read from the provider's prompt cache (part of `prompt_tokens`).
+    pub cached_prompt_tokens: metrics::Counter,
+    /// Input tokens written to the provider's prompt cache (part of `prompt_tokens`).
+    pub cache_write_tokens: metrics::Counter,
 }
 
 impl SlotMetrics {
@@ -117,7 +121,9 @@ impl ModelMetrics {
             duration: metrics::histogram!(m::PROVIDER_DURATION, "provider" => p.clone(), "model" => md.clone()),
             ok: metrics::counter!(m::PROVIDER_REQUESTS, "provider" => p.clone(), "model" => md.clone(), "outcome" => "ok"),
             prompt_tokens: metrics::counter!(m::TOKENS, "provider" => p.clone(), "model" => md.clone(), "type" => "prompt"),
-            completion_tokens: metrics::counter!(m::TOKENS, "provider" => p, "model" => md, "type" => "completion"),
+            completion_tokens: metrics::counter!(m::TOKENS, "provider" => p.clone(), "model" => md.clone(), "type" => "completion"),
+            cached_prompt_tokens: metrics::counter!(m::TOKENS, "provider" => p.clone(), "model" => md.clone(), "type" => "cached_prompt"),
+            cache_write_tokens: metrics::counter!(m::TOKENS, "provider" => p, "model" => md, "type" => "cache_write"),
         }
     }
 }

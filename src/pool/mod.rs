@@ -28,7 +28,7 @@ use tower::ServiceExt;
 use tower::retry::budget::TpsBudget;
 
 use crate::chat::{ChatRequest, ChatStream, Completion, Grader, ProviderError, Usage};
-use crate::config::{ProviderKind, Settings};
+use crate::config::{ProviderKind, ProviderSettings, Settings};
 use crate::metrics as m;
 use crate::providers;
 use attempt::SlotMetrics;
@@ -51,6 +51,8 @@ pub struct ProviderSlot {
     max_in_flight: usize,
     deadline: Duration,
     metrics: Arc<SlotMetrics>,
+    /// The provider's batch API, where it has one.
+    batch: Option<providers::batch::BatchClient>,
 }
 
 /// One step of a route.
@@ -87,6 +89,24 @@ pub struct Delivered {
     pub cost_usd: Option<f64>,
     /// Time spent waiting on providers (attempts and backoff), for the overhead metric.
     pub provider_time: Duration,
+    /// The provider batch that answered, when the call went through one (its id).
+    pub provider_batch: Option<String>,
+}
+
+/// Another way to deliver a route's calls than [`Pool::complete`]: a job's calls that go as
+/// provider batches. It is set for one task (an item being judged) with [`Pool::delivering`];
+/// [`Pool::dispatch`] then hands it every call that task makes.
+pub trait Deliver: Send + Sync {
+    fn deliver<'a>(
+        &'a self,
+        pool: &'a Pool,
+        route: &'a str,
+        req: ChatRequest,
+    ) -> futures::future::BoxFuture<'a, Result<Delivered, RouteFailed>>;
+}
+
+tokio::task_local! {
+    static DELIVERY: Arc<dyn Deliver>;
 }
 
 /// Every step of the route failed.
@@ -137,6 +157,16 @@ impl Pool {
     /// Builds every provider's client and stack from the settings; `grader` answers for the
     /// `rules` provider.
     pub fn from_settings(s: &Settings, grader: Arc<dyn Grader>) -> anyhow::Result<Pool> {
+        Self::with_limiters(s, grader, &|p| Arc::new(local_limiter(p)))
+    }
+
+    /// [`Pool::from_settings`], with each provider's limiter made by `limiter` (a limiter
+    /// shared by several replicas, say).
+    pub fn with_limiters(
+        s: &Settings,
+        grader: Arc<dyn Grader>,
+        limiter: &dyn Fn(&ProviderSettings) -> Arc<dyn Limiter>,
+    ) -> anyhow::Result<Pool> {
         let budget = Arc::new(TpsBudget::new(
             Duration::from_secs(10),
             s.retry.budget_min_per_s,
@@ -163,13 +193,10 @@ impl Pool {
                 window: Duration::from_secs(10),
                 min_calls: 20,
             }));
-            let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new(
-                p.requests_per_minute.map(u64::from),
-                p.tokens_per_minute,
-                p.rate_window,
-            ));
+            let limiter = limiter(p);
             let semaphore = Arc::new(Semaphore::new(p.max_in_flight));
             let has_credentials = adapter.has_credentials;
+            let batch = adapter.batch.clone();
             let parts = StackParts {
                 name: name.as_str().into(),
                 local: adapter.kind == "rules",
@@ -204,6 +231,7 @@ impl Pool {
                     max_in_flight: p.max_in_flight,
                     deadline: p.deadline,
                     metrics,
+                    batch,
                 }),
             );
         }
@@ -301,6 +329,87 @@ impl Pool {
         })
     }
 
+    /// The steps of the route that may be called and have no price: a budget in dollars cannot
+    /// cover them. Rules steps are free; steps without credentials are skipped, never called.
+    pub fn unpriced_steps(&self, route: &str) -> Vec<Step> {
+        let Ok(steps) = self.steps(route) else {
+            return Vec::new();
+        };
+        steps
+            .iter()
+            .filter(|st| {
+                self.slots.get(&st.provider).is_some_and(|s| {
+                    s.kind != ProviderKind::Rules
+                        && s.has_credentials
+                        && s.metrics.price(&st.model).is_none()
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The most one call along the route may cost before it is made: `prompt_tokens` (an
+    /// estimate) and the whole `max_tokens` at the dearest step that may answer (fallback may
+    /// reach any of them). `None` when one of those steps has no price.
+    pub fn estimate(&self, route: &str, prompt_tokens: u64, max_tokens: u32) -> cost::Estimate {
+        let tokens = prompt_tokens + u64::from(max_tokens);
+        let mut dearest = Some(0.0_f64);
+        for st in self
+            .steps(route)
+            .map(|s| s.into_owned())
+            .unwrap_or_default()
+        {
+            let Some(slot) = self.slots.get(&st.provider) else {
+                continue;
+            };
+            if slot.kind == ProviderKind::Rules || !slot.has_credentials {
+                continue;
+            }
+            let step_cost = slot.metrics.price(&st.model).map(|p| {
+                cost::estimate_usd(
+                    &p,
+                    prompt_tokens,
+                    u64::from(max_tokens),
+                    cost::Channel::Online,
+                )
+            });
+            dearest = match (dearest, step_cost) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        cost::Estimate {
+            cost_usd: dearest,
+            tokens,
+        }
+    }
+
+    /// The batch API of `provider`, when it has one and a key to call it with.
+    pub fn batch_client(&self, provider: &str) -> Option<&providers::batch::BatchClient> {
+        self.slots
+            .get(provider)
+            .filter(|s| s.has_credentials)
+            .and_then(|s| s.batch.as_ref())
+    }
+
+    /// What `usage` of `provider:model` cost through `channel` (the rules judge is free);
+    /// `None` when the model has no price.
+    pub fn cost(
+        &self,
+        provider: &str,
+        model: &str,
+        usage: &crate::chat::Usage,
+        channel: cost::Channel,
+    ) -> Option<f64> {
+        let slot = self.slots.get(provider)?;
+        if slot.kind == ProviderKind::Rules {
+            return Some(0.0);
+        }
+        slot.metrics
+            .price(model)
+            .map(|p| cost::usd(&p, usage, channel))
+    }
+
     pub fn route_names(&self) -> impl Iterator<Item = &str> {
         self.routes.keys().map(String::as_str)
     }
@@ -338,7 +447,7 @@ impl Pool {
     /// Sends `req` along the route: each step with its own model, until one answers.
     pub async fn complete(&self, route: &str, req: ChatRequest) -> Result<Delivered, RouteFailed> {
         let a = self.deliver(route, req, |s| &s.stack).await?;
-        let cost = cost::of(&a.slot, &a.model, &a.reply);
+        let cost = cost::of(&a.slot, &a.model, &a.reply, cost::Channel::Online);
         cost::record(&a.slot, &a.model, &a.reply, cost);
         Ok(Delivered {
             completion: a.reply,
@@ -348,7 +457,70 @@ impl Pool {
             fallback: a.fallback,
             cost_usd: cost,
             provider_time: a.provider_time,
+            provider_batch: None,
         })
+    }
+
+    /// Runs `f` with every call it makes through [`Pool::dispatch`] handed to `d`.
+    pub async fn delivering<F: std::future::Future>(d: Arc<dyn Deliver>, f: F) -> F::Output {
+        DELIVERY.scope(d, f).await
+    }
+
+    /// Sends `req` along the route: through the delivery set for this task, if any (see
+    /// [`Pool::delivering`]), else as [`Pool::complete`] does.
+    pub async fn dispatch(&self, route: &str, req: ChatRequest) -> Result<Delivered, RouteFailed> {
+        match DELIVERY.try_with(Arc::clone) {
+            Ok(d) => d.deliver(self, route, req).await,
+            Err(_) => self.complete(route, req).await,
+        }
+    }
+
+    /// The first step of `route`: where a provider batch of its calls goes.
+    pub fn first_step(&self, route: &str) -> Option<Step> {
+        self.steps(route).ok()?.first().cloned()
+    }
+
+    /// A completion a provider batch of `provider` gave for `model`: priced at the batch
+    /// price, counted in the token and cost metrics like an online answer.
+    pub fn batch_delivered(
+        &self,
+        provider: &str,
+        model: &str,
+        completion: Completion,
+        batch_id: &str,
+        waited: Duration,
+    ) -> Delivered {
+        let cost = self.slots.get(provider).and_then(|slot| {
+            let c = cost::of(slot, model, &completion, cost::Channel::ProviderBatch);
+            cost::record(slot, model, &completion, c);
+            c
+        });
+        Delivered {
+            completion,
+            provider: provider.to_string(),
+            model: model.to_string(),
+            attempts: vec![Attempt {
+                provider: provider.to_string(),
+                model: model.to_string(),
+                outcome: "ok",
+                status: None,
+                error: None,
+                latency_ms: (waited.as_secs_f64() * 1000.0).round(),
+            }],
+            fallback: false,
+            cost_usd: cost,
+            provider_time: waited,
+            provider_batch: Some(batch_id.to_string()),
+        }
+    }
+
+    /// The share a provider batch takes off the price of `provider:model` (`None`: no price).
+    pub fn batch_discount(&self, provider: &str, model: &str) -> Option<f64> {
+        let slot = self.slots.get(provider)?;
+        if slot.kind == ProviderKind::Rules {
+            return Some(0.0);
+        }
+        slot.metrics.price(model).map(|p| p.batch_discount())
     }
 
     /// Sends `req` along the route for a streamed answer. Fallback and retries apply until a
@@ -374,7 +546,7 @@ impl Pool {
                     usage,
                     ..Completion::default()
                 };
-                let cost = cost::of(&counted.slot, &counted.model, &c);
+                let cost = cost::of(&counted.slot, &counted.model, &c, cost::Channel::Online);
                 cost::record(&counted.slot, &counted.model, &c, cost);
             }
         });
@@ -480,6 +652,24 @@ impl Pool {
     }
 }
 
+/// The in-process limiter of a provider: its limits and those of its models.
+pub fn local_limiter(p: &ProviderSettings) -> LocalLimiter {
+    p.model_limits.iter().fold(
+        LocalLimiter::new(
+            p.requests_per_minute.map(u64::from),
+            p.tokens_per_minute,
+            p.rate_window,
+        ),
+        |l, (model, m)| {
+            l.with_model(
+                model,
+                m.requests_per_minute.map(u64::from),
+                m.tokens_per_minute,
+            )
+        },
+    )
+}
+
 /// What a step that answered gave back, before the kind of answer is accounted for.
 struct Answered<R> {
     reply: R,
@@ -520,6 +710,7 @@ impl Pricing {
                 usage,
                 ..Completion::default()
             },
+            cost::Channel::Online,
         )
     }
 }

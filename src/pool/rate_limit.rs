@@ -37,6 +37,9 @@ impl std::error::Error for NoPermit {}
 pub struct Reservation {
     /// Tokens reserved (the estimate, capped at the window's limit).
     pub tokens: u64,
+    /// Which grant this is, for a limiter that must find it again to settle it (a shared
+    /// one); 0 for a grant of the in-process limiter.
+    pub id: u64,
 }
 
 /// A provider's request and token limits.
@@ -50,8 +53,9 @@ pub trait Limiter: Send + Sync + 'static {
         until: tokio::time::Instant,
     ) -> BoxFuture<'a, Result<Reservation, NoPermit>>;
 
-    /// Settles a reservation: `Some(used)` with the tokens the call really used, `None` when
-    /// the call was never sent (the request and its tokens are given back).
+    /// Settles a reservation once the call is over: `Some(used)` with the tokens it really used
+    /// (its estimate when it failed: the provider may have counted it), `None` when it was
+    /// never sent (the request and its tokens are given back). Every grant is settled once.
     fn settle(&self, model: &str, reservation: Reservation, used: Option<u64>);
 
     /// The configured requests and tokens per window, for `/v1/providers`.
@@ -165,10 +169,13 @@ impl SlidingWindow {
     }
 }
 
-/// The in-process limiter: sliding-window logs of requests and tokens.
+/// The in-process limiter: sliding-window logs of requests and tokens, for the provider and for
+/// each model that has limits of its own.
 pub struct LocalLimiter {
     requests: Option<SlidingWindow>,
     tokens: Option<SlidingWindow>,
+    models: std::collections::HashMap<String, LocalLimiter>,
+    window: Duration,
 }
 
 impl LocalLimiter {
@@ -176,11 +183,31 @@ impl LocalLimiter {
         LocalLimiter {
             requests: rpm.map(|r| SlidingWindow::new(r, window)),
             tokens: tpm.map(|t| SlidingWindow::new(t, window)),
+            models: Default::default(),
+            window,
         }
     }
 
+    /// Adds the limits of one model (on top of the provider's), in the same window.
+    pub fn with_model(mut self, model: &str, rpm: Option<u64>, tpm: Option<u64>) -> Self {
+        self.models
+            .insert(model.to_string(), LocalLimiter::new(rpm, tpm, self.window));
+        self
+    }
+
     /// Takes one request and `tokens` now, or says how long to wait before asking again.
-    fn try_reserve(&self, tokens: u64) -> Result<Reservation, Duration> {
+    fn try_reserve(&self, model: &str, tokens: u64) -> Result<Reservation, Duration> {
+        let granted = self.try_reserve_own(tokens)?;
+        if let Some(m) = self.models.get(model)
+            && let Err(wait) = m.try_reserve_own(tokens)
+        {
+            self.give_back(granted.tokens);
+            return Err(wait);
+        }
+        Ok(granted)
+    }
+
+    fn try_reserve_own(&self, tokens: u64) -> Result<Reservation, Duration> {
         if let Some(r) = &self.requests {
             r.try_take(1)?;
         }
@@ -195,20 +222,45 @@ impl LocalLimiter {
         }
         Ok(Reservation {
             tokens: tokens.min(self.tokens.as_ref().map_or(u64::MAX, |t| t.limit())),
+            id: 0,
         })
+    }
+
+    /// Gives back a request and `tokens` (a call never sent).
+    fn give_back(&self, tokens: u64) {
+        if let Some(r) = &self.requests {
+            r.adjust(-1);
+        }
+        if let Some(t) = &self.tokens {
+            t.adjust(-(tokens.min(t.limit()) as i64));
+        }
+    }
+
+    fn correct(&self, estimate: u64, used: u64) {
+        if let Some(t) = &self.tokens {
+            t.adjust(used as i64 - estimate.min(t.limit()) as i64);
+        }
+    }
+
+    /// Requests and tokens used in the provider's current window.
+    pub fn used(&self) -> (Option<u64>, Option<u64>) {
+        (
+            self.requests.as_ref().map(SlidingWindow::used),
+            self.tokens.as_ref().map(SlidingWindow::used),
+        )
     }
 }
 
 impl Limiter for LocalLimiter {
     fn reserve<'a>(
         &'a self,
-        _model: &'a str,
+        model: &'a str,
         tokens: u64,
         until: tokio::time::Instant,
     ) -> BoxFuture<'a, Result<Reservation, NoPermit>> {
         async move {
             loop {
-                match self.try_reserve(tokens) {
+                match self.try_reserve(model, tokens) {
                     Ok(r) => return Ok(r),
                     Err(wait) => {
                         let at = tokio::time::Instant::now() + wait;
@@ -223,19 +275,19 @@ impl Limiter for LocalLimiter {
         .boxed()
     }
 
-    fn settle(&self, _model: &str, reservation: Reservation, used: Option<u64>) {
+    fn settle(&self, model: &str, reservation: Reservation, used: Option<u64>) {
+        let model = self.models.get(model);
         match used {
             Some(used) => {
-                if let Some(t) = &self.tokens {
-                    t.adjust(used as i64 - reservation.tokens as i64);
+                self.correct(reservation.tokens, used);
+                if let Some(m) = model {
+                    m.correct(reservation.tokens, used);
                 }
             }
             None => {
-                if let Some(r) = &self.requests {
-                    r.adjust(-1);
-                }
-                if let Some(t) = &self.tokens {
-                    t.adjust(-(reservation.tokens as i64));
+                self.give_back(reservation.tokens);
+                if let Some(m) = model {
+                    m.give_back(reservation.tokens);
                 }
             }
         }
@@ -321,15 +373,23 @@ where
             let model = call.chat.model.clone();
             // The rate grant first: a call waiting on its window holds no concurrency slot.
             let reservation = limiter.reserve(&model, call.estimate, until).await?;
+            // Settled exactly once: below, or (a call dropped mid-way, by a timeout or a
+            // cancel) as sent at its estimate.
+            let grant = Grant {
+                limiter,
+                model,
+                reservation,
+                settled: false,
+            };
             let mut inner = inner;
             let ready = match tokio::time::timeout_at(until, inner.ready()).await {
                 Ok(Ok(svc)) => svc,
                 Ok(Err(e)) => {
-                    limiter.settle(&model, reservation, None);
+                    grant.settle(None);
                     return Err(e.into());
                 }
                 Err(_) => {
-                    limiter.settle(&model, reservation, None);
+                    grant.settle(None);
                     return Err(BoxError::from(NoPermit));
                 }
             };
@@ -337,15 +397,46 @@ where
             let _ = call.admitted.set(tokio::time::Instant::now());
             let in_flight = InFlight::new(&metrics);
             // A failed call keeps its reservation: the provider may have counted it. So does a
-            // stream that broke off or reported no usage.
-            let reply = ready.call(call).await.map_err(Into::into)?;
-            Ok(reply.hold(in_flight).when_done(move |used| {
-                if let Some(u) = used {
-                    limiter.settle(&model, reservation, Some(u.total()));
+            // stream that broke off or reported no usage (the grant is dropped unsettled).
+            let reply = match ready.call(call).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    drop(in_flight);
+                    drop(grant);
+                    return Err(e.into());
                 }
+            };
+            Ok(reply.hold(in_flight).when_done(move |used| match used {
+                Some(u) => grant.settle(Some(u.total())),
+                None => drop(grant),
             }))
         }
         .boxed()
+    }
+}
+
+/// A reservation not settled yet; dropped unsettled, it is settled as sent at its estimate.
+struct Grant {
+    limiter: Arc<dyn Limiter>,
+    model: String,
+    reservation: Reservation,
+    settled: bool,
+}
+
+impl Grant {
+    fn settle(mut self, used: Option<u64>) {
+        self.settled = true;
+        self.limiter.settle(&self.model, self.reservation, used);
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.limiter
+            .settle(&self.model, self.reservation, Some(self.reservation.tokens));
     }
 }
 
@@ -407,6 +498,25 @@ mod tests {
         l.settle("m", r, Some(30));
         assert_eq!(l.tokens.as_ref().unwrap().used(), 30);
         assert_eq!(l.limits(), (Some(1), Some(100)));
+    }
+
+    #[tokio::test]
+    async fn a_model_limit_applies_on_top_of_the_providers_and_only_to_its_model() {
+        let l = LocalLimiter::new(Some(3), None, Duration::from_secs(60)).with_model(
+            "small",
+            Some(1),
+            None,
+        );
+        let soon = || tokio::time::Instant::now() + Duration::from_millis(20);
+        let r = l.reserve("small", 1, soon()).await.unwrap();
+        assert_eq!(l.reserve("small", 1, soon()).await, Err(NoPermit));
+        // The refused model call gave its provider grant back: two more for other models.
+        l.reserve("big", 1, soon()).await.unwrap();
+        l.reserve("big", 1, soon()).await.unwrap();
+        assert_eq!(l.reserve("big", 1, soon()).await, Err(NoPermit));
+        l.settle("small", r, None);
+        assert_eq!(l.used().0, Some(2));
+        l.reserve("small", 1, soon()).await.unwrap();
     }
 
     #[tokio::test]

@@ -39,6 +39,9 @@ pub struct Anthropic {
     url: reqwest::Url,
     /// `x-api-key` and `anthropic-version`, when a key is configured.
     headers: Option<HeaderMap>,
+    /// Whether a request's [`ChatRequest::cache_system`] is honoured (the provider's
+    /// `prompt_cache` setting).
+    prompt_cache: bool,
 }
 
 impl Anthropic {
@@ -56,11 +59,29 @@ impl Anthropic {
                     )
                 })
                 .transpose()?,
+            prompt_cache: true,
         })
+    }
+
+    /// With `false`, no request is marked for the prompt cache, whatever it asks.
+    pub fn with_prompt_cache(mut self, on: bool) -> Self {
+        self.prompt_cache = on;
+        self
     }
 
     pub fn url(&self) -> &str {
         self.url.as_str()
+    }
+
+    /// The base URL the Messages API hangs off (`…/v1/messages`), for the batch API beside it.
+    pub fn messages_url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
+    /// The Messages request body for `req`: exactly what [`WireFormat::encode`] sends, for a
+    /// request sent inside a Message Batch.
+    pub fn body(&self, req: &ChatRequest) -> Result<Vec<u8>, ProviderError> {
+        json_body(&wire_request(req, self.prompt_cache)?)
     }
 }
 
@@ -76,7 +97,7 @@ impl WireFormat for Anthropic {
     fn encode(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError> {
         Ok(Outgoing {
             url: self.url.clone(),
-            body: json_body(&wire_request(req)?)?,
+            body: self.body(req)?,
         })
     }
 
@@ -94,7 +115,7 @@ impl WireFormat for Anthropic {
 
 impl StreamFormat for Anthropic {
     fn encode_stream(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError> {
-        let mut body = wire_request(req)?;
+        let mut body = wire_request(req, self.prompt_cache)?;
         body.stream = Some(true);
         Ok(Outgoing {
             url: self.url.clone(),
@@ -350,7 +371,7 @@ fn blocks(parts: &[Part]) -> Result<Vec<WireBlock<'_>>, ProviderError> {
     Ok(content)
 }
 
-fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
+fn wire_request(req: &ChatRequest, prompt_cache: bool) -> Result<WireRequest<'_>, ProviderError> {
     let messages = req
         .messages
         .iter()
@@ -364,7 +385,7 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
     let system = req.system.as_ref().filter(|s| !s.is_empty()).map(|s| {
         // About four bytes a token, as the pool's own estimate.
         let long_enough = (s.len() as u64).div_ceil(4) >= min_cached_tokens(&req.model);
-        if req.cache_system && long_enough {
+        if prompt_cache && req.cache_system && long_enough {
             WireSystem::Cached([WireCachedText {
                 kind: "text",
                 text: s,
@@ -488,12 +509,12 @@ mod tests {
         r.system = None;
         r.max_tokens = None;
         r.temperature = Some(1.7);
-        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&r, true).unwrap()).unwrap();
         assert!(v.get("system").is_none());
         assert_eq!(v["max_tokens"], DEFAULT_MAX_TOKENS);
         assert_eq!(v["temperature"], 1.0);
         r.temperature = None;
-        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&r, true).unwrap()).unwrap();
         assert!(v.get("temperature").is_none());
     }
 
@@ -508,7 +529,7 @@ mod tests {
             url: "https://example.com/a.jpg".into(),
         }));
         parts.push(Part::Text(String::new()));
-        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&r, true).unwrap()).unwrap();
         assert_eq!(
             v["messages"][0]["content"],
             json!([
@@ -521,7 +542,7 @@ mod tests {
             url: "file:///etc/passwd".into(),
         }));
         assert!(matches!(
-            wire_request(&r),
+            wire_request(&r, true),
             Err(ProviderError::Unsupported(_))
         ));
     }
@@ -553,24 +574,26 @@ mod tests {
     fn a_long_system_prompt_is_marked_for_the_cache_and_a_short_one_is_not() {
         let mut r = request();
         r.cache_system = true;
-        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&r, true).unwrap()).unwrap();
         assert_eq!(
             v["system"], "You are a strict grader.",
             "too short to cache"
         );
         r.system = Some("rubric ".repeat(700).into());
-        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&r, true).unwrap()).unwrap();
         assert_eq!(
             v["system"][0]["cache_control"],
             json!({"type": "ephemeral"})
         );
         assert_eq!(v["system"][0]["type"], "text");
         r.model = "claude-3-5-haiku-latest".into();
-        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&r, true).unwrap()).unwrap();
         assert!(v["system"].is_string(), "Haiku needs 2,048 tokens: {v}");
-        r.cache_system = false;
         r.model = "claude-sonnet-4-5".into();
-        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        let off = serde_json::to_value(wire_request(&r, false).unwrap()).unwrap();
+        assert!(off["system"].is_string(), "prompt_cache = false: {off}");
+        r.cache_system = false;
+        let v = serde_json::to_value(wire_request(&r, true).unwrap()).unwrap();
         assert!(v["system"].is_string());
     }
 
@@ -583,7 +606,7 @@ mod tests {
             schema: json!({"type": "object", "properties": {"verdict": {"type": "string"}}}),
             strict: true,
         });
-        let v = serde_json::to_value(wire_request(&r).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&r, true).unwrap()).unwrap();
         assert_eq!(v["stop_sequences"], json!(["END"]));
         assert_eq!(v["tools"][0]["name"], "verdict");
         assert_eq!(
@@ -597,7 +620,7 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&c.text).unwrap(),
             json!({"verdict": "correct"})
         );
-        let plain = serde_json::to_value(wire_request(&request()).unwrap()).unwrap();
+        let plain = serde_json::to_value(wire_request(&request(), true).unwrap()).unwrap();
         for k in ["stop_sequences", "tools", "tool_choice"] {
             assert!(plain.get(k).is_none(), "{k}");
         }

@@ -71,6 +71,7 @@ fn adapter<W: WireFormat>(wire: W, key: Option<&str>) -> Adapter {
         has_credentials: http.wire().headers().is_some(),
         stream: tower::util::BoxCloneSyncService::new(super::http::Streamed(http.clone())),
         service: tower::util::BoxCloneSyncService::new(http),
+        batch: None,
     }
 }
 

@@ -167,9 +167,14 @@ impl<W> Clone for HttpAdapter<W> {
 
 impl<W: WireFormat> HttpAdapter<W> {
     pub fn new(client: reqwest::Client, wire: W, secret: Option<String>) -> Self {
+        Self::shared(client, Arc::new(wire), secret)
+    }
+
+    /// An adapter on a wire format shared with another user of it (the provider's batch client).
+    pub fn shared(client: reqwest::Client, wire: Arc<W>, secret: Option<String>) -> Self {
         HttpAdapter {
             client,
-            wire: Arc::new(wire),
+            wire,
             secret: secret.map(Into::into),
         }
     }
@@ -246,7 +251,7 @@ impl<W: WireFormat> tower::Service<Arc<ChatRequest>> for Streamed<W> {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
             if !resp.status().is_success() || !is_events {
-                return wire.decode(answer(resp).await?).map(ChatStream::whole);
+                return wire.decode(read_answer(resp).await?).map(ChatStream::whole);
             }
             let pieces = super::stream::pieces(resp, format.reader());
             super::stream::first_piece(pieces, secret).await
@@ -262,7 +267,7 @@ async fn post(
     out: Outgoing,
     headers: &reqwest::header::HeaderMap,
 ) -> Result<Answer, ProviderError> {
-    answer(send(client, out, headers, false).await?).await
+    read_answer(send(client, out, headers, false).await?).await
 }
 
 /// Sends one JSON `POST` (asking for server-sent events when `events`) and returns the answer's
@@ -283,8 +288,8 @@ async fn send(
     b.body(out.body).send().await.map_err(transport_error)
 }
 
-/// Reads an answer whole.
-async fn answer(resp: reqwest::Response) -> Result<Answer, ProviderError> {
+/// A response read whole (at most [`MAX_ANSWER_BYTES`]), with its status and headers.
+pub(crate) async fn read_answer(resp: reqwest::Response) -> Result<Answer, ProviderError> {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = read_body(resp).await?;
@@ -320,6 +325,10 @@ pub fn transport_error(e: reqwest::Error) -> ProviderError {
     if e.is_timeout() {
         return ProviderError::Timeout;
     }
+    if e.is_connect() && !is_certificate_error(&e) {
+        // Nothing was sent: the request can go again whatever it was.
+        return ProviderError::Connect(format!("{NOT_CONNECTED}: {}", chain(&e)));
+    }
     let text = chain(&e);
     if is_certificate_error(&e) {
         return ProviderError::Tls(format!(
@@ -333,6 +342,9 @@ pub fn transport_error(e: reqwest::Error) -> ProviderError {
         ProviderError::Connect(text)
     }
 }
+
+/// How a [`ProviderError::Connect`] made before anything was sent begins.
+pub const NOT_CONNECTED: &str = "no connection could be made";
 
 /// The error and every cause under it, `a: b: c`, without repeats.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {

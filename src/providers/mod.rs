@@ -12,6 +12,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod batch;
 pub mod cohere;
 pub mod gemini;
 pub mod http;
@@ -141,6 +142,8 @@ pub struct Adapter {
     pub has_credentials: bool,
     pub service: AdapterService,
     pub stream: StreamService,
+    /// The provider's batch API (OpenAI, Azure OpenAI, Anthropic), on the same client.
+    pub batch: Option<batch::BatchClient>,
 }
 
 /// Builds the adapter for one configured provider: its `reqwest::Client` (made once, here) and
@@ -148,21 +151,30 @@ pub struct Adapter {
 pub fn build(p: &ProviderSettings, grader: Arc<dyn Grader>) -> anyhow::Result<Adapter> {
     let key = p.api_key.as_ref().map(|k| k.expose().to_string());
     let key = key.filter(|k| !k.is_empty());
-    macro_rules! http {
-        ($wire:expr) => {{
-            let wire = $wire;
-            let adapter = http::HttpAdapter::new(
-                http::client(&http::ClientOptions::from_settings(p))?,
-                wire,
-                key.clone(),
-            );
-            Adapter {
-                kind: adapter.wire().kind(),
-                has_credentials: adapter.wire().headers().is_some(),
-                stream: BoxCloneSyncService::new(http::Streamed(adapter.clone())),
-                service: BoxCloneSyncService::new(adapter),
-            }
-        }};
+    let client = http::client(&http::ClientOptions::from_settings(p))?;
+    let batch_http = batch::Http {
+        client: client.clone(),
+        secret: key.as_deref().map(Into::into),
+        polling: batch::Polling {
+            first: p.batch_poll,
+            max: p.batch_poll_max,
+            ..batch::Polling::default()
+        },
+    };
+    fn adapter<W: WireFormat>(
+        client: reqwest::Client,
+        wire: Arc<W>,
+        key: Option<String>,
+        batch: Option<batch::BatchClient>,
+    ) -> Adapter {
+        let http = http::HttpAdapter::shared(client, wire, key);
+        Adapter {
+            kind: http.wire().kind(),
+            has_credentials: http.wire().headers().is_some(),
+            stream: BoxCloneSyncService::new(http::Streamed(http.clone())),
+            service: BoxCloneSyncService::new(http),
+            batch,
+        }
     }
     Ok(match p.kind {
         ProviderKind::Rules => {
@@ -175,28 +187,68 @@ pub fn build(p: &ProviderSettings, grader: Arc<dyn Grader>) -> anyhow::Result<Ad
                     ChatStream::whole,
                 )),
                 service: BoxCloneSyncService::new(rules),
+                batch: None,
             }
         }
-        ProviderKind::Openai => http!(openai::OpenAi::new(
-            "openai",
-            &p.base_url,
-            key.as_deref(),
-            &p.headers
-        )?),
-        ProviderKind::Together => http!(openai::OpenAi::new(
-            "together",
-            &p.base_url,
-            key.as_deref(),
-            &p.headers
-        )?),
-        ProviderKind::Azure => http!(azure::Azure::new(
-            &p.base_url,
-            &p.api_version,
-            key.as_deref()
-        )?),
-        ProviderKind::Anthropic => http!(anthropic::Anthropic::new(&p.base_url, key.as_deref())?),
-        ProviderKind::Cohere => http!(cohere::Cohere::new(&p.base_url, key.as_deref())?),
-        ProviderKind::Gemini => http!(gemini::Gemini::new(&p.base_url, key.as_deref())?),
+        ProviderKind::Openai => {
+            let wire = Arc::new(openai::OpenAi::new(
+                "openai",
+                &p.base_url,
+                key.as_deref(),
+                &p.headers,
+            )?);
+            let batches = batch::openai::Batches::openai(
+                batch_http,
+                &p.base_url,
+                wire.headers().cloned(),
+                wire.clone(),
+            );
+            adapter(client, wire, key, Some(batch::BatchClient::OpenAi(batches)))
+        }
+        ProviderKind::Together => {
+            let wire = openai::OpenAi::new("together", &p.base_url, key.as_deref(), &p.headers)?;
+            adapter(client, Arc::new(wire), key, None)
+        }
+        ProviderKind::Azure => {
+            let wire = Arc::new(azure::Azure::new(
+                &p.base_url,
+                &p.api_version,
+                key.as_deref(),
+            )?);
+            let batches = batch::openai::Batches::azure(
+                batch_http,
+                &p.base_url,
+                &p.api_version,
+                wire.headers().cloned(),
+                wire.clone(),
+            );
+            adapter(client, wire, key, Some(batch::BatchClient::OpenAi(batches)))
+        }
+        ProviderKind::Anthropic => {
+            let wire = Arc::new(
+                anthropic::Anthropic::new(&p.base_url, key.as_deref())?
+                    .with_prompt_cache(p.prompt_cache),
+            );
+            let batches = batch::anthropic::Batches::new(batch_http, wire.clone());
+            adapter(
+                client,
+                wire,
+                key,
+                Some(batch::BatchClient::Anthropic(batches)),
+            )
+        }
+        ProviderKind::Cohere => adapter(
+            client,
+            Arc::new(cohere::Cohere::new(&p.base_url, key.as_deref())?),
+            key,
+            None,
+        ),
+        ProviderKind::Gemini => adapter(
+            client,
+            Arc::new(gemini::Gemini::new(&p.base_url, key.as_deref())?),
+            key,
+            None,
+        ),
     })
 }
 

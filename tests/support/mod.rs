@@ -3,13 +3,19 @@
 
 #![allow(dead_code)]
 
+pub mod standin;
+
 use std::net::SocketAddr;
 
 use llm_judge::Application;
 use llm_judge::config::{Settings, Sources};
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -229,14 +235,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `llm-judge serve` as its own process on `port`, with jobs in `data_dir`, judging with the
-/// OpenAI-wire stand-in `provider` and no verdict cache; `configure` may add to the command.
-pub fn serve_process(
-    port: u16,
-    data_dir: &std::path::Path,
-    provider: &MockServer,
-    configure: impl FnOnce(&mut std::process::Command),
-) -> std::process::Child {
+/// `llm-judge serve --listen 127.0.0.1:PORT --data-dir DIR`, with an empty environment and its
+/// output thrown away.
+pub fn serve_command(port: u16, data_dir: &std::path::Path) -> std::process::Command {
     use std::process::{Command, Stdio};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-judge"));
     cmd.args([
@@ -247,11 +248,38 @@ pub fn serve_process(
     ])
     .arg(data_dir)
     .env_clear()
-    .env("OPENAI_API_KEY", "sk-test")
-    .env("OPENAI_API_URL", format!("{}/v1", provider.uri()))
-    .env("LLM_JUDGE__JUDGE__CACHE_ENTRIES", "0")
     .stdout(Stdio::null())
     .stderr(Stdio::null());
+    cmd
+}
+
+/// The most arrivals in any window of `window` length (in any order).
+pub fn busiest_window(arrivals: &[std::time::Instant], window: std::time::Duration) -> usize {
+    let mut sorted = arrivals.to_vec();
+    sorted.sort();
+    let mut best = 0;
+    for (i, start) in sorted.iter().enumerate() {
+        let n = sorted[i..]
+            .iter()
+            .take_while(|t| t.duration_since(*start) < window)
+            .count();
+        best = best.max(n);
+    }
+    best
+}
+
+/// `llm-judge serve` as its own process on `port`, with jobs in `data_dir`, judging with the
+/// OpenAI-wire stand-in `provider` and no verdict cache; `configure` may add to the command.
+pub fn serve_process(
+    port: u16,
+    data_dir: &std::path::Path,
+    provider: &MockServer,
+    configure: impl FnOnce(&mut std::process::Command),
+) -> std::process::Child {
+    let mut cmd = serve_command(port, data_dir);
+    cmd.env("OPENAI_API_KEY", "sk-test")
+        .env("OPENAI_API_URL", format!("{}/v1", provider.uri()))
+        .env("LLM_JUDGE__JUDGE__CACHE_ENTRIES", "0");
     configure(&mut cmd);
     cmd.spawn().unwrap()
 }
@@ -270,4 +298,212 @@ pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
 pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> Value {
     let r = client.post(url).json(body).send().await.unwrap();
     r.json().await.unwrap()
+}
+
+/// A `redis-server` of its own on a free loopback port, with its files in a temporary
+/// directory; stopped (by its pid) when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts one, or returns `None` (after saying why) when `LLM_JUDGE_SKIP_REDIS=1` and there
+    /// is no `redis-server`. Without that variable a missing `redis-server` fails the test:
+    /// CI installs it (`.ci/run`).
+    pub async fn start() -> Option<RedisServer> {
+        let found = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            if std::env::var("LLM_JUDGE_SKIP_REDIS").as_deref() == Ok("1") {
+                eprintln!("skipped: no redis-server on PATH and LLM_JUDGE_SKIP_REDIS=1");
+                return None;
+            }
+            panic!(
+                "redis-server is not installed (apt-get install redis-server; .ci/run does it); \
+                 set LLM_JUDGE_SKIP_REDIS=1 to skip the tests that need it"
+            );
+        }
+        let mut r = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        r.restart().await;
+        Some(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the server (again) on the same port with the same files.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 16];
+                if s.write_all(b"PING\r\n").await.is_ok()
+                    && matches!(s.read(&mut buf).await, Ok(n) if buf[..n].starts_with(b"+PONG"))
+                {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server (SIGKILL: as abrupt as an outage gets).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// One command through redis-cli-free RESP, for inspecting keys: the raw reply.
+    pub async fn command(&self, args: &[&str]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `llm-judge serve` as its own process on `port`, sharing `redis` with the other replicas,
+/// judging with one OpenAI-wire provider `p` at `provider_base` (with `/v1`); `env` adds
+/// variables (LLM_JUDGE__... settings). With `LLM_JUDGE_TEST_LOG_DIR` set, its log goes there.
+pub fn serve_replica(
+    port: u16,
+    data_dir: &std::path::Path,
+    provider_base: &str,
+    redis_url: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let mut cmd = serve_command(port, data_dir);
+    cmd.env("LLM_JUDGE__PROVIDERS__P__KIND", "openai")
+        .env("LLM_JUDGE__PROVIDERS__P__BASE_URL", provider_base)
+        .env("LLM_JUDGE__PROVIDERS__P__API_KEY", "sk-test")
+        .env("LLM_JUDGE__ROUTES__DEFAULT", "p:m")
+        .env("LLM_JUDGE__REDIS__URL", redis_url)
+        .env("LLM_JUDGE__RETRY__BASE_DELAY_MS", "5")
+        .env("LLM_JUDGE__RETRY__MAX_DELAY_MS", "20")
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Ok(path) = std::env::var("LLM_JUDGE_TEST_LOG_DIR") {
+        let f = std::fs::File::create(format!("{path}/replica-{port}.log")).unwrap();
+        cmd.stderr(f);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Waits until `base`/healthz answers (a process just started).
+pub async fn wait_up(client: &reqwest::Client, base: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get_json(client, &format!("{base}/healthz")).await.is_none() {
+        assert!(std::time::Instant::now() < deadline, "{base} did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A Prometheus sample: the sum of `name`'s series whose labels contain `label` ("" for all).
+pub fn metric(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Counts calls per prediction text and answers after `delay`.
+#[derive(Clone)]
+pub struct Counting {
+    pub calls: Arc<Mutex<HashMap<String, usize>>>,
+    pub delay: Duration,
+}
+impl Counting {
+    pub fn new(delay_ms: u64) -> Self {
+        Self {
+            calls: Arc::default(),
+            delay: Duration::from_millis(delay_ms),
+        }
+    }
+}
+/// The prediction a judge request asks about (the text between the candidate's marker lines).
+pub fn prediction_of(req: &Request) -> String {
+    let body: Value = req.body_json().unwrap();
+    let user = body["messages"][1]["content"].as_str().unwrap_or_default();
+    fenced(user, "CANDIDATE").to_string()
+}
+
+impl Respond for Counting {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let key = prediction_of(req);
+        let n: u64 = key.trim_start_matches("item-").parse().unwrap_or(0);
+        *self.calls.lock().unwrap().entry(key).or_default() += 1;
+        ResponseTemplate::new(200)
+            .set_body_json(openai_answer(if n % 4 == 0 {
+                "Verdict: 0"
+            } else {
+                "Verdict: 1"
+            }))
+            .set_delay(self.delay)
+    }
+}
+
+pub fn items(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"question":"q","answer":"a","prediction":format!("item-{i}")}))
+        .collect()
+}
+
+/// The JSON lines of an NDJSON body.
+pub fn ndjson(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

@@ -100,6 +100,15 @@ PROMPT CACHE
                       marker. Online and batch calls share the cache; POST /stats/reset empties
                       it.
 
+RATE LIMIT
+  --limit-requests N  a provider's limit: a chat call arriving when N calls have already arrived
+                      in the last --window-ms (default 1000) milliseconds is answered 429 (with
+                      retry-after, as --fail-429); refused calls count towards the window, as
+                      providers count them. /stats then has \"window\": {limit, window_ms,
+                      busiest (the most calls that arrived in any one window), over_limit (calls
+                      refused), first_call_ms, last_call_ms (arrival times since the stand-in
+                      started)}; POST /stats/reset clears it.
+
 ENDPOINTS
   POST /v1/chat/completions, POST /chat/completions   OpenAI Chat Completions
   POST /v1/messages                                   Anthropic Messages
@@ -213,6 +222,76 @@ struct Cli {
     /// Cached prompt tokens reported in `usage` (see PROMPT CACHE below).
     #[arg(long, default_value_t = 0)]
     cached_tokens: u64,
+    /// A provider's rate limit: more than this many chat calls in any window of --window-ms
+    /// are answered 429 (see RATE LIMIT below).
+    #[arg(long)]
+    limit_requests: Option<u64>,
+    /// The window of --limit-requests, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    window_ms: u64,
+}
+
+/// A provider's request limit over a sliding window, and what the window saw.
+struct WindowLimit {
+    limit: u64,
+    window_us: u64,
+    state: std::sync::Mutex<WindowState>,
+}
+
+#[derive(Default)]
+struct WindowState {
+    /// Arrival times (µs) of the calls in the current window, refused ones included.
+    arrivals: std::collections::VecDeque<u64>,
+    /// The most calls that arrived in any one window since the last reset.
+    busiest: u64,
+    /// Calls refused for being over the limit.
+    over: u64,
+    first_us: u64,
+    last_us: u64,
+}
+
+impl WindowLimit {
+    /// Notes a call arriving now; true when it is over the limit.
+    fn arrive(&self) -> bool {
+        let mut s = self.state.lock().unwrap();
+        // Read under the lock: arrivals are in order.
+        let now_us = now_us();
+        while s
+            .arrivals
+            .front()
+            .is_some_and(|t| now_us.saturating_sub(*t) >= self.window_us)
+        {
+            s.arrivals.pop_front();
+        }
+        s.arrivals.push_back(now_us);
+        s.busiest = s.busiest.max(s.arrivals.len() as u64);
+        if s.first_us == 0 {
+            s.first_us = now_us.max(1);
+        }
+        s.last_us = now_us;
+        let over = s.arrivals.len() as u64 > self.limit;
+        if over {
+            s.over += 1;
+        }
+        over
+    }
+
+    fn render(&self) -> String {
+        let s = self.state.lock().unwrap();
+        format!(
+            "{{\"limit\":{},\"window_ms\":{},\"busiest\":{},\"over_limit\":{},\"first_call_ms\":{:.3},\"last_call_ms\":{:.3}}}",
+            self.limit,
+            self.window_us / 1000,
+            s.busiest,
+            s.over,
+            s.first_us as f64 / 1000.0,
+            s.last_us as f64 / 1000.0
+        )
+    }
+
+    fn reset(&self) {
+        *self.state.lock().unwrap() = WindowState::default();
+    }
 }
 
 /// What one chat call gets.
@@ -424,6 +503,7 @@ struct Shared {
     retry_after: HeaderValue,
     hang: Duration,
     stats: Stats,
+    window: Option<WindowLimit>,
 }
 
 /// Microseconds since the mock started.
@@ -499,6 +579,9 @@ fn immediate(shared: &Shared, route: Route) -> Reply {
         Route::StatsReset => {
             shared.stats.reset();
             shared.batches.stats.reset();
+            if let Some(w) = &shared.window {
+                w.reset();
+            }
             shared.cache.clear();
             Reply::ok(shared.render_stats())
         }
@@ -527,7 +610,12 @@ async fn chat(shared: &Shared, clock: &ConnClock, api: Api, started_us: u64, bod
     }
     let _in_flight = InFlight::new(stats);
     stats.calls.fetch_add(1, Ordering::Relaxed);
-    let outcome = shared.faults.pick();
+    let over = shared.window.as_ref().is_some_and(WindowLimit::arrive);
+    let outcome = if over {
+        Outcome::E429
+    } else {
+        shared.faults.pick()
+    };
     let index = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
     stats.by_outcome[index].fetch_add(1, Ordering::Relaxed);
     if outcome == Outcome::Timeout {
@@ -616,6 +704,10 @@ impl Shared {
         out.pop();
         out.push_str(",\"batches\":");
         out.push_str(&self.batches.stats.render());
+        if let Some(w) = &self.window {
+            out.push_str(",\"window\":");
+            out.push_str(&w.render());
+        }
         out.push('}');
         out
     }
@@ -660,6 +752,11 @@ impl Shared {
             retry_after,
             hang: Duration::from_secs_f64(cli.hang_s),
             stats: Stats::default(),
+            window: cli.limit_requests.map(|limit| WindowLimit {
+                limit,
+                window_us: cli.window_ms.max(1) * 1000,
+                state: Default::default(),
+            }),
         })
     }
 }
@@ -894,6 +991,25 @@ mod tests {
             Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
             Ok(n) => panic!("read {n} bytes instead of a reset"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_limit_refuses_calls_over_it_and_counts_the_busiest_window() {
+        let (addr, _) = start(&["--limit-requests", "2", "--window-ms", "60000"]).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let three = post("/v1/chat/completions", "", CHAT).repeat(3);
+        s.write_all(three.as_bytes()).await.unwrap();
+        let a = read_answers(&mut s, 3).await;
+        assert_eq!([a[0].0, a[1].0, a[2].0], [200, 200, 429]);
+        assert!(a[2].1.contains("retry-after"), "{}", a[2].1);
+        s.write_all(b"GET /stats HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let stats = &read_answers(&mut s, 1).await[0].2;
+        assert!(
+            stats.contains("\"limit\":2,\"window_ms\":60000,\"busiest\":3,\"over_limit\":1"),
+            "{stats}"
+        );
     }
 
     #[tokio::test]

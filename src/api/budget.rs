@@ -1,0 +1,201 @@
+//! Spend budgets at the HTTP edge: a batch request's own `max_cost_usd` / `max_tokens`, and
+//! each client token's daily budget (`[auth] daily_budget_usd`, `daily_budget_tokens`).
+//!
+//! A client token's day is a UTC calendar day. What it has spent is kept in memory by each
+//! replica: several replicas behind one Service each allow the whole budget, and a restart
+//! forgets the day's spend.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use crate::batch::{Budget, Limits};
+use crate::pool::cost::Estimate;
+use crate::pool::{Pool, Step};
+
+/// Which configured client token a request carried (its place in `[auth] tokens`), set by the
+/// authentication layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientId(pub usize);
+
+/// What every client token may spend per day, and what each has spent today.
+pub struct DailyBudgets {
+    limits: Limits,
+    days: Mutex<HashMap<ClientId, (u64, Arc<Budget>)>>,
+}
+
+const DAY_S: u64 = 86_400;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl DailyBudgets {
+    /// `None` when no daily budget is configured.
+    pub fn new(limits: Limits) -> Option<Arc<DailyBudgets>> {
+        (!limits.is_empty()).then(|| {
+            Arc::new(DailyBudgets {
+                limits,
+                days: Mutex::new(HashMap::new()),
+            })
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The client's budget for today (a new one each UTC day).
+    pub fn today(&self, client: ClientId) -> Arc<Budget> {
+        let day = unix_now() / DAY_S;
+        let mut days = self.days.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = days.entry(client).or_insert_with(|| {
+            (
+                day,
+                Budget::renewable(self.limits, "the client token's daily budget"),
+            )
+        });
+        if entry.0 != day {
+            *entry = (
+                day,
+                Budget::renewable(self.limits, "the client token's daily budget"),
+            );
+        }
+        entry.1.clone()
+    }
+}
+
+/// Seconds until the next UTC midnight, when every daily budget starts again.
+fn seconds_to_midnight() -> u64 {
+    DAY_S - unix_now() % DAY_S
+}
+
+/// The 429 of a client token whose daily budget has no room, with `Retry-After` at midnight UTC.
+pub fn daily_refusal(detail: &str) -> Response {
+    let secs = seconds_to_midnight();
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "daily_budget_exhausted",
+        format!(
+            "{detail}. The budget ([auth] daily_budget_usd / daily_budget_tokens) starts again \
+             at 00:00 UTC, in {secs} s"
+        ),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// The steps of `routes` that a budget in dollars cannot cover (no price), as one 422 naming
+/// them and the field that asked for the budget.
+pub fn refuse_unpriced<'a>(
+    pool: &Pool,
+    routes: impl IntoIterator<Item = &'a str>,
+    field: &str,
+) -> Result<(), ApiError> {
+    let mut unpriced: Vec<Step> = Vec::new();
+    for r in routes {
+        for st in pool.unpriced_steps(r) {
+            if !unpriced.contains(&st) {
+                unpriced.push(st);
+            }
+        }
+    }
+    if unpriced.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = unpriced
+        .iter()
+        .map(|s| format!("{}:{}", s.provider, s.model))
+        .collect();
+    let first = &names[0];
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unpriced_model",
+        format!(
+            "{field} is a budget in dollars, and {} no price: add {} to [prices] (such as \
+             \"{first}\" = {{ prompt_per_mtok = 2.5, completion_per_mtok = 10.0 }}), or \
+             budget in tokens only",
+            match names.len() {
+                1 => format!("the model {first} that this request may call has"),
+                _ => format!(
+                    "the models {} that this request may call have",
+                    names.join(", ")
+                ),
+            },
+            if names.len() == 1 { "it" } else { "them" },
+        ),
+    )
+    .field(field))
+}
+
+/// A single judgment's share of its client's daily budget, taken before it is sent.
+pub struct Held(Option<crate::batch::budget::Reservation>);
+
+impl Held {
+    /// Settles with what the judgment cost (nothing, when it failed).
+    pub fn settle(self, cost_usd: Option<f64>, tokens: u64) {
+        if let Some(r) = self.0 {
+            r.settle(cost_usd, tokens);
+        }
+    }
+}
+
+/// Takes `estimate` from the client's daily budget before a single judgment along `route`: a
+/// 422 when the budget is in dollars and the route has an unpriced model, a 429 when it does
+/// not fit.
+// The refusal is a whole response, as the layers' are.
+#[allow(clippy::result_large_err)]
+pub fn hold(
+    daily: Option<&DailyBudgets>,
+    client: Option<ClientId>,
+    pool: &Pool,
+    route: &str,
+    estimate: Estimate,
+) -> Result<Held, Response> {
+    let (Some(daily), Some(client)) = (daily, client) else {
+        return Ok(Held(None));
+    };
+    if daily.limits.max_cost_usd.is_some() {
+        refuse_unpriced(pool, [route], "auth.daily_budget_usd").map_err(|e| e.into_response())?;
+    }
+    daily
+        .today(client)
+        .reserve(estimate)
+        .map(|r| Held(Some(r)))
+        .map_err(|e| daily_refusal(e.message.trim_end_matches("; the item was not sent")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_has_its_own_day() {
+        let d = DailyBudgets::new(Limits {
+            max_cost_usd: None,
+            max_tokens: Some(10),
+        })
+        .unwrap();
+        let a = d.today(ClientId(0));
+        a.reserve(Estimate {
+            cost_usd: None,
+            tokens: 10,
+        })
+        .unwrap()
+        .settle(None, 10);
+        assert!(d.today(ClientId(0)).is_spent());
+        assert!(!d.today(ClientId(1)).is_spent());
+        assert!(DailyBudgets::new(Limits::default()).is_none());
+        let secs = seconds_to_midnight();
+        assert!((1..=DAY_S).contains(&secs));
+    }
+}

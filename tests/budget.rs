@@ -1,0 +1,426 @@
+//! Spend budgets: `max_cost_usd` / `max_tokens` on a batch stop it before it overspends, the
+//! items left are `budget_exhausted` entries and the summary says so; a client token's daily
+//! budget is refused with 429 once spent; a budget in dollars with an unpriced model is a 422.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Every answer costs 128 tokens (openai_answer's usage), $0.128 at $1,000 per million.
+const ITEM_COST: f64 = 0.128;
+
+fn config(base: &str, extra: &str) -> String {
+    format!(
+        r#"
+[judge]
+cache_entries = 0
+max_tokens = 16
+[providers.paid]
+kind = "openai"
+base_url = "{base}"
+api_key = "sk-test"
+[providers.free]
+kind = "openai"
+base_url = "{base}"
+api_key = "sk-test"
+[routes]
+default = ["paid:gpt-test"]
+unpriced = ["free:no-price-model"]
+[prices]
+"gpt-test" = {{ prompt_per_mtok = 1000.0, completion_per_mtok = 1000.0 }}
+{extra}
+"#
+    )
+}
+
+fn items(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"question": format!("What is {i} + 1?"), "answer": format!("{}", i + 1), "prediction": format!("{}", i + 1)}))
+        .collect()
+}
+
+/// The ok entries' indices, checking that they come first and every later entry is a
+/// `budget_exhausted` error.
+fn sent_prefix(results: &[Value]) -> usize {
+    let sent = results.iter().take_while(|r| r["status"] == "ok").count();
+    for r in &results[sent..] {
+        assert_eq!(r["error"]["code"], "budget_exhausted", "{r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("the batch's budget"),
+            "{r}"
+        );
+    }
+    sent
+}
+
+#[tokio::test]
+async fn a_batch_stops_at_its_dollar_budget_and_never_overspends() {
+    let (base, calls) = counting_standin("Verdict: 1", Duration::from_millis(5)).await;
+    let app = spawn(&config(&base, ""), &[]).await;
+    for (concurrency, max) in [(1, 1.0), (8, 3.0)] {
+        let before = calls.calls.load(std::sync::atomic::Ordering::SeqCst);
+        let (status, body) = app
+            .post(
+                "/v1/judge/batch",
+                &json!({"items": items(60), "max_concurrent": concurrency, "max_cost_usd": max}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let results = body["results"].as_array().unwrap();
+        let sent = sent_prefix(results);
+        let s = &body["summary"];
+        let spent = s["cost_usd"].as_f64().unwrap();
+        assert!((spent - sent as f64 * ITEM_COST).abs() < 1e-9, "{s}");
+        // Never over the budget (each call cost less than its estimate) ...
+        assert!(spent <= max, "spent {spent} of {max}: {s}");
+        // ... and not stopped long before it: what is left is less than one item's estimate
+        // (about 270 tokens at $1,000 per million) plus what was in flight.
+        let in_flight = concurrency as f64 * 0.3;
+        assert!(
+            max - spent < 0.3 + in_flight,
+            "stopped early: {spent} of {max}"
+        );
+        assert!(sent < 60, "the budget stopped the batch");
+        let b = &s["budget"];
+        assert_eq!(b["exhausted"], true, "{s}");
+        assert_eq!(b["not_sent"], 60 - sent);
+        assert_eq!(b["max_cost_usd"], max);
+        assert!((b["spent_cost_usd"].as_f64().unwrap() - spent).abs() < 1e-9);
+        assert_eq!(s["errors"], 60 - sent);
+        // Nothing was sent for the refused items.
+        let made = calls.calls.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert_eq!(made, sent);
+    }
+    // A budget that covers everything stops nothing, and says so.
+    let (_, body) = app
+        .post(
+            "/v1/judge/batch",
+            &json!({"items": items(3), "max_cost_usd": 100.0}),
+        )
+        .await;
+    assert_eq!(body["summary"]["budget"]["exhausted"], false, "{body}");
+    assert_eq!(body["summary"]["budget"]["not_sent"], 0);
+}
+
+#[tokio::test]
+async fn a_token_budget_needs_no_prices_and_streams_its_summary() {
+    let (base, _) = counting_standin("Verdict: 1", Duration::ZERO).await;
+    let app = spawn(&config(&base, ""), &[]).await;
+    let body =
+        json!({"items": items(20), "judge": "unpriced", "max_tokens": 1000, "max_concurrent": 1});
+    let resp = app
+        .client
+        .post(app.url("/v1/judge/batch"))
+        .header("accept", "application/x-ndjson")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = &lines.last().unwrap()["summary"];
+    let b = &summary["budget"];
+    assert_eq!(b["exhausted"], true, "{summary}");
+    assert!(b["spent_tokens"].as_u64().unwrap() <= 1000, "{b}");
+    assert_eq!(b["spent_cost_usd"], Value::Null, "no price: no dollars");
+    let exhausted = lines
+        .iter()
+        .filter(|l| l["error"]["code"] == "budget_exhausted")
+        .count();
+    assert_eq!(b["not_sent"], exhausted);
+    assert!(exhausted > 0 && exhausted < 20);
+}
+
+#[tokio::test]
+async fn budgets_are_checked_before_anything_is_sent() {
+    let server = openai_standin("Verdict: 1").await;
+    let app = spawn(&config(&format!("{}/v1", server.uri()), ""), &[]).await;
+    // A budget in dollars and a model with no price: refused, naming the model.
+    let (status, body) = app
+        .post(
+            "/v1/judge/batch",
+            &json!({"items": items(2), "judge": "unpriced", "max_cost_usd": 1.0}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "unpriced_model");
+    assert_eq!(body["error"]["field"], "max_cost_usd");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("free:no-price-model") && msg.contains("[prices]"),
+        "{msg}"
+    );
+    // The same when only an item names that judge.
+    let mut mixed = items(2);
+    mixed[1]["judge"] = json!("unpriced");
+    let (status, body) = app
+        .post(
+            "/v1/judge/batch",
+            &json!({"items": mixed, "max_cost_usd": 1.0}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    // A batch and a job check their budget the same way.
+    for path in ["/v1/judge/batch", "/v1/jobs"] {
+        for (bad, field) in [
+            (json!({"max_cost_usd": 0}), "max_cost_usd"),
+            (json!({"max_cost_usd": -2.5}), "max_cost_usd"),
+            (json!({"max_tokens": 0}), "max_tokens"),
+        ] {
+            let mut req = bad.clone();
+            req["items"] = json!(items(1));
+            let (status, body) = app.post(path, &req).await;
+            assert_eq!(status, 422, "{path} {bad}: {body}");
+            assert_eq!(body["error"]["field"], field);
+        }
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_client_tokens_daily_budget_is_refused_with_429_once_spent() {
+    // Every answer reports 600 tokens: more than its estimate, so the day is spent after two.
+    let server = MockServer::start().await;
+    let mut answer = openai_answer("Verdict: 1");
+    answer["usage"] = json!({"prompt_tokens": 592, "completion_tokens": 8, "total_tokens": 600});
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&server)
+        .await;
+    let extra = "[auth]\ntokens = [\"alice-token\", \"bob-token\"]\ndaily_budget_tokens = 1000\n";
+    let app = spawn(&config(&format!("{}/v1", server.uri()), extra), &[]).await;
+    let post = |token: &'static str, path: &'static str, body: Value| {
+        let req = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(token)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, retry, r.json::<Value>().await.unwrap())
+        }
+    };
+    let item = items(1)[0].clone();
+    for _ in 0..2 {
+        let (status, _, body) = post("alice-token", "/v1/judge/binary", item.clone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // 1,200 tokens spent of 1,000: every new piece of work is refused, jobs included.
+    for (path, body) in [
+        ("/v1/judge/binary", item.clone()),
+        ("/v1/judge/batch", json!({"items": items(2)})),
+        ("/v1/jobs", json!({"items": items(2)})),
+    ] {
+        let (status, retry, body) = post("alice-token", path, body).await;
+        assert_eq!(status, 429, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "daily_budget_exhausted");
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("00:00 UTC"), "{msg}");
+        assert!(!msg.contains("alice-token"), "{msg}");
+        let secs: u64 = retry.expect("Retry-After").parse().unwrap();
+        assert!((1..=86_400).contains(&secs));
+    }
+    // Another token has its own day.
+    let (status, _, body) = post("bob-token", "/v1/judge/binary", item.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    // A batch under bob's token stops where bob's day runs out.
+    let (status, _, body) = post(
+        "bob-token",
+        "/v1/judge/batch",
+        json!({"items": items(5), "max_concurrent": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let codes: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"]["code"].as_str().unwrap_or("ok"))
+        .collect();
+    assert_eq!(codes[0], "ok", "{body}");
+    assert!(
+        codes[1..].iter().all(|c| *c == "budget_exhausted"),
+        "{codes:?}"
+    );
+    assert!(
+        body["results"][1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("daily budget")
+    );
+    assert_eq!(body["summary"]["budget"]["not_sent"], 4);
+}
+
+#[tokio::test]
+async fn a_daily_budget_in_dollars_refuses_an_unpriced_route() {
+    let server = openai_standin("Verdict: 1").await;
+    let extra = "[auth]\ntokens = [\"carol-token\"]\ndaily_budget_usd = 5.0\n";
+    let app = spawn(&config(&format!("{}/v1", server.uri()), extra), &[]).await;
+    let mut item = items(1)[0].clone();
+    item["judge"] = json!("unpriced");
+    let r = app
+        .client
+        .post(app.url("/v1/judge/binary"))
+        .bearer_auth("carol-token")
+        .json(&item)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unpriced_model", "{body}");
+    assert_eq!(body["error"]["field"], "auth.daily_budget_usd");
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}
+
+/// `llm-judge run` with a clean environment; its exit status, results and standard error.
+async fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_llm-judge"))
+            .env_clear()
+            .envs(env.iter().copied())
+            .arg("run")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("llm-judge run finishes")
+    .expect("llm-judge starts");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn read_entries(path: &std::path::Path) -> Vec<Value> {
+    let mut v: Vec<Value> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    v.sort_by_key(|e| e["index"].as_u64());
+    v
+}
+
+#[tokio::test]
+async fn run_stops_at_its_budget_in_process_and_through_a_server() {
+    let (base, calls) = counting_standin("Verdict: 1", Duration::from_millis(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("llm-judge.toml");
+    std::fs::write(&cfg, config(&base, "")).unwrap();
+    let input = dir.path().join("items.jsonl");
+    let text: String = items(40).iter().map(|i| format!("{i}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    let check = |entries: &[Value], max: f64| {
+        assert_eq!(entries.len(), 40);
+        let sent = entries.iter().take_while(|e| e["status"] == "ok").count();
+        assert!(sent > 0 && sent < 40, "{sent} sent");
+        assert!(
+            entries[sent..]
+                .iter()
+                .all(|e| e["error"]["code"] == "budget_exhausted"),
+            "every item after the stop is budget_exhausted"
+        );
+        let spent: f64 = entries[..sent]
+            .iter()
+            .map(|e| e["cost_usd"].as_f64().unwrap())
+            .sum();
+        assert!(spent <= max + 1e-9, "spent {spent} of {max}");
+        sent
+    };
+
+    // In process.
+    let out = dir.path().join("local.jsonl");
+    let summary = dir.path().join("local-summary.json");
+    let (status, stderr) = run_cli(
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--concurrency",
+            "4",
+            "--max-cost-usd",
+            "2.0",
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(status.success(), "{stderr}");
+    let sent = check(&read_entries(&out), 2.0);
+    assert!(stderr.contains("\n  budget "), "{stderr}");
+    assert!(stderr.contains("exhausted"), "{stderr}");
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["budget"]["not_sent"], 40 - sent, "{s}");
+    assert_eq!(s["budget"]["exhausted"], true);
+    assert!(s["stopped"].as_str().unwrap().contains("budget"), "{s}");
+    let made = calls.calls.swap(0, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(made, sent);
+
+    // An unpriced judge with a dollar budget is refused before anything runs.
+    let (status, stderr) = run_cli(
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--judge",
+            "unpriced",
+            "--max-cost-usd",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("free:no-price-model"), "{stderr}");
+
+    // Through a server: chunks go one at a time, each with what is left of the budget.
+    let server = spawn(&config(&base, ""), &[]).await;
+    let out = dir.path().join("remote.jsonl");
+    let (status, stderr) = run_cli(
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--server",
+            &server.url(""),
+            "--concurrency",
+            "6",
+            "--max-cost-usd",
+            "2.0",
+        ],
+        &[],
+    )
+    .await;
+    assert!(status.success(), "{stderr}");
+    let sent = check(&read_entries(&out), 2.0);
+    assert!(stderr.contains("exhausted"), "{stderr}");
+    assert_eq!(calls.calls.load(std::sync::atomic::Ordering::SeqCst), sent);
+}
