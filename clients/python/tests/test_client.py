@@ -8,7 +8,7 @@ from typing import List, Tuple
 import pytest
 
 from conftest import ANTHROPIC_MODEL, DEFAULT_MODEL, OPENAI_KEY, Server
-from llm_judge_client import BatchItem, BinaryResult, Client, CompareResult, ScoreResult
+from llm_judge_client import BatchItem, BinaryResult, Client, CompareResult, LLMJudgeError, ScoreResult
 
 
 @pytest.fixture
@@ -260,3 +260,24 @@ def test_concurrent_use_of_one_client(client: Client, tag: str) -> None:
     for t in threads:
         t.join(30)
     assert out == [1, 1, 1, 1]
+
+
+def test_budgets_and_provider_batch_reach_the_service(server: Server, client: Client, tag: str) -> None:
+    assert server.provider is not None
+    items = [{"question": f"b{i} {tag}", "answer": "1", "prediction": "1"} for i in range(3)]
+    # One token cannot hold any item's estimate: nothing is sent, every item is kept back.
+    kept = client.batch(items, max_tokens=1)
+    assert [r.status for r in kept.results] == ["error"] * 3
+    assert {r.error.code for r in kept.results if r.error is not None} == {"budget_exhausted"}
+    assert kept.summary.raw["budget"]["exhausted"] is True
+    assert kept.summary.raw["budget"]["not_sent"] == 3
+
+    # The rules judge has no batch API: a provider-batch job judges it online and says so.
+    sub = client.submit_job(items, judge="rules", provider_batch=True, provider_batch_deadline_s=600, max_tokens=10_000)
+    job = client.wait(sub.id, timeout=60)
+    assert job.status == "completed" and job.summary is not None
+    assert job.summary.correct == 3
+    assert job.summary.raw["delivery"] == {"provider_batch": 0, "online": 3}
+    with pytest.raises(LLMJudgeError) as e:
+        client.submit_job(items, judge="rules", provider_batch_deadline_s=600)
+    assert e.value.status == 422 and e.value.field == "provider_batch_deadline_s"

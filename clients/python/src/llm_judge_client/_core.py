@@ -225,6 +225,8 @@ def batch_body(
     max_concurrent: Optional[int],
     progress_interval_ms: Optional[int] = None,
     idempotency_key: Optional[str] = None,
+    max_cost_usd: Optional[float] = None,
+    max_tokens: Optional[int] = None,
 ) -> Tuple[Dict[str, Any], int]:
     """The batch (or job) body and its number of items."""
     arrays = (questions, answers, predictions)
@@ -251,14 +253,24 @@ def batch_body(
                 max_concurrent=max_concurrent,
                 progress_interval_ms=progress_interval_ms,
                 idempotency_key=idempotency_key,
+                max_cost_usd=max_cost_usd,
+                max_tokens=max_tokens,
             )
         )
     )
     return body, total
 
 
-def job_body(body: Dict[str, Any]) -> Tuple[Dict[str, Any], str]:
+def job_body(
+    body: Dict[str, Any],
+    provider_batch: bool = False,
+    provider_batch_deadline_s: Optional[float] = None,
+) -> Tuple[Dict[str, Any], str]:
     """A job body always carries an idempotency key, so that a retried submission is one job."""
+    if provider_batch:
+        body["provider_batch"] = True
+    if provider_batch_deadline_s is not None:
+        body["provider_batch_deadline_s"] = provider_batch_deadline_s
     key = body.get("idempotency_key") or f"llm-judge-client-{uuid.uuid4()}"
     body["idempotency_key"] = key
     return body, str(key)

@@ -235,6 +235,8 @@ class AsyncClient:
         on_progress: Optional[ProgressCallback] = ...,
         progress: bool = ...,
         progress_interval_ms: Optional[int] = ...,
+        max_cost_usd: Optional[float] = ...,
+        max_tokens: Optional[int] = ...,
     ) -> Coroutine[Any, Any, BatchResult]: ...
 
     @overload
@@ -252,6 +254,8 @@ class AsyncClient:
         on_progress: Optional[ProgressCallback] = ...,
         progress: bool = ...,
         progress_interval_ms: Optional[int] = ...,
+        max_cost_usd: Optional[float] = ...,
+        max_tokens: Optional[int] = ...,
     ) -> AsyncBatchStream: ...
 
     def batch(
@@ -268,6 +272,8 @@ class AsyncClient:
         on_progress: Optional[ProgressCallback] = None,
         progress: bool = False,
         progress_interval_ms: Optional[int] = None,
+        max_cost_usd: Optional[float] = None,
+        max_tokens: Optional[int] = None,
     ) -> Union[Coroutine[Any, Any, BatchResult], AsyncBatchStream]:
         """See :meth:`Client.batch`: ``await c.batch(...)`` for the whole batch, or
         ``async for item in c.batch(..., stream=True)`` for each result as it completes."""
@@ -280,6 +286,8 @@ class AsyncClient:
             judge=judge,
             max_concurrent=max_concurrent,
             progress_interval_ms=progress_interval_ms,
+            max_cost_usd=max_cost_usd,
+            max_tokens=max_tokens,
         )
         if not stream and on_progress is None and not progress:
             return self._whole_batch(kind, body)
@@ -314,6 +322,10 @@ class AsyncClient:
         judge: Optional[str] = None,
         max_concurrent: Optional[int] = None,
         idempotency_key: Optional[str] = None,
+        max_cost_usd: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        provider_batch: bool = False,
+        provider_batch_deadline_s: Optional[float] = None,
     ) -> SubmittedJob:
         """See :meth:`Client.submit_job`."""
         body, _ = core.batch_body(
@@ -325,8 +337,10 @@ class AsyncClient:
             judge=judge,
             max_concurrent=max_concurrent,
             idempotency_key=idempotency_key,
+            max_cost_usd=max_cost_usd,
+            max_tokens=max_tokens,
         )
-        body, key = core.job_body(body)
+        body, key = core.job_body(body, provider_batch, provider_batch_deadline_s)
         return SubmittedJob.from_dict(await self._json(Call("POST", "/v1/jobs", body)), key)
 
     async def job(self, job_id: str) -> Job:

@@ -233,6 +233,8 @@ class Client:
         on_progress: Optional[ProgressCallback] = ...,
         progress: bool = ...,
         progress_interval_ms: Optional[int] = ...,
+        max_cost_usd: Optional[float] = ...,
+        max_tokens: Optional[int] = ...,
     ) -> BatchResult: ...
 
     @overload
@@ -250,6 +252,8 @@ class Client:
         on_progress: Optional[ProgressCallback] = ...,
         progress: bool = ...,
         progress_interval_ms: Optional[int] = ...,
+        max_cost_usd: Optional[float] = ...,
+        max_tokens: Optional[int] = ...,
     ) -> BatchStream: ...
 
     def batch(
@@ -266,6 +270,8 @@ class Client:
         on_progress: Optional[ProgressCallback] = None,
         progress: bool = False,
         progress_interval_ms: Optional[int] = None,
+        max_cost_usd: Optional[float] = None,
+        max_tokens: Optional[int] = None,
     ) -> Union[BatchResult, BatchStream]:
         """Judges many items of one ``kind`` in one request.
 
@@ -287,6 +293,8 @@ class Client:
             judge=judge,
             max_concurrent=max_concurrent,
             progress_interval_ms=progress_interval_ms,
+            max_cost_usd=max_cost_usd,
+            max_tokens=max_tokens,
         )
         if not stream and on_progress is None and not progress:
             data = self._json(Call("POST", "/v1/judge/batch", body))
@@ -318,6 +326,10 @@ class Client:
         judge: Optional[str] = None,
         max_concurrent: Optional[int] = None,
         idempotency_key: Optional[str] = None,
+        max_cost_usd: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        provider_batch: bool = False,
+        provider_batch_deadline_s: Optional[float] = None,
     ) -> SubmittedJob:
         """Stores a batch as a persistent job that runs in the background and survives restarts.
 
@@ -333,8 +345,10 @@ class Client:
             judge=judge,
             max_concurrent=max_concurrent,
             idempotency_key=idempotency_key,
+            max_cost_usd=max_cost_usd,
+            max_tokens=max_tokens,
         )
-        body, key = core.job_body(body)
+        body, key = core.job_body(body, provider_batch, provider_batch_deadline_s)
         return SubmittedJob.from_dict(self._json(Call("POST", "/v1/jobs", body)), key)
 
     def job(self, job_id: str) -> Job:
