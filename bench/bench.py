@@ -12,7 +12,13 @@ Measurements (see README "Benchmarks"):
   2. batch efficiency: items/s over C/L at mock latency L = 100 ms, for several max_concurrent C;
   3. service CPU seconds per judged item at C = 1000;
   4. peak RSS with 10,000 items in flight;
-  5. the cost of falling back past a refused primary, circuit open and closed.
+  5. the cost of falling back past a refused primary, circuit open and closed;
+  6. three replicas on one Redis: CPU per judged item with the shared limiter and cache on
+     versus off when the limit does not bind, and the fleet's throughput against a provider
+     limit of R requests per second when it binds;
+  7. a soak: a steady rate against a faulty stand-in, RSS at the start and the end;
+  8. the cost of 1,000 verdicts per provider and channel (online, cached prefix, batch API), and
+     the wall time of a 10,000-item job sent as provider batches through the stand-in.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "target" / "release"
 SERVICE_BIN = RELEASE / "llm-judge"
 MOCK_BIN = RELEASE / "llm-judge-mock"
+COST_TABLE_BIN = RELEASE / "examples" / "cost_table"
 OUT_DIR = ROOT / "bench" / "out"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -58,6 +65,8 @@ TARGETS = {
     "cpu_us_per_item_http1": 80.0,
     "rss_mb": 400.0,
     "fallback_extra_p99_ms": 5.0,
+    "fleet_cpu_ratio": 1.25,
+    "fleet_bound_share": 0.95,
     "soak_rss_growth": 0.05,
 }
 
@@ -77,7 +86,11 @@ class Plan:
             self.mem_items, self.mem_latency_ms = 500, 200
             self.job_items, self.job_c, self.job_latency_ms = 3000, 200, 20
             self.fb_rate, self.fb_s, self.fb_retry_n = 100, 1.0, 2
+            self.fleet_n, self.fleet_c, self.fleet_latency_ms = 300, 50, 20
+            # Three replicas' items together a multiple of R: the last window is a full one.
+            self.fleet_r, self.fleet_bound_n = 50, 50
             self.soak_rate, self.soak_s, self.soak_warm_s = 100, 3.0, 1.0
+            self.pbatch_items, self.pbatch_delay_ms = 1000, 1000
         else:
             self.mock_alone_n, self.mock_alone_c = 100_000, 50
             self.overhead_rates, self.overhead_s = [500, 2000, 5000], 10.0
@@ -89,7 +102,10 @@ class Plan:
             self.mem_items, self.mem_latency_ms = 10_000, 2000
             self.job_items, self.job_c, self.job_latency_ms = 300_000, 1000, 100
             self.fb_rate, self.fb_s, self.fb_retry_n = 200, 10.0, 20
+            self.fleet_n, self.fleet_c, self.fleet_latency_ms = 20_000, 200, 20
+            self.fleet_r, self.fleet_bound_n = 300, 1000
             self.soak_rate, self.soak_s, self.soak_warm_s = 1000, 600.0, 30.0
+            self.pbatch_items, self.pbatch_delay_ms = 10_000, 10_000
         self.oha_connections = 32
 
 
@@ -804,6 +820,62 @@ default = ["mock:m"]
 
     # -- 5. fallback ----------------------------------------------------------------------
 
+    def cost(self) -> None:
+        """The cost table, from the service's own cost code (examples/cost_table.rs)."""
+        log("cost per 1,000 verdicts (examples/cost_table)")
+        out = subprocess.run([str(COST_TABLE_BIN)], capture_output=True, text=True, check=True)
+        self.results["cost_table"] = out.stdout.strip().splitlines()
+        self.provider_batch_job()
+
+    def provider_batch_job(self) -> None:
+        """The wall time of a job sent as a provider batch (`provider_batch: true`) through the
+        stand-in's OpenAI Batch API, whose batches take `pbatch_delay_ms` from creation to end:
+        submit to `completed`, every result read back."""
+        p = self.plan
+        n, delay = p.pbatch_items, p.pbatch_delay_ms
+        log(f"cost: a {n}-item provider-batch job, stand-in batch delay {delay} ms")
+        mock, mport = self.start_mock("--batch-delay-ms", str(delay))
+        prices = '[prices]\n"m" = { prompt_per_mtok = 2.0, completion_per_mtok = 8.0 }\n'
+        svc, sport = self.start_service(
+            mport, prices, env={"LLM_JUDGE__PROVIDERS__MOCK__BATCH_POLL_S": "0.5",
+                                "LLM_JUDGE__PROVIDERS__MOCK__BATCH_POLL_MAX_S": "2"})
+        try:
+            items = [{"question": f"What is {i} + {i + 25}?", "answer": str(2 * i + 25),
+                      "prediction": f"The answer is {2 * i + 25} (item {i}).",
+                      "options": {"cache": False}} for i in range(n)]
+            body = json.dumps({"items": items, "provider_batch": True,
+                               "max_concurrent": 64}).encode()
+            self.settle()
+            load = loadavg()
+            t0 = time.perf_counter()
+            status, raw = http_request(sport, "POST", "/v1/jobs", body, timeout=120)
+            if status != 202:
+                raise RuntimeError(f"provider-batch job -> {status}: {raw[:300]!r}")
+            job = json.loads(raw)["id"]
+            deadline = time.time() + max(120.0, delay / 1000 * 4)
+            view = {}
+            while time.time() < deadline:
+                view = get_json(sport, f"/v1/jobs/{job}")
+                if view["status"] in ("completed", "cancelled", "failed"):
+                    break
+                time.sleep(0.1)
+            wall = time.perf_counter() - t0
+            if view.get("status") != "completed":
+                raise RuntimeError(f"provider-batch job did not complete in time: {view}")
+            summary = view["summary"]
+            stats = get_json(mport, "/stats")
+            self.results["provider_batch_job"] = {
+                "n": n, "delay_ms": delay, "wall_s": wall, "load": load,
+                "batches": len(view["progress"].get("provider_batches", [])),
+                "delivery": summary.get("delivery", {}), "cost_usd": summary.get("cost_usd"),
+                "online_calls": stats.get("calls"),
+                "polls": stats.get("batches", {}).get("openai", {}).get("polls"),
+            }
+            log(f"  {n} items in {wall:.2f} s (batch delay {delay / 1000:.1f} s)")
+        finally:
+            svc.stop()
+            mock.stop()
+
     def fallback(self) -> None:
         p = self.plan
         log("fallback past a refused primary")
@@ -894,6 +966,155 @@ default_model = "m"
         finally:
             mock.stop()
         self.results["fallback"] = rows
+
+
+    # -- 6. three replicas on one Redis ---------------------------------------------------
+
+    def start_redis(self) -> tuple[Proc, int]:
+        port = free_port()
+        self.counter += 1
+        data = self.work / f"redis{self.counter}"
+        data.mkdir()
+        proc = Proc(f"redis{self.counter}",
+                    ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                     "--appendonly", "no", "--dir", str(data)],
+                    {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, self.work)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return proc, port
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start; see {proc.log_path}")
+
+    def start_fleet(self, mport: int, redis_port: int | None, env: dict[str, str]) \
+            -> list[tuple[Proc, int]]:
+        e = dict(env)
+        if redis_port:
+            e["LLM_JUDGE__REDIS__URL"] = f"redis://127.0.0.1:{redis_port}/0"
+            e["LLM_JUDGE__REDIS__EXPECTED_REPLICAS"] = "3"
+        fleet = []
+        for _ in range(3):
+            # Each replica its own data directory (without Redis, its own jobs).
+            self.counter += 1
+            data = self.work / f"data{self.counter}"
+            fleet.append(self.start_service(mport, env=dict(e, LLM_JUDGE_DATA_DIR=str(data))))
+        return fleet
+
+    def fleet_batches(self, fleet: list[tuple[Proc, int]], n: int, c: int, tag: str,
+                      cache: bool) -> dict:
+        """One batch of n items at max_concurrent c on each replica at once; CPU of the three."""
+        bodies = [json.dumps({"kind": "binary", "max_concurrent": c, "items": [
+            {"question": f"What is {i} + {i + 25}?", "answer": str(2 * i + 25),
+             "prediction": f"The answer is {2 * i + 25} ({tag}, replica {k}, item {i}).",
+             "options": {"cache": cache}} for i in range(n)]}).encode()
+            for k in range(len(fleet))]
+        answers: list = [None] * len(fleet)
+
+        def send(k: int) -> None:
+            answers[k] = http_request(fleet[k][1], "POST", "/v1/judge/batch", bodies[k],
+                                      timeout=900)
+
+        cpu0 = [cpu_seconds(p.pid) for p, _ in fleet]
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(len(fleet))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        cpu = sum(cpu_seconds(p.pid) - c0 for (p, _), c0 in zip(fleet, cpu0))
+        ok = 0
+        for status, raw in answers:
+            if status != 200:
+                raise RuntimeError(f"fleet batch -> {status}: {raw[:300]!r}")
+            ok += sum(1 for r in json.loads(raw)["results"] if r["status"] == "ok")
+        return {"n": n * len(fleet), "ok": ok, "wall_s": wall, "cpu_s": cpu}
+
+    def fleet(self) -> None:
+        p = self.plan
+        if not shutil.which("redis-server"):
+            log("fleet: skipped, no redis-server on PATH (apt-get install redis-server)")
+            self.results["fleet"] = {"skipped": "no redis-server on PATH"}
+            return
+        res: dict = {"cpu": [], "bound": None}
+        lat = p.fleet_latency_ms
+        log(f"fleet: three replicas, CPU per item with the Redis limiter and cache on vs off "
+            f"(limit not binding), mock latency {lat} ms")
+        mock, mport = self.start_mock("--latency-ms", str(lat))
+        # A limit far above the load: the limiter is asked, never binds. The cache is on, every
+        # item a miss (and stored).
+        env = {"LLM_JUDGE__JUDGE__CACHE_ENTRIES": "100000",
+               "LLM_JUDGE__PROVIDERS__MOCK__REQUESTS_PER_MINUTE": "100000000",
+               "LLM_JUDGE__PROVIDERS__MOCK__TOKENS_PER_MINUTE": "1000000000000"}
+        try:
+            for mode in ("off", "on"):
+                redis, rport = self.start_redis() if mode == "on" else (None, None)
+                fleet = self.start_fleet(mport, rport, env)
+                try:
+                    self.fleet_batches(fleet, p.fleet_c, p.fleet_c, f"warm-{mode}", True)
+                    runs = []
+                    for i in range(p.batch_runs):
+                        self.settle()
+                        speed, _ = self.steady_speed()
+                        rcpu0 = cpu_seconds(redis.pid) if redis else 0.0
+                        r = self.fleet_batches(fleet, p.fleet_n, p.fleet_c, f"{mode}-{i}", True)
+                        r["redis_cpu_s"] = (cpu_seconds(redis.pid) - rcpu0) if redis else 0.0
+                        r["speed_ms"], r["load"] = speed, loadavg()
+                        r["cpu_us_per_item"] = r["cpu_s"] / r["n"] * 1e6
+                        r["redis_us_per_item"] = r["redis_cpu_s"] / r["n"] * 1e6
+                        runs.append(r)
+                    med = median_run(runs, "cpu_us_per_item")
+                    row = dict(med, mode=mode, c=p.fleet_c,
+                               runs_us=[x["cpu_us_per_item"] for x in runs])
+                    res["cpu"].append(row)
+                    log(f"  redis {mode}: service CPU us/item each run "
+                        + ", ".join(f"{x:.1f}" for x in row["runs_us"])
+                        + (f"; redis-server {row['redis_us_per_item']:.1f} us/item" if redis
+                           else ""))
+                finally:
+                    for proc, _ in fleet:
+                        proc.stop()
+                    if redis:
+                        redis.stop()
+        finally:
+            mock.stop()
+
+        r_limit = p.fleet_r
+        log(f"fleet: three replicas on one Redis, provider limit {r_limit} requests per 1 s "
+            f"window, each sent {p.fleet_bound_n} items")
+        mock, mport = self.start_mock("--latency-ms", "10", "--limit-requests", str(r_limit),
+                                      "--window-ms", "1000")
+        redis, rport = self.start_redis()
+        env = {"LLM_JUDGE__PROVIDERS__MOCK__REQUESTS_PER_MINUTE": str(r_limit),
+               "LLM_JUDGE__PROVIDERS__MOCK__RATE_WINDOW_S": "1",
+               # An attempt's timeout includes its wait for a permit.
+               "LLM_JUDGE__PROVIDERS__MOCK__PERMIT_WAIT_S": "600",
+               "LLM_JUDGE__PROVIDERS__MOCK__TIMEOUT_S": "600",
+               "LLM_JUDGE__PROVIDERS__MOCK__DEADLINE_S": "900"}
+        fleet = self.start_fleet(mport, rport, env)
+        try:
+            http_request(mport, "POST", "/stats/reset", b"")
+            self.settle()
+            r = self.fleet_batches(fleet, p.fleet_bound_n, 200, "bound", False)
+            w = get_json(mport, "/stats")["window"]
+            calls = get_json(mport, "/stats")["calls"]
+            span = (w["last_call_ms"] - w["first_call_ms"]) / 1e3
+            rate = (calls - r_limit) / span if span > 0 else 0.0
+            res["bound"] = dict(r, limit=r_limit, calls=calls, busiest=w["busiest"],
+                                over_limit=w["over_limit"], span_s=span, rate=rate,
+                                share=rate / r_limit, load=loadavg())
+            log(f"  {calls} calls, busiest window {w['busiest']} of {r_limit}, "
+                f"{w['over_limit']} over the limit, {rate:.1f}/s = {rate / r_limit:.3f} R")
+        finally:
+            for proc, _ in fleet:
+                proc.stop()
+            redis.stop()
+            mock.stop()
+        self.results["fleet"] = res
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1357,13 +1578,64 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                     f"{r['mean_ms']:.0f} ms mean, {r['max_ms']:.0f} ms max (load {r['load']})."]
         out.append("")
 
+    fl = res.get("fleet")
+    if fl and fl.get("skipped"):
+        out += ["## 6. Three replicas on one Redis", "", f"Skipped: {fl['skipped']}.", ""]
+    elif fl:
+        out += ["## 6. Three replicas on one Redis", "",
+                "Three service processes, one stand-in, one `redis-server` (no persistence), all "
+                "on this machine. CPU: each replica judges a batch of "
+                f"{plan.fleet_n} distinct items at `max_concurrent` {plan.fleet_c} at the same "
+                f"time, mock latency {plan.fleet_latency_ms} ms, with a provider limit far above "
+                "the load (asked, never binding) and the verdict cache on (every item a miss, "
+                "then stored): `off` without Redis (the in-process limiter and cache), `on` with "
+                "`[redis]` (the shared limiter, the cache's Redis tier). µs/item is the three "
+                "services' utime + stime over the items; the median of "
+                f"{plan.batch_runs} runs is the figure. redis-server's own CPU is shown apart.", "",
+                "| Redis | items | µs/item, each run | median µs/item | redis-server µs/item | "
+                "wall s | items ok | load |", "| " + " | ".join(["---"] * 8) + " |"]
+        by = {r["mode"]: r for r in fl["cpu"]}
+        for r in fl["cpu"]:
+            out.append(f"| {r['mode']} | {r['n']} | "
+                       f"{' / '.join(f'{x:.1f}' for x in r['runs_us'])} | "
+                       f"{r['cpu_us_per_item']:.1f} | {r['redis_us_per_item']:.1f} | "
+                       f"{r['wall_s']:.2f} | {r['ok']} | {r['load']} |")
+        if "on" in by and "off" in by:
+            ratio = by["on"]["cpu_us_per_item"] / by["off"]["cpu_us_per_item"]
+            ok = ratio <= T["fleet_cpu_ratio"]
+            verdicts.append(("three replicas: service CPU per item with the Redis limiter and "
+                             f"cache ≤ {T['fleet_cpu_ratio']:.2f} × without",
+                             f"{ratio:.2f} ×", ok))
+            out += ["", f"With Redis / without: {ratio:.2f} × (target ≤ "
+                    f"{T['fleet_cpu_ratio']:.2f}: {mark(ok)})."]
+        b = fl.get("bound")
+        if b:
+            share_ok = b["share"] >= T["fleet_bound_share"]
+            safe = b["busiest"] <= b["limit"] and b["over_limit"] == 0
+            verdicts.append((f"three replicas under a {b['limit']}/s provider limit: fleet "
+                             f"throughput ≥ {T['fleet_bound_share']:.2f} R",
+                             f"{b['share']:.3f} R", share_ok))
+            verdicts.append(("three replicas under a shared limit: never more than R in any "
+                             "1 s window at the provider", f"busiest {b['busiest']} of "
+                             f"{b['limit']}, {b['over_limit']} refused", safe))
+            out += ["", f"Binding: the stand-in refuses (429) any call past {b['limit']} in a "
+                    "sliding 1 s window (`--limit-requests`); each replica sends a batch of "
+                    f"{b['n'] // 3} items at `max_concurrent` 200 with `requests_per_minute = "
+                    f"{b['limit']}`, `rate_window_s = 1`, mock latency 10 ms. Rate = (calls − R) "
+                    "/ (last arrival − first arrival): the first window's burst left out, the "
+                    "calls a multiple of R so that the last window is a full one.", "",
+                    "| R | calls | busiest 1 s window | refused | rate / s | rate / R | wall s | "
+                    "items ok | load |", "| " + " | ".join(["---"] * 9) + " |",
+                    f"| {b['limit']} | {b['calls']} | {b['busiest']} | {b['over_limit']} | "
+                    f"{b['rate']:.1f} | {b['share']:.3f} | {b['wall_s']:.2f} | {b['ok']} | "
+                    f"{b['load']} |", ""]
     if res.get("soak"):
         r = res["soak"]
         growth_ok = r["growth"] < T["soak_rss_growth"]
         verdicts.append((f"soak: RSS growth over {r['s'] / 60:.0f} min < "
                          f"{T['soak_rss_growth'] * 100:.0f}%", f"{r['growth'] * 100:+.1f}%",
                          growth_ok))
-        out += ["## 6. Soak", "",
+        out += ["## 7. Soak", "",
                 f"`POST /v1/judge/binary` at {r['rate']}/s for {r['s']:.0f} s over up to {r['c']} "
                 "connections, after a warm-up; the stand-in answers after 20 ms and fails 10% of "
                 "its calls (3% 429, 3% 500, 2% 503, 1% malformed JSON, 1% connection reset), which "
@@ -1379,6 +1651,21 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 f"{fmt_status(r['errors'], {}) or 'none'} | "
                 f"{', '.join(f'{k} {v}' for k, v in sorted(r['mock_outcomes'].items()))} | "
                 f"{fmt_load(r['load'], r.get('cpu'))} | {mark(growth_ok)} |", ""]
+    if "cost_table" in res:
+        out += ["## 8. Cost per 1,000 verdicts", ""] + res["cost_table"] + [""]
+    if "provider_batch_job" in res:
+        r = res["provider_batch_job"]
+        d = r["delivery"]
+        out += ["A job sent as provider batches (`provider_batch: true`) through the stand-in's "
+                "OpenAI Batch API, whose batches take the delay below from creation to end "
+                "(polled every 0.5 s doubling to 2 s): from `POST /v1/jobs` to `completed`.", "",
+                "| items | stand-in batch delay | wall time | over the delay | batches | "
+                "by batch / online | online calls | polls | cost | load |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+                f"| {r['n']:,} | {r['delay_ms'] / 1000:.1f} s | {r['wall_s']:.2f} s | "
+                f"{r['wall_s'] - r['delay_ms'] / 1000:.2f} s | {r['batches']} | "
+                f"{d.get('provider_batch', 0):,} / {d.get('online', 0):,} | {r['online_calls']} | "
+                f"{r['polls']} | ${r['cost_usd'] or 0:.4f} | {r['load']} |", ""]
 
     out += ["## Targets", "", "| target | measured | result |", "| --- | --- | --- |"]
     for name, measured, ok in verdicts:
@@ -1386,6 +1673,9 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
     out.append("")
     if "notes" in res:
         out += ["## Notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
+    if res.get("failed_steps"):
+        out += ["## Steps that failed", ""] + [f"- `{k}`: {v.splitlines()[0] if v else ''}"
+                                              for k, v in res["failed_steps"].items()] + [""]
     notes = ROOT / "bench" / "notes.md"
     if notes.exists() and not plan.smoke:
         # The method and the notes on earlier runs, kept by hand, after the tables.
@@ -1460,7 +1750,7 @@ def main() -> int:
     ap.add_argument("--out", help="report path (default BENCHMARKS.md, or a temp file with "
                                   "--smoke)")
     ap.add_argument("--only", help="comma-separated subset: "
-                                   "mock,overhead,batch,memory,job,fallback,soak")
+                                   "mock,overhead,batch,memory,job,fallback,fleet,soak,cost")
     ap.add_argument("--command", default=None, help="the command line to print in the report")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (configs and logs)")
     ap.add_argument("--wait-quiet", type=float, default=None,
@@ -1469,13 +1759,13 @@ def main() -> int:
     args = ap.parse_args()
 
     plan = Plan(args.smoke)
-    for b in (SERVICE_BIN, MOCK_BIN):
+    for b in (SERVICE_BIN, MOCK_BIN, COST_TABLE_BIN):
         if not b.exists():
             print(f"{b} is missing: run bench/run (it builds the release binaries)",
                   file=sys.stderr)
             return 2
     only = set(args.only.split(",")) if args.only else \
-        {"mock", "overhead", "batch", "memory", "job", "fallback", "soak"}
+        {"mock", "overhead", "batch", "memory", "job", "fallback", "fleet", "soak", "cost"}
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="llm-judge-bench-"))
     log(f"work dir {work} (logs and configs); load {loadavg()}")
@@ -1495,12 +1785,19 @@ def main() -> int:
     })
     steps = [("mock", bench.mock_alone), ("overhead", bench.overhead), ("batch", bench.batch),
              ("memory", bench.memory), ("job", bench.long_job), ("fallback", bench.fallback),
-             ("soak", bench.soak)]
+             ("fleet", bench.fleet), ("soak", bench.soak), ("cost", bench.cost)]
     bench.fastest_ms = res["speed_start_ms"]
     try:
         for name, fn in steps:
             if name in only:
-                fn()
+                # A step that fails is reported and the others still run: one broken
+                # measurement does not throw away the rest of a long run.
+                try:
+                    fn()
+                except Exception as e:  # noqa: BLE001 - any failure of a step is reported
+                    log(f"{name}: FAILED: {e}")
+                    res.setdefault("failed_steps", {})[name] = str(e)[:2000]
+                    Proc.stop_all()
     finally:
         Proc.stop_all()
     res["speed_waits"], res["speed_wait_s"] = bench.speed_waits, bench.speed_wait_total
@@ -1526,9 +1823,16 @@ def main() -> int:
     print()
     for name, measured, ok in verdicts:
         print(f"  {mark(ok).strip('*'):5}  {name}: {measured}")
+    if res.get("failed_steps"):
+        log("FAILED steps: " + ", ".join(res["failed_steps"]))
+        return 1
     if plan.smoke:
         rows = [r for k in ("batch", "memory") for r in res.get(k, [])]
         rows += [res["long_job"]] if res.get("long_job") else []
+        fl = res.get("fleet") or {}
+        rows += [dict(r, proto=f"fleet redis {r['mode']}", c=r["c"]) for r in fl.get("cpu", [])]
+        if fl.get("bound"):
+            rows.append(dict(fl["bound"], proto="fleet bound", c=200))
         failed = [f"{r.get('proto', 'job')} C={r['c']}: {r['n'] - r['ok']} of {r['n']}"
                   for r in rows if r["ok"] != r["n"]]
         if failed:
