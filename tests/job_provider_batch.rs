@@ -528,3 +528,89 @@ async fn provider_batch_fields_are_checked_in_a_body_and_an_upload() {
     assert_eq!(stats["calls"], 0);
     assert_eq!(stats["batches"]["openai"]["batches_created"], 1);
 }
+
+/// The answer to a batch's creation is lost (the stand-in makes the batch and answers after
+/// the service's timeout): the service finds the batch by its input file and uses it; it does
+/// not send the items online as well, which would bill each of them twice.
+#[tokio::test]
+async fn a_batch_whose_creation_answer_is_lost_is_found_and_used() {
+    let s = Standin::judging(&["--batch-delay-ms", "300", "--batch-create-stall-ms", "3000"]);
+    let toml = config("openai", &s, &format!("\"p:{MODEL}\""), "").replace(
+        "batch_poll_s = 0.02",
+        "batch_poll_s = 0.02\ntimeout_s = 1",
+    );
+    let app = spawn(&toml, &[]).await;
+    let base = format!("http://{}", app.addr);
+    let id = submit(
+        &app.client,
+        &base,
+        &json!({"items": items(50), "provider_batch": true}),
+    )
+    .await;
+    let done = wait_job(&app.client, &base, &id, |v| v["status"] == "completed").await;
+    let stats = s.stats().await;
+    assert_eq!(stats["batches"]["openai"]["batches_created"], 1, "{stats}");
+    assert!(stats["batches"]["openai"]["lists"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["calls"], 0, "nothing sent online: {stats}");
+    assert_eq!(
+        done["summary"]["delivery"],
+        json!({"provider_batch": 50, "online": 0}),
+        "{done}"
+    );
+    for r in results(&app.client, &base, &id).await {
+        assert_eq!(r["verdict"], "correct", "{r}");
+        assert!(r["provider_batch"].is_string(), "{r}");
+    }
+}
+
+/// The service is killed after the provider made a batch and before its id was stored (the
+/// creation's answer is still on its way): the restarted service finds the batch by the job's
+/// label and polls it; the stand-in saw one batch made and no online call.
+#[tokio::test]
+async fn a_service_killed_while_a_batch_is_made_finds_that_batch_after_the_restart() {
+    let s = Standin::judging(&["--batch-delay-ms", "500", "--batch-create-stall-ms", "20000"]);
+    let toml = config("openai", &s, &format!("\"p:{MODEL}\""), "");
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut server = serve(port, data.path(), &toml);
+    wait_up(&client, &base).await;
+    let id = submit(
+        &client,
+        &base,
+        &json!({"items": items(60), "provider_batch": true}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.stats().await["batches"]["openai"]["batches_created"] != 1 {
+        assert!(Instant::now() < deadline, "no batch was made");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Made at the provider, its answer not yet back: nothing of it is stored.
+    let state = job_state(&client, &base, &id).await;
+    assert!(state["progress"]["provider_batches"].is_null(), "{state}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let mut server = serve(port, data.path(), &toml);
+    wait_up(&client, &base).await;
+    let done = wait_job(&client, &base, &id, |v| v["status"] == "completed").await;
+    let all = results(&client, &base, &id).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let stats = s.stats().await;
+    assert_eq!(stats["batches"]["openai"]["batches_created"], 1, "{stats}");
+    assert_eq!(stats["calls"], 0, "nothing sent online: {stats}");
+    assert_eq!(
+        done["summary"]["delivery"],
+        json!({"provider_batch": 60, "online": 0}),
+        "{done}"
+    );
+    let shown = &done["progress"]["provider_batches"];
+    assert_eq!(shown.as_array().map(Vec::len), Some(1), "{done}");
+    assert_eq!(all.len(), 60);
+    for r in &all {
+        assert_eq!(r["provider_batch"], shown[0]["id"], "{r}");
+        assert_eq!(r["verdict"], "correct", "{r}");
+    }
+}

@@ -77,6 +77,7 @@ async fn resuming_a_job_does_not_hold_its_results_in_memory() {
             provider_batches: Vec::new(),
             budget: None,
             driver: None,
+            batch_submits: Vec::new(),
         };
         let item = serde_json::json!({"question": "q", "answer": "4", "prediction": "4"});
         let items = vec![item; RESULTS as usize];

@@ -476,6 +476,13 @@ async fn openai_batch_requests_match_openais_spec() {
         .expect("Prism accepted the file reads");
     assert_eq!(outcomes.len(), 3);
     c.cancel(h).await.expect("Prism accepted the cancel");
+    // Looking for batches made under a label (after a restart): the list and, for a batch
+    // found, its input file.
+    let found = c
+        .labelled("spec-check", 0)
+        .await
+        .expect("Prism accepted the list of batches");
+    assert!(found.iter().all(|f| f.input_file_id.is_some()), "{found:?}");
 }
 
 /// Azure OpenAI's global-batch deployments speak OpenAI's Batch API under `{endpoint}/openai`,

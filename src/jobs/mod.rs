@@ -123,6 +123,7 @@ fn new_record(
         provider_batches: Vec::new(),
         budget: (!options.budget.is_empty()).then_some(options.budget),
         driver: None,
+        batch_submits: Vec::new(),
     }
 }
 
@@ -702,6 +703,11 @@ impl Jobs {
             tokio::spawn(b.clone().drive());
             b
         });
+        if let Some(b) = &batches {
+            // Before any item is taken: a batch made before a restart, its id never stored,
+            // holds its items.
+            b.recover().await;
+        }
         if let Some(b) = &batches {
             *live_batches.lock().unwrap() = Some(b.clone());
         }

@@ -171,6 +171,15 @@ pub async fn lease(
     }))
 }
 
+/// A provider batch being made for a job, stored before the call that makes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitMark {
+    /// The configured provider.
+    pub provider: String,
+    /// Unix milliseconds, just before the batch was asked for.
+    pub since_ms: u64,
+}
+
 /// An item's outcome, with the id of the batch it came from.
 type Mail = (Outcome, String);
 
@@ -211,6 +220,8 @@ pub struct Batches {
     online: Arc<Semaphore>,
     state: Mutex<State>,
     changed: Notify,
+    /// Batches the job was making when its service stopped, to look for at the provider.
+    unfinished: Vec<SubmitMark>,
 }
 
 impl Batches {
@@ -246,7 +257,85 @@ impl Batches {
             online: Arc::new(Semaphore::new(record.max_concurrent.max(1))),
             state: Mutex::new(state),
             changed: Notify::new(),
+            unfinished: record.batch_submits.clone(),
         })
+    }
+
+    /// Before any item is taken: finds the batches the job was making when its service
+    /// stopped (made at the provider, their ids never stored) and takes them as its own, so
+    /// that their items are not sent again. Where they cannot be looked for (Anthropic's
+    /// batches carry no label; the provider does not answer), the items are sent again, and
+    /// a warning says a batch may be billed twice.
+    pub async fn recover(self: &Arc<Self>) {
+        for mark in &self.unfinished {
+            let Some(client) = self.judge.pool().batch_client(&mark.provider).cloned() else {
+                continue;
+            };
+            let since = (mark.since_ms / 1000)
+                .saturating_sub(crate::providers::batch::CLOCK_SLACK_S);
+            let found = match client.labelled(&self.job, since).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(job = %self.job, provider = %mark.provider, error = %e, "could not look for a provider batch made before the restart: its items are sent again, and that batch, if it was made, is billed too");
+                    continue;
+                }
+            };
+            if found.is_empty() && client.api() == Api::Anthropic {
+                tracing::warn!(job = %self.job, provider = %mark.provider, "the service stopped while making a provider batch, and Anthropic's batches cannot be looked for by job: its items are sent again, and that batch, if it was made, is billed too");
+            }
+            let known: HashSet<String> = {
+                let s = self.state.lock().unwrap();
+                s.records.iter().map(|r| r.id.clone()).collect()
+            };
+            let new: Vec<_> = found.into_iter().filter(|h| !known.contains(&h.id)).collect();
+            for h in &new {
+                tracing::info!(job = %self.job, provider = %mark.provider, batch = %h.id, requests = h.requests.len(), "found a provider batch made before the restart: it is polled, not made again");
+            }
+            if !new.is_empty() {
+                let records: Vec<BatchRecord> =
+                    new.iter().map(|h| BatchRecord::new(&mark.provider, h)).collect();
+                self.record(&records, None).await;
+                let mut s = self.state.lock().unwrap();
+                for r in records {
+                    let n = s.records.len();
+                    for i in r.indices() {
+                        s.of_item.insert(i, n);
+                    }
+                    s.records.push(r);
+                }
+            }
+        }
+        if !self.unfinished.is_empty() {
+            self.record(&[], None).await;
+        }
+    }
+
+    /// Stores `add` with the job, and the mark `mark` when given; without one, every mark of
+    /// a batch being made is cleared (what was being made is stored, or was not made).
+    async fn record(&self, add: &[BatchRecord], mark: Option<SubmitMark>) {
+        let add = add.to_vec();
+        let stored = retrying(&self.job, || {
+            let add = add.clone();
+            let mark = mark.clone();
+            self.store.update(
+                &self.job,
+                change(move |r| {
+                    let known: HashSet<String> =
+                        r.provider_batches.iter().map(|b| b.id.clone()).collect();
+                    r.provider_batches
+                        .extend(add.iter().filter(|b| !known.contains(&b.id)).cloned());
+                    match &mark {
+                        Some(m) => r.batch_submits.push(m.clone()),
+                        None => r.batch_submits.clear(),
+                    }
+                    true
+                }),
+            )
+        })
+        .await;
+        if let Err(e) = stored {
+            tracing::error!(job = %self.job, error = %e, "storing the job's provider batches failed");
+        }
     }
 
     /// The delivery for one item of the job, when its call goes as a provider batch: it is in
@@ -373,6 +462,13 @@ impl Batches {
             }
             return;
         };
+        // Marked first: a service that stops before the ids below are stored looks for what
+        // it made instead of making it again.
+        let mark = SubmitMark {
+            provider: provider.to_string(),
+            since_ms: now_ms(),
+        };
+        self.record(&[], Some(mark)).await;
         let (made, refused, failed) = match client.submit(&requests, Some(&self.job)).await {
             Ok(sub) => (sub.batches, sub.refused, None),
             Err(e) => {
@@ -382,25 +478,8 @@ impl Batches {
         };
         let records: Vec<BatchRecord> =
             made.iter().map(|h| BatchRecord::new(provider, h)).collect();
+        self.record(&records, None).await;
         if !records.is_empty() {
-            let add = records.clone();
-            let stored = retrying(&self.job, || {
-                let add = add.clone();
-                self.store.update(
-                    &self.job,
-                    change(move |r| {
-                        let known: HashSet<String> =
-                            r.provider_batches.iter().map(|b| b.id.clone()).collect();
-                        r.provider_batches
-                            .extend(add.iter().filter(|b| !known.contains(&b.id)).cloned());
-                        true
-                    }),
-                )
-            })
-            .await;
-            if let Err(e) = stored {
-                tracing::error!(job = %self.job, error = %e, "storing the job's provider batches failed");
-            }
             for r in &records {
                 tracing::info!(job = %self.job, provider, batch = %r.id, requests = r.total, "provider batch created");
             }

@@ -103,6 +103,11 @@ pub struct JobRecord {
     /// In a fleet: the replica that drives the job's provider batches, until its lease ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<super::provider_batch::Lease>,
+    /// Provider batches being made: each set before a batch is made and cleared once its id is
+    /// stored, so that a service that stopped in between looks for the batch at the provider
+    /// instead of making it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch_submits: Vec<super::provider_batch::SubmitMark>,
 }
 
 /// A storage failure, with what was being done.
@@ -869,6 +874,7 @@ mod tests {
             provider_batches: Vec::new(),
             budget: None,
             driver: None,
+            batch_submits: Vec::new(),
         }
     }
 

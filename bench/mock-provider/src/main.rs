@@ -87,6 +87,8 @@ BATCHES (OpenAI's Batch API and Anthropic's Message Batches; never faulted by --
                              by then expire (expires_at says so)
   --batch-seed N             draws which requests fail or expire, the processing order and the
                              order of results (default 0: the same on every run)
+  --batch-create-stall-ms MS the answer to a batch's creation comes MS after the batch is made
+                             (default 0): longer than the client waits, an answer lost on the way
   A cancel takes a tenth of the delay (cancelling/canceling, then cancelled/ended). State is in
   memory only: a restart of the stand-in loses every file and batch.
 
@@ -219,6 +221,9 @@ struct Cli {
     /// Seed of the draws in each batch (which requests fail or expire, their order).
     #[arg(long, default_value_t = 0)]
     batch_seed: u64,
+    /// A batch's creation is answered this many milliseconds after the batch is made.
+    #[arg(long, default_value_t = 0)]
+    batch_create_stall_ms: u64,
     /// Cached prompt tokens reported in `usage` (see PROMPT CACHE below).
     #[arg(long, default_value_t = 0)]
     cached_tokens: u64,
@@ -733,6 +738,7 @@ impl Shared {
             expire_pct: cli.batch_expire_pct,
             expire_after: cli.batch_expire_after_ms.map(Duration::from_millis),
             seed: cli.batch_seed,
+            create_stall: Duration::from_millis(cli.batch_create_stall_ms),
         };
         batch_config.validate()?;
         Ok(Shared {

@@ -80,6 +80,19 @@ impl<'de> Deserialize<'de> for CustomId {
     }
 }
 
+/// How far a provider's clock may be behind ours, for lists of batches made "since" a time.
+pub(crate) const CLOCK_SLACK_S: u64 = 300;
+
+/// The most batches looked at when searching a provider's list of batches.
+pub(crate) const MAX_LISTED: usize = 10_000;
+
+/// Now, in unix seconds.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// A request to put in a provider batch.
 #[derive(Debug, Clone)]
 pub struct Queued {
@@ -329,6 +342,16 @@ impl BatchClient {
         match self {
             BatchClient::OpenAi(b) => b.submit(requests, label).await,
             BatchClient::Anthropic(b) => b.submit(requests).await,
+        }
+    }
+
+    /// The batches made since `since` (unix seconds) with `label` in their metadata, with
+    /// their requests, for finding batches made by a service that stopped before it stored
+    /// their ids. Anthropic's batches carry no metadata: none are found there.
+    pub async fn labelled(&self, label: &str, since: u64) -> Result<Vec<Handle>, ProviderError> {
+        match self {
+            BatchClient::OpenAi(b) => b.labelled(label, since).await,
+            BatchClient::Anthropic(_) => Ok(Vec::new()),
         }
     }
 

@@ -98,6 +98,18 @@ impl Batches {
         }
     }
 
+    /// `{base}{path}?{query}`, with Azure's `api-version` among the query's pairs.
+    fn url_with(&self, path: &str, query: &[(&str, &str)]) -> String {
+        let mut pairs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode_path_segment(v)))
+            .collect();
+        if let Some(v) = &self.api_version {
+            pairs.push(format!("api-version={}", encode_path_segment(v)));
+        }
+        format!("{}{path}?{}", self.base, pairs.join("&"))
+    }
+
     fn headers(&self) -> Result<&HeaderMap, ProviderError> {
         self.headers.as_ref().ok_or(ProviderError::NoCredentials)
     }
@@ -195,10 +207,11 @@ impl Batches {
             "completion_window": "24h",
         });
         if let Some(l) = label {
-            create["metadata"] = serde_json::json!({ "llm_judge": l });
+            create["metadata"] = serde_json::json!({ LABEL_KEY: l });
         }
         let body = serde_json::to_vec(&create).expect("JSON serialises");
         let url = self.url("/batches");
+        let asked = super::unix_now().saturating_sub(super::CLOCK_SLACK_S);
         let created = self
             .http
             .call(
@@ -213,14 +226,150 @@ impl Batches {
                 },
                 error_message,
             )
-            .await?;
-        let batch: WireBatch = parse(&created, "the created batch")?;
+            .await;
+        let requests = group.iter().map(|e| e.id).collect();
+        let id = match created {
+            Ok(created) => parse::<WireBatch>(&created, "the created batch")?.id,
+            // The answer was lost after the request was sent (a timeout, a dropped connection,
+            // a 5xx from a gateway): the batch may have been made all the same. Running both
+            // it and the online calls that replace it would bill every request twice.
+            Err(e) if !refused_outright(&e) => {
+                match self.made_from(headers, &uploaded.id, asked).await {
+                    Ok(Some(id)) => {
+                        tracing::warn!(batch = %id, "creating a provider batch seemed to fail, but the provider made it: it is used");
+                        id
+                    }
+                    Ok(None) => return Err(e),
+                    Err(lookup) => {
+                        tracing::warn!(error = %lookup, "could not check whether a provider batch was made after its creation failed");
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Handle {
             api: super::Api::OpenAi,
-            id: batch.id,
+            id,
             input_file_id: Some(uploaded.id),
-            requests: group.iter().map(|e| e.id).collect(),
+            requests,
         })
+    }
+
+    /// The batches made since `since` (unix seconds), newest first, as `GET /batches` lists
+    /// them, page by page; at most [`super::MAX_LISTED`] are looked at.
+    async fn listed_since(
+        &self,
+        headers: &HeaderMap,
+        since: u64,
+        mut keep: impl FnMut(&WireBatch) -> bool,
+    ) -> Result<Vec<WireBatch>, ProviderError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        let mut seen = 0usize;
+        loop {
+            let mut query = vec![("limit", "100")];
+            if let Some(a) = &after {
+                query.push(("after", a.as_str()));
+            }
+            let url = self.url_with("/batches", &query);
+            let body = self.http.fetch(false, &url, headers, error_message).await?;
+            let page: WireList = parse(&body, "the list of batches")?;
+            let mut older = false;
+            let cursor = after.clone();
+            for b in page.data {
+                seen += 1;
+                if b.created_at.is_some_and(|t| t < since) {
+                    older = true;
+                    break;
+                }
+                after = Some(b.id.clone());
+                if keep(&b) {
+                    out.push(b);
+                }
+            }
+            // A page that does not move the cursor would be asked for again and again.
+            let stuck = after.is_none() || after == cursor;
+            if older || !page.has_more || stuck || seen >= super::MAX_LISTED {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The id of the batch made since `since` from the uploaded file `file_id`, if any.
+    async fn made_from(
+        &self,
+        headers: &HeaderMap,
+        file_id: &str,
+        since: u64,
+    ) -> Result<Option<String>, ProviderError> {
+        let found = self
+            .listed_since(headers, since, |b| b.input_file_id.as_deref() == Some(file_id))
+            .await?;
+        Ok(found.into_iter().next().map(|b| b.id))
+    }
+
+    /// The batches made since `since` (unix seconds) whose metadata carries `label`: batches
+    /// this service made and has no record of (it stopped between making one and storing its
+    /// id). Their requests are read back from their input files.
+    pub(super) async fn labelled(
+        &self,
+        label: &str,
+        since: u64,
+    ) -> Result<Vec<Handle>, ProviderError> {
+        let headers = self.headers()?.clone();
+        let found = self
+            .listed_since(&headers, since, |b| {
+                b.metadata
+                    .as_ref()
+                    .and_then(|m| m.get(LABEL_KEY))
+                    .and_then(serde_json::Value::as_str)
+                    == Some(label)
+            })
+            .await?;
+        let mut out = Vec::with_capacity(found.len());
+        for b in found {
+            let Some(file) = b.input_file_id else {
+                continue;
+            };
+            let requests = self.input_ids(&headers, &file).await?;
+            out.push(Handle {
+                api: super::Api::OpenAi,
+                id: b.id,
+                input_file_id: Some(file),
+                requests,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The custom ids in an uploaded input file, in its order.
+    async fn input_ids(
+        &self,
+        headers: &HeaderMap,
+        file_id: &str,
+    ) -> Result<Vec<CustomId>, ProviderError> {
+        #[derive(Deserialize)]
+        struct Line {
+            custom_id: String,
+        }
+        let url = self.url(&format!("/files/{}/content", encode_path_segment(file_id)));
+        let mut ids = Vec::new();
+        self.http
+            .lines(
+                || self.http.client.get(&url).headers(headers.clone()),
+                error_message,
+                |line| {
+                    if let Some(id) = serde_json::from_slice::<Line>(line)
+                        .ok()
+                        .and_then(|l| CustomId::parse(&l.custom_id))
+                    {
+                        ids.push(id);
+                    }
+                },
+            )
+            .await?;
+        Ok(ids)
     }
 
     pub(super) async fn status(&self, h: &Handle) -> Result<Status, ProviderError> {
@@ -289,15 +438,45 @@ impl Batches {
     }
 }
 
+/// The metadata key a batch's label goes under.
+const LABEL_KEY: &str = "llm_judge";
+
+/// Whether a failed creation is one the provider answered with a refusal (a 4xx other than
+/// a timeout): no batch was made. Anything else (a timeout, a lost connection, a 5xx) leaves
+/// it open.
+fn refused_outright(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::Status { status, .. } => (400..500).contains(status) && *status != 408,
+        ProviderError::Tls(_) | ProviderError::NoCredentials | ProviderError::Unsupported(_) => {
+            true
+        }
+        _ => false,
+    }
+}
+
 #[derive(Deserialize)]
 struct WireFile {
     id: String,
 }
 
 #[derive(Deserialize)]
+struct WireList {
+    #[serde(default)]
+    data: Vec<WireBatch>,
+    #[serde(default)]
+    has_more: bool,
+}
+
+#[derive(Deserialize)]
 struct WireBatch {
     id: String,
     status: String,
+    #[serde(default)]
+    created_at: Option<u64>,
+    #[serde(default)]
+    input_file_id: Option<String>,
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
     #[serde(default)]
     request_counts: Option<WireCounts>,
     #[serde(default)]

@@ -42,6 +42,9 @@ pub struct BatchConfig {
     pub expire_after: Option<Duration>,
     /// Seeds every batch's fates, processing order and result order (`--batch-seed`).
     pub seed: u64,
+    /// A batch's creation is answered this long after the batch is made
+    /// (`--batch-create-stall-ms`): longer than the client waits, the answer is lost.
+    pub create_stall: Duration,
 }
 
 impl BatchConfig {
@@ -154,11 +157,22 @@ impl Store {
 
 /// Answers a request to a batch endpoint.
 pub async fn handle(shared: &crate::Shared, req: Request) -> Reply {
-    if req.path().starts_with("/v1/messages/batches") {
+    let creating = req.method == "POST"
+        && matches!(
+            req.path().trim_end_matches('/'),
+            "/v1/batches" | "/batches" | "/v1/messages/batches"
+        );
+    let reply = if req.path().starts_with("/v1/messages/batches") {
         anthropic::handle(shared, &req)
     } else {
         openai::handle(shared, &req).await
+    };
+    let stall = shared.batches.config.create_stall;
+    if creating && !stall.is_zero() {
+        // The batch is made; its answer comes late (or, to a client that gave up, never).
+        tokio::time::sleep(stall).await;
     }
+    reply
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -504,6 +518,7 @@ mod tests {
             expire_pct: expire,
             expire_after: None,
             seed: 7,
+            create_stall: Duration::ZERO,
         }
     }
 
