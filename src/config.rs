@@ -438,8 +438,9 @@ pub struct AuthSettings {
     /// A list, or (for environment variables) a comma-separated string.
     #[serde(default, deserialize_with = "secret_list")]
     pub tokens: Vec<Secret>,
-    /// What each client token may spend per UTC day, in US dollars (kept in memory by each
-    /// replica). Needs a price for every model a request may reach.
+    /// What each client token may spend per UTC day, in US dollars (shared by the fleet and
+    /// kept across restarts with `[redis]`, else in memory by each replica). Needs a price for
+    /// every model a request may reach.
     #[serde(default)]
     pub daily_budget_usd: Option<f64>,
     /// What each client token may spend per UTC day, in tokens.

@@ -144,6 +144,16 @@ impl AppState {
             max_cost_usd: settings.auth.daily_budget_usd,
             max_tokens: settings.auth.daily_budget_tokens,
         });
+        if let (Some(d), Some(r)) = (&daily_budgets, &redis) {
+            // One budget per token and day for the whole fleet, kept across restarts.
+            let names = settings
+                .auth
+                .tokens
+                .iter()
+                .map(|t| shared::spend::client_name(t.expose()))
+                .collect();
+            d.share(Arc::new(shared::spend::RedisSpend::new(r.clone())), names);
+        }
         Ok(AppState {
             daily_budgets,
             settings: Arc::new(settings),

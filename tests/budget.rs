@@ -424,3 +424,67 @@ async fn run_stops_at_its_budget_in_process_and_through_a_server() {
     assert!(stderr.contains("exhausted"), "{stderr}");
     assert_eq!(calls.calls.load(std::sync::atomic::Ordering::SeqCst), sent);
 }
+
+/// The OpenAI-compatible endpoint and calibration runs spend a client token's day like
+/// judgments do: each is held to the budget before it is sent, counted with what it cost, and
+/// refused (429, no retry asked of the SDKs) once the day is spent.
+#[tokio::test]
+async fn chat_completions_and_calibration_runs_spend_the_client_tokens_day() {
+    let server = MockServer::start().await;
+    let mut answer = openai_answer("Verdict: 1");
+    answer["usage"] = json!({"prompt_tokens": 592, "completion_tokens": 8, "total_tokens": 600});
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&server)
+        .await;
+    let extra = "[auth]\ntokens = [\"dana-token\", \"erin-token\"]\ndaily_budget_tokens = 1000\n";
+    let app = spawn(&config(&format!("{}/v1", server.uri()), extra), &[]).await;
+    let post = |token: &'static str, path: &'static str, body: Value| {
+        let req = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(token)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let should_retry = r
+                .headers()
+                .get("x-should-retry")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, should_retry, r.json::<Value>().await.unwrap())
+        }
+    };
+    let chat = |n: usize| {
+        json!({"model": "default", "max_tokens": 16, "temperature": 0.5,
+               "messages": [{"role": "user", "content": format!("question {n}")}]})
+    };
+    for n in 0..2 {
+        let (status, _, body) = post("dana-token", "/v1/chat/completions", chat(n)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // 1,200 tokens spent of 1,000.
+    let (status, should_retry, body) = post("dana-token", "/v1/chat/completions", chat(2)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "daily_budget_exhausted", "{body}");
+    assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+    assert_eq!(should_retry.as_deref(), Some("false"));
+    let calibration = json!({"kind": "binary", "judges": ["default"], "items": [
+        {"question": "2+2?", "answer": "4", "prediction": "four", "label": "correct"},
+        {"question": "2+3?", "answer": "5", "prediction": "six", "label": "incorrect"},
+        {"question": "2+4?", "answer": "6", "prediction": "six", "label": "correct"},
+        {"question": "2+5?", "answer": "7", "prediction": "eight", "label": "incorrect"}
+    ], "max_concurrent": 1});
+    let (status, _, body) = post("dana-token", "/v1/calibrate", calibration.clone()).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    // A calibration run under another token stops where that token's day runs out: the first
+    // item fits, the second is sent while 600 are spent, the rest are not sent.
+    let (status, _, body) = post("erin-token", "/v1/calibrate", calibration).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["budget"]["exhausted"], true, "{body}");
+    assert_eq!(body["budget"]["spent_tokens"], 1200, "{body}");
+    assert_eq!(body["budget"]["not_sent"], 2, "{body}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 4);
+}

@@ -1,18 +1,24 @@
 //! Spend budgets at the HTTP edge: a batch request's own `max_cost_usd` / `max_tokens`, and
 //! each client token's daily budget (`[auth] daily_budget_usd`, `daily_budget_tokens`).
 //!
-//! A client token's day is a UTC calendar day. What it has spent is kept in memory by each
-//! replica: several replicas behind one Service each allow the whole budget, and a restart
-//! forgets the day's spend.
+//! A client token's day is a UTC calendar day. Without a [`SpendLedger`] what it has spent is
+//! kept in memory by each replica: several replicas each allow the whole budget, and a restart
+//! forgets the day's spend. With one (Redis, for a fleet), each replica adds what it spent to
+//! the ledger every [`SYNC_EVERY`] and counts what the ledger says the others spent: the fleet
+//! shares one budget per token and day, and a restarted replica carries on from the day's spend.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use tokio::sync::Notify;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use crate::batch::budget::Amount;
 use crate::batch::{Budget, Limits};
 use crate::pool::cost::Estimate;
 use crate::pool::{Pool, Step};
@@ -22,10 +28,41 @@ use crate::pool::{Pool, Step};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientId(pub usize);
 
+/// Where a fleet keeps what each client token spent per day, so that every replica counts
+/// what all of them spent.
+pub trait SpendLedger: Send + Sync {
+    /// Adds `delta` to what `client` (a stable name, never the token) spent on `day` (days
+    /// since the Unix epoch, UTC) and answers the total for that day; `None` when the ledger
+    /// cannot be reached (the last total heard stands in).
+    fn add(&self, client: &str, day: u64, delta: Amount) -> BoxFuture<'_, Option<Amount>>;
+}
+
+/// How often each replica tells the ledger what it spent and hears what the others did.
+pub const SYNC_EVERY: Duration = Duration::from_millis(250);
+
+/// A client token's budget for one day.
+struct Day {
+    day: u64,
+    budget: Arc<Budget>,
+    /// What of this replica's spend the ledger has been told.
+    told: Amount,
+}
+
 /// What every client token may spend per day, and what each has spent today.
 pub struct DailyBudgets {
     limits: Limits,
-    days: Mutex<HashMap<ClientId, (u64, Arc<Budget>)>>,
+    days: Mutex<HashMap<ClientId, Day>>,
+    /// Set by [`DailyBudgets::share`].
+    ledger: Mutex<Option<Ledger>>,
+    /// Wakes the sync at once (a token's first request of the day on this replica).
+    wake: Notify,
+}
+
+#[derive(Clone)]
+struct Ledger {
+    ledger: Arc<dyn SpendLedger>,
+    /// By client: its name in the ledger.
+    names: Arc<[String]>,
 }
 
 const DAY_S: u64 = 86_400;
@@ -43,8 +80,69 @@ impl DailyBudgets {
             Arc::new(DailyBudgets {
                 limits,
                 days: Mutex::new(HashMap::new()),
+                ledger: Mutex::new(None),
+                wake: Notify::new(),
             })
         })
+    }
+
+    /// Shares every client token's day through `ledger`, `names` naming the tokens in it (in
+    /// the order of `[auth] tokens`): a task (ended when the budgets are dropped) tells it what
+    /// this replica spent and hears what the others did. Needs a tokio runtime.
+    pub fn share(self: &Arc<Self>, ledger: Arc<dyn SpendLedger>, names: Vec<String>) {
+        *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ledger {
+            ledger,
+            names: names.into(),
+        });
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(d) = me.upgrade() else { return };
+                d.sync().await;
+                let woken = async {
+                    tokio::select! {
+                        _ = d.wake.notified() => {}
+                        _ = tokio::time::sleep(SYNC_EVERY) => {}
+                    }
+                };
+                woken.await;
+            }
+        });
+    }
+
+    /// Tells the ledger what each token spent here since last time, and takes what the
+    /// others spent from its answer.
+    async fn sync(&self) {
+        let Some(l) = self.ledger.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return;
+        };
+        // Every configured token, whether or not it has sent anything here today: a replica
+        // just started knows the day's spend before the token's first request.
+        for i in 0..l.names.len() {
+            self.day_of(ClientId(i), false);
+        }
+        let days: Vec<(ClientId, u64, Arc<Budget>, Amount)> = {
+            let days = self.days.lock().unwrap_or_else(|p| p.into_inner());
+            days.iter()
+                .map(|(c, d)| (*c, d.day, d.budget.clone(), d.told))
+                .collect()
+        };
+        for (client, day, budget, told) in days {
+            let Some(name) = l.names.get(client.0) else {
+                continue;
+            };
+            let delta = budget.spent_here().minus(told);
+            let Some(total) = l.ledger.add(name, day, delta).await else {
+                continue;
+            };
+            let mut days = self.days.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(d) = days.get_mut(&client)
+                && d.day == day
+            {
+                d.told = d.told.plus(delta);
+                d.budget.set_elsewhere(total.minus(d.told));
+            }
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -53,21 +151,33 @@ impl DailyBudgets {
 
     /// The client's budget for today (a new one each UTC day).
     pub fn today(&self, client: ClientId) -> Arc<Budget> {
+        self.day_of(client, true)
+    }
+
+    /// The client's budget for today; with `wake`, a new one has the sync ask the ledger at
+    /// once.
+    fn day_of(&self, client: ClientId, wake: bool) -> Arc<Budget> {
         let day = unix_now() / DAY_S;
         let mut days = self.days.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = || Day {
+            day,
+            budget: Budget::renewable(self.limits, "the client token's daily budget"),
+            told: Amount::default(),
+        };
+        let mut new = false;
         let entry = days.entry(client).or_insert_with(|| {
-            (
-                day,
-                Budget::renewable(self.limits, "the client token's daily budget"),
-            )
+            new = true;
+            fresh()
         });
-        if entry.0 != day {
-            *entry = (
-                day,
-                Budget::renewable(self.limits, "the client token's daily budget"),
-            );
+        if entry.day != day {
+            new = true;
+            *entry = fresh();
         }
-        entry.1.clone()
+        if new && wake {
+            // What the rest of the fleet spent today is asked for at once.
+            self.wake.notify_one();
+        }
+        entry.budget.clone()
     }
 }
 
@@ -91,6 +201,11 @@ pub fn daily_refusal(detail: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
+    // The official OpenAI SDKs retry a 429 unless told not to: this one lasts until midnight.
+    resp.headers_mut().insert(
+        header::HeaderName::from_static("x-should-retry"),
+        HeaderValue::from_static("false"),
+    );
     resp
 }
 

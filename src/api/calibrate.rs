@@ -1,12 +1,13 @@
 //! The calibration endpoints: judges measured against labelled items, and the runs kept.
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use super::budget::ClientId;
 use super::error::{ApiError, ErrorBody, JsonBody, QueryParams};
 use crate::AppState;
 use crate::calibrate::{self, MAX_JUDGES, Plan, Report, store::RunQuery};
@@ -64,15 +65,34 @@ const MAX_NAME: usize = 200;
         (status = 408, description = "The body took longer than server.body_read_timeout_s", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
-        (status = 422, description = "No judges or items, an unknown judge, too many items, or no valid item", body = ErrorBody),
+        (status = 422, description = "No judges or items, an unknown judge, too many items, or no valid item; a daily budget in dollars and a model without a price", body = ErrorBody),
+        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
         (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
     ))]
 pub async fn calibrate(
     State(app): State<AppState>,
+    client: Option<Extension<ClientId>>,
     JsonBody(req): JsonBody<CalibrateRequest>,
 ) -> Result<Json<Report>, ApiError> {
     let store = req.store;
-    let plan = plan(&app, req)?;
+    let mut plan = plan(&app, req)?;
+    // Under the client token's daily budget: the run stops where the day runs out.
+    if let (Some(daily), Some(Extension(c))) = (&app.daily_budgets, client) {
+        if daily.limits().max_cost_usd.is_some() {
+            let (first, rest) = plan.judges.split_first().expect("at least one judge");
+            super::batch::refuse_unpriced_items(
+                &app,
+                first,
+                rest.iter().cloned().collect(),
+                "auth.daily_budget_usd",
+            )?;
+        }
+        plan.budget = Some(crate::batch::Budget::under(
+            crate::batch::Limits::default(),
+            "the calibration run's budget",
+            daily.today(c),
+        ));
+    }
     let mut report = calibrate::run(app.judge.clone(), plan).await;
     if store {
         let runs = app.runs.clone();
@@ -167,6 +187,7 @@ fn plan(app: &AppState, req: CalibrateRequest) -> Result<Plan, ApiError> {
         name: req.name,
         max_concurrent,
         include_items: req.include_items,
+        budget: None,
     })
 }
 

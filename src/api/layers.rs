@@ -155,8 +155,8 @@ pub(crate) fn client_auth(
     }
 }
 
-/// Refuses (429) new work from a client token whose daily budget is spent: judgments, batches
-/// and jobs. Reading results and state goes on.
+/// Refuses (429) new work from a client token whose daily budget is spent: judgments, batches,
+/// jobs, chat completions and calibration runs. Reading results and state goes on.
 // The refusal is a whole response: the signature tower-http's `ValidateRequest` asks for.
 #[allow(clippy::result_large_err)]
 pub(crate) fn daily_budget(
@@ -166,8 +166,10 @@ pub(crate) fn daily_budget(
         let (Some(budgets), Some(client)) = (&budgets, req.extensions().get::<ClientId>()) else {
             return Ok(());
         };
+        let path = req.uri().path();
         let spends = req.method() == Method::POST
-            && (req.uri().path().starts_with("/v1/judge/") || req.uri().path() == "/v1/jobs");
+            && (path.starts_with("/v1/judge/")
+                || matches!(path, "/v1/jobs" | "/v1/chat/completions" | "/v1/calibrate"));
         let today = budgets.today(*client);
         if spends && today.is_spent() {
             let spent = today.spent();

@@ -40,6 +40,17 @@ pub struct Amount {
 }
 
 impl Amount {
+    /// What `self` has that `o` has not (never below zero).
+    pub fn minus(mut self, o: Amount) -> Amount {
+        self.sub(o);
+        self
+    }
+
+    pub fn plus(mut self, o: Amount) -> Amount {
+        self.add(o);
+        self
+    }
+
     fn add(&mut self, o: Amount) {
         self.cost_usd += o.cost_usd;
         self.tokens += o.tokens;
@@ -77,6 +88,9 @@ pub struct Budget {
 #[derive(Debug, Default)]
 struct State {
     spent: Amount,
+    /// Spent by others sharing the budget (the other replicas of a fleet, on a client token's
+    /// day), as last heard.
+    elsewhere: Amount,
     in_flight: Amount,
     /// Some item's actual cost was unknown (no price): `spent.cost_usd` leaves it out.
     unpriced: bool,
@@ -184,7 +198,7 @@ impl Budget {
                     false,
                 ));
             };
-            let committed = s.spent.cost_usd + s.in_flight.cost_usd;
+            let committed = s.spent.cost_usd + s.elsewhere.cost_usd + s.in_flight.cost_usd;
             if committed + cost > max * (1.0 + SLACK) + SLACK {
                 return Some((
                     format!(
@@ -197,7 +211,7 @@ impl Budget {
             }
         }
         if let Some(max) = self.limits.max_tokens {
-            let committed = s.spent.tokens + s.in_flight.tokens;
+            let committed = s.spent.tokens + s.elsewhere.tokens + s.in_flight.tokens;
             if committed + estimate.tokens > max {
                 return Some((
                     format!(
@@ -216,8 +230,8 @@ impl Budget {
         format!(
             "{} {what} (${:.6} and {} tokens spent or in flight); the item was not sent",
             self.name,
-            s.spent.cost_usd + s.in_flight.cost_usd,
-            s.spent.tokens + s.in_flight.tokens
+            s.spent.cost_usd + s.elsewhere.cost_usd + s.in_flight.cost_usd,
+            s.spent.tokens + s.elsewhere.tokens + s.in_flight.tokens
         )
     }
 
@@ -265,14 +279,12 @@ impl Budget {
     pub fn remaining(&self) -> Limits {
         let s = self.lock();
         Limits {
-            max_cost_usd: self
-                .limits
-                .max_cost_usd
-                .map(|m| (m - s.spent.cost_usd - s.in_flight.cost_usd).max(0.0)),
-            max_tokens: self
-                .limits
-                .max_tokens
-                .map(|m| m.saturating_sub(s.spent.tokens + s.in_flight.tokens)),
+            max_cost_usd: self.limits.max_cost_usd.map(|m| {
+                (m - s.spent.cost_usd - s.elsewhere.cost_usd - s.in_flight.cost_usd).max(0.0)
+            }),
+            max_tokens: self.limits.max_tokens.map(|m| {
+                m.saturating_sub(s.spent.tokens + s.elsewhere.tokens + s.in_flight.tokens)
+            }),
         }
     }
 
@@ -281,20 +293,33 @@ impl Budget {
         self.lock().closed
     }
 
-    /// What has been spent (settled), without what is in flight.
+    /// What has been spent (settled) here and, as last heard, elsewhere; without what is in
+    /// flight.
     pub fn spent(&self) -> Amount {
+        let s = self.lock();
+        s.spent.plus(s.elsewhere)
+    }
+
+    /// What has been spent (settled) through this budget itself.
+    pub fn spent_here(&self) -> Amount {
         self.lock().spent
+    }
+
+    /// What others sharing the budget have spent, as last heard (it replaces the last figure).
+    pub fn set_elsewhere(&self, elsewhere: Amount) {
+        self.lock().elsewhere = elsewhere;
     }
 
     /// Whether nothing more fits: the budget has closed, or a limit is reached by what is spent.
     pub fn is_spent(&self) -> bool {
         let s = self.lock();
+        let spent = s.spent.plus(s.elsewhere);
         s.closed
             || self
                 .limits
                 .max_cost_usd
-                .is_some_and(|m| s.spent.cost_usd >= m * (1.0 - SLACK))
-            || self.limits.max_tokens.is_some_and(|m| s.spent.tokens >= m)
+                .is_some_and(|m| spent.cost_usd >= m * (1.0 - SLACK))
+            || self.limits.max_tokens.is_some_and(|m| spent.tokens >= m)
     }
 
     /// The budget as a summary reports it.

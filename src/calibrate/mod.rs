@@ -362,6 +362,10 @@ pub struct Report {
     pub stored: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store_error: Option<String>,
+    /// Under a budget: what was spent, and whether the budget stopped the run (its judges'
+    /// figures then leave out the items not judged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<batch::BudgetReport>,
 }
 
 /// What to run.
@@ -375,6 +379,9 @@ pub struct Plan {
     pub name: Option<String>,
     pub max_concurrent: usize,
     pub include_items: bool,
+    /// What the run may spend (a client token's daily budget): calls that do not fit are not
+    /// sent, and their items count as errors of their judge.
+    pub budget: Option<Arc<batch::Budget>>,
 }
 
 /// Judges every item with every judge and reports the figures (not stored: see [`store`]).
@@ -395,8 +402,17 @@ pub async fn run(judge: Arc<Judge>, plan: Plan) -> Report {
     let mut done = futures::stream::iter(work)
         .map(|(j, i, route, item, index)| {
             let judge = judge.clone();
+            let budget = plan.budget.clone();
             async move {
+                let (item, reservation) = match &budget {
+                    None => (item, None),
+                    Some(b) => match batch::admit(&judge, &route, index, item, b) {
+                        batch::Admitted::Go(item, r) => (item, r),
+                        batch::Admitted::Refused(entry) => return (j, i, entry.tally),
+                    },
+                };
                 let entry = batch::judge_one(&judge, &route, index, item).await;
+                batch::settle(reservation, &entry);
                 (j, i, entry.tally)
             }
         })
@@ -463,6 +479,7 @@ pub async fn run(judge: Arc<Judge>, plan: Plan) -> Report {
         duration_ms: (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0,
         stored: false,
         store_error: None,
+        budget: plan.budget.as_ref().map(|b| b.report()),
     }
 }
 

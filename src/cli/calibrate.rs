@@ -240,6 +240,7 @@ async fn local(
         name: args.name.clone(),
         max_concurrent: usize::from(args.concurrency),
         include_items: true,
+        budget: None,
     };
     let mut report = calibrate::run(judge, plan).await;
     if let Some(store) = store {

@@ -1,6 +1,7 @@
 //! What a fleet of replicas shares when `[redis]` is configured: the rate limiter ([`limiter`]),
-//! the verdict cache's shared tier ([`cache`]) and jobs ([`jobs`]); and, for one node, the
-//! embedded verdict cache tier on disk ([`disk_cache`]).
+//! the verdict cache's shared tier ([`cache`]), jobs ([`jobs`]) and each client token's daily
+//! spend ([`spend`]); and, for one node, the embedded verdict cache tier on disk
+//! ([`disk_cache`]).
 //!
 //! Each is an implementation of a small trait of the layer it serves (`pool`'s `Limiter`,
 //! `judge`'s cache tier, `jobs`' store), wired in by `lib.rs`: those layers never import this
@@ -16,6 +17,7 @@ pub mod cache;
 pub mod disk_cache;
 pub mod jobs;
 pub mod limiter;
+pub mod spend;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -15,14 +15,15 @@ pub mod response;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::budget::{self, ClientId};
 use super::error::{ApiError, JsonBody};
 use crate::AppState;
 use crate::judge::JudgeError;
@@ -36,6 +37,9 @@ use response::{
 const X_PROVIDER: HeaderName = HeaderName::from_static("x-llm-judge-provider");
 const X_FALLBACK: HeaderName = HeaderName::from_static("x-llm-judge-fallback");
 const X_CACHED: HeaderName = HeaderName::from_static("x-llm-judge-cached");
+
+/// The completion budget a daily budget holds for a request that sets none.
+const DEFAULT_MAX_TOKENS: u32 = 512;
 
 /// A chat completion through a route: OpenAI's request and answer, whole or as server-sent
 /// events (`stream: true`). At temperature 0 an identical request is answered from the verdict
@@ -56,12 +60,13 @@ const X_CACHED: HeaderName = HeaderName::from_static("x-llm-judge-cached");
         (status = 408, description = "The body took longer than server.body_read_timeout_s", body = OpenAiErrorBody),
         (status = 413, description = "Body over the limit", body = OpenAiErrorBody),
         (status = 415, description = "The body is declared as something other than JSON", body = OpenAiErrorBody),
-        (status = 429, description = "Every step of the route was rate-limited", body = OpenAiErrorBody),
+        (status = 429, description = "Every step of the route was rate-limited, or the client token's daily budget is spent (Retry-After: seconds to 00:00 UTC; x-should-retry: false)", body = OpenAiErrorBody),
         (status = 502, description = "No provider in the route produced an answer; every attempt is listed under x_llm_judge (answered with x-should-retry: false: the route was already retried)", body = OpenAiErrorBody),
         (status = 503, description = "Shutting down: new work is refused", body = OpenAiErrorBody),
     ))]
 pub async fn completions(
     State(app): State<AppState>,
+    client: Option<Extension<ClientId>>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ChatCompletionRequest>,
 ) -> Result<Response, Response> {
@@ -79,6 +84,18 @@ pub async fn completions(
         .field("model")
         .into_response());
     }
+    // Under the client token's daily budget, the most the answer may cost is held first.
+    let held = budget::hold(
+        app.daily_budgets.as_deref(),
+        client.map(|Extension(c)| c),
+        judge.pool(),
+        &route,
+        judge.pool().estimate(
+            &route,
+            req.estimated_prompt_tokens(),
+            req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        ),
+    )?;
     let use_cache = !no_cache(&headers);
     let id = format!(
         "chatcmpl-{}",
@@ -91,10 +108,13 @@ pub async fn completions(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     if wanted.stream {
-        let a = judge
-            .chat_stream(&route, req, use_cache)
-            .await
-            .map_err(|e| failed(&route, e))?;
+        let a = match judge.chat_stream(&route, req, use_cache).await {
+            Ok(a) => a,
+            Err(e) => {
+                held.settle(Some(0.0), 0);
+                return Err(failed(&route, e));
+            }
+        };
         let crate::judge::chat::ChatStreamAnswer {
             stream,
             provider,
@@ -120,20 +140,45 @@ pub async fn completions(
                 cost_usd: None,
                 cached,
             },
-            cost: Box::new(move |usage| match &pricing {
-                // A cached answer cost nothing.
-                None => Some(0.0),
-                Some(p) => usage.and_then(|u| p.cost(u)),
+            // Told once, when the stream ends well. A stream that fails or is dropped midway
+            // leaves its hold unsettled: the whole estimate counts as spent, as the provider
+            // may have billed it.
+            cost: Box::new({
+                let held = std::sync::Mutex::new(Some(held));
+                move |usage| {
+                    // A cached answer cost nothing.
+                    let cost = match &pricing {
+                        None => Some(0.0),
+                        Some(p) => usage.and_then(|u| p.cost(u)),
+                    };
+                    if let Some(h) = held.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        let tokens = if pricing.is_none() {
+                            0
+                        } else {
+                            usage.map_or(0, |u| u.total())
+                        };
+                        h.settle(cost, tokens);
+                    }
+                    cost
+                }
             }),
         };
         let sse = Sse::new(response::events(head, stream)).keep_alive(KeepAlive::default());
         return Ok((marks, sse).into_response());
     }
-    let answer = judge
-        .chat(&route, req, use_cache)
-        .await
-        .map_err(|e| failed(&route, e))?;
+    let answer = match judge.chat(&route, req, use_cache).await {
+        Ok(a) => a,
+        Err(e) => {
+            held.settle(Some(0.0), 0);
+            return Err(failed(&route, e));
+        }
+    };
     let (a, cached) = (answer.delivered, answer.cached);
+    if cached {
+        held.settle(Some(0.0), 0);
+    } else {
+        held.settle(a.cost_usd, a.completion.usage.total());
+    }
     let c = a.completion;
     let logprobs = c
         .logprobs
