@@ -404,17 +404,20 @@ async fn polls_honour_retry_after_and_a_create_is_sent_once_unless_refused_untak
     let e = c.submit(&queued(1), None).await.unwrap_err();
     assert_eq!(e.error.status(), Some(500));
     assert!(!e.to_string().contains("sk-batch-secret-key"), "{e}");
-    let creates = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/v1/batches")
-        .count();
+    let received = server.received_requests().await.unwrap();
+    let to_batches = |m: &str| {
+        received
+            .iter()
+            .filter(|r| r.url.path() == "/v1/batches" && r.method.as_str() == m)
+            .count()
+    };
     assert_eq!(
-        creates, 1,
+        to_batches("POST"),
+        1,
         "a create that may have been taken is not repeated"
     );
+    // Instead, the batches made since are looked at for one made from the uploaded file.
+    assert_eq!(to_batches("GET"), 1);
 }
 
 /// Every request the OpenAI batch client sends is valid under OpenAI's own spec: Prism serves
