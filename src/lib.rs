@@ -140,19 +140,26 @@ impl AppState {
         };
         let runs = calibrate::store::RedbRunStore::open(std::path::Path::new(&j.data_dir))
             .map_err(|e| anyhow::anyhow!("calibration run store: {e}"))?;
-        let daily_budgets = api::budget::DailyBudgets::new(batch::Limits {
-            max_cost_usd: settings.auth.daily_budget_usd,
-            max_tokens: settings.auth.daily_budget_tokens,
-        });
-        if let (Some(d), Some(r)) = (&daily_budgets, &redis) {
-            // One budget per token and day for the whole fleet, kept across restarts.
-            let names = settings
-                .auth
-                .tokens
-                .iter()
-                .map(|t| shared::spend::client_name(t.expose()))
-                .collect();
-            d.share(Arc::new(shared::spend::RedisSpend::new(r.clone())), names);
+        let names = settings
+            .auth
+            .tokens
+            .iter()
+            .map(|t| api::budget::client_name(t.expose()))
+            .collect();
+        let daily_budgets = api::budget::DailyBudgets::new(
+            batch::Limits {
+                max_cost_usd: settings.auth.daily_budget_usd,
+                max_tokens: settings.auth.daily_budget_tokens,
+            },
+            names,
+        );
+        if let Some(d) = &daily_budgets {
+            // Jobs spend the day of the token that sent them.
+            jobs.count_against(d.clone());
+            if let Some(r) = &redis {
+                // One budget per token and day for the whole fleet, kept across restarts.
+                d.share(Arc::new(shared::spend::RedisSpend::new(r.clone())));
+            }
         }
         Ok(AppState {
             daily_budgets,

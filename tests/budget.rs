@@ -488,3 +488,86 @@ async fn chat_completions_and_calibration_runs_spend_the_client_tokens_day() {
     assert_eq!(body["budget"]["not_sent"], 2, "{body}");
     assert_eq!(server.received_requests().await.unwrap().len(), 4);
 }
+
+/// A job sent with a client token spends the token's day: it stops where the day runs out (its
+/// remaining items `budget_exhausted`), and what it spent counts against the token's other work.
+#[tokio::test]
+async fn a_job_spends_its_client_tokens_day() {
+    let server = MockServer::start().await;
+    let mut answer = openai_answer("Verdict: 1");
+    answer["usage"] = json!({"prompt_tokens": 592, "completion_tokens": 8, "total_tokens": 600});
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&server)
+        .await;
+    let extra = "[auth]\ntokens = [\"fay-token\", \"gus-token\"]\ndaily_budget_tokens = 1000\n";
+    let app = spawn(&config(&format!("{}/v1", server.uri()), extra), &[]).await;
+    let r = app
+        .client
+        .post(app.url("/v1/jobs"))
+        .bearer_auth("fay-token")
+        .json(&json!({"items": items(5), "max_concurrent": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        let v: Value = app
+            .client
+            .get(app.url(&format!("/v1/jobs/{id}")))
+            .bearer_auth("fay-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["status"] == "completed" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let budget = &job["summary"]["budget"];
+    assert_eq!(budget["exhausted"], true, "{job}");
+    assert_eq!(budget["spent_tokens"], 1200, "{job}");
+    assert_eq!(budget["not_sent"], 3, "{job}");
+    let text = app
+        .client
+        .get(app.url(&format!("/v1/jobs/{id}/results")))
+        .bearer_auth("fay-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let results = ndjson(&text);
+    let codes: Vec<&str> = results
+        .iter()
+        .map(|r| r["error"]["code"].as_str().unwrap_or("ok"))
+        .collect();
+    assert_eq!(
+        codes,
+        ["ok", "ok", "budget_exhausted", "budget_exhausted", "budget_exhausted"]
+    );
+    let msg = results[2]["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("daily budget"), "{msg}");
+    // The day is spent for the token's other work; another token's is not.
+    let judge = |token: &'static str| {
+        app.client
+            .post(app.url("/v1/judge/binary"))
+            .bearer_auth(token)
+            .json(&items(1)[0])
+            .send()
+    };
+    assert_eq!(judge("fay-token").await.unwrap().status(), 429);
+    assert_eq!(judge("gus-token").await.unwrap().status(), 200);
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}

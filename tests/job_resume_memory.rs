@@ -78,6 +78,7 @@ async fn resuming_a_job_does_not_hold_its_results_in_memory() {
             budget: None,
             driver: None,
             batch_submits: Vec::new(),
+            client: None,
         };
         let item = serde_json::json!({"question": "q", "answer": "4", "prediction": "4"});
         let items = vec![item; RESULTS as usize];

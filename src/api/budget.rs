@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::batch::budget::Amount;
+use crate::batch::budget::{Amount, ClientDays};
 use crate::batch::{Budget, Limits};
 use crate::pool::cost::Estimate;
 use crate::pool::{Pool, Step};
@@ -48,9 +48,19 @@ struct Day {
     told: Amount,
 }
 
+/// A client token's name (in the ledger, and in a job's record): the same on every replica,
+/// and no way back to the token.
+pub fn client_name(token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("llm-judge client token\0{token}").as_bytes());
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What every client token may spend per day, and what each has spent today.
 pub struct DailyBudgets {
     limits: Limits,
+    /// By client: its [`client_name`].
+    names: Arc<[String]>,
     days: Mutex<HashMap<ClientId, Day>>,
     /// Set by [`DailyBudgets::share`].
     ledger: Mutex<Option<Ledger>>,
@@ -61,8 +71,6 @@ pub struct DailyBudgets {
 #[derive(Clone)]
 struct Ledger {
     ledger: Arc<dyn SpendLedger>,
-    /// By client: its name in the ledger.
-    names: Arc<[String]>,
 }
 
 const DAY_S: u64 = 86_400;
@@ -74,11 +82,13 @@ fn unix_now() -> u64 {
 }
 
 impl DailyBudgets {
-    /// `None` when no daily budget is configured.
-    pub fn new(limits: Limits) -> Option<Arc<DailyBudgets>> {
+    /// `None` when no daily budget is configured. `names` are the tokens' [`client_name`]s, in
+    /// the order of `[auth] tokens`.
+    pub fn new(limits: Limits, names: Vec<String>) -> Option<Arc<DailyBudgets>> {
         (!limits.is_empty()).then(|| {
             Arc::new(DailyBudgets {
                 limits,
+                names: names.into(),
                 days: Mutex::new(HashMap::new()),
                 ledger: Mutex::new(None),
                 wake: Notify::new(),
@@ -86,14 +96,11 @@ impl DailyBudgets {
         })
     }
 
-    /// Shares every client token's day through `ledger`, `names` naming the tokens in it (in
-    /// the order of `[auth] tokens`): a task (ended when the budgets are dropped) tells it what
-    /// this replica spent and hears what the others did. Needs a tokio runtime.
-    pub fn share(self: &Arc<Self>, ledger: Arc<dyn SpendLedger>, names: Vec<String>) {
-        *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ledger {
-            ledger,
-            names: names.into(),
-        });
+    /// Shares every client token's day through `ledger`: a task (ended when the budgets are
+    /// dropped) tells it what this replica spent and hears what the others did. Needs a tokio
+    /// runtime.
+    pub fn share(self: &Arc<Self>, ledger: Arc<dyn SpendLedger>) {
+        *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ledger { ledger });
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -118,7 +125,7 @@ impl DailyBudgets {
         };
         // Every configured token, whether or not it has sent anything here today: a replica
         // just started knows the day's spend before the token's first request.
-        for i in 0..l.names.len() {
+        for i in 0..self.names.len() {
             self.day_of(ClientId(i), false);
         }
         let days: Vec<(ClientId, u64, Arc<Budget>, Amount)> = {
@@ -128,7 +135,7 @@ impl DailyBudgets {
                 .collect()
         };
         for (client, day, budget, told) in days {
-            let Some(name) = l.names.get(client.0) else {
+            let Some(name) = self.names.get(client.0) else {
                 continue;
             };
             let delta = budget.spent_here().minus(told);
@@ -147,6 +154,11 @@ impl DailyBudgets {
 
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// The client's [`client_name`].
+    pub fn name_of(&self, client: ClientId) -> Option<&str> {
+        self.names.get(client.0).map(String::as_str)
     }
 
     /// The client's budget for today (a new one each UTC day).
@@ -178,6 +190,13 @@ impl DailyBudgets {
             self.wake.notify_one();
         }
         entry.budget.clone()
+    }
+}
+
+impl ClientDays for DailyBudgets {
+    fn today_of(&self, client: &str) -> Option<Arc<Budget>> {
+        let i = self.names.iter().position(|n| n == client)?;
+        Some(self.today(ClientId(i)))
     }
 }
 
@@ -295,10 +314,13 @@ mod tests {
 
     #[test]
     fn each_client_has_its_own_day() {
-        let d = DailyBudgets::new(Limits {
-            max_cost_usd: None,
-            max_tokens: Some(10),
-        })
+        let d = DailyBudgets::new(
+            Limits {
+                max_cost_usd: None,
+                max_tokens: Some(10),
+            },
+            vec![client_name("a"), client_name("b")],
+        )
         .unwrap();
         let a = d.today(ClientId(0));
         a.reserve(Estimate {
@@ -309,7 +331,13 @@ mod tests {
         .settle(None, 10);
         assert!(d.today(ClientId(0)).is_spent());
         assert!(!d.today(ClientId(1)).is_spent());
-        assert!(DailyBudgets::new(Limits::default()).is_none());
+        assert!(DailyBudgets::new(Limits::default(), Vec::new()).is_none());
+        // Named apart, by a digest that does not show the token.
+        assert_ne!(client_name("a"), client_name("b"));
+        assert!(!client_name("secret-token").contains("secret"));
+        assert!(d.today_of(&client_name("b")).is_some_and(|b| !b.is_spent()));
+        assert!(d.today_of(&client_name("a")).is_some_and(|b| b.is_spent()));
+        assert!(d.today_of("someone-else").is_none());
         let secs = seconds_to_midnight();
         assert!((1..=DAY_S).contains(&secs));
     }

@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::batch::{BatchRequest, Checked, prepare_values};
 use super::error::{ApiError, ErrorBody, PathParam, QueryParams, parse_json, read_body};
 use crate::AppState;
+use super::budget::ClientId;
 use crate::jobs::{Begin, INVALID_LINE, JobOptions, JobStatus, JobView, KeyConflict, StoreError};
 use crate::judge::JudgeKind;
 use futures::StreamExt;
@@ -81,6 +82,7 @@ const MAX_PROVIDER_BATCH_DEADLINE_S: u64 = 86_400;
 /// The options a job asks for, checked: a 422 names the field.
 fn job_options(
     app: &AppState,
+    client: Option<ClientId>,
     route: &str,
     judges: std::collections::BTreeSet<String>,
     provider_batch: Option<bool>,
@@ -128,13 +130,18 @@ fn job_options(
             .field(field));
         }
     }
+    // Sent with a client token whose day has a budget: the job spends that day.
+    let day = app.daily_budgets.as_ref().zip(client);
     if budget.max_cost_usd.is_some() {
         super::batch::refuse_unpriced_items(app, route, judges, "max_cost_usd")?;
+    } else if day.is_some_and(|(d, _)| d.limits().max_cost_usd.is_some()) {
+        super::batch::refuse_unpriced_items(app, route, judges, "auth.daily_budget_usd")?;
     }
     Ok(JobOptions {
         provider_batch,
         provider_batch_deadline_s: deadline_s,
         budget,
+        client: day.and_then(|(d, c)| d.name_of(c).map(str::to_string)),
     })
 }
 
@@ -150,7 +157,8 @@ fn job_options(
         (status = 401, description = "Missing or wrong client token", body = ErrorBody),
         (status = 409, description = "The idempotency key was used for a different request, or its upload is still arriving", body = ErrorBody),
         (status = 413, description = "Body over the limit, or too many items", body = ErrorBody),
-        (status = 422, description = "Invalid batch", body = ErrorBody),
+        (status = 422, description = "Invalid batch; a budget in dollars (the job's, or its client token's day) and a model without a price", body = ErrorBody),
+        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
         (status = 503, description = "Shutting down, or the job store failed", body = ErrorBody),
     ))]
 pub async fn create(
@@ -158,13 +166,14 @@ pub async fn create(
     QueryParams(q): QueryParams<UploadParams>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let client = req.extensions().get::<ClientId>().copied();
     let ndjson = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-ndjson"));
     if ndjson {
-        return upload(app, q, req).await;
+        return upload(app, client, q, req).await;
     }
     let bytes = read_body(req).await?;
     let body: BatchRequest = parse_json(&bytes)?;
@@ -181,7 +190,15 @@ pub async fn create(
         .iter()
         .filter_map(|v| super::batch::named_judge(v.get()))
         .collect();
-    let options = job_options(&app, &route, judges, provider_batch, deadline_s, budget)?;
+    let options = job_options(
+        &app,
+        client,
+        &route,
+        judges,
+        provider_batch,
+        deadline_s,
+        budget,
+    )?;
     // A key comes back with the digest of its request, to tell a retry from a different job.
     let key = key.map(|k| (k, digest(&bytes)));
     let (view, created) = app
@@ -262,7 +279,12 @@ fn accepted(view: &JobView, created: bool) -> Response {
 }
 
 /// Streams an NDJSON body into the store, a page at a time.
-async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response, ApiError> {
+async fn upload(
+    app: AppState,
+    client: Option<ClientId>,
+    q: UploadParams,
+    req: Request,
+) -> Result<Response, ApiError> {
     let limits = &app.settings.server;
     let route = app.judge.resolve_route(q.judge.as_deref())?;
     let max_concurrent = super::batch::max_concurrent(limits, q.max_concurrent)?;
@@ -273,6 +295,7 @@ async fn upload(app: AppState, q: UploadParams, req: Request) -> Result<Response
     // naming judges of their own without prices are unpriced, as in a batch).
     let options = job_options(
         &app,
+        client,
         &route,
         Default::default(),
         q.provider_batch,

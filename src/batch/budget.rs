@@ -64,6 +64,13 @@ impl Amount {
 
 pub use crate::pool::cost::Estimate;
 
+/// Each client token's budget for the day, looked up by the token's name (work that outlives
+/// its request, a job, keeps the name of the token that sent it).
+pub trait ClientDays: Send + Sync {
+    /// Today's budget of the client named `client`; `None` for a name no configured token has.
+    fn today_of(&self, client: &str) -> Option<Arc<Budget>>;
+}
+
 /// Why an item was not sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exhausted {
@@ -122,6 +129,16 @@ impl Budget {
     /// A sticky budget that has already spent `spent` (work resumed after a restart).
     pub fn resume(limits: Limits, name: &'static str, spent: Amount) -> Arc<Budget> {
         Self::build(limits, name, true, None, spent)
+    }
+
+    /// [`Budget::resume`], under `parent` when there is one.
+    pub fn resume_under(
+        limits: Limits,
+        name: &'static str,
+        spent: Amount,
+        parent: Option<Arc<Budget>>,
+    ) -> Arc<Budget> {
+        Self::build(limits, name, true, parent, spent)
     }
 
     fn build(

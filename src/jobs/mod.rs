@@ -64,6 +64,8 @@ pub struct Jobs {
     runtime: std::sync::OnceLock<tokio::runtime::Handle>,
     /// This process among a fleet's replicas (the owner of its provider-batch leases).
     instance: String,
+    /// Client tokens' daily budgets: a job sent with a token spends that token's day.
+    days: std::sync::OnceLock<Arc<dyn batch::budget::ClientDays>>,
 }
 
 fn now_ms() -> u64 {
@@ -82,6 +84,9 @@ pub struct JobOptions {
     pub provider_batch_deadline_s: Option<u64>,
     /// The job's spend budget (empty: none).
     pub budget: batch::Limits,
+    /// The name of the client token that sent the job, when its day has a budget: the job
+    /// spends that day too.
+    pub client: Option<String>,
 }
 
 /// The default of `provider_batch_deadline_s`: the providers' own completion window.
@@ -124,6 +129,7 @@ fn new_record(
         budget: (!options.budget.is_empty()).then_some(options.budget),
         driver: None,
         batch_submits: Vec::new(),
+        client: options.client.clone(),
     }
 }
 
@@ -217,6 +223,11 @@ impl Jobs {
         Ok(Self::with_store(settings, judge, Arc::new(Embedded(store))))
     }
 
+    /// Jobs sent with a client token spend that token's day in `days`.
+    pub fn count_against(&self, days: Arc<dyn batch::budget::ClientDays>) {
+        let _ = self.days.set(days);
+    }
+
     /// The job manager over any store (one a fleet shares, say).
     pub fn with_store(
         settings: JobSettings,
@@ -230,6 +241,7 @@ impl Jobs {
             live: Mutex::new(HashMap::new()),
             runtime: std::sync::OnceLock::new(),
             instance: format!("{:016x}", rand::random::<u64>()),
+            days: std::sync::OnceLock::new(),
         })
     }
 
@@ -683,12 +695,29 @@ impl Jobs {
                 s.not_sent(),
             );
         }
-        // A resumed job's budget has spent what its stored results cost.
-        let budget = record.budget.filter(|l| !l.is_empty()).map(|l| {
-            let b = batch::Budget::resume(l, "the job's budget", spent_before.0);
-            b.add_refused(spent_before.1);
-            b
-        });
+        // A resumed job's budget has spent what its stored results cost. A job sent with a
+        // client token whose day has a budget spends it too: it stops where the day runs out
+        // (after a restart on a later day, it goes on under that day).
+        let own = record.budget.filter(|l| !l.is_empty());
+        let day = record
+            .client
+            .as_deref()
+            .and_then(|c| self.days.get()?.today_of(c));
+        let budget = match (own, day) {
+            (None, None) => None,
+            (own, day) => {
+                let b = batch::Budget::resume_under(
+                    own.unwrap_or_default(),
+                    "the job's budget",
+                    spent_before.0,
+                    day,
+                );
+                if own.is_some() {
+                    b.add_refused(spent_before.1);
+                }
+                Some(b)
+            }
+        };
         // Provider batches, driven until this runner ends.
         let batches_stop = cancel.child_token();
         let _stop_batches = batches_stop.clone().drop_guard();

@@ -108,6 +108,9 @@ pub struct JobRecord {
     /// instead of making it again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batch_submits: Vec<super::provider_batch::SubmitMark>,
+    /// The name of the client token that sent the job, when its day has a budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// A storage failure, with what was being done.
@@ -875,6 +878,7 @@ mod tests {
             budget: None,
             driver: None,
             batch_submits: Vec::new(),
+            client: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The fleet's ledger of what each client token spent per day (`[auth] daily_budget_usd`,
 //! `daily_budget_tokens`): a hash `PREFIX:spend:CLIENT:DAY` with the dollars (`usd`, added with
-//! HINCRBYFLOAT) and the tokens (`tokens`, HINCRBY), kept two days. `CLIENT` is a digest of the
-//! token, never the token.
+//! HINCRBYFLOAT) and the tokens (`tokens`, HINCRBY), kept two days. `CLIENT` is the token's
+//! `api::budget::client_name`, a digest, never the token.
 //!
 //! A replica that cannot reach Redis keeps counting its own spend, and what it heard last of
 //! the others'; it tells Redis what it spent meanwhile once Redis answers again.
@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sha2::Digest;
 
 use super::Redis;
 use crate::api::budget::SpendLedger;
@@ -27,13 +26,6 @@ impl RedisSpend {
     pub fn new(redis: Arc<Redis>) -> RedisSpend {
         RedisSpend { redis }
     }
-}
-
-/// A client token's name in the ledger: the same on every replica, and no way back to the
-/// token.
-pub fn client_name(token: &str) -> String {
-    let digest = sha2::Sha256::digest(format!("llm-judge client token\0{token}").as_bytes());
-    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl SpendLedger for RedisSpend {
