@@ -555,7 +555,13 @@ async fn a_job_spends_its_client_tokens_day() {
         .collect();
     assert_eq!(
         codes,
-        ["ok", "ok", "budget_exhausted", "budget_exhausted", "budget_exhausted"]
+        [
+            "ok",
+            "ok",
+            "budget_exhausted",
+            "budget_exhausted",
+            "budget_exhausted"
+        ]
     );
     let msg = results[2]["error"]["message"].as_str().unwrap();
     assert!(msg.contains("daily budget"), "{msg}");

@@ -28,8 +28,10 @@ async fn judge(client: &reqwest::Client, base: &str, n: usize) -> (u16, Value) {
     let r = client
         .post(format!("{base}/v1/judge/binary"))
         .bearer_auth("fleet-token")
-        .json(&json!({"question": "q", "answer": "a", "prediction": format!("p{n}"),
-                      "options": {"cache": false, "max_tokens": 16}}))
+        .json(
+            &json!({"question": "q", "answer": "a", "prediction": format!("p{n}"),
+                      "options": {"cache": false, "max_tokens": 16}}),
+        )
         .send()
         .await
         .unwrap();

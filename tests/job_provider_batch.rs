@@ -535,10 +535,8 @@ async fn provider_batch_fields_are_checked_in_a_body_and_an_upload() {
 #[tokio::test]
 async fn a_batch_whose_creation_answer_is_lost_is_found_and_used() {
     let s = Standin::judging(&["--batch-delay-ms", "300", "--batch-create-stall-ms", "3000"]);
-    let toml = config("openai", &s, &format!("\"p:{MODEL}\""), "").replace(
-        "batch_poll_s = 0.02",
-        "batch_poll_s = 0.02\ntimeout_s = 1",
-    );
+    let toml = config("openai", &s, &format!("\"p:{MODEL}\""), "")
+        .replace("batch_poll_s = 0.02", "batch_poll_s = 0.02\ntimeout_s = 1");
     let app = spawn(&toml, &[]).await;
     let base = format!("http://{}", app.addr);
     let id = submit(
@@ -550,7 +548,10 @@ async fn a_batch_whose_creation_answer_is_lost_is_found_and_used() {
     let done = wait_job(&app.client, &base, &id, |v| v["status"] == "completed").await;
     let stats = s.stats().await;
     assert_eq!(stats["batches"]["openai"]["batches_created"], 1, "{stats}");
-    assert!(stats["batches"]["openai"]["lists"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["batches"]["openai"]["lists"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
     assert_eq!(stats["calls"], 0, "nothing sent online: {stats}");
     assert_eq!(
         done["summary"]["delivery"],
@@ -568,7 +569,12 @@ async fn a_batch_whose_creation_answer_is_lost_is_found_and_used() {
 /// label and polls it; the stand-in saw one batch made and no online call.
 #[tokio::test]
 async fn a_service_killed_while_a_batch_is_made_finds_that_batch_after_the_restart() {
-    let s = Standin::judging(&["--batch-delay-ms", "500", "--batch-create-stall-ms", "20000"]);
+    let s = Standin::judging(&[
+        "--batch-delay-ms",
+        "500",
+        "--batch-create-stall-ms",
+        "20000",
+    ]);
     let toml = config("openai", &s, &format!("\"p:{MODEL}\""), "");
     let data = tempfile::tempdir().unwrap();
     let port = free_port();

@@ -120,7 +120,12 @@ impl DailyBudgets {
     /// Tells the ledger what each token spent here since last time, and takes what the
     /// others spent from its answer.
     async fn sync(&self) {
-        let Some(l) = self.ledger.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+        let Some(l) = self
+            .ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
             return;
         };
         // Every configured token, whether or not it has sent anything here today: a replica

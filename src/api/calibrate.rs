@@ -1,8 +1,8 @@
 //! The calibration endpoints: judges measured against labelled items, and the runs kept.
 
 use axum::extract::State;
-use axum::{Extension, Json};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};

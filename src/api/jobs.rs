@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::batch::{BatchRequest, Checked, prepare_values};
+use super::budget::ClientId;
 use super::error::{ApiError, ErrorBody, PathParam, QueryParams, parse_json, read_body};
 use crate::AppState;
-use super::budget::ClientId;
 use crate::jobs::{Begin, INVALID_LINE, JobOptions, JobStatus, JobView, KeyConflict, StoreError};
 use crate::judge::JudgeKind;
 use futures::StreamExt;

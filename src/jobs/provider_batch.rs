@@ -271,8 +271,8 @@ impl Batches {
             let Some(client) = self.judge.pool().batch_client(&mark.provider).cloned() else {
                 continue;
             };
-            let since = (mark.since_ms / 1000)
-                .saturating_sub(crate::providers::batch::CLOCK_SLACK_S);
+            let since =
+                (mark.since_ms / 1000).saturating_sub(crate::providers::batch::CLOCK_SLACK_S);
             let found = match client.labelled(&self.job, since).await {
                 Ok(found) => found,
                 Err(e) => {
@@ -287,13 +287,18 @@ impl Batches {
                 let s = self.state.lock().unwrap();
                 s.records.iter().map(|r| r.id.clone()).collect()
             };
-            let new: Vec<_> = found.into_iter().filter(|h| !known.contains(&h.id)).collect();
+            let new: Vec<_> = found
+                .into_iter()
+                .filter(|h| !known.contains(&h.id))
+                .collect();
             for h in &new {
                 tracing::info!(job = %self.job, provider = %mark.provider, batch = %h.id, requests = h.requests.len(), "found a provider batch made before the restart: it is polled, not made again");
             }
             if !new.is_empty() {
-                let records: Vec<BatchRecord> =
-                    new.iter().map(|h| BatchRecord::new(&mark.provider, h)).collect();
+                let records: Vec<BatchRecord> = new
+                    .iter()
+                    .map(|h| BatchRecord::new(&mark.provider, h))
+                    .collect();
                 self.record(&records, None).await;
                 let mut s = self.state.lock().unwrap();
                 for r in records {

@@ -48,7 +48,10 @@ impl SpendLedger for RedisSpend {
                 .ignore();
             let (usd, tokens): (f64, u64) = self
                 .redis
-                .call("spend", |mut c| async move { pipe.query_async(&mut c).await })
+                .call(
+                    "spend",
+                    |mut c| async move { pipe.query_async(&mut c).await },
+                )
                 .await
                 .ok()?;
             Some(Amount {

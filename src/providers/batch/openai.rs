@@ -304,7 +304,9 @@ impl Batches {
         since: u64,
     ) -> Result<Option<String>, ProviderError> {
         let found = self
-            .listed_since(headers, since, |b| b.input_file_id.as_deref() == Some(file_id))
+            .listed_since(headers, since, |b| {
+                b.input_file_id.as_deref() == Some(file_id)
+            })
             .await?;
         Ok(found.into_iter().next().map(|b| b.id))
     }
