@@ -189,9 +189,9 @@ async fn budgets_are_checked_before_anything_is_sent() {
     assert_eq!(server.received_requests().await.unwrap().len(), 0);
 }
 
-#[tokio::test]
-async fn a_client_tokens_daily_budget_is_refused_with_429_once_spent() {
-    // Every answer reports 600 tokens: more than its estimate, so the day is spent after two.
+/// A stand-in whose every answer reports 600 tokens: more than a judgment's estimate, so a day
+/// of 1,000 tokens is spent after two calls.
+async fn standin_600() -> MockServer {
     let server = MockServer::start().await;
     let mut answer = openai_answer("Verdict: 1");
     answer["usage"] = json!({"prompt_tokens": 592, "completion_tokens": 8, "total_tokens": 600});
@@ -200,23 +200,46 @@ async fn a_client_tokens_daily_budget_is_refused_with_429_once_spent() {
         .respond_with(ResponseTemplate::new(200).set_body_json(answer))
         .mount(&server)
         .await;
+    server
+}
+
+/// A POST with a client token: the status, the header `header`, and the JSON answer.
+async fn post_as(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    body: Value,
+    header: &str,
+) -> (u16, Option<String>, Value) {
+    let r = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let h = r
+        .headers()
+        .get(header)
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, h, r.json::<Value>().await.unwrap())
+}
+
+/// A GET with a client token: the answer's text.
+async fn get_as(app: &TestApp, token: &str, path: &str) -> String {
+    let r = app.client.get(app.url(path)).bearer_auth(token).send();
+    r.await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_client_tokens_daily_budget_is_refused_with_429_once_spent() {
+    let server = standin_600().await;
     let extra = "[auth]\ntokens = [\"alice-token\", \"bob-token\"]\ndaily_budget_tokens = 1000\n";
     let app = spawn(&config(&format!("{}/v1", server.uri()), extra), &[]).await;
     let post = |token: &'static str, path: &'static str, body: Value| {
-        let req = app
-            .client
-            .post(app.url(path))
-            .bearer_auth(token)
-            .json(&body);
-        async move {
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            let retry = r
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_string());
-            (status, retry, r.json::<Value>().await.unwrap())
-        }
+        post_as(&app, token, path, body, "retry-after")
     };
     let item = items(1)[0].clone();
     for _ in 0..2 {
@@ -430,31 +453,11 @@ async fn run_stops_at_its_budget_in_process_and_through_a_server() {
 /// refused (429, no retry asked of the SDKs) once the day is spent.
 #[tokio::test]
 async fn chat_completions_and_calibration_runs_spend_the_client_tokens_day() {
-    let server = MockServer::start().await;
-    let mut answer = openai_answer("Verdict: 1");
-    answer["usage"] = json!({"prompt_tokens": 592, "completion_tokens": 8, "total_tokens": 600});
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
-        .mount(&server)
-        .await;
+    let server = standin_600().await;
     let extra = "[auth]\ntokens = [\"dana-token\", \"erin-token\"]\ndaily_budget_tokens = 1000\n";
     let app = spawn(&config(&format!("{}/v1", server.uri()), extra), &[]).await;
     let post = |token: &'static str, path: &'static str, body: Value| {
-        let req = app
-            .client
-            .post(app.url(path))
-            .bearer_auth(token)
-            .json(&body);
-        async move {
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            let should_retry = r
-                .headers()
-                .get("x-should-retry")
-                .map(|v| v.to_str().unwrap().to_string());
-            (status, should_retry, r.json::<Value>().await.unwrap())
-        }
+        post_as(&app, token, path, body, "x-should-retry")
     };
     let chat = |n: usize| {
         json!({"model": "default", "max_tokens": 16, "temperature": 0.5,
@@ -493,41 +496,17 @@ async fn chat_completions_and_calibration_runs_spend_the_client_tokens_day() {
 /// remaining items `budget_exhausted`), and what it spent counts against the token's other work.
 #[tokio::test]
 async fn a_job_spends_its_client_tokens_day() {
-    let server = MockServer::start().await;
-    let mut answer = openai_answer("Verdict: 1");
-    answer["usage"] = json!({"prompt_tokens": 592, "completion_tokens": 8, "total_tokens": 600});
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
-        .mount(&server)
-        .await;
+    let server = standin_600().await;
     let extra = "[auth]\ntokens = [\"fay-token\", \"gus-token\"]\ndaily_budget_tokens = 1000\n";
     let app = spawn(&config(&format!("{}/v1", server.uri()), extra), &[]).await;
-    let r = app
-        .client
-        .post(app.url("/v1/jobs"))
-        .bearer_auth("fay-token")
-        .json(&json!({"items": items(5), "max_concurrent": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let body = json!({"items": items(5), "max_concurrent": 1});
+    let (status, _, accepted) = post_as(&app, "fay-token", "/v1/jobs", body, "location").await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let job = loop {
-        let v: Value = app
-            .client
-            .get(app.url(&format!("/v1/jobs/{id}")))
-            .bearer_auth("fay-token")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let text = get_as(&app, "fay-token", &format!("/v1/jobs/{id}")).await;
+        let v: Value = serde_json::from_str(&text).unwrap();
         if v["status"] == "completed" {
             break v;
         }
@@ -538,17 +517,7 @@ async fn a_job_spends_its_client_tokens_day() {
     assert_eq!(budget["exhausted"], true, "{job}");
     assert_eq!(budget["spent_tokens"], 1200, "{job}");
     assert_eq!(budget["not_sent"], 3, "{job}");
-    let text = app
-        .client
-        .get(app.url(&format!("/v1/jobs/{id}/results")))
-        .bearer_auth("fay-token")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let results = ndjson(&text);
+    let results = ndjson(&get_as(&app, "fay-token", &format!("/v1/jobs/{id}/results")).await);
     let codes: Vec<&str> = results
         .iter()
         .map(|r| r["error"]["code"].as_str().unwrap_or("ok"))

@@ -86,6 +86,14 @@ async fn submit(client: &reqwest::Client, base: &str, body: &Value) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
+/// Submits `body` as a job to `app` and waits until it completes: its id and its final state.
+async fn completed_job(app: &TestApp, body: &Value) -> (String, Value) {
+    let base = format!("http://{}", app.addr);
+    let id = submit(&app.client, &base, body).await;
+    let done = wait_job(&app.client, &base, &id, |v| v["status"] == "completed").await;
+    (id, done)
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
 }
@@ -193,13 +201,8 @@ async fn failed_and_expired_batch_requests_finish_online_through_fallback() {
     .replace("batch_poll_s", "max_attempts = 1\nbatch_poll_s");
     let app = spawn(&toml, &[]).await;
     let base = format!("http://{}", app.addr);
-    let id = submit(
-        &app.client,
-        &base,
-        &json!({"items": items(200), "provider_batch": true}),
-    )
-    .await;
-    let done = wait_job(&app.client, &base, &id, |v| v["status"] == "completed").await;
+    let (id, done) =
+        completed_job(&app, &json!({"items": items(200), "provider_batch": true})).await;
     let all = results(&app.client, &base, &id).await;
     assert_eq!(all.len(), 200);
     let (mut by_batch, mut online) = (0, 0);
@@ -391,6 +394,28 @@ fn serve(port: u16, data: &std::path::Path, toml: &str) -> std::process::Child {
     cmd.spawn().unwrap()
 }
 
+/// Kills the service (SIGKILL), starts it again on the same data and configuration, and waits
+/// until job `id` completes: its final state and its results.
+async fn kill_and_finish(
+    mut server: std::process::Child,
+    port: u16,
+    data: &std::path::Path,
+    toml: &str,
+    id: &str,
+) -> (Value, Vec<Value>) {
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let mut server = serve(port, data, toml);
+    wait_up(&client, &base).await;
+    let done = wait_job(&client, &base, id, |v| v["status"] == "completed").await;
+    let all = results(&client, &base, id).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    (done, all)
+}
+
 #[tokio::test]
 async fn a_killed_service_resumes_polling_the_same_batch_and_keeps_the_jobs_spend() {
     let a = Standin::judging(&["--batch-delay-ms", "3000"]);
@@ -405,7 +430,7 @@ async fn a_killed_service_resumes_polling_the_same_batch_and_keeps_the_jobs_spen
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut server = serve(port, data.path(), &toml);
+    let server = serve(port, data.path(), &toml);
     wait_up(&client, &base).await;
     let mut list = items(240);
     for item in list.iter_mut().take(40) {
@@ -430,14 +455,7 @@ async fn a_killed_service_resumes_polling_the_same_batch_and_keeps_the_jobs_spen
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let mut server = serve(port, data.path(), &toml);
-    wait_up(&client, &base).await;
-    let done = wait_job(&client, &base, &id, |v| v["status"] == "completed").await;
-    let all = results(&client, &base, &id).await;
-    server.kill().unwrap();
-    server.wait().unwrap();
+    let (done, all) = kill_and_finish(server, port, data.path(), &toml, &id).await;
     let stats = a.stats().await;
     assert_eq!(
         stats["batches"]["anthropic"]["batches_created"], 1,
@@ -539,13 +557,8 @@ async fn a_batch_whose_creation_answer_is_lost_is_found_and_used() {
         .replace("batch_poll_s = 0.02", "batch_poll_s = 0.02\ntimeout_s = 1");
     let app = spawn(&toml, &[]).await;
     let base = format!("http://{}", app.addr);
-    let id = submit(
-        &app.client,
-        &base,
-        &json!({"items": items(50), "provider_batch": true}),
-    )
-    .await;
-    let done = wait_job(&app.client, &base, &id, |v| v["status"] == "completed").await;
+    let (id, done) =
+        completed_job(&app, &json!({"items": items(50), "provider_batch": true})).await;
     let stats = s.stats().await;
     assert_eq!(stats["batches"]["openai"]["batches_created"], 1, "{stats}");
     assert!(
@@ -580,7 +593,7 @@ async fn a_service_killed_while_a_batch_is_made_finds_that_batch_after_the_resta
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut server = serve(port, data.path(), &toml);
+    let server = serve(port, data.path(), &toml);
     wait_up(&client, &base).await;
     let id = submit(
         &client,
@@ -596,14 +609,7 @@ async fn a_service_killed_while_a_batch_is_made_finds_that_batch_after_the_resta
     // Made at the provider, its answer not yet back: nothing of it is stored.
     let state = job_state(&client, &base, &id).await;
     assert!(state["progress"]["provider_batches"].is_null(), "{state}");
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let mut server = serve(port, data.path(), &toml);
-    wait_up(&client, &base).await;
-    let done = wait_job(&client, &base, &id, |v| v["status"] == "completed").await;
-    let all = results(&client, &base, &id).await;
-    server.kill().unwrap();
-    server.wait().unwrap();
+    let (done, all) = kill_and_finish(server, port, data.path(), &toml, &id).await;
     let stats = s.stats().await;
     assert_eq!(stats["batches"]["openai"]["batches_created"], 1, "{stats}");
     assert_eq!(stats["calls"], 0, "nothing sent online: {stats}");
