@@ -1138,7 +1138,11 @@ default_model = "m"
         try:
             lines = self.binary_lines(count=5000)
             url = f"http://127.0.0.1:{sport}/v1/judge/binary"
-            c = max(p.oha_connections, p.soak_rate // 20)
+            # Enough connections for the rate at the mean latency the fault mix gives: each
+            # 429 carries retry-after 1 s, so 3% of requests take a second longer and the mean
+            # is about 57 ms (Little's law: 57 busy connections at 1,000/s). Twice that, so that
+            # the load generator's own queue does not make up the latency it reports.
+            c = max(p.oha_connections, p.soak_rate // 8)
             # Warm up first: the RSS at the start is the service's size once it is serving.
             self.oha(url, n=int(p.soak_rate * p.soak_warm_s), rate=p.soak_rate, c=c, body=lines,
                      lines=True)
@@ -1638,8 +1642,9 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
         out += ["## 7. Soak", "",
                 f"`POST /v1/judge/binary` at {r['rate']}/s for {r['s']:.0f} s over up to {r['c']} "
                 "connections, after a warm-up; the stand-in answers after 20 ms and fails 10% of "
-                "its calls (3% 429, 3% 500, 2% 503, 1% malformed JSON, 1% connection reset), which "
-                "the service retries (retry delays 20 to 200 ms) within its retry budget. RSS at "
+                "its calls (3% 429 with `retry-after: 1`, 3% 500, 2% 503, 1% malformed JSON, 1% "
+                "connection reset), which the service retries (retry delays 20 to 200 ms; a 429 "
+                "waits the second it asks for) within its retry budget. RSS at "
                 "the start (after the warm-up) and the end; the peak sampled every second.", "",
                 "| RSS start MB | RSS end MB | growth | peak MB | p50 / p99 / p99.9 ms | "
                 "requests/s | statuses | errors | stand-in outcomes | load | result |",
