@@ -92,22 +92,22 @@ impl Batches {
 
     /// `{base}{path}`, with Azure's `api-version`.
     fn url(&self, path: &str) -> String {
-        match &self.api_version {
-            Some(v) => format!("{}{path}?api-version={}", self.base, encode_path_segment(v)),
-            None => format!("{}{path}", self.base),
-        }
+        self.url_with(path, &[])
     }
 
-    /// `{base}{path}?{query}`, with Azure's `api-version` among the query's pairs.
+    /// `{base}{path}?{query}`, with Azure's `api-version` among the query's pairs (no `?` when
+    /// there are none).
     fn url_with(&self, path: &str, query: &[(&str, &str)]) -> String {
-        let mut pairs: Vec<String> = query
+        let pairs: Vec<String> = query
             .iter()
+            .copied()
+            .chain(self.api_version.as_deref().map(|v| ("api-version", v)))
             .map(|(k, v)| format!("{k}={}", encode_path_segment(v)))
             .collect();
-        if let Some(v) = &self.api_version {
-            pairs.push(format!("api-version={}", encode_path_segment(v)));
+        match pairs.is_empty() {
+            true => format!("{}{path}", self.base),
+            false => format!("{}{path}?{}", self.base, pairs.join("&")),
         }
-        format!("{}{path}?{}", self.base, pairs.join("&"))
     }
 
     fn headers(&self) -> Result<&HeaderMap, ProviderError> {
