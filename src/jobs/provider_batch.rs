@@ -205,6 +205,17 @@ struct State {
     polling: HashSet<usize>,
 }
 
+impl State {
+    /// Takes a batch of the job's as one of its records, its items pointing at it.
+    fn add(&mut self, r: BatchRecord) {
+        let n = self.records.len();
+        for i in r.indices() {
+            self.of_item.insert(i, n);
+        }
+        self.records.push(r);
+    }
+}
+
 /// One job's provider batches on this process.
 pub struct Batches {
     job: String,
@@ -241,12 +252,9 @@ impl Batches {
         );
         let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
         let mut state = State::default();
-        for (n, r) in record.provider_batches.iter().enumerate() {
-            for i in r.indices() {
-                state.of_item.insert(i, n);
-            }
+        for r in &record.provider_batches {
+            state.add(r.clone());
         }
-        state.records = record.provider_batches.clone();
         Arc::new(Batches {
             job: record.id.clone(),
             judge,
@@ -302,11 +310,7 @@ impl Batches {
                 self.record(&records, None).await;
                 let mut s = self.state.lock().unwrap();
                 for r in records {
-                    let n = s.records.len();
-                    for i in r.indices() {
-                        s.of_item.insert(i, n);
-                    }
-                    s.records.push(r);
+                    s.add(r);
                 }
             }
         }
@@ -501,12 +505,8 @@ impl Batches {
         {
             let mut s = self.state.lock().unwrap();
             for r in records {
-                let n = s.records.len();
-                for i in r.indices() {
-                    s.of_item.insert(i, n);
-                    inside.insert(i);
-                }
-                s.records.push(r);
+                inside.extend(r.indices());
+                s.add(r);
             }
         }
         for (id, e) in refused {
