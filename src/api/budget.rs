@@ -62,15 +62,8 @@ pub struct DailyBudgets {
     /// By client: its [`client_name`].
     names: Arc<[String]>,
     days: Mutex<HashMap<ClientId, Day>>,
-    /// Set by [`DailyBudgets::share`].
-    ledger: Mutex<Option<Ledger>>,
-    /// Wakes the sync at once (a token's first request of the day on this replica).
+    /// Wakes the sync ([`DailyBudgets::share`]) at once (a token's first request of the day on this replica).
     wake: Notify,
-}
-
-#[derive(Clone)]
-struct Ledger {
-    ledger: Arc<dyn SpendLedger>,
 }
 
 const DAY_S: u64 = 86_400;
@@ -90,7 +83,6 @@ impl DailyBudgets {
                 limits,
                 names: names.into(),
                 days: Mutex::new(HashMap::new()),
-                ledger: Mutex::new(None),
                 wake: Notify::new(),
             })
         })
@@ -100,34 +92,22 @@ impl DailyBudgets {
     /// dropped) tells it what this replica spent and hears what the others did. Needs a tokio
     /// runtime.
     pub fn share(self: &Arc<Self>, ledger: Arc<dyn SpendLedger>) {
-        *self.ledger.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ledger { ledger });
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 let Some(d) = me.upgrade() else { return };
-                d.sync().await;
-                let woken = async {
-                    tokio::select! {
-                        _ = d.wake.notified() => {}
-                        _ = tokio::time::sleep(SYNC_EVERY) => {}
-                    }
-                };
-                woken.await;
+                d.sync(&*ledger).await;
+                tokio::select! {
+                    _ = d.wake.notified() => {}
+                    _ = tokio::time::sleep(SYNC_EVERY) => {}
+                }
             }
         });
     }
 
     /// Tells the ledger what each token spent here since last time, and takes what the
     /// others spent from its answer.
-    async fn sync(&self) {
-        let Some(l) = self
-            .ledger
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        else {
-            return;
-        };
+    async fn sync(&self, ledger: &dyn SpendLedger) {
         // Every configured token, whether or not it has sent anything here today: a replica
         // just started knows the day's spend before the token's first request.
         for i in 0..self.names.len() {
@@ -144,7 +124,7 @@ impl DailyBudgets {
                 continue;
             };
             let delta = budget.spent_here().minus(told);
-            let Some(total) = l.ledger.add(name, day, delta).await else {
+            let Some(total) = ledger.add(name, day, delta).await else {
                 continue;
             };
             let mut days = self.days.lock().unwrap_or_else(|p| p.into_inner());
