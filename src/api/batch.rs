@@ -356,33 +356,38 @@ fn batch_budget(
     route: &str,
     items: &[BatchItem],
 ) -> Result<Option<std::sync::Arc<Budget>>, ApiError> {
-    let daily = app
-        .daily_budgets
-        .as_ref()
-        .zip(client)
-        .map(|(d, c)| (d.limits(), d.today(c)));
-    let in_dollars = own.max_cost_usd.is_some()
-        || daily
-            .as_ref()
-            .is_some_and(|(l, _)| l.max_cost_usd.is_some());
-    if in_dollars {
-        let field = if own.max_cost_usd.is_some() {
-            "max_cost_usd"
-        } else {
-            "auth.daily_budget_usd"
-        };
-        refuse_unpriced_items(app, route, item_judges(items), field)?;
-    }
-    Ok(match daily {
-        Some((_, day)) => Some(Budget::under(own, "the batch's budget", day)),
+    let daily = app.daily_budgets.as_ref().filter(|_| client.is_some());
+    refuse_unpriced_budget(app, own, daily.map(|d| &**d), route, item_judges(items))?;
+    Ok(match daily.zip(client) {
+        Some((d, c)) => Some(Budget::under(own, "the batch's budget", d.today(c))),
         None if !own.is_empty() => Some(Budget::new(own, "the batch's budget")),
         None => None,
     })
 }
 
+/// Refuses (422) a budget in dollars, the work's own (`max_cost_usd`) or else its client token's
+/// day (`auth.daily_budget_usd`), when a model the items may call, along `route` or the judges
+/// they name, has no price.
+pub fn refuse_unpriced_budget(
+    app: &AppState,
+    own: Limits,
+    daily: Option<&super::budget::DailyBudgets>,
+    route: &str,
+    judges: std::collections::BTreeSet<String>,
+) -> Result<(), ApiError> {
+    let field = if own.max_cost_usd.is_some() {
+        "max_cost_usd"
+    } else if daily.is_some_and(|d| d.limits().max_cost_usd.is_some()) {
+        "auth.daily_budget_usd"
+    } else {
+        return Ok(());
+    };
+    refuse_unpriced_items(app, route, judges, field)
+}
+
 /// Refuses (422 naming `field`) a budget in dollars when a model the items may call, along
 /// `route` or the judges they name, has no price.
-pub fn refuse_unpriced_items(
+fn refuse_unpriced_items(
     app: &AppState,
     route: &str,
     judges: std::collections::BTreeSet<String>,

@@ -78,15 +78,14 @@ pub async fn calibrate(
     let mut plan = plan(&app, req)?;
     // Under the client token's daily budget: the run stops where the day runs out.
     if let (Some(daily), Some(Extension(c))) = (&app.daily_budgets, client) {
-        if daily.limits().max_cost_usd.is_some() {
-            let (first, rest) = plan.judges.split_first().expect("at least one judge");
-            super::batch::refuse_unpriced_items(
-                &app,
-                first,
-                rest.iter().cloned().collect(),
-                "auth.daily_budget_usd",
-            )?;
-        }
+        let (first, rest) = plan.judges.split_first().expect("at least one judge");
+        super::batch::refuse_unpriced_budget(
+            &app,
+            crate::batch::Limits::default(),
+            Some(&**daily),
+            first,
+            rest.iter().cloned().collect(),
+        )?;
         plan.budget = Some(crate::batch::Budget::under(
             crate::batch::Limits::default(),
             "the calibration run's budget",

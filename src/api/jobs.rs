@@ -132,11 +132,7 @@ fn job_options(
     }
     // Sent with a client token whose day has a budget: the job spends that day.
     let day = app.daily_budgets.as_ref().zip(client);
-    if budget.max_cost_usd.is_some() {
-        super::batch::refuse_unpriced_items(app, route, judges, "max_cost_usd")?;
-    } else if day.is_some_and(|(d, _)| d.limits().max_cost_usd.is_some()) {
-        super::batch::refuse_unpriced_items(app, route, judges, "auth.daily_budget_usd")?;
-    }
+    super::batch::refuse_unpriced_budget(app, budget, day.map(|(d, _)| &**d), route, judges)?;
     Ok(JobOptions {
         provider_batch,
         provider_batch_deadline_s: deadline_s,
