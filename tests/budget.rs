@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::*;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Every answer costs 128 tokens (openai_answer's usage), $0.128 at $1,000 per million.
 const ITEM_COST: f64 = 0.128;
@@ -187,20 +185,6 @@ async fn budgets_are_checked_before_anything_is_sent() {
         }
     }
     assert_eq!(server.received_requests().await.unwrap().len(), 0);
-}
-
-/// A stand-in whose every answer reports 600 tokens: more than a judgment's estimate, so a day
-/// of 1,000 tokens is spent after two calls.
-async fn standin_600() -> MockServer {
-    let server = MockServer::start().await;
-    let mut answer = openai_answer("Verdict: 1");
-    answer["usage"] = json!({"prompt_tokens": 592, "completion_tokens": 8, "total_tokens": 600});
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
-        .mount(&server)
-        .await;
-    server
 }
 
 /// A POST with a client token: the status, the header `header`, and the JSON answer.

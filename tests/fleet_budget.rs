@@ -8,22 +8,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::*;
 
-/// An OpenAI stand-in whose every answer reports 600 tokens; returns its base URL (with `/v1`).
-async fn standin() -> String {
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(|| async {
-            let mut a = openai_answer("Verdict: 1");
-            a["usage"] = json!({"prompt_tokens": 592, "completion_tokens": 8, "total_tokens": 600});
-            axum::Json(a)
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/v1")
-}
-
 async fn judge(client: &reqwest::Client, base: &str, n: usize) -> (u16, Value) {
     let r = client
         .post(format!("{base}/v1/judge/binary"))
@@ -44,7 +28,8 @@ async fn replicas_share_a_client_tokens_day_and_a_restart_keeps_it() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let provider = standin().await;
+    let server = standin_600().await;
+    let provider = format!("{}/v1", server.uri());
     let client = reqwest::Client::new();
     let env = [
         ("LLM_JUDGE__AUTH__TOKENS", "fleet-token"),

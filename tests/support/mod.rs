@@ -144,6 +144,20 @@ pub fn openai_answer(text: &str) -> Value {
     })
 }
 
+/// A stand-in whose every answer reports 600 tokens: more than a judgment's estimate, so a day
+/// of 1,000 tokens is spent after two calls.
+pub async fn standin_600() -> MockServer {
+    let server = MockServer::start().await;
+    let mut answer = openai_answer("Verdict: 1");
+    answer["usage"] = json!({"prompt_tokens": 592, "completion_tokens": 8, "total_tokens": 600});
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&server)
+        .await;
+    server
+}
+
 /// Config for one OpenAI-wire provider named `name` at the stand-in, as the default route.
 pub fn openai_config(name: &str, server: &MockServer, model: &str) -> String {
     format!(
