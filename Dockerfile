@@ -17,20 +17,26 @@ WORKDIR /build
 # The workspace also lists the benchmark stand-in; its manifest (with a placeholder main) is
 # enough for cargo to resolve the workspace, and only the service is built.
 COPY Cargo.toml Cargo.lock ./
+COPY crates/metrics/Cargo.toml crates/metrics/Cargo.toml
+COPY crates/chat/Cargo.toml crates/chat/Cargo.toml
+COPY crates/providers/Cargo.toml crates/providers/Cargo.toml
+COPY crates/pool/Cargo.toml crates/pool/Cargo.toml
+COPY crates/judge/Cargo.toml crates/judge/Cargo.toml
+COPY crates/work/Cargo.toml crates/work/Cargo.toml
+COPY crates/fleet/Cargo.toml crates/fleet/Cargo.toml
 COPY bench/mock-provider/Cargo.toml bench/mock-provider/Cargo.toml
 RUN mkdir -p src bench/mock-provider/src \
+    && for c in metrics chat providers pool judge work fleet; do \
+         mkdir -p crates/$c/src && echo '// placeholder for the dependency layer' > crates/$c/src/lib.rs; \
+       done \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > bench/mock-provider/src/main.rs \
     && echo '// placeholder for the dependency layer' > src/lib.rs \
     && cargo build --release --locked -p llm-judge \
-    && rm -rf src
-
-# The service itself. COPY keeps the files' own modification times, which can be older than the
-# dummy build: touching the crate roots makes cargo rebuild the llm-judge crate for certain.
-# The release profile keeps line tables for readable panic backtraces; compressing them (rather
-# than stripping) keeps file:line in backtraces and halves the binary (~60 MB -> ~27 MB).
+    && rm -rf src crates/*/src
+COPY crates ./crates
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/main.rs src/lib.rs crates/*/src/lib.rs \
     && cargo build --release --locked -p llm-judge \
     && objcopy --compress-debug-sections=zlib target/release/llm-judge /usr/local/bin/llm-judge \
     && /usr/local/bin/llm-judge --version

@@ -4,9 +4,9 @@
 //!
 //! `cargo run --release --example cost_table` (bench/bench.py runs it for its report).
 
-use llm_judge::chat::Usage;
 use llm_judge::config::Price;
-use llm_judge::pool::cost::{Channel, usd};
+use llm_judge_chat::Usage;
+use llm_judge_pool::cost::{Channel, usd};
 
 /// The judge item: a score judgment with a shared rubric.
 const PROMPT_TOKENS: u64 = 2_000;

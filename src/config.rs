@@ -13,6 +13,15 @@ use std::time::Duration;
 use config::{Config, Environment, File, FileFormat};
 use serde::{Deserialize, Deserializer};
 
+pub use llm_judge_chat::Secret;
+pub use llm_judge_fleet::settings::{OnRedisError, RedisSettings};
+pub use llm_judge_judge::settings::{
+    Aggregate, ConfidenceMode, JudgeSettings, MAX_PANEL_JUDGES, OnTie, PanelSettings, RouteOptions,
+};
+pub use llm_judge_pool::cost::{DEFAULT_BATCH_DISCOUNT, DEFAULT_CACHE_WRITE_FACTOR, Price};
+pub use llm_judge_pool::settings::{PoolSettings, RetrySettings, StepSettings};
+pub use llm_judge_providers::settings::{ModelLimits, ProviderKind, ProviderSettings};
+
 /// Built-in defaults, the lowest layer. Every known provider is present; one is enabled when its
 /// key is set (or, for local servers, when it needs none).
 const DEFAULTS: &str = r#"
@@ -107,58 +116,6 @@ api_key_env = "GEMINI_API_KEY"
 default_model = "gemini-2.0-flash"
 "#;
 
-/// A secret that never prints.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Secret(String::deserialize(d)?))
-    }
-}
-
-/// The wire format of a provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    Openai,
-    Azure,
-    Anthropic,
-    Cohere,
-    Together,
-    Gemini,
-    Rules,
-}
-
-impl ProviderKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ProviderKind::Openai => "openai",
-            ProviderKind::Azure => "azure",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Cohere => "cohere",
-            ProviderKind::Together => "together",
-            ProviderKind::Gemini => "gemini",
-            ProviderKind::Rules => "rules",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
@@ -195,19 +152,6 @@ pub struct ServerSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JudgeSettings {
-    /// The route used when a request names none.
-    pub default_route: String,
-    /// Ask the deterministic rules judge first; call a model only when it is unsure.
-    pub rules_precheck: bool,
-    pub temperature: f32,
-    pub max_tokens: u32,
-    /// Verdicts kept in the in-memory cache (0 turns the cache off).
-    pub cache_entries: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct JobsConfig {
     /// Where jobs, their items and results are kept (`--data-dir` overrides it).
     pub data_dir: String,
@@ -222,21 +166,6 @@ pub struct JobsConfig {
     /// Memory the job store may use to cache its pages, in MiB. It bounds the service's memory
     /// however large the jobs: without a bound, every page a long job writes stays cached.
     pub cache_mb: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetrySettings {
-    /// Attempts per route step, the first included.
-    pub max_attempts: u32,
-    pub base_delay_ms: u64,
-    pub max_delay_ms: u64,
-    /// A provider asking to wait longer than this is not retried (the route moves on).
-    pub max_retry_after_s: u64,
-    /// Retries allowed as a fraction of first attempts, shared by all requests.
-    pub budget_ratio: f64,
-    /// Retries per second always allowed, whatever the ratio.
-    pub budget_min_per_s: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -298,14 +227,6 @@ pub struct RawProvider {
     pub model_limits: BTreeMap<String, ModelLimits>,
 }
 
-/// The request and token limits of one model, in the provider's window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelLimits {
-    pub requests_per_minute: Option<u32>,
-    pub tokens_per_minute: Option<u64>,
-}
-
 /// The verdict cache's tiers (`judge.cache_entries` bounds the in-memory tier's entries; 0
 /// turns every tier off).
 #[derive(Debug, Clone, Deserialize)]
@@ -318,97 +239,6 @@ pub struct CacheSettings {
     pub disk_mb: u64,
     /// How long a verdict is kept in the embedded and Redis tiers.
     pub ttl_hours: f64,
-}
-
-/// What the rate limiter does while Redis does not answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnRedisError {
-    /// Each replica enforces its share of the limits itself (the quota / `expected_replicas`).
-    Local,
-    /// Calls that need a rate-limit permit are refused until Redis answers.
-    Fail,
-}
-
-/// The Redis a fleet of replicas shares (rate limits, the verdict cache, jobs). No URL: none.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSettings {
-    /// `redis://[user:password@]host:6379/0`, or `rediss://` for TLS; empty for none.
-    pub url: Secret,
-    /// Prefix of every key, so that several deployments can share one Redis.
-    pub key_prefix: String,
-    /// The longest any Redis call may take before it counts as failed.
-    pub timeout_ms: u64,
-    pub connect_timeout_ms: u64,
-    pub on_redis_error: OnRedisError,
-    /// Replicas sharing the limits: while Redis is away, each enforces limit / this.
-    pub expected_replicas: u32,
-    /// A job item taken by a replica that has not been heard of for this long is taken over
-    /// by another (the first one is presumed dead).
-    pub claim_idle_s: f64,
-}
-
-impl RedisSettings {
-    /// The URL when Redis is configured.
-    pub fn url(&self) -> Option<&str> {
-        Some(self.url.expose().trim()).filter(|u| !u.is_empty())
-    }
-}
-
-/// Price of a model in US dollars per million tokens.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Price {
-    pub prompt_per_mtok: f64,
-    pub completion_per_mtok: f64,
-    /// Input tokens read from the provider's prompt cache; `prompt_per_mtok` when left out, so
-    /// that a missing entry never makes a call look cheaper than it was.
-    #[serde(default)]
-    pub cached_prompt_per_mtok: Option<f64>,
-    /// Input tokens written to the provider's prompt cache (only Anthropic reports them); 1.25 x
-    /// `prompt_per_mtok` when left out, Anthropic's premium for the 5-minute cache.
-    #[serde(default)]
-    pub cache_write_per_mtok: Option<f64>,
-    /// The share of the price taken off for calls sent through a provider's batch API (0.5 when
-    /// left out: half price).
-    #[serde(default)]
-    pub batch_discount: Option<f64>,
-}
-
-/// What a cache write costs per prompt token when the price table does not say: Anthropic's
-/// premium for the 5-minute cache, the only writes any provider reports.
-pub const DEFAULT_CACHE_WRITE_FACTOR: f64 = 1.25;
-/// The share of the online price a provider batch takes off when the price table does not say.
-pub const DEFAULT_BATCH_DISCOUNT: f64 = 0.5;
-
-impl Price {
-    /// A price of prompt and completion tokens, with the defaults for the rest.
-    pub fn new(prompt_per_mtok: f64, completion_per_mtok: f64) -> Price {
-        Price {
-            prompt_per_mtok,
-            completion_per_mtok,
-            cached_prompt_per_mtok: None,
-            cache_write_per_mtok: None,
-            batch_discount: None,
-        }
-    }
-
-    /// Per million input tokens read from the prompt cache.
-    pub fn cached_prompt(&self) -> f64 {
-        self.cached_prompt_per_mtok.unwrap_or(self.prompt_per_mtok)
-    }
-
-    /// Per million input tokens written to the prompt cache.
-    pub fn cache_write(&self) -> f64 {
-        self.cache_write_per_mtok
-            .unwrap_or(self.prompt_per_mtok * DEFAULT_CACHE_WRITE_FACTOR)
-    }
-
-    /// The share of the price taken off through a provider batch.
-    pub fn batch_discount(&self) -> f64 {
-        self.batch_discount.unwrap_or(DEFAULT_BATCH_DISCOUNT)
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -483,25 +313,6 @@ impl<'de> Deserialize<'de> for RouteSpec {
     }
 }
 
-/// How a route's verdicts get a confidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConfidenceMode {
-    /// None measured (panels and swapped comparisons still have theirs).
-    #[default]
-    None,
-    /// From the log probabilities of the verdict token, where the provider returns them.
-    Logprobs,
-}
-
-/// What a route asks of its judge beyond the prompt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RouteOptions {
-    /// Ask for a JSON verdict with a fixed schema, where the provider can enforce one.
-    pub structured: bool,
-    pub confidence: ConfidenceMode,
-}
-
 /// A route as written: a list of steps (or a comma-separated string), or a table with `steps`
 /// and the route's options (`structured`, `confidence`).
 #[derive(Debug, Clone)]
@@ -571,55 +382,6 @@ fn split_list(v: &str) -> Vec<String> {
     v.split(',').map(|p| p.trim().to_string()).collect()
 }
 
-/// How a panel turns its judges' verdicts into one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Aggregate {
-    /// The verdict most judges gave (scores: the median).
-    #[default]
-    Majority,
-    /// The mean (binary: correct above one half; scores: the mean score).
-    Mean,
-    /// The lowest (binary: correct only when every judge says so; scores: the lowest).
-    Min,
-    /// Only a verdict every judge gave counts; otherwise `on_tie` decides.
-    Unanimous,
-}
-
-impl Aggregate {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Aggregate::Majority => "majority",
-            Aggregate::Mean => "mean",
-            Aggregate::Min => "min",
-            Aggregate::Unanimous => "unanimous",
-        }
-    }
-}
-
-/// What a panel answers when its judges are split evenly (or, for `unanimous`, disagree).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnTie {
-    /// The item is unscored, with reason `panel_tie`.
-    #[default]
-    Unscored,
-    /// The pessimistic outcome: incorrect (scores: the lowest given).
-    Incorrect,
-    /// The optimistic outcome: correct (scores: the highest given).
-    Correct,
-}
-
-impl OnTie {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            OnTie::Unscored => "unscored",
-            OnTie::Incorrect => "incorrect",
-            OnTie::Correct => "correct",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPanel {
@@ -632,22 +394,6 @@ struct RawPanel {
     #[serde(default)]
     escalate: bool,
 }
-
-/// A panel of judges, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PanelSettings {
-    /// Route names (configured or ad hoc), in the order they are asked.
-    pub judges: Vec<String>,
-    pub aggregate: Aggregate,
-    /// Judges that must give a verdict for the panel to give one.
-    pub quorum: usize,
-    pub on_tie: OnTie,
-    /// Ask the first two judges; ask the others only when those two disagree (or one fails).
-    pub escalate: bool,
-}
-
-/// Most judges in one panel.
-pub const MAX_PANEL_JUDGES: usize = 8;
 
 /// Checks every panel: its judges are routes (configured or ad hoc), not panels, each named
 /// once; its quorum fits; escalation has a third judge to ask.
@@ -727,48 +473,6 @@ fn validate_panels(
         );
     }
     Ok(panels)
-}
-
-/// One provider, validated.
-#[derive(Debug, Clone)]
-pub struct ProviderSettings {
-    pub name: String,
-    pub kind: ProviderKind,
-    pub base_url: String,
-    pub api_key: Option<Secret>,
-    pub api_version: String,
-    pub default_model: Option<String>,
-    pub max_in_flight: usize,
-    pub requests_per_minute: Option<u32>,
-    pub tokens_per_minute: Option<u64>,
-    pub rate_window: Duration,
-    pub permit_wait: Duration,
-    pub timeout: Duration,
-    pub deadline: Duration,
-    pub max_attempts: u32,
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
-    pub headers: Vec<(String, String)>,
-    pub http2_prior_knowledge: bool,
-    pub http1_only: bool,
-    pub connect_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub ca_file: Option<std::path::PathBuf>,
-    pub proxy: Option<Secret>,
-    /// Limits of single models, on top of the provider's.
-    pub model_limits: BTreeMap<String, ModelLimits>,
-    /// Mark built-in templates' instructions for an explicit prompt cache (Anthropic).
-    pub prompt_cache: bool,
-    /// Provider batches: the first and the longest wait between two polls.
-    pub batch_poll: Duration,
-    pub batch_poll_max: Duration,
-}
-
-/// One step of a route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepSettings {
-    pub provider: String,
-    pub model: String,
 }
 
 /// Validated settings.
@@ -869,6 +573,17 @@ impl Settings {
     }
 
     /// The price of `provider:model`, or of `model` alone.
+    /// What the pool is built from.
+    pub fn pool(&self) -> PoolSettings<'_> {
+        PoolSettings {
+            providers: &self.providers,
+            routes: &self.routes,
+            retry: &self.retry,
+            prices: &self.prices,
+            default_route: &self.judge.default_route,
+        }
+    }
+
     pub fn price(&self, provider: &str, model: &str) -> Option<Price> {
         self.prices
             .get(&format!("{provider}:{model}"))

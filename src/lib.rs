@@ -22,19 +22,9 @@
 //!   its `run` command (grading a file), a client of [`batch`] and [`api`]'s batch endpoint.
 
 pub mod api;
-pub mod batch;
-pub mod calibrate;
-pub mod chat;
 pub mod cli;
 pub mod config;
-pub mod jobs;
-pub mod judge;
-pub mod metrics;
-pub mod pool;
-pub mod providers;
 pub mod server;
-pub mod shared;
-pub mod stats;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,9 +36,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use config::Settings;
-use jobs::{JobSettings, Jobs};
-use judge::Judge;
-use pool::Pool;
+use llm_judge_fleet as shared;
+use llm_judge_judge::{self as judge, Judge};
+use llm_judge_metrics as metrics;
+use llm_judge_pool::Pool;
+use llm_judge_work::batch;
+use llm_judge_work::calibrate;
+use llm_judge_work::jobs::{JobSettings, Jobs};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -73,7 +67,7 @@ pub struct AppState {
 /// job store: what `llm-judge run` needs to judge in process.
 pub fn build_judge(settings: &Settings) -> anyhow::Result<Arc<Judge>> {
     let pool = Arc::new(Pool::from_settings(
-        settings,
+        &settings.pool(),
         Arc::new(judge::rules::RulesGrader),
     )?);
     Ok(Arc::new(
@@ -90,17 +84,17 @@ fn build_server_judge(
 ) -> anyhow::Result<Arc<Judge>> {
     let grader = Arc::new(judge::rules::RulesGrader);
     let pool = match redis {
-        Some(r) => Pool::with_limiters(settings, grader, &|p| {
+        Some(r) => Pool::with_limiters(&settings.pool(), grader, &|p| {
             Arc::new(shared::limiter::RedisLimiter::new(r.clone(), p))
         })?,
-        None => Pool::from_settings(settings, grader)?,
+        None => Pool::from_settings(&settings.pool(), grader)?,
     };
     let c = &settings.cache;
     let ttl = std::time::Duration::from_secs_f64(c.ttl_hours * 3600.0);
     let mut cache =
         judge::cache::VerdictCache::new(settings.judge.cache_entries, c.memory_mb << 20);
     if c.disk_mb > 0 && cache.enabled() {
-        let disk = shared::disk_cache::DiskCache::open(
+        let disk = judge::cache::disk::DiskCache::open(
             settings.jobs.data_dir.as_ref(),
             c.disk_mb << 20,
             ttl,

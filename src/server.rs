@@ -41,7 +41,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::AppState;
 use crate::config::ServerSettings;
-use crate::metrics as m;
+use llm_judge_metrics as m;
 
 /// How long a stopped request has, after the grace period, to write its last words (a streamed
 /// batch's shutdown line) before the connections are closed.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use llm_judge::jobs::store::Store;
-use llm_judge::jobs::{JobRecord, JobSettings, JobStatus, Jobs};
-use llm_judge::judge::JudgeKind;
+use llm_judge_judge::JudgeKind;
+use llm_judge_work::jobs::embedded::Store;
+use llm_judge_work::jobs::{JobRecord, JobSettings, JobStatus, Jobs};
 
 /// The system allocator, counting the bytes allocated now and at the peak.
 struct Counting;
@@ -84,7 +84,7 @@ async fn resuming_a_job_does_not_hold_its_results_in_memory() {
         let items = vec![item; RESULTS as usize];
         assert!(matches!(
             store.create(record, &items).unwrap(),
-            llm_judge::jobs::Created::New(_)
+            llm_judge_work::jobs::Created::New(_)
         ));
         let raw = "The candidate gives the reference answer. ".repeat(30);
         for first in (0..RESULTS).step_by(1000) {

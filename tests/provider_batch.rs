@@ -10,12 +10,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llm_judge::chat::{ChatRequest, Part};
-use llm_judge::judge::parse::parse_binary;
-use llm_judge::judge::prompts::{self, OutputFormat, Shape};
-use llm_judge::pool::Pool;
-use llm_judge::pool::cost::Channel;
-use llm_judge::providers::batch::{
+use llm_judge_chat::{ChatRequest, Part};
+use llm_judge_judge::parse::parse_binary;
+use llm_judge_judge::prompts::{self, OutputFormat, Shape};
+use llm_judge_pool::Pool;
+use llm_judge_pool::cost::Channel;
+use llm_judge_providers::provider_batch::{
     BatchClient, CustomId, ItemFailure, Limits, Outcome, Phase, Polling, Queued,
 };
 use serde_json::{Value, json};
@@ -52,8 +52,8 @@ default = ["p:{MODEL}"]
 "#
     );
     Pool::from_settings(
-        &settings(&toml, &[]),
-        Arc::new(llm_judge::judge::rules::RulesGrader),
+        &settings(&toml, &[]).pool(),
+        Arc::new(llm_judge_judge::rules::RulesGrader),
     )
     .unwrap()
 }
@@ -341,7 +341,7 @@ async fn anthropic_batch_requests_are_exactly_what_wire_md_says() {
     // The body: {"requests":[{"custom_id","params"}]}, each params the online request.
     let sent = &server.received_requests().await.unwrap()[0];
     let body: Value = serde_json::from_slice(&sent.body).unwrap();
-    let online = llm_judge::providers::anthropic::Anthropic::new(&base, Some("k")).unwrap();
+    let online = llm_judge_providers::anthropic::Anthropic::new(&base, Some("k")).unwrap();
     let reqs = body["requests"].as_array().unwrap();
     assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
     for (i, r) in reqs.iter().enumerate() {
@@ -388,8 +388,8 @@ async fn polls_honour_retry_after_and_a_create_is_sent_once_unless_refused_untak
         .mount(&server)
         .await;
     let c = client(&pool("openai", &format!("{}/v1", server.uri())), None);
-    let h = llm_judge::providers::batch::Handle {
-        api: llm_judge::providers::batch::Api::OpenAi,
+    let h = llm_judge_providers::provider_batch::Handle {
+        api: llm_judge_providers::provider_batch::Api::OpenAi,
         id: "batch_1".into(),
         input_file_id: None,
         requests: vec![CustomId::new(0, 0)],
@@ -469,7 +469,7 @@ async fn openai_batch_requests_match_openais_spec() {
     let status = c.status(h).await.expect("Prism accepted the poll");
     // Prism's example answers name files; reading them must be accepted too (their example
     // content is no result of ours, so every request reads as missing).
-    let status = llm_judge::providers::batch::Status {
+    let status = llm_judge_providers::provider_batch::Status {
         phase: Phase::Ended,
         ..status
     };

@@ -19,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 
-use crate::metrics as m;
+use llm_judge_metrics as m;
 
 /// Makes [`AccessLog`] services; the metrics' handles are shared by all of them.
 #[derive(Clone)]

@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 use super::budget::{ClientId, refuse_unpriced};
 use super::error::{ApiError, ErrorBody, ErrorDetail, JsonBody};
 use crate::AppState;
-use crate::batch::{self, BatchItem, Budget, Limits, Summary};
-use crate::judge::JudgeKind;
+use llm_judge_judge::JudgeKind;
+use llm_judge_work::batch::{self, BatchItem, Budget, Limits, Summary};
 
 /// A batch: `items` of one kind, or (binary only) the parallel arrays `questions`, `answers`,
 /// `predictions`.

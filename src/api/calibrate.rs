@@ -10,8 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::budget::ClientId;
 use super::error::{ApiError, ErrorBody, JsonBody, QueryParams};
 use crate::AppState;
-use crate::calibrate::{self, MAX_JUDGES, Plan, Report, store::RunQuery};
-use crate::judge::JudgeKind;
+use llm_judge_judge::JudgeKind;
+use llm_judge_work::calibrate::{self, MAX_JUDGES, Plan, Report, store::RunQuery};
 
 /// Labelled items and the judges to measure on them.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -81,13 +81,13 @@ pub async fn calibrate(
         let (first, rest) = plan.judges.split_first().expect("at least one judge");
         super::batch::refuse_unpriced_budget(
             &app,
-            crate::batch::Limits::default(),
+            llm_judge_work::batch::Limits::default(),
             Some(&**daily),
             first,
             rest.iter().cloned().collect(),
         )?;
-        plan.budget = Some(crate::batch::Budget::under(
-            crate::batch::Limits::default(),
+        plan.budget = Some(llm_judge_work::batch::Budget::under(
+            llm_judge_work::batch::Limits::default(),
             "the calibration run's budget",
             daily.today(c),
         ));

@@ -10,9 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
-use crate::judge::items::path_error;
-use crate::judge::{FieldError, JudgeError};
-use crate::pool::Attempt;
+use llm_judge_judge::items::path_error;
+use llm_judge_judge::{FieldError, JudgeError};
+use llm_judge_pool::Attempt;
 
 /// The error body.
 #[derive(Debug, Serialize, ToSchema)]

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::pool::ProviderStatus;
+use llm_judge_pool::ProviderStatus;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -101,7 +101,7 @@ pub async fn providers(State(app): State<AppState>) -> Json<ProvidersResponse> {
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut text = app.metrics.render();
-    text.push_str(&crate::metrics::render_costs());
+    text.push_str(&llm_judge_metrics::render_costs());
     (
         [(
             header::CONTENT_TYPE,

@@ -17,9 +17,11 @@ use super::batch::{BatchRequest, Checked, prepare_values};
 use super::budget::ClientId;
 use super::error::{ApiError, ErrorBody, PathParam, QueryParams, parse_json, read_body};
 use crate::AppState;
-use crate::jobs::{Begin, INVALID_LINE, JobOptions, JobStatus, JobView, KeyConflict, StoreError};
-use crate::judge::JudgeKind;
 use futures::StreamExt;
+use llm_judge_judge::JudgeKind;
+use llm_judge_work::jobs::{
+    Begin, INVALID_LINE, JobOptions, JobStatus, JobView, KeyConflict, StoreError,
+};
 use serde_json::Value;
 use sha2::Digest;
 
@@ -87,7 +89,7 @@ fn job_options(
     judges: std::collections::BTreeSet<String>,
     provider_batch: Option<bool>,
     deadline_s: Option<u64>,
-    budget: crate::batch::Limits,
+    budget: llm_judge_work::batch::Limits,
 ) -> Result<JobOptions, ApiError> {
     let invalid = |field: &str, message: String| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(field)

@@ -7,11 +7,11 @@ use axum::{Extension, Json};
 use super::budget::{self, ClientId};
 use super::error::{ApiError, ErrorBody, JsonBody};
 use crate::AppState;
-use crate::judge::{
+use llm_judge_judge::{
     BinaryItem, CompareItem, CompareJudgment, FieldError, JudgeError, Judgment, ScoreItem,
     ScoreJudgment,
 };
-use crate::pool::cost::Estimate;
+use llm_judge_pool::cost::Estimate;
 
 /// What the three endpoints share of an item.
 trait Item {

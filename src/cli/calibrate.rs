@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::input::{self, Format};
 use super::run::{EXIT_FAIL_UNDER, EXIT_FAILED, EXIT_USAGE, KindArg};
-use crate::calibrate::{self, InvalidItem, Plan, store::RunStore};
 use crate::config::Settings;
-use crate::judge::JudgeKind;
+use llm_judge_judge::JudgeKind;
+use llm_judge_work::calibrate::{self, InvalidItem, Plan, store::RunStore};
 
 /// Measure judges against labelled items and print how far each agrees with the labels.
 #[derive(Debug, clap::Args)]
@@ -191,7 +191,7 @@ async fn local(
 ) -> Result<Value, Failure> {
     let usage = |e: String| (EXIT_USAGE, e);
     let settings = Settings::load(args.config.as_deref()).map_err(|e| usage(e.to_string()))?;
-    crate::metrics::install();
+    llm_judge_metrics::install();
     let judge = crate::build_judge(&settings).map_err(|e| usage(format!("{e:#}")))?;
     let names = if args.judges.is_empty() {
         vec![settings.judge.default_route.clone()]

@@ -9,7 +9,7 @@ use std::io::{self, BufRead};
 use serde_json::{Map, Value};
 
 use super::input::Record;
-use crate::judge::JudgeKind;
+use llm_judge_judge::JudgeKind;
 
 /// The fields an item of `kind` may have, and those it must have.
 pub fn fields(kind: JudgeKind) -> (&'static [&'static str], &'static [&'static str]) {

@@ -19,8 +19,8 @@ use super::output::{IndexSet, Sink};
 use super::progress::Progress;
 use super::remote::{MAX_CHUNK, Pending, Remote};
 use super::report::Tally;
-use crate::batch::{self, BatchItem, Budget, BudgetReport};
-use crate::judge::{Judge, JudgeKind};
+use llm_judge_judge::{Judge, JudgeKind};
+use llm_judge_work::batch::{self, BatchItem, Budget, BudgetReport};
 
 /// Item error messages shown on standard error before the rest are only counted.
 const SHOWN_ERRORS: usize = 20;
@@ -370,7 +370,7 @@ impl Engine {
                     for p in items {
                         let mut entry = batch::error_entry(
                             p.index,
-                            batch::budget::EXHAUSTED,
+                            llm_judge_work::budget::EXHAUSTED,
                             "the run's budget is spent; the item was not sent",
                             None,
                             None,
@@ -467,7 +467,7 @@ fn count_remote_spend(b: &Budget, entries: &[Value]) {
             let tokens = usage["prompt_tokens"].as_u64().unwrap_or(0)
                 + usage["completion_tokens"].as_u64().unwrap_or(0);
             b.add_spent(e["cost_usd"].as_f64(), tokens);
-        } else if e["error"]["code"] == batch::budget::EXHAUSTED {
+        } else if e["error"]["code"] == llm_judge_work::budget::EXHAUSTED {
             refused += 1;
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::judge::JudgeKind;
+use llm_judge_judge::JudgeKind;
 
 /// Most items per batch request.
 pub const MAX_CHUNK: usize = 500;
@@ -134,7 +134,7 @@ impl Remote {
         &self,
         items: Vec<Pending>,
         max_concurrent: usize,
-        budget: Option<crate::batch::Limits>,
+        budget: Option<llm_judge_work::batch::Limits>,
     ) -> Result<Vec<Value>, String> {
         let max_concurrent = self.job_concurrency.unwrap_or(max_concurrent);
         let mut body = json!({

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::batch::Summary;
-use crate::judge::JudgeKind;
+use llm_judge_judge::JudgeKind;
+use llm_judge_work::batch::Summary;
 
 /// Running totals, fed with every result entry as it is kept or written.
 pub struct Tally {

@@ -14,9 +14,9 @@ use super::input::{self, Format};
 use super::output::{self, IndexSet, Sink};
 use super::remote::Remote;
 use super::report::Tally;
-use crate::batch::{Budget, Limits};
 use crate::config::Settings;
-use crate::judge::JudgeKind;
+use llm_judge_judge::JudgeKind;
+use llm_judge_work::batch::{Budget, Limits};
 
 /// Exit code when the accuracy is under `--fail-under`, or nothing was graded correct or
 /// incorrect.
@@ -317,7 +317,7 @@ async fn in_process_service(args: &RunArgs) -> Result<(String, Option<String>), 
 fn local_backend(args: &RunArgs) -> Result<Backend, String> {
     let settings = Settings::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     let rules_only = settings.rules_only;
-    crate::metrics::install();
+    llm_judge_metrics::install();
     let judge = crate::build_judge(&settings).map_err(|e| format!("{e:#}"))?;
     let route = judge.resolve_route(args.judge.as_deref()).map_err(|_| {
         let mut known: Vec<&str> = settings.routes.keys().map(String::as_str).collect();

@@ -18,7 +18,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::pool::Attempt;
+use llm_judge_pool::Attempt;
 
 /// The paths whose errors are OpenAI-shaped.
 pub const PATHS: [&str; 2] = ["/v1/chat/completions", "/v1/models"];

@@ -26,8 +26,8 @@ use utoipa::ToSchema;
 use super::budget::{self, ClientId};
 use super::error::{ApiError, JsonBody};
 use crate::AppState;
-use crate::judge::JudgeError;
 use errors::OpenAiErrorBody;
+use llm_judge_judge::JudgeError;
 use request::ChatCompletionRequest;
 use response::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs, Meta,
@@ -115,7 +115,7 @@ pub async fn completions(
                 return Err(failed(&route, e));
             }
         };
-        let crate::judge::chat::ChatStreamAnswer {
+        let llm_judge_judge::passthrough::ChatStreamAnswer {
             stream,
             provider,
             model,

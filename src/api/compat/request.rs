@@ -19,7 +19,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
-use crate::chat::{ChatRequest, ImageRef, Message, Part, ResponseFormat, Role, SystemPrompt};
+use llm_judge_chat::{ChatRequest, ImageRef, Message, Part, ResponseFormat, Role, SystemPrompt};
 
 /// A chat completion request, as OpenAI's API takes it.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -8,8 +8,8 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::chat::{ChatStream, Finish, TokenLogprob, Usage};
-use crate::pool::Attempt;
+use llm_judge_chat::{ChatStream, Finish, TokenLogprob, Usage};
+use llm_judge_pool::Attempt;
 
 /// A whole answer.
 #[derive(Debug, Serialize, ToSchema)]

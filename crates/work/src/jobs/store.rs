@@ -1,0 +1,172 @@
+//! What the job runner needs of a store, whichever it is: the embedded one of a single node
+//! ([`super::embedded::Store`], redb) or one a fleet of replicas shares (Redis). The runner, the
+//! cancel path, idempotency and the views are written once against [`JobStore`].
+//!
+//! The contract every store keeps: a job's status only changes through [`JobStore::update`], a
+//! compare-and-set (a cancel wins every race); a job and its items are stored before it is
+//! accepted; each index ends with exactly one result, and the first one committed is kept; an
+//! idempotency key names one job until that job is deleted.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::embedded::{Created, JobRecord, StoreError};
+use crate::batch::{Summary, Tally};
+
+/// A stored result: its index (or completion sequence number) and its JSON.
+pub type Stored = (u64, Vec<u8>);
+
+/// A compare-and-set on a job's record: sees the stored record, returns true to store what it
+/// made of it. A store may call it more than once (when another writer came first).
+pub type Change = Arc<dyn Fn(&mut JobRecord) -> bool + Send + Sync>;
+
+/// One item handed to a runner.
+#[derive(Debug)]
+pub struct WorkItem {
+    pub index: u64,
+    pub item: Value,
+    /// What the store needs to know the item done (a queue's entry id); empty when nothing.
+    pub ticket: String,
+    /// Taken over from a runner that stopped answering.
+    pub claimed: bool,
+}
+
+/// A finished item, ready to commit.
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub index: u64,
+    pub ticket: String,
+    pub json: Vec<u8>,
+    pub tally: Tally,
+}
+
+/// What [`JobStore::take`] found.
+#[derive(Debug)]
+pub enum Take {
+    Items(Vec<WorkItem>),
+    /// Nothing to take now, but the job is not done: others hold items in flight.
+    Wait,
+    /// Every item has its result (or, for a single runner, every item has been handed out).
+    Drained,
+    /// The job is no longer running (cancelled, or gone).
+    Stopped,
+}
+
+/// Fleet-wide counts of a job's committed results, kept by a shared store (a single node's
+/// runner counts for itself).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub correct: u64,
+    pub incorrect: u64,
+    pub unscored: u64,
+    pub errors: u64,
+    /// When a runner first took the job (Unix ms).
+    pub started_at_ms: Option<u64>,
+}
+
+impl Counts {
+    /// The count a result goes into.
+    pub fn field(t: &Tally) -> &'static str {
+        match (t.ok, t.verdict) {
+            (false, _) => "errors",
+            (true, Some("correct")) => "correct",
+            (true, Some("incorrect")) => "incorrect",
+            (true, Some("unscored")) => "unscored",
+            (true, _) => "scored",
+        }
+    }
+}
+
+/// A job store.
+pub trait JobStore: Send + Sync + 'static {
+    /// True when other processes serve the same jobs (their runners take items too, and an
+    /// upload in progress may be another process's).
+    fn fleet(&self) -> bool;
+
+    /// Stores a new job and all its items at once, or finds the job that has its idempotency
+    /// key (compared by request digest).
+    fn create(
+        &self,
+        record: JobRecord,
+        items: Vec<Box<RawValue>>,
+    ) -> BoxFuture<'_, Result<Created, StoreError>>;
+
+    /// Appends items `first..` of an upload.
+    fn append_items(
+        &self,
+        id: &str,
+        first: u64,
+        items: Vec<Value>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<JobRecord>, StoreError>>;
+
+    /// Every job, newest first.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<JobRecord>, StoreError>>;
+
+    /// The compare-and-set: returns the record as stored after it (`None`: no such job).
+    fn update(
+        &self,
+        id: &str,
+        change: Change,
+    ) -> BoxFuture<'_, Result<Option<JobRecord>, StoreError>>;
+
+    /// Hands out items to run: up to `free` (a single runner may take more, paging through
+    /// the items with `cursor`, the next index to look at).
+    fn take<'a>(
+        &'a self,
+        id: &'a str,
+        cursor: &'a mut u64,
+        free: usize,
+    ) -> BoxFuture<'a, Result<Take, StoreError>>;
+
+    /// Tells the store that the runner still works on these items (so no one takes them over).
+    fn touch<'a>(
+        &'a self,
+        id: &'a str,
+        tickets: &'a [String],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Commits results (a result for an index that has one already is dropped), numbered in
+    /// completion order from `first_seq` where the store needs it; returns the record as stored.
+    fn commit(
+        &self,
+        id: &str,
+        first_seq: u64,
+        done: Vec<Done>,
+    ) -> BoxFuture<'_, Result<Option<JobRecord>, StoreError>>;
+
+    /// Up to `limit` results after `after` (an index, or a completion sequence number).
+    fn results(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        by_completion: bool,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Stored>, StoreError>>;
+
+    /// Counts every stored result into `summary`, one result at a time (nothing is collected).
+    fn summarize(&self, id: &str, summary: Summary) -> BoxFuture<'_, Result<Summary, StoreError>>;
+
+    /// Removes a job with its items and results, and releases its idempotency key.
+    fn delete(&self, record: &JobRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// `Ok` while the store takes writes; otherwise why not.
+    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+
+    /// How long an item a runner took may go without a word from it before another takes it
+    /// over (`None`: nobody else would).
+    fn claim_idle(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Jobs some runner should be working on (queued, running or being cancelled), for a
+    /// fleet's replicas to join; a single node's store knows them from its own start.
+    fn active(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
