@@ -11,6 +11,7 @@ use llm_judge_judge::{
     BinaryItem, CompareItem, CompareJudgment, FieldError, JudgeError, Judgment, ScoreItem,
     ScoreJudgment,
 };
+use llm_judge_pool::Via;
 use llm_judge_pool::cost::Estimate;
 
 /// What the three endpoints share of an item.
@@ -106,7 +107,11 @@ pub async fn binary(
     JsonBody(item): JsonBody<BinaryItem>,
 ) -> Result<Json<Judgment>, Response> {
     let (route, held) = begin(&app, client, &item, |r| app.judge.estimate_binary(r, &item))?;
-    finish(held, app.judge.binary(&route, &item).await, |j| j)
+    finish(
+        held,
+        app.judge.binary(&route, &item, &Via::Online).await,
+        |j| j,
+    )
 }
 
 /// Grades a response on a scale (default 1 to 10), with an optional rubric.
@@ -130,7 +135,11 @@ pub async fn score(
     JsonBody(item): JsonBody<ScoreItem>,
 ) -> Result<Json<ScoreJudgment>, Response> {
     let (route, held) = begin(&app, client, &item, |r| app.judge.estimate_score(r, &item))?;
-    finish(held, app.judge.score(&route, &item).await, |j| &j.judgment)
+    finish(
+        held,
+        app.judge.score(&route, &item, &Via::Online).await,
+        |j| &j.judgment,
+    )
 }
 
 /// Decides which of two responses is better (with `swap`, asks in both orders).
@@ -156,7 +165,9 @@ pub async fn compare(
     let (route, held) = begin(&app, client, &item, |r| {
         app.judge.estimate_compare(r, &item)
     })?;
-    finish(held, app.judge.compare(&route, &item).await, |j| {
-        &j.judgment
-    })
+    finish(
+        held,
+        app.judge.compare(&route, &item, &Via::Online).await,
+        |j| &j.judgment,
+    )
 }

@@ -20,6 +20,7 @@ use super::progress::Progress;
 use super::remote::{MAX_CHUNK, Pending, Remote};
 use super::report::Tally;
 use llm_judge_judge::{Judge, JudgeKind};
+use llm_judge_pool::Via;
 use llm_judge_work::batch::{self, BatchItem, Budget, BudgetReport};
 
 /// Item error messages shown on standard error before the rest are only counted.
@@ -320,7 +321,8 @@ impl Engine {
                     let handle = self.tasks.spawn(async move {
                         let (item, reservation) = admitted
                             .unwrap_or_else(|value| (BatchItem::parse(kind, index, value), None));
-                        let entry = batch::judge_one(&judge, &route, index, item).await;
+                        let entry =
+                            batch::judge_one(&judge, &route, index, item, &Via::Online).await;
                         batch::settle(reservation, &entry);
                         let mut entry = entry.to_value();
                         entry["line"] = json!(line);

@@ -32,7 +32,7 @@ use llm_judge_chat::{
 };
 use llm_judge_metrics as m;
 use llm_judge_pool::cost::Estimate;
-use llm_judge_pool::{Attempt, Pool, RouteFailed};
+use llm_judge_pool::{Attempt, Pool, RouteFailed, Via};
 pub use panel::{PanelReport, PanelVote};
 use parse::{Unscored, UnscoredReason, Winner};
 use prompts::{Rendered, Shape};
@@ -361,18 +361,28 @@ impl Judge {
     }
 
     /// Judges whether a prediction matches the reference.
-    pub async fn binary(&self, route: &str, item: &BinaryItem) -> Result<Judgment, JudgeError> {
+    pub async fn binary(
+        &self,
+        route: &str,
+        item: &BinaryItem,
+        via: &Via,
+    ) -> Result<Judgment, JudgeError> {
         match self.panels.get(route) {
-            Some(panel) => self.panel_binary(route, panel, item).await,
-            None => self.binary_single(route, item).await,
+            Some(panel) => self.panel_binary(route, panel, item, via).await,
+            None => self.binary_single(route, item, via).await,
         }
     }
 
     /// Grades a response on a scale.
-    pub async fn score(&self, route: &str, item: &ScoreItem) -> Result<ScoreJudgment, JudgeError> {
+    pub async fn score(
+        &self,
+        route: &str,
+        item: &ScoreItem,
+        via: &Via,
+    ) -> Result<ScoreJudgment, JudgeError> {
         match self.panels.get(route) {
-            Some(panel) => self.panel_score(route, panel, item).await,
-            None => self.score_single(route, item).await,
+            Some(panel) => self.panel_score(route, panel, item, via).await,
+            None => self.score_single(route, item, via).await,
         }
     }
 
@@ -381,15 +391,21 @@ impl Judge {
         &self,
         route: &str,
         item: &CompareItem,
+        via: &Via,
     ) -> Result<CompareJudgment, JudgeError> {
         match self.panels.get(route) {
-            Some(panel) => self.panel_compare(route, panel, item).await,
-            None => self.compare_single(route, item).await,
+            Some(panel) => self.panel_compare(route, panel, item, via).await,
+            None => self.compare_single(route, item, via).await,
         }
     }
 
     /// One route's binary judgment.
-    async fn binary_single(&self, route: &str, item: &BinaryItem) -> Result<Judgment, JudgeError> {
+    async fn binary_single(
+        &self,
+        route: &str,
+        item: &BinaryItem,
+        via: &Via,
+    ) -> Result<Judgment, JudgeError> {
         let started = Instant::now();
         if self.cfg.rules_precheck && !self.route_is_rules(route) {
             if let Some(j) = self.precheck(item, started) {
@@ -412,6 +428,7 @@ impl Judge {
                 grading,
                 &item.options,
                 logprobs,
+                via,
             )
             .await?;
         let mut reading = Reading::new(&rendered.version);
@@ -455,6 +472,7 @@ impl Judge {
         &self,
         route: &str,
         item: &ScoreItem,
+        via: &Via,
     ) -> Result<ScoreJudgment, JudgeError> {
         let started = Instant::now();
         let rendered = render_score(item, self.shape(route));
@@ -474,6 +492,7 @@ impl Judge {
                 grading,
                 &item.options,
                 logprobs,
+                via,
             )
             .await?;
         let mut reading = Reading::new(&rendered.version);
@@ -515,14 +534,15 @@ impl Judge {
         &self,
         route: &str,
         item: &CompareItem,
+        via: &Via,
     ) -> Result<CompareJudgment, JudgeError> {
         let started = Instant::now();
         // With both orders, their agreement is the confidence; otherwise, when the route asks
         // for it, the winner token's probabilities.
         let logprobs = !item.swap && self.wants_logprobs(route);
-        let first = self.compare_once(route, item, false, logprobs);
+        let first = self.compare_once(route, item, false, logprobs, via);
         let (a, b) = if item.swap {
-            let (a, b) = futures::join!(first, self.compare_once(route, item, true, false));
+            let (a, b) = futures::join!(first, self.compare_once(route, item, true, false, via));
             (a?, Some(b?))
         } else {
             (first.await?, None)
@@ -603,6 +623,7 @@ impl Judge {
         item: &CompareItem,
         swapped: bool,
         logprobs: bool,
+        via: &Via,
     ) -> Result<(Asked, Result<Winner, Unscored>, Rendered), JudgeError> {
         let (a, b) = if swapped {
             (&item.response_b, &item.response_a)
@@ -624,6 +645,7 @@ impl Judge {
                 grading,
                 &item.options,
                 logprobs,
+                via,
             )
             .await?;
         let parsed = unscored_first(&asked).map_or_else(|| parse::parse_pairwise(&asked.text), Err);
@@ -740,6 +762,7 @@ impl Judge {
         grading: GradingTask,
         options: &Options,
         logprobs: bool,
+        via: &Via,
     ) -> Result<Asked, JudgeError> {
         let temperature = options.temperature.unwrap_or(self.cfg.temperature);
         let max_tokens = options.max_tokens.unwrap_or(self.cfg.max_tokens);
@@ -810,7 +833,7 @@ impl Judge {
         };
         let d = self
             .pool
-            .dispatch(route, req)
+            .send(route, req, via)
             .await
             .map_err(|f| JudgeError::from_route(route, f))?;
         Ok(Asked {

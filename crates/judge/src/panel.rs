@@ -36,6 +36,7 @@ use super::{
 };
 use crate::settings::{Aggregate, OnTie, PanelSettings};
 use llm_judge_chat::Usage;
+use llm_judge_pool::Via;
 
 /// What kind of vote the judges cast.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -510,10 +511,14 @@ impl super::Judge {
         name: &str,
         panel: &PanelSettings,
         item: &BinaryItem,
+        via: &Via,
     ) -> Result<Judgment, JudgeError> {
         let started = Instant::now();
         let members = self
-            .ask_members(panel, |r| async move { self.binary_single(&r, item).await })
+            .ask_members(
+                panel,
+                |r| async move { self.binary_single(&r, item, via).await },
+            )
             .await;
         let (outcome, mut j) = self.panel_judgment(name, panel, VoteKind::Binary, members, started);
         if let Outcome::Value(v) = outcome {
@@ -534,10 +539,14 @@ impl super::Judge {
         name: &str,
         panel: &PanelSettings,
         item: &ScoreItem,
+        via: &Via,
     ) -> Result<ScoreJudgment, JudgeError> {
         let started = Instant::now();
         let members = self
-            .ask_members(panel, |r| async move { self.score_single(&r, item).await })
+            .ask_members(
+                panel,
+                |r| async move { self.score_single(&r, item, via).await },
+            )
             .await;
         let kind = VoteKind::Score {
             min: item.min,
@@ -574,13 +583,13 @@ impl super::Judge {
         name: &str,
         panel: &PanelSettings,
         item: &CompareItem,
+        via: &Via,
     ) -> Result<CompareJudgment, JudgeError> {
         let started = Instant::now();
         let members = self
-            .ask_members(
-                panel,
-                |r| async move { self.compare_single(&r, item).await },
-            )
+            .ask_members(panel, |r| async move {
+                self.compare_single(&r, item, via).await
+            })
             .await;
         let (outcome, judgment) =
             self.panel_judgment(name, panel, VoteKind::Pairwise, members, started);

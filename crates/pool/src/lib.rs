@@ -11,11 +11,14 @@ pub mod attempt;
 pub mod breaker;
 pub mod concurrency;
 pub mod cost;
+pub mod delivery;
 pub mod rate_limit;
 pub mod retry;
 pub mod settings;
 pub mod stack;
 pub mod timeout;
+
+pub use delivery::{Deliver, Via};
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -92,22 +95,6 @@ pub struct Delivered {
     pub provider_time: Duration,
     /// The provider batch that answered, when the call went through one (its id).
     pub provider_batch: Option<String>,
-}
-
-/// Another way to deliver a route's calls than [`Pool::complete`]: a job's calls that go as
-/// provider batches. It is set for one task (an item being judged) with [`Pool::delivering`];
-/// [`Pool::dispatch`] then hands it every call that task makes.
-pub trait Deliver: Send + Sync {
-    fn deliver<'a>(
-        &'a self,
-        pool: &'a Pool,
-        route: &'a str,
-        req: ChatRequest,
-    ) -> futures::future::BoxFuture<'a, Result<Delivered, RouteFailed>>;
-}
-
-tokio::task_local! {
-    static DELIVERY: Arc<dyn Deliver>;
 }
 
 /// Every step of the route failed.
@@ -465,17 +452,17 @@ impl Pool {
         })
     }
 
-    /// Runs `f` with every call it makes through [`Pool::dispatch`] handed to `d`.
-    pub async fn delivering<F: std::future::Future>(d: Arc<dyn Deliver>, f: F) -> F::Output {
-        DELIVERY.scope(d, f).await
-    }
-
-    /// Sends `req` along the route: through the delivery set for this task, if any (see
-    /// [`Pool::delivering`]), else as [`Pool::complete`] does.
-    pub async fn dispatch(&self, route: &str, req: ChatRequest) -> Result<Delivered, RouteFailed> {
-        match DELIVERY.try_with(Arc::clone) {
-            Ok(d) => d.deliver(self, route, req).await,
-            Err(_) => self.complete(route, req).await,
+    /// Sends `req` along the route the way `via` says: online, as [`Pool::complete`] does, or
+    /// handed to the deliverer `via` names (a job's provider batches).
+    pub async fn send(
+        &self,
+        route: &str,
+        req: ChatRequest,
+        via: &Via,
+    ) -> Result<Delivered, RouteFailed> {
+        match via {
+            Via::Online => self.complete(route, req).await,
+            Via::Deliverer(d) => d.deliver(self, route, req).await,
         }
     }
 

@@ -23,6 +23,7 @@ use llm_judge_judge::{
     BinaryItem, CompareItem, CompareJudgment, FieldError, Judge, JudgeError, JudgeKind, Judgment,
     ScoreItem, ScoreJudgment,
 };
+use llm_judge_pool::Via;
 pub use summary::{
     Delivery, JudgeVote, PanelTally, Position, Progress, ProviderBatchProgress, Summary, Tally,
 };
@@ -260,7 +261,14 @@ impl BatchItem {
 }
 
 /// Judges one item into its result entry; an item naming its own judge uses it.
-pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem) -> Entry {
+/// Judges one item of a batch into its entry; its calls travel as `via` says.
+pub async fn judge_one(
+    judge: &Judge,
+    route: &str,
+    index: usize,
+    item: BatchItem,
+    via: &Via,
+) -> Entry {
     let item = item.read(index);
     let error = |code: &str, message: &str, field: Option<&str>, attempts: Option<Value>| {
         Entry::from_value(index, &error_entry(index, code, message, field, attempts))
@@ -293,15 +301,15 @@ pub async fn judge_one(judge: &Judge, route: &str, index: usize, item: BatchItem
             return error("internal_error", "the item was not read", None, None);
         }
         BatchItem::Binary(i) => judge
-            .binary(route, &i)
+            .binary(route, &i, via)
             .await
             .map(|j| Entry::ok(index, &j, binary_tally(&j))),
         BatchItem::Score(i) => judge
-            .score(route, &i)
+            .score(route, &i, via)
             .await
             .map(|j| Entry::ok(index, &j, score_tally(&j))),
         BatchItem::Compare(i) => judge
-            .compare(route, &i)
+            .compare(route, &i, via)
             .await
             .map(|j| Entry::ok(index, &j, compare_tally(&j))),
     };
@@ -423,7 +431,7 @@ impl ItemTask {
         // Boxed: the item's future is a few KiB, and the task would otherwise copy all of it
         // again when it stores its output and when the batch takes that output.
         let handle = tokio::spawn(Box::pin(async move {
-            let entry = judge_one(&judge, &route, index, item).await;
+            let entry = judge_one(&judge, &route, index, item, &Via::Online).await;
             settle(reservation, &entry);
             judge.count_batch_item(entry.is_ok());
             entry

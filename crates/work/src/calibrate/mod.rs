@@ -29,6 +29,7 @@ use crate::batch::{self, BatchItem, Position, Tally};
 use llm_judge_chat::Usage;
 use llm_judge_judge::stats::{self, round6};
 use llm_judge_judge::{FieldError, Judge, JudgeKind};
+use llm_judge_pool::Via;
 
 /// Most judges one calibration may name.
 pub const MAX_JUDGES: usize = 16;
@@ -411,7 +412,7 @@ pub async fn run(judge: Arc<Judge>, plan: Plan) -> Report {
                         batch::Admitted::Refused(entry) => return (j, i, entry.tally),
                     },
                 };
-                let entry = batch::judge_one(&judge, &route, index, item).await;
+                let entry = batch::judge_one(&judge, &route, index, item, &Via::Online).await;
                 batch::settle(reservation, &entry);
                 (j, i, entry.tally)
             }

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::{self, BatchItem, Progress, Summary};
 pub use embedded::{Created, Embedded, JobRecord, JobStatus, Store, StoreError};
 use llm_judge_judge::{Judge, JudgeKind};
+use llm_judge_pool::Via;
 pub use store::{Change, Counts, Done, JobStore, Take, WorkItem};
 
 /// Job settings.
@@ -810,10 +811,12 @@ impl Jobs {
                             }
                             match delivery {
                                 Some((d, _)) => {
-                                    let judged =
-                                        self.judge_item(&record.route, kind, w, reservation);
-                                    batched.push(Box::pin(llm_judge_pool::Pool::delivering(
-                                        d, judged,
+                                    batched.push(Box::pin(self.judge_item(
+                                        &record.route,
+                                        kind,
+                                        w,
+                                        reservation,
+                                        Via::Deliverer(d),
                                     )));
                                 }
                                 None => buffer.push_back((w, reservation)),
@@ -849,7 +852,7 @@ impl Jobs {
                 if !w.ticket.is_empty() {
                     unacked.insert(w.ticket.clone());
                 }
-                inflight.push(self.judge_item(&record.route, kind, w, reservation));
+                inflight.push(self.judge_item(&record.route, kind, w, reservation, Via::Online));
             }
             if inflight.is_empty() && buffer.is_empty() && batched.is_empty() {
                 if drained && pending.is_empty() {
@@ -1017,6 +1020,7 @@ impl Jobs {
         kind: JudgeKind,
         w: WorkItem,
         reservation: Option<crate::budget::Reservation>,
+        via: Via,
     ) -> impl Future<Output = Done> + Send + 'static {
         let judge = self.judge.clone();
         let route = route.to_string();
@@ -1027,7 +1031,7 @@ impl Jobs {
                 batch::Entry::from_value(index as usize, &v)
             } else {
                 let item = BatchItem::parse(kind, index as usize, w.item);
-                batch::judge_one(&judge, &route, index as usize, item).await
+                batch::judge_one(&judge, &route, index as usize, item, &via).await
             };
             batch::settle(reservation, &entry);
             Done {
