@@ -39,7 +39,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::AppState;
+use crate::api::AppState;
 use crate::config::ServerSettings;
 use llm_judge_metrics as m;
 

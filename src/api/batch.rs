@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::budget::{ClientId, refuse_unpriced};
 use super::error::{ApiError, ErrorBody, ErrorDetail, JsonBody};
-use crate::AppState;
+use crate::api::AppState;
 use llm_judge_judge::JudgeKind;
 use llm_judge_work::batch::{self, BatchItem, Budget, Limits, Summary};
 

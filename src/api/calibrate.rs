@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::budget::ClientId;
 use super::error::{ApiError, ErrorBody, JsonBody, QueryParams};
-use crate::AppState;
+use crate::api::AppState;
 use llm_judge_judge::JudgeKind;
 use llm_judge_work::calibrate::{self, MAX_JUDGES, Plan, Report, store::RunQuery};
 

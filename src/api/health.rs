@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::AppState;
+use crate::api::AppState;
 use llm_judge_pool::ProviderStatus;
 
 #[derive(Serialize, ToSchema)]

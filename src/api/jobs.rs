@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::batch::{BatchRequest, Checked, prepare_values};
 use super::budget::ClientId;
 use super::error::{ApiError, ErrorBody, PathParam, QueryParams, parse_json, read_body};
-use crate::AppState;
+use crate::api::AppState;
 use futures::StreamExt;
 use llm_judge_judge::JudgeKind;
 use llm_judge_work::jobs::{

@@ -6,7 +6,7 @@ use axum::{Extension, Json};
 
 use super::budget::{self, ClientId};
 use super::error::{ApiError, ErrorBody, JsonBody};
-use crate::AppState;
+use crate::api::AppState;
 use llm_judge_judge::{
     BinaryItem, CompareItem, CompareJudgment, FieldError, JudgeError, Judgment, ScoreItem,
     ScoreJudgment,

@@ -10,6 +10,7 @@ pub mod health;
 pub mod jobs;
 pub mod judge;
 pub mod layers;
+pub mod state;
 
 use std::sync::Arc;
 
@@ -24,8 +25,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::AppState;
 use error::ApiError;
+pub use state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(

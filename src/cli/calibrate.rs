@@ -192,7 +192,7 @@ async fn local(
     let usage = |e: String| (EXIT_USAGE, e);
     let settings = Settings::load(args.config.as_deref()).map_err(|e| usage(e.to_string()))?;
     llm_judge_metrics::install();
-    let judge = crate::build_judge(&settings).map_err(|e| usage(format!("{e:#}")))?;
+    let judge = crate::app::build_judge(&settings).map_err(|e| usage(format!("{e:#}")))?;
     let names = if args.judges.is_empty() {
         vec![settings.judge.default_route.clone()]
     } else {

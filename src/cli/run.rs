@@ -305,7 +305,7 @@ async fn in_process_service(args: &RunArgs) -> Result<(String, Option<String>), 
         settings.jobs.data_dir = std::path::PathBuf::from(dir).display().to_string();
     }
     let token = settings.auth.tokens.first().map(|t| t.expose().to_string());
-    let app = crate::Application::bind(settings, "127.0.0.1:0".parse().expect("an address"))
+    let app = crate::app::Application::bind(settings, "127.0.0.1:0".parse().expect("an address"))
         .await
         .map_err(|e| format!("cannot start the service in this process: {e:#}"))?;
     let url = format!("http://{}", app.local_addr());
@@ -318,7 +318,7 @@ fn local_backend(args: &RunArgs) -> Result<Backend, String> {
     let settings = Settings::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     let rules_only = settings.rules_only;
     llm_judge_metrics::install();
-    let judge = crate::build_judge(&settings).map_err(|e| format!("{e:#}"))?;
+    let judge = crate::app::build_judge(&settings).map_err(|e| format!("{e:#}"))?;
     let route = judge.resolve_route(args.judge.as_deref()).map_err(|_| {
         let mut known: Vec<&str> = settings.routes.keys().map(String::as_str).collect();
         known.extend(settings.panels.keys().map(String::as_str));

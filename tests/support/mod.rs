@@ -20,7 +20,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
-    pub state: llm_judge::AppState,
+    pub state: llm_judge::api::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     /// The server's task: it ends when shutdown is over.
     pub served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,

@@ -277,6 +277,17 @@ pub struct Judge {
     route_options: BTreeMap<String, RouteOptions>,
 }
 
+/// What one call asks a route: the rendered prompt, the item's images and options, and the raw
+/// fields a rules step reads.
+struct Question<'a> {
+    rendered: &'a Rendered,
+    images: &'a [String],
+    grading: GradingTask,
+    options: &'a Options,
+    /// Ask for the answer tokens' log probabilities.
+    logprobs: bool,
+}
+
 impl Judge {
     pub fn new(pool: Arc<Pool>, cfg: JudgeSettings) -> Self {
         let cache = VerdictCache::new(cfg.cache_entries, 256 << 20);
@@ -423,11 +434,13 @@ impl Judge {
         let asked = self
             .ask(
                 route,
-                &rendered,
-                &item.images,
-                grading,
-                &item.options,
-                logprobs,
+                Question {
+                    rendered: &rendered,
+                    images: &item.images,
+                    grading,
+                    options: &item.options,
+                    logprobs,
+                },
                 via,
             )
             .await?;
@@ -487,11 +500,13 @@ impl Judge {
         let asked = self
             .ask(
                 route,
-                &rendered,
-                &item.images,
-                grading,
-                &item.options,
-                logprobs,
+                Question {
+                    rendered: &rendered,
+                    images: &item.images,
+                    grading,
+                    options: &item.options,
+                    logprobs,
+                },
                 via,
             )
             .await?;
@@ -640,11 +655,13 @@ impl Judge {
         let asked = self
             .ask(
                 route,
-                &rendered,
-                &item.images,
-                grading,
-                &item.options,
-                logprobs,
+                Question {
+                    rendered: &rendered,
+                    images: &item.images,
+                    grading,
+                    options: &item.options,
+                    logprobs,
+                },
                 via,
             )
             .await?;
@@ -754,16 +771,14 @@ impl Judge {
 
     /// Sends a rendered prompt along the route, through the verdict cache; with `logprobs`,
     /// asks for the answer tokens' log probabilities.
-    async fn ask(
-        &self,
-        route: &str,
-        rendered: &Rendered,
-        images: &[String],
-        grading: GradingTask,
-        options: &Options,
-        logprobs: bool,
-        via: &Via,
-    ) -> Result<Asked, JudgeError> {
+    async fn ask(&self, route: &str, q: Question<'_>, via: &Via) -> Result<Asked, JudgeError> {
+        let Question {
+            rendered,
+            images,
+            grading,
+            options,
+            logprobs,
+        } = q;
         let temperature = options.temperature.unwrap_or(self.cfg.temperature);
         let max_tokens = options.max_tokens.unwrap_or(self.cfg.max_tokens);
         let cacheable = options.cache.unwrap_or(true) && temperature == 0.0 && self.cache.enabled();

@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 
 use super::budget::{self, ClientId};
 use super::error::{ApiError, JsonBody};
-use crate::AppState;
+use crate::api::AppState;
 use errors::OpenAiErrorBody;
 use llm_judge_judge::JudgeError;
 use request::ChatCompletionRequest;
