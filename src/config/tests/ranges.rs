@@ -8,14 +8,50 @@ use super::load;
 /// silently accepted (`0`, `nan`, a busy-looping interval): each is refused naming the key.
 #[test]
 fn every_numeric_key_is_range_checked_naming_it() {
-    let provider = |key: &str, v: &str| {
-        format!(
-            "[providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n{key} = {v}\n"
-        )
-    };
-    let section = |section: &str, key: &str, v: &str| format!("[{section}]\n{key} = {v}\n");
     let mut cases: Vec<(String, String)> = Vec::new();
     let mut add = |key: &str, toml: String| cases.push((key.to_string(), toml));
+    section_cases(&mut add);
+    provider_cases(&mut add);
+    price_cases(&mut add);
+    for (key, toml) in &cases {
+        let e = match load(&[], Some(toml)) {
+            Ok(_) => panic!("accepted:\n{toml}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains(&format!("{key} = ")) && e.contains("out of range"),
+            "{toml}\n-> {e}"
+        );
+    }
+    // The same keys through environment variables.
+    for (var, key) in [
+        ("LLM_JUDGE__JOBS__RETENTION_HOURS", "jobs.retention_hours"),
+        (
+            "LLM_JUDGE__SERVER__SHUTDOWN_GRACE_S",
+            "server.shutdown_grace_s",
+        ),
+        (
+            "LLM_JUDGE__PROVIDERS__OPENAI__TIMEOUT_S",
+            "providers.openai.timeout_s",
+        ),
+    ] {
+        let e = load(&[(var, "inf")], None).unwrap_err().to_string();
+        assert!(e.contains(&format!("{key} = inf")), "{e}");
+    }
+    // The edges of each range are valid.
+    let edges = "[server]\nshutdown_grace_s = 0.0\nmax_body_bytes = 1024\n\
+                 [jobs]\njanitor_interval_s = 0.1\nretention_hours = 87600.0\ncommit_interval_ms = 0\n\
+                 [retry]\nbudget_ratio = 0.0\n\
+                 [providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+                 timeout_s = 86400\nbreaker_cooldown_s = 0\npermit_wait_s = 0\nrate_window_s = 0.001\n";
+    let s = load(&[], Some(edges)).unwrap();
+    assert_eq!(s.providers["local"].timeout, Duration::from_secs(86_400));
+    assert_eq!(s.providers["local"].permit_wait, Duration::ZERO);
+}
+
+/// Out-of-range values of the keys of `[server]`, `[judge]`, `[jobs]` and `[retry]`.
+fn section_cases(add: &mut impl FnMut(&str, String)) {
+    let section = |section: &str, key: &str, v: &str| format!("[{section}]\n{key} = {v}\n");
     for (key, bad) in [
         ("server.max_body_bytes", "0"),
         ("server.max_batch_items", "0"),
@@ -52,6 +88,15 @@ fn every_numeric_key_is_range_checked_naming_it() {
         let (sec, k) = key.split_once('.').unwrap();
         add(key, section(sec, k, bad));
     }
+}
+
+/// Out-of-range values of a provider's keys.
+fn provider_cases(add: &mut impl FnMut(&str, String)) {
+    let provider = |key: &str, v: &str| {
+        format!(
+            "[providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n{key} = {v}\n"
+        )
+    };
     for (key, bad) in [
         ("timeout_s", "0"),
         ("timeout_s", "inf"),
@@ -73,6 +118,10 @@ fn every_numeric_key_is_range_checked_naming_it() {
     ] {
         add(&format!("providers.local.{key}"), provider(key, bad));
     }
+}
+
+/// Out-of-range values of a price's keys.
+fn price_cases(add: &mut impl FnMut(&str, String)) {
     add(
         "prices.\"m\".prompt_per_mtok",
         "[prices]\nm = { prompt_per_mtok = nan, completion_per_mtok = 1.0 }\n".into(),
@@ -93,38 +142,4 @@ fn every_numeric_key_is_range_checked_naming_it() {
         "prices.\"m\".batch_discount",
         "[prices]\nm = { prompt_per_mtok = 1.0, completion_per_mtok = 1.0, batch_discount = 1.5 }\n".into(),
     );
-    for (key, toml) in &cases {
-        let e = match load(&[], Some(toml)) {
-            Ok(_) => panic!("accepted:\n{toml}"),
-            Err(e) => e.to_string(),
-        };
-        assert!(
-            e.contains(&format!("{key} = ")) && e.contains("out of range"),
-            "{toml}\n-> {e}"
-        );
-    }
-    // The same keys through environment variables.
-    for (var, key) in [
-        ("LLM_JUDGE__JOBS__RETENTION_HOURS", "jobs.retention_hours"),
-        (
-            "LLM_JUDGE__SERVER__SHUTDOWN_GRACE_S",
-            "server.shutdown_grace_s",
-        ),
-        (
-            "LLM_JUDGE__PROVIDERS__OPENAI__TIMEOUT_S",
-            "providers.openai.timeout_s",
-        ),
-    ] {
-        let e = load(&[(var, "inf")], None).unwrap_err().to_string();
-        assert!(e.contains(&format!("{key} = inf")), "{e}");
-    }
-    // The edges of each range are valid.
-    let edges = "[server]\nshutdown_grace_s = 0.0\nmax_body_bytes = 1024\n\
-                 [jobs]\njanitor_interval_s = 0.1\nretention_hours = 87600.0\ncommit_interval_ms = 0\n\
-                 [retry]\nbudget_ratio = 0.0\n\
-                 [providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
-                 timeout_s = 86400\nbreaker_cooldown_s = 0\npermit_wait_s = 0\nrate_window_s = 0.001\n";
-    let s = load(&[], Some(edges)).unwrap();
-    assert_eq!(s.providers["local"].timeout, Duration::from_secs(86_400));
-    assert_eq!(s.providers["local"].permit_wait, Duration::ZERO);
 }
