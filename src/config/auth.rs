@@ -1,0 +1,58 @@
+//! The `[auth]` section: the client bearer tokens and what each may spend per day, with their
+//! checks. Left out, there are no tokens (no authentication) and no budgets.
+
+use serde::Deserialize;
+
+use llm_judge_chat::Secret;
+
+use super::check::{ConfigError, opt_range};
+use super::lists::secret_list;
+
+/// Client bearer tokens. Empty: no authentication.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// A list, or (for environment variables) a comma-separated string.
+    #[serde(default, deserialize_with = "secret_list")]
+    pub tokens: Vec<Secret>,
+    /// What each client token may spend per UTC day, in US dollars (shared by the fleet and
+    /// kept across restarts with `[redis]`, else in memory by each replica). Needs a price for
+    /// every model a request may reach.
+    #[serde(default)]
+    pub daily_budget_usd: Option<f64>,
+    /// What each client token may spend per UTC day, in tokens.
+    #[serde(default)]
+    pub daily_budget_tokens: Option<u64>,
+}
+
+/// Range checks of the daily budgets, which need client tokens to apply to.
+pub(super) fn check_budgets(a: &AuthSettings) -> Result<(), ConfigError> {
+    opt_range("auth.daily_budget_usd", a.daily_budget_usd, 0.0, 1e9)?;
+    opt_range(
+        "auth.daily_budget_tokens",
+        a.daily_budget_tokens,
+        1,
+        u64::MAX,
+    )?;
+    let daily = a.daily_budget_usd.is_some() || a.daily_budget_tokens.is_some();
+    if daily && a.tokens.is_empty() {
+        return Err(ConfigError(
+            "auth.daily_budget_usd and auth.daily_budget_tokens are per client token: set \
+             auth.tokens too (with no tokens there is no client to give a budget to)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// No client token is empty: an empty one must not pass for "authentication off".
+pub(super) fn check_tokens(a: &AuthSettings) -> Result<(), ConfigError> {
+    for (i, t) in a.tokens.iter().enumerate() {
+        if t.expose().is_empty() {
+            return Err(ConfigError(format!(
+                "auth.tokens[{i}] is empty: remove it (no tokens at all turns authentication off)"
+            )));
+        }
+    }
+    Ok(())
+}
