@@ -11,8 +11,11 @@ use tower::ServiceExt;
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use super::http::{ClientOptions, HttpAdapter, client};
-use super::{Adapter, Answer, WireFormat, anthropic, azure, cohere, gemini, openai};
+use crate::adapter::Adapter;
+use crate::answer::Answer;
+use crate::http::{ClientOptions, HttpAdapter, Streamed, client};
+use crate::wire::WireFormat;
+use crate::{anthropic, azure, cohere, gemini, openai};
 use llm_judge_chat::{ChatRequest, Part, ProviderError, Usage};
 
 /// The request every adapter is sent.
@@ -69,7 +72,7 @@ fn adapter<W: WireFormat>(wire: W, key: Option<&str>) -> Adapter {
     Adapter {
         kind: http.wire().kind(),
         has_credentials: http.wire().headers().is_some(),
-        stream: tower::util::BoxCloneSyncService::new(super::http::Streamed(http.clone())),
+        stream: tower::util::BoxCloneSyncService::new(Streamed(http.clone())),
         service: tower::util::BoxCloneSyncService::new(http),
         batch: None,
     }
