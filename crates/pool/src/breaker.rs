@@ -10,8 +10,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tower::BoxError;
 
-use super::attempt::SlotMetrics;
-use super::stack::classify;
+use crate::failure::{Failure, classify};
+use crate::slot_metrics::SlotMetrics;
+
+pub use crate::failure::CircuitOpen;
 
 /// The breaker's state as shown in metrics (0 closed, 1 half-open, 2 open) and `/v1/providers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,19 +204,6 @@ impl Breaker {
         }
     }
 }
-
-/// The call was refused: the provider's circuit is open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CircuitOpen;
-
-impl std::fmt::Display for CircuitOpen {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("circuit open")
-    }
-}
-
-impl std::error::Error for CircuitOpen {}
-
 /// Puts a provider's [`Breaker`] in front of its stack.
 #[derive(Clone)]
 pub struct BreakerLayer {
@@ -300,9 +289,7 @@ where
                     let failure = classify(e);
                     match failure {
                         // Refused before reaching the provider: no outcome to record.
-                        super::stack::Failure::NoPermit | super::stack::Failure::CircuitOpen => {
-                            b.release_probe(admission)
-                        }
+                        Failure::NoPermit | Failure::CircuitOpen => b.release_probe(admission),
                         f => b.record(admission, f.is_provider_fault()),
                     }
                 }

@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::PollSemaphore;
 use tower::BoxError;
 
-use super::stack::Reply;
+use crate::reply::Reply;
 
 #[derive(Clone)]
 pub struct ConcurrencyLayer {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use llm_judge_chat::ChatRequest;
 
-use crate::{Delivered, Pool, RouteFailed};
+use crate::outcome::{Delivered, RouteFailed};
+use crate::pool::Pool;
 
 /// Another way to deliver a route's calls than [`Pool::complete`]: a job's calls that go as
 /// provider batches.
@@ -36,5 +37,21 @@ impl std::fmt::Debug for Via {
             Via::Online => "Via::Online",
             Via::Deliverer(_) => "Via::Deliverer",
         })
+    }
+}
+
+impl Pool {
+    /// Sends `req` along the route the way `via` says: online, as [`Pool::complete`] does, or
+    /// handed to the deliverer `via` names (a job's provider batches).
+    pub async fn send(
+        &self,
+        route: &str,
+        req: ChatRequest,
+        via: &Via,
+    ) -> Result<Delivered, RouteFailed> {
+        match via {
+            Via::Online => self.complete(route, req).await,
+            Via::Deliverer(d) => d.deliver(self, route, req).await,
+        }
     }
 }

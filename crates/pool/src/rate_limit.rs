@@ -16,21 +16,11 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tower::{BoxError, ServiceExt};
 
-use super::attempt::SlotMetrics;
-use super::stack::Call;
-use super::stack::Reply;
+use crate::call::Call;
+use crate::reply::Reply;
+use crate::slot_metrics::SlotMetrics;
 
-/// No rate-limit grant or concurrency slot within the wait budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NoPermit;
-
-impl std::fmt::Display for NoPermit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("no rate-limit permit within the wait budget")
-    }
-}
-
-impl std::error::Error for NoPermit {}
+pub use crate::failure::NoPermit;
 
 /// What a granted call holds of a limiter, until it is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use tower::BoxError;
 use tower::retry::budget::{Budget, TpsBudget};
 
-use super::stack::{Call, Failure, classify};
+use crate::call::Call;
+use crate::failure::{Failure, classify};
 use llm_judge_metrics as m;
 
 /// Backoff settings for one provider.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use llm_judge_providers::ProviderSettings;
 use serde::Deserialize;
 
-use crate::cost::Price;
+use crate::price::Price;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,19 +11,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tower::BoxError;
 
-use super::stack::Call;
+use crate::call::Call;
 
-/// The attempt ran out of time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttemptTimedOut;
-
-impl std::fmt::Display for AttemptTimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("timed out")
-    }
-}
-
-impl std::error::Error for AttemptTimedOut {}
+pub use crate::failure::AttemptTimedOut;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TimeoutLayer {

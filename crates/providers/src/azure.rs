@@ -17,10 +17,10 @@
 
 use reqwest::header::HeaderMap;
 
-use super::openai::{ChunkReader, openai_shaped, wire_request, wire_stream_request};
-use super::{
-    Answer, EventReader, Outgoing, StreamFormat, WireFormat, encode_path_segment, json_body,
-};
+use crate::answer::Answer;
+use crate::openai::{ChunkReader, openai_shaped, wire_request, wire_stream_request};
+use crate::outgoing::{Outgoing, encode_path_segment, fixed_headers, json_body, parse_url};
+use crate::wire::{EventReader, StreamFormat, WireFormat};
 use llm_judge_chat::{ChatRequest, Completion, ProviderError};
 
 /// An Azure OpenAI resource bound to an endpoint, an API version and an optional key.
@@ -41,7 +41,7 @@ impl Azure {
             endpoint: endpoint.to_string(),
             api_version: api_version.to_string(),
             headers: api_key
-                .map(|k| super::fixed_headers(&[("api-key", k)], &[]))
+                .map(|k| fixed_headers(&[("api-key", k)], &[]))
                 .transpose()?,
         })
     }
@@ -69,7 +69,7 @@ impl WireFormat for Azure {
     fn encode(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError> {
         Ok(Outgoing {
             // The URL names the deployment, so it is made per call.
-            url: super::parse_url(&self.url(&req.model))?,
+            url: parse_url(&self.url(&req.model))?,
             body: json_body(&wire_request(req, None))?,
         })
     }
@@ -87,7 +87,7 @@ impl WireFormat for Azure {
 impl StreamFormat for Azure {
     fn encode_stream(&self, req: &ChatRequest) -> Result<Outgoing, ProviderError> {
         Ok(Outgoing {
-            url: super::parse_url(&self.url(&req.model))?,
+            url: parse_url(&self.url(&req.model))?,
             body: json_body(&wire_stream_request(req, None))?,
         })
     }

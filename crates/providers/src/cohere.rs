@@ -19,8 +19,10 @@
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::openai::{WireMessage, wire_messages};
-use super::{Answer, Outgoing, WireFormat, error_message, json_body, parse_should_retry};
+use crate::answer::{Answer, error_message, parse_should_retry};
+use crate::openai::{WireMessage, wire_messages};
+use crate::outgoing::{Outgoing, fixed_headers, json_body, parse_url};
+use crate::wire::WireFormat;
 use llm_judge_chat::{ChatRequest, Completion, ProviderError, ResponseFormat, Usage};
 
 /// Cohere's Chat v2 API bound to a base URL and an optional key.
@@ -35,9 +37,9 @@ impl Cohere {
         let base = base_url.trim_end_matches('/');
         let base = base.strip_suffix("/v2").unwrap_or(base);
         Ok(Self {
-            url: super::parse_url(&format!("{base}/v2/chat"))?,
+            url: parse_url(&format!("{base}/v2/chat"))?,
             headers: api_key
-                .map(|k| super::fixed_headers(&[("authorization", &format!("Bearer {k}"))], &[]))
+                .map(|k| fixed_headers(&[("authorization", &format!("Bearer {k}"))], &[]))
                 .transpose()?,
         })
     }

@@ -11,8 +11,11 @@ use tower::ServiceExt;
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use super::http::{ClientOptions, HttpAdapter, client};
-use super::{Adapter, Answer, WireFormat, anthropic, azure, cohere, gemini, openai};
+use crate::adapter::Adapter;
+use crate::answer::Answer;
+use crate::http::{ClientOptions, HttpAdapter, Streamed, client};
+use crate::wire::WireFormat;
+use crate::{anthropic, azure, cohere, gemini, openai};
 use llm_judge_chat::{ChatRequest, Part, ProviderError, Usage};
 
 /// The request every adapter is sent.
@@ -69,7 +72,7 @@ fn adapter<W: WireFormat>(wire: W, key: Option<&str>) -> Adapter {
     Adapter {
         kind: http.wire().kind(),
         has_credentials: http.wire().headers().is_some(),
-        stream: tower::util::BoxCloneSyncService::new(super::http::Streamed(http.clone())),
+        stream: tower::util::BoxCloneSyncService::new(Streamed(http.clone())),
         service: tower::util::BoxCloneSyncService::new(http),
         batch: None,
     }
@@ -100,129 +103,160 @@ fn openai_error() -> Value {
     json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}})
 }
 
+/// Every HTTP adapter under test.
 fn cases() -> Vec<Case> {
     vec![
-        Case {
-            name: "openai",
-            build: |base, key| {
-                adapter(
-                    openai::OpenAi::new("openai", &format!("{base}/v1/"), key, &[]).unwrap(),
-                    key,
-                )
-            },
-            path: "/v1/chat/completions",
-            query: None,
-            auth: ("authorization", format!("Bearer {KEY}")),
-            body: openai_body(true),
-            ok: openai_ok(),
-            error: openai_error(),
-            message: "Rate limit reached for requests",
-            keyless_on_http: true,
-        },
-        Case {
-            name: "together",
-            build: |base, key| {
-                adapter(
-                    openai::OpenAi::new("together", &format!("{base}/v1"), key, &[]).unwrap(),
-                    key,
-                )
-            },
-            path: "/v1/chat/completions",
-            query: None,
-            auth: ("authorization", format!("Bearer {KEY}")),
-            body: openai_body(true),
-            ok: openai_ok(),
-            error: json!({"id": "x", "error": {"message": "rate limit exceeded", "type": "rate_limit"}}),
-            message: "rate limit exceeded",
-            keyless_on_http: true,
-        },
-        Case {
-            name: "azure",
-            build: |base, key| {
-                adapter(
-                    azure::Azure::new(&format!("{base}/openai"), "2024-10-21", key).unwrap(),
-                    key,
-                )
-            },
-            path: "/openai/deployments/judge-model/chat/completions",
-            query: Some(("api-version", "2024-10-21")),
-            auth: ("api-key", KEY.to_string()),
-            body: openai_body(false),
-            ok: openai_ok(),
-            error: json!({"error": {"code": "429", "message": "Requests to the ChatCompletions_Create Operation have exceeded token rate limit. Please retry after 2 seconds."}}),
-            message: "Requests to the ChatCompletions_Create Operation have exceeded token rate limit. Please retry after 2 seconds.",
-            keyless_on_http: false,
-        },
-        Case {
-            name: "anthropic",
-            build: |base, key| {
-                adapter(
-                    anthropic::Anthropic::new(&format!("{base}/"), key).unwrap(),
-                    key,
-                )
-            },
-            path: "/v1/messages",
-            query: None,
-            auth: ("x-api-key", KEY.to_string()),
-            body: json!({
-                "model": "judge-model",
-                "system": "You are a strict grader.",
-                "messages": [{"role": "user", "content": [{"type": "text", "text": "Is 2+2=4?"}]}],
-                "max_tokens": 16,
-                "temperature": 0.0
-            }),
-            ok: json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "judge-model",
-                "content": [{"type": "text", "text": "Yes"}], "stop_reason": "end_turn", "stop_sequence": null,
-                "usage": {"input_tokens": 12, "output_tokens": 1}}),
-            error: json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Number of requests has exceeded your rate limit"}, "request_id": "req_1"}),
-            message: "rate_limit_error: Number of requests has exceeded your rate limit",
-            keyless_on_http: false,
-        },
-        Case {
-            name: "cohere",
-            build: |base, key| {
-                adapter(
-                    cohere::Cohere::new(&format!("{base}/v2"), key).unwrap(),
-                    key,
-                )
-            },
-            path: "/v2/chat",
-            query: None,
-            auth: ("authorization", format!("Bearer {KEY}")),
-            body: json!({
-                "model": "judge-model",
-                "messages": [
-                    {"role": "system", "content": "You are a strict grader."},
-                    {"role": "user", "content": "Is 2+2=4?"}
-                ],
-                "temperature": 0.0,
-                "max_tokens": 16
-            }),
-            ok: json!({"id": "c1", "finish_reason": "COMPLETE",
-                "message": {"role": "assistant", "content": [{"type": "text", "text": "Yes"}]},
-                "usage": {"billed_units": {"input_tokens": 12, "output_tokens": 1}, "tokens": {"input_tokens": 12, "output_tokens": 1}}}),
-            error: json!({"id": "e1", "message": "You are using a Trial key, which is limited to 10 API calls / minute."}),
-            message: "You are using a Trial key, which is limited to 10 API calls / minute.",
-            keyless_on_http: false,
-        },
-        Case {
-            name: "gemini",
-            build: |base, key| adapter(gemini::Gemini::new(base, key).unwrap(), key),
-            path: "/v1beta/models/judge-model:generateContent",
-            query: None,
-            auth: ("x-goog-api-key", KEY.to_string()),
-            body: json!({
-                "systemInstruction": {"parts": [{"text": "You are a strict grader."}]},
-                "contents": [{"role": "user", "parts": [{"text": "Is 2+2=4?"}]}],
-                "generationConfig": {"temperature": 0.0, "maxOutputTokens": 16}
-            }),
-            ok: json!({"candidates": [{"content": {"parts": [{"text": "Yes"}], "role": "model"}, "finishReason": "STOP", "index": 0}],
-                "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 1, "totalTokenCount": 13}}),
-            error: json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED"}}),
-            message: "RESOURCE_EXHAUSTED: Resource has been exhausted (e.g. check quota).",
-            keyless_on_http: false,
-        },
+        openai_case(),
+        together_case(),
+        azure_case(),
+        anthropic_case(),
+        cohere_case(),
+        gemini_case(),
     ]
+}
+
+/// OpenAI Chat Completions, its key as a bearer token.
+fn openai_case() -> Case {
+    Case {
+        name: "openai",
+        build: |base, key| {
+            adapter(
+                openai::OpenAi::new("openai", &format!("{base}/v1/"), key, &[]).unwrap(),
+                key,
+            )
+        },
+        path: "/v1/chat/completions",
+        query: None,
+        auth: ("authorization", format!("Bearer {KEY}")),
+        body: openai_body(true),
+        ok: openai_ok(),
+        error: openai_error(),
+        message: "Rate limit reached for requests",
+        keyless_on_http: true,
+    }
+}
+
+/// Together: OpenAI's wire format under another name and error body.
+fn together_case() -> Case {
+    Case {
+        name: "together",
+        build: |base, key| {
+            adapter(
+                openai::OpenAi::new("together", &format!("{base}/v1"), key, &[]).unwrap(),
+                key,
+            )
+        },
+        path: "/v1/chat/completions",
+        query: None,
+        auth: ("authorization", format!("Bearer {KEY}")),
+        body: openai_body(true),
+        ok: openai_ok(),
+        error: json!({"id": "x", "error": {"message": "rate limit exceeded", "type": "rate_limit"}}),
+        message: "rate limit exceeded",
+        keyless_on_http: true,
+    }
+}
+
+/// Azure OpenAI: the deployment in the path, the API version in the query, no model in the body.
+fn azure_case() -> Case {
+    Case {
+        name: "azure",
+        build: |base, key| {
+            adapter(
+                azure::Azure::new(&format!("{base}/openai"), "2024-10-21", key).unwrap(),
+                key,
+            )
+        },
+        path: "/openai/deployments/judge-model/chat/completions",
+        query: Some(("api-version", "2024-10-21")),
+        auth: ("api-key", KEY.to_string()),
+        body: openai_body(false),
+        ok: openai_ok(),
+        error: json!({"error": {"code": "429", "message": "Requests to the ChatCompletions_Create Operation have exceeded token rate limit. Please retry after 2 seconds."}}),
+        message: "Requests to the ChatCompletions_Create Operation have exceeded token rate limit. Please retry after 2 seconds.",
+        keyless_on_http: false,
+    }
+}
+
+/// Anthropic Messages.
+fn anthropic_case() -> Case {
+    Case {
+        name: "anthropic",
+        build: |base, key| {
+            adapter(
+                anthropic::Anthropic::new(&format!("{base}/"), key).unwrap(),
+                key,
+            )
+        },
+        path: "/v1/messages",
+        query: None,
+        auth: ("x-api-key", KEY.to_string()),
+        body: json!({
+            "model": "judge-model",
+            "system": "You are a strict grader.",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Is 2+2=4?"}]}],
+            "max_tokens": 16,
+            "temperature": 0.0
+        }),
+        ok: json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "judge-model",
+            "content": [{"type": "text", "text": "Yes"}], "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 12, "output_tokens": 1}}),
+        error: json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Number of requests has exceeded your rate limit"}, "request_id": "req_1"}),
+        message: "rate_limit_error: Number of requests has exceeded your rate limit",
+        keyless_on_http: false,
+    }
+}
+
+/// Cohere Chat v2.
+fn cohere_case() -> Case {
+    Case {
+        name: "cohere",
+        build: |base, key| {
+            adapter(
+                cohere::Cohere::new(&format!("{base}/v2"), key).unwrap(),
+                key,
+            )
+        },
+        path: "/v2/chat",
+        query: None,
+        auth: ("authorization", format!("Bearer {KEY}")),
+        body: json!({
+            "model": "judge-model",
+            "messages": [
+                {"role": "system", "content": "You are a strict grader."},
+                {"role": "user", "content": "Is 2+2=4?"}
+            ],
+            "temperature": 0.0,
+            "max_tokens": 16
+        }),
+        ok: json!({"id": "c1", "finish_reason": "COMPLETE",
+            "message": {"role": "assistant", "content": [{"type": "text", "text": "Yes"}]},
+            "usage": {"billed_units": {"input_tokens": 12, "output_tokens": 1}, "tokens": {"input_tokens": 12, "output_tokens": 1}}}),
+        error: json!({"id": "e1", "message": "You are using a Trial key, which is limited to 10 API calls / minute."}),
+        message: "You are using a Trial key, which is limited to 10 API calls / minute.",
+        keyless_on_http: false,
+    }
+}
+
+/// Gemini `generateContent`.
+fn gemini_case() -> Case {
+    Case {
+        name: "gemini",
+        build: |base, key| adapter(gemini::Gemini::new(base, key).unwrap(), key),
+        path: "/v1beta/models/judge-model:generateContent",
+        query: None,
+        auth: ("x-goog-api-key", KEY.to_string()),
+        body: json!({
+            "systemInstruction": {"parts": [{"text": "You are a strict grader."}]},
+            "contents": [{"role": "user", "parts": [{"text": "Is 2+2=4?"}]}],
+            "generationConfig": {"temperature": 0.0, "maxOutputTokens": 16}
+        }),
+        ok: json!({"candidates": [{"content": {"parts": [{"text": "Yes"}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 1, "totalTokenCount": 13}}),
+        error: json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED"}}),
+        message: "RESOURCE_EXHAUSTED: Resource has been exhausted (e.g. check quota).",
+        keyless_on_http: false,
+    }
 }
 
 async fn call(a: &Adapter, req: ChatRequest) -> Result<llm_judge_chat::Completion, ProviderError> {

@@ -25,7 +25,9 @@ use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Answer, Outgoing, WireFormat, encode_path_segment, json_body, typed_error_message};
+use crate::answer::{Answer, typed_error_message};
+use crate::outgoing::{Outgoing, encode_path_segment, fixed_headers, json_body, parse_url};
+use crate::wire::WireFormat;
 use llm_judge_chat::{
     ChatRequest, Completion, Part, ProviderError, ResponseFormat, Role, TokenLogprob, Usage,
 };
@@ -44,7 +46,7 @@ impl Gemini {
         Ok(Self {
             base: base.to_string(),
             headers: api_key
-                .map(|k| super::fixed_headers(&[("x-goog-api-key", k)], &[]))
+                .map(|k| fixed_headers(&[("x-goog-api-key", k)], &[]))
                 .transpose()?,
         })
     }
@@ -76,7 +78,7 @@ impl WireFormat for Gemini {
         let body = json_body(&wire_request(req)?)?;
         Ok(Outgoing {
             // The URL names the model, so it is made per call.
-            url: super::parse_url(&self.url(&req.model))?,
+            url: parse_url(&self.url(&req.model))?,
             body,
         })
     }

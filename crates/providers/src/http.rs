@@ -21,16 +21,16 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 
-use super::{Answer, Outgoing, WireFormat};
+use crate::answer::{Answer, MAX_ANSWER_BYTES, MAX_ERROR_CHARS};
+use crate::outgoing::Outgoing;
 use crate::settings::ProviderSettings;
+use crate::stream::{first_piece, pieces};
+use crate::transport::{chain, transport_error};
+use crate::wire::WireFormat;
 use llm_judge_chat::{ChatRequest, ChatStream, Completion, ProviderError};
 
 /// The `User-Agent` of every provider call.
 pub const USER_AGENT: &str = concat!("llm-judge/", env!("CARGO_PKG_VERSION"));
-
-/// The largest answer read from a provider (after decompression); a judge's answer is a few
-/// hundred bytes, so anything near this is a misbehaving server.
-pub const MAX_ANSWER_BYTES: usize = 32 << 20;
 
 /// How a provider's client is built.
 #[derive(Debug, Clone)]
@@ -204,7 +204,7 @@ impl<W: WireFormat> tower::Service<Arc<ChatRequest>> for HttpAdapter<W> {
             let answer = post(&client, out, headers).await?;
             wire.decode(answer)
         }
-        .map(move |r| r.map_err(|e| e.redacted(secret.as_deref(), super::MAX_ERROR_CHARS)))
+        .map(move |r| r.map_err(|e| e.redacted(secret.as_deref(), MAX_ERROR_CHARS)))
         .boxed()
     }
 }
@@ -253,10 +253,10 @@ impl<W: WireFormat> tower::Service<Arc<ChatRequest>> for Streamed<W> {
             if !resp.status().is_success() || !is_events {
                 return wire.decode(read_answer(resp).await?).map(ChatStream::whole);
             }
-            let pieces = super::stream::pieces(resp, format.reader());
-            super::stream::first_piece(pieces, secret).await
+            let pieces = pieces(resp, format.reader());
+            first_piece(pieces, secret).await
         }
-        .map(move |r| r.map_err(|e| e.redacted(scrub.as_deref(), super::MAX_ERROR_CHARS)))
+        .map(move |r| r.map_err(|e| e.redacted(scrub.as_deref(), MAX_ERROR_CHARS)))
         .boxed()
     }
 }
@@ -316,75 +316,6 @@ async fn read_body(mut resp: reqwest::Response) -> Result<Bytes, ProviderError> 
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
-}
-
-/// Maps a reqwest error to a [`ProviderError`], with its causes and without the URL (which may
-/// carry credentials).
-pub fn transport_error(e: reqwest::Error) -> ProviderError {
-    let e = e.without_url();
-    if e.is_timeout() {
-        return ProviderError::Timeout;
-    }
-    if e.is_connect() && !is_certificate_error(&e) {
-        // Nothing was sent: the request can go again whatever it was.
-        return ProviderError::Connect(format!("{NOT_CONNECTED}: {}", chain(&e)));
-    }
-    let text = chain(&e);
-    if is_certificate_error(&e) {
-        return ProviderError::Tls(format!(
-            "the provider's certificate is not trusted ({text}); for a private CA set the \
-             provider's ca_file to its PEM file"
-        ));
-    }
-    if e.is_decode() {
-        ProviderError::Decode(text)
-    } else {
-        ProviderError::Connect(text)
-    }
-}
-
-/// How a [`ProviderError::Connect`] made before anything was sent begins.
-pub const NOT_CONNECTED: &str = "no connection could be made";
-
-/// The error and every cause under it, `a: b: c`, without repeats.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cause = c.source();
-    }
-    out
-}
-
-/// Whether some cause is a rejected certificate.
-fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        // An I/O error's `source` skips the error it wraps (which may be another I/O error).
-        let mut inner = c;
-        loop {
-            if let Some(r) = inner.downcast_ref::<rustls::Error>() {
-                return matches!(
-                    r,
-                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-                );
-            }
-            match inner
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-            {
-                Some(w) => inner = w,
-                None => break,
-            }
-        }
-        cause = c.source();
-    }
-    false
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use eventsource_stream::{EventStreamError, Eventsource};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 
-use super::EventReader;
-use super::http::{MAX_ANSWER_BYTES, transport_error};
+use crate::answer::{MAX_ANSWER_BYTES, MAX_ERROR_CHARS};
+use crate::transport::transport_error;
+use crate::wire::EventReader;
 use llm_judge_chat::{ChatStream, Chunk, ProviderError};
 
 type Events =
@@ -118,9 +119,8 @@ pub async fn first_piece(
         match pieces.next().await {
             Some(Ok(c)) if c.is_empty() => continue,
             Some(Ok(c)) => {
-                let rest = pieces.map(move |r| {
-                    r.map_err(|e| e.redacted(secret.as_deref(), super::MAX_ERROR_CHARS))
-                });
+                let rest = pieces
+                    .map(move |r| r.map_err(|e| e.redacted(secret.as_deref(), MAX_ERROR_CHARS)));
                 return Ok(ChatStream::new(futures::stream::iter([Ok(c)]).chain(rest)));
             }
             Some(Err(e)) => return Err(e),

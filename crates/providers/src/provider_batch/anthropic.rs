@@ -17,12 +17,17 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{
-    CustomId, Encoded, Handle, Http, ItemFailure, Limits, Outcome, Phase, Queued, Replay, Status,
-    Submission, SubmitError, anthropic_status, encode_all, parse, split,
+use super::batch::{
+    Api, Counts, Handle, ItemFailure, Limits, Outcome, Phase, Queued, Status, Submission,
+    SubmitError,
 };
+use super::calls::{Http, Replay, parse};
+use super::custom_id::CustomId;
+use super::packing::{Encoded, encode_all, split};
+use crate::answer::{Answer, typed_error_message};
 use crate::anthropic::Anthropic;
-use crate::{Answer, WireFormat, encode_path_segment, typed_error_message};
+use crate::outgoing::encode_path_segment;
+use crate::wire::WireFormat;
 use llm_judge_chat::ProviderError;
 
 /// Anthropic's limits per batch.
@@ -138,7 +143,7 @@ impl Batches {
             .await?;
         let batch: WireBatch = parse(&created, "the created message batch")?;
         Ok(Handle {
-            api: super::Api::Anthropic,
+            api: Api::Anthropic,
             id: batch.id,
             input_file_id: None,
             requests: group.iter().map(|e| e.id).collect(),
@@ -274,7 +279,7 @@ impl WireBatch {
     /// credentials go with the request for it.
     fn status(self, api: &reqwest::Url) -> Result<Status, ProviderError> {
         let c = self.request_counts.unwrap_or_default();
-        let counts = super::Counts {
+        let counts = Counts {
             total: c.processing + c.succeeded + c.errored + c.canceled + c.expired,
             succeeded: c.succeeded,
             errored: c.errored,
@@ -304,6 +309,23 @@ impl WireBatch {
             counts,
             results,
         })
+    }
+}
+
+/// The HTTP status an error type of Anthropic's stands for, so that an errored request of a
+/// batch is typed as the same online error would be.
+pub(crate) fn anthropic_status(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        _ => 500,
     }
 }
 

@@ -15,17 +15,25 @@
 //! `{endpoint}/openai`, every call carries `api-version`, and the line's `url` and the batch's
 //! `endpoint` are `/chat/completions` with the global-batch deployment as the body's `model`.
 
-use std::collections::HashMap;
+#[cfg(test)]
+mod tests;
+mod wire;
 
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{
-    CustomId, Encoded, Handle, Http, ItemFailure, Limits, Outcome, Phase, Queued, Replay, Status,
-    Submission, SubmitError, encode_all, parse, split,
+use self::wire::{WireBatch, WireFile, WireList, WireResult};
+use super::batch::{
+    Api, Handle, ItemFailure, Limits, Outcome, Queued, Status, Submission, SubmitError,
 };
-use crate::{Answer, WireFormat, encode_path_segment, error_message, json_body};
+use super::calls::{Http, Replay, parse};
+use super::clock::{CLOCK_SLACK_S, unix_now};
+use super::custom_id::CustomId;
+use super::packing::{Encoded, encode_all, split};
+use crate::answer::{Answer, error_message};
+use crate::outgoing::{encode_path_segment, json_body};
+use crate::wire::WireFormat;
 use llm_judge_chat::ProviderError;
 
 /// OpenAI's limits per batch.
@@ -33,6 +41,9 @@ pub const LIMITS: Limits = Limits {
     max_requests: 50_000,
     max_bytes: 200_000_000,
 };
+
+/// The most batches looked at when searching a provider's list of batches.
+const MAX_LISTED: usize = 10_000;
 
 /// A batch API that speaks OpenAI's.
 #[derive(Clone)]
@@ -208,7 +219,7 @@ impl Batches {
         }
         let body = serde_json::to_vec(&create).expect("JSON serialises");
         let url = self.url("/batches");
-        let asked = super::unix_now().saturating_sub(super::CLOCK_SLACK_S);
+        let asked = unix_now().saturating_sub(CLOCK_SLACK_S);
         let created = self
             .http
             .call(
@@ -246,7 +257,7 @@ impl Batches {
             Err(e) => return Err(e),
         };
         Ok(Handle {
-            api: super::Api::OpenAi,
+            api: Api::OpenAi,
             id,
             input_file_id: Some(uploaded.id),
             requests,
@@ -254,7 +265,7 @@ impl Batches {
     }
 
     /// The batches made since `since` (unix seconds), newest first, as `GET /batches` lists
-    /// them, page by page; at most [`super::MAX_LISTED`] are looked at.
+    /// them, page by page; at most [`MAX_LISTED`] are looked at.
     async fn listed_since(
         &self,
         headers: &HeaderMap,
@@ -287,7 +298,7 @@ impl Batches {
             }
             // A page that does not move the cursor would be asked for again and again.
             let stuck = after.is_none() || after == cursor;
-            if older || !page.has_more || stuck || seen >= super::MAX_LISTED {
+            if older || !page.has_more || stuck || seen >= MAX_LISTED {
                 return Ok(out);
             }
         }
@@ -333,7 +344,7 @@ impl Batches {
             };
             let requests = self.input_ids(&headers, &file).await?;
             out.push(Handle {
-                api: super::Api::OpenAi,
+                api: Api::OpenAi,
                 id: b.id,
                 input_file_id: Some(file),
                 requests,
@@ -450,210 +461,5 @@ fn refused_outright(e: &ProviderError) -> bool {
             true
         }
         _ => false,
-    }
-}
-
-#[derive(Deserialize)]
-struct WireFile {
-    id: String,
-}
-
-#[derive(Deserialize)]
-struct WireList {
-    #[serde(default)]
-    data: Vec<WireBatch>,
-    #[serde(default)]
-    has_more: bool,
-}
-
-#[derive(Deserialize)]
-struct WireBatch {
-    id: String,
-    status: String,
-    #[serde(default)]
-    created_at: Option<u64>,
-    #[serde(default)]
-    input_file_id: Option<String>,
-    #[serde(default)]
-    metadata: Option<serde_json::Value>,
-    #[serde(default)]
-    request_counts: Option<WireCounts>,
-    #[serde(default)]
-    output_file_id: Option<String>,
-    #[serde(default)]
-    error_file_id: Option<String>,
-    #[serde(default)]
-    errors: Option<WireErrors>,
-}
-
-#[derive(Deserialize, Default)]
-struct WireCounts {
-    #[serde(default)]
-    total: u64,
-    #[serde(default)]
-    completed: u64,
-    #[serde(default)]
-    failed: u64,
-}
-
-#[derive(Deserialize)]
-struct WireErrors {
-    #[serde(default)]
-    data: Vec<WireError>,
-}
-
-#[derive(Deserialize)]
-struct WireError {
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireResult {
-    custom_id: String,
-    #[serde(default)]
-    response: Option<WireResponse>,
-    #[serde(default)]
-    error: Option<WireError>,
-}
-
-#[derive(Deserialize)]
-struct WireResponse {
-    status_code: u16,
-    body: Box<RawValue>,
-}
-
-impl WireBatch {
-    fn status(self) -> Status {
-        let phase = match self.status.as_str() {
-            "validating" => Phase::Validating,
-            "in_progress" => Phase::InProgress,
-            "finalizing" => Phase::Finalizing,
-            "cancelling" => Phase::Cancelling,
-            "completed" => Phase::Ended,
-            "expired" => Phase::Expired,
-            "cancelled" => Phase::Cancelled,
-            "failed" => Phase::Failed(
-                self.errors
-                    .map(|e| {
-                        let mut seen = HashMap::new();
-                        e.data
-                            .into_iter()
-                            .filter_map(|d| d.message.or(d.code))
-                            .filter(|m| seen.insert(m.clone(), ()).is_none())
-                            .take(3)
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                    .filter(|m| !m.is_empty())
-                    .unwrap_or_else(|| "no reason given".into()),
-            ),
-            // A status this client does not know yet: keep polling.
-            _ => Phase::InProgress,
-        };
-        let c = self.request_counts.unwrap_or_default();
-        let counts = super::Counts {
-            total: c.total,
-            succeeded: c.completed,
-            errored: c.failed,
-            ..super::Counts::default()
-        };
-        let results = [self.output_file_id, self.error_file_id]
-            .into_iter()
-            .flatten()
-            .filter(|f| !f.is_empty())
-            .collect();
-        Status {
-            phase,
-            counts,
-            results,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batches() -> Batches {
-        let wire = crate::openai::OpenAi::new(
-            "openai",
-            "https://api.openai.com/v1",
-            Some("sk-secret-key-1234"),
-            &[],
-        )
-        .unwrap();
-        Batches::openai(
-            Http::for_tests("sk-secret-key-1234"),
-            "https://api.openai.com/v1/",
-            wire.headers().cloned(),
-            std::sync::Arc::new(wire),
-        )
-    }
-
-    #[test]
-    fn a_line_carries_exactly_the_online_body() {
-        let b = batches();
-        let chat = crate::conformance::request();
-        let q = Queued {
-            id: CustomId::new(7, 1),
-            chat: std::sync::Arc::new(chat.clone()),
-        };
-        let line: serde_json::Value = serde_json::from_slice(&b.line(&q).unwrap()).unwrap();
-        let online: serde_json::Value =
-            serde_json::from_slice(&b.wire.encode(&chat).unwrap().body).unwrap();
-        assert_eq!(line["body"], online);
-        assert_eq!(line["custom_id"], "i7-a1");
-        assert_eq!(line["url"], "/v1/chat/completions");
-        assert_eq!(line["method"], "POST");
-        assert_eq!(b.url("/files"), "https://api.openai.com/v1/files");
-    }
-
-    #[test]
-    fn results_lines_read_as_online_answers_and_typed_failures() {
-        let b = batches();
-        let ok = br#"{"id":"r1","custom_id":"i3-a0","response":{"status_code":200,"request_id":"x","body":{"choices":[{"message":{"content":"Verdict: 1"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":4}}}},"error":null}"#;
-        let (id, o) = b.outcome(ok).unwrap();
-        assert_eq!(id, CustomId::new(3, 0));
-        let c = o.unwrap();
-        assert_eq!(c.text, "Verdict: 1");
-        assert_eq!(c.usage.cached_prompt_tokens, 4);
-        let failed = br#"{"custom_id":"i4-a0","response":{"status_code":500,"body":{"error":{"message":"boom sk-secret-key-1234","type":"server_error","param":null,"code":null}}},"error":null}"#;
-        match b.outcome(failed).unwrap().1 {
-            Err(ItemFailure::Errored(e)) => {
-                assert_eq!(e.status(), Some(500));
-                assert!(e.is_retryable());
-                assert!(!e.to_string().contains("sk-secret"), "{e}");
-            }
-            other => panic!("{other:?}"),
-        }
-        let expired = br#"{"custom_id":"i5-a2","response":null,"error":{"code":"batch_expired","message":"late"}}"#;
-        assert_eq!(b.outcome(expired).unwrap().1, Err(ItemFailure::Expired));
-        assert!(b.outcome(br#"{"custom_id":"someone-else"}"#).is_none());
-        assert!(b.outcome(b"not json").is_none());
-    }
-
-    #[test]
-    fn statuses_map_to_phases() {
-        let s = |json: &str| serde_json::from_str::<WireBatch>(json).unwrap().status();
-        let st = s(
-            r#"{"id":"b","status":"completed","request_counts":{"total":3,"completed":2,"failed":1},"output_file_id":"f1","error_file_id":"f2"}"#,
-        );
-        assert_eq!(st.phase, Phase::Ended);
-        assert_eq!(
-            (st.counts.succeeded, st.counts.errored, st.counts.total),
-            (2, 1, 3)
-        );
-        assert_eq!(st.results, ["f1", "f2"]);
-        let st = s(
-            r#"{"id":"b","status":"failed","errors":{"data":[{"code":"invalid","message":"line 1 is bad"}]}}"#,
-        );
-        assert_eq!(st.phase, Phase::Failed("line 1 is bad".into()));
-        assert_eq!(
-            s(r#"{"id":"b","status":"cancelling"}"#).phase,
-            Phase::Cancelling
-        );
     }
 }
