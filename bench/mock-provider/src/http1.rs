@@ -298,7 +298,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body::Api;
+    use crate::api::Api;
 
     #[test]
     fn reads_heads_by_the_rules() {

@@ -26,6 +26,7 @@
 //! own timer and scheduling delay) and the mean pause on a connection between an answer and the
 //! next request (`mean_gap_ms`: the client's turnaround plus both network hops).
 
+mod api;
 mod batch;
 mod body;
 mod cache;
@@ -44,8 +45,9 @@ use bytes::Bytes;
 use clap::Parser;
 use http::HeaderValue;
 
+use api::Api;
 use batch::BatchConfig;
-use body::{Api, Canned};
+use body::Canned;
 use cache::PromptCache;
 use latency::LatencyDist;
 use timer::Timer;

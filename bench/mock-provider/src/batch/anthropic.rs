@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 
 use super::{Created, Ending, Fate, Op, Plan, Progress, Request, Side, Stage, Timeline};
 use crate::Reply;
-use crate::body::Api;
+use crate::api::Api;
 use crate::cache::CacheUse;
 
 /// Every batch, in creation order.

@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 
 use super::{Created, Ending, Fate, Op, Plan, Progress, Request, Side, Stage, Timeline};
 use crate::Reply;
-use crate::body::Api;
+use crate::api::Api;
 use crate::cache::CacheUse;
 
 /// The purposes a file can be uploaded with.
