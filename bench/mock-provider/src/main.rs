@@ -26,6 +26,7 @@
 //! own timer and scheduling delay) and the mean pause on a connection between an answer and the
 //! next request (`mean_gap_ms`: the client's turnaround plus both network hops).
 
+mod answers;
 mod api;
 mod batch;
 mod body;
@@ -45,6 +46,7 @@ use bytes::Bytes;
 use clap::Parser;
 use http::HeaderValue;
 
+use answers::Answers;
 use api::Api;
 use batch::BatchConfig;
 use body::Canned;
@@ -498,11 +500,7 @@ impl Drop for OpenConn {
 
 /// Everything the handlers share.
 struct Shared {
-    canned: Canned,
-    /// Token counts of every successful answer.
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    cache: PromptCache,
+    answers: Answers,
     batches: batch::Store,
     latency: LatencyDist,
     timer: Timer,
@@ -589,7 +587,7 @@ fn immediate(shared: &Shared, route: Route) -> Reply {
             if let Some(w) = &shared.window {
                 w.reset();
             }
-            shared.cache.clear();
+            shared.answers.cache.clear();
             Reply::ok(shared.render_stats())
         }
         Route::Health => Reply::ok("\"ok\""),
@@ -643,11 +641,12 @@ async fn chat(shared: &Shared, clock: &ConnClock, api: Api, started_us: u64, bod
     };
     let body: Bytes = match outcome {
         Outcome::Ok => shared
+            .answers
             .canned
-            .success(api, body, shared.cache.lookup(api, body))
+            .success(api, body, shared.answers.cache.lookup(api, body))
             .into(),
-        Outcome::Malformed => shared.canned.malformed(api, body).into(),
-        other => Bytes::from_static(shared.canned.error(api, other.label())),
+        Outcome::Malformed => shared.answers.canned.malformed(api, body).into(),
+        other => Bytes::from_static(shared.answers.canned.error(api, other.label())),
     };
     let done_us = now_us();
     clock
@@ -744,15 +743,17 @@ impl Shared {
         };
         batch_config.validate()?;
         Ok(Shared {
-            canned: Canned::new(
-                &cli.text,
-                cli.prompt_tokens,
-                cli.completion_tokens,
-                cli.cached_tokens,
-            ),
-            prompt_tokens: cli.prompt_tokens,
-            completion_tokens: cli.completion_tokens,
-            cache: PromptCache::new(cli.cached_tokens),
+            answers: Answers {
+                canned: Canned::new(
+                    &cli.text,
+                    cli.prompt_tokens,
+                    cli.completion_tokens,
+                    cli.cached_tokens,
+                ),
+                cache: PromptCache::new(cli.cached_tokens),
+                prompt_tokens: cli.prompt_tokens,
+                completion_tokens: cli.completion_tokens,
+            },
             batches: batch::Store::new(batch_config, batch::Limits::default()),
             latency,
             timer: Timer::start().map_err(|e| format!("cannot start the timer thread: {e}"))?,

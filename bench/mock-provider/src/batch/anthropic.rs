@@ -158,7 +158,7 @@ impl Batch {
             let item = &self.items[i];
             let result = match outcomes[i] {
                 Outcome::Succeeded => {
-                    let message = shared.canned.success(
+                    let message = shared.answers.canned.success(
                         Api::Anthropic,
                         item.params.get().as_bytes(),
                         self.cache[i],
@@ -471,6 +471,7 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
     for &i in &plan.processing {
         if plan.fates[i] == Fate::Succeed && items[i].refusal.is_none() {
             cache[i] = shared
+                .answers
                 .cache
                 .lookup(Api::Anthropic, items[i].params.get().as_bytes());
         }

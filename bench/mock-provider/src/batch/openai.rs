@@ -364,13 +364,13 @@ impl Batch {
             Input::Valid { cache, .. } => results
                 .iter()
                 .filter(|(i, r)| *r == Outcome::Succeeded && cache[*i] == CacheUse::Read)
-                .map(|_| shared.cache.tokens())
+                .map(|_| shared.answers.cache.tokens())
                 .sum(),
             Input::Invalid(_) => 0,
         };
         let (input_tokens, output_tokens) = (
-            succeeded as u64 * shared.prompt_tokens,
-            succeeded as u64 * shared.completion_tokens,
+            succeeded as u64 * shared.answers.prompt_tokens,
+            succeeded as u64 * shared.answers.completion_tokens,
         );
         let errors = match &self.input {
             Input::Invalid(errors) if status == Status::Failed => json!({
@@ -432,10 +432,11 @@ impl Batch {
             };
             let (file, response, error) = match result {
                 Outcome::Succeeded => {
-                    let body =
-                        shared
-                            .canned
-                            .success(Api::OpenAi, line.body.get().as_bytes(), cache[i]);
+                    let body = shared.answers.canned.success(
+                        Api::OpenAi,
+                        line.body.get().as_bytes(),
+                        cache[i],
+                    );
                     (&mut output, Some(response(200, raw(body))), Value::Null)
                 }
                 Outcome::Failed => {
@@ -906,6 +907,7 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
             for &i in &plan.processing {
                 if plan.fates[i] == Fate::Succeed && lines[i].refusal.is_none() {
                     cache[i] = shared
+                        .answers
                         .cache
                         .lookup(Api::OpenAi, lines[i].body.get().as_bytes());
                 }
