@@ -86,7 +86,9 @@ async fn answer(
             }
         },
         Route::Batch => match read_body(body, batch::MAX_BODY).await {
-            Some(body) => batch::handle(&shared, batch_request(&head, body)).await,
+            Some(body) => {
+                batch::handle(&shared.batches, &shared.answers, batch_request(&head, body)).await
+            }
             None => {
                 respond.send_reset(Reason::PROTOCOL_ERROR);
                 return;

@@ -263,7 +263,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
                     host,
                     body,
                 };
-                batch::handle(&shared, req).await
+                batch::handle(&shared.batches, &shared.answers, req).await
             }
             (other, _) => immediate(&shared, other),
         };

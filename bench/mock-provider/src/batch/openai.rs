@@ -29,7 +29,6 @@
 //! line of the error file. The stand-in checks no API key.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::PoisonError;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,7 +36,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::{Created, Ending, Fate, Op, Plan, Progress, Request, Side, Stage, Timeline};
+use super::config::Limits;
+use super::plan::{Fate, Plan};
+use super::request::Request;
+use super::stats::{Op, Side};
+use super::timeline::{Created, Ending, Progress, Stage, Timeline};
+use super::wire;
 use crate::Reply;
 use crate::api::Api;
 use crate::cache::CacheUse;
@@ -79,6 +83,9 @@ pub struct State {
     by_id: HashMap<String, usize>,
 }
 
+/// What the handlers work with: the state above, the batch settings and counters, the answers.
+type Env<'a> = super::env::Env<'a, State>;
+
 /// Uploaded and written files.
 #[derive(Default)]
 struct Files {
@@ -105,7 +112,7 @@ struct File {
 impl File {
     fn new(purpose: &'static str, filename: String, content: Bytes) -> File {
         File {
-            id: super::random_id("file-", 22, false),
+            id: wire::random_id("file-", 22, false),
             purpose,
             filename,
             created: Created::now(),
@@ -323,7 +330,7 @@ impl Batch {
     }
 
     /// The Batch object at `t`; `fresh` for the answer to its creation (still `validating`).
-    fn render(&self, t: Duration, fresh: bool, shared: &crate::Shared) -> Value {
+    fn render(&self, t: Duration, fresh: bool, env: &Env<'_>) -> Value {
         let status = if fresh {
             Status::Validating
         } else {
@@ -364,13 +371,13 @@ impl Batch {
             Input::Valid { cache, .. } => results
                 .iter()
                 .filter(|(i, r)| *r == Outcome::Succeeded && cache[*i] == CacheUse::Read)
-                .map(|_| shared.answers.cache.tokens())
+                .map(|_| env.answers.cache.tokens())
                 .sum(),
             Input::Invalid(_) => 0,
         };
         let (input_tokens, output_tokens) = (
-            succeeded as u64 * shared.answers.prompt_tokens,
-            succeeded as u64 * shared.answers.completion_tokens,
+            succeeded as u64 * env.answers.prompt_tokens,
+            succeeded as u64 * env.answers.completion_tokens,
         );
         let errors = match &self.input {
             Input::Invalid(errors) if status == Status::Failed => json!({
@@ -416,7 +423,7 @@ impl Batch {
     }
 
     /// The output and error files of a batch that is over.
-    fn files(&self, t: Duration, shared: &crate::Shared) -> (Vec<u8>, Vec<u8>) {
+    fn files(&self, t: Duration, env: &Env<'_>) -> (Vec<u8>, Vec<u8>) {
         let (mut output, mut errors) = (Vec::new(), Vec::new());
         let Input::Valid { lines, cache, .. } = &self.input else {
             return (output, errors);
@@ -426,13 +433,13 @@ impl Batch {
             let response = |status: u16, body: Box<RawValue>| {
                 json!({
                     "status_code": status,
-                    "request_id": super::random_id("req_", 32, true),
+                    "request_id": wire::random_id("req_", 32, true),
                     "body": body,
                 })
             };
             let (file, response, error) = match result {
                 Outcome::Succeeded => {
-                    let body = shared.answers.canned.success(
+                    let body = env.answers.canned.success(
                         Api::OpenAi,
                         line.body.get().as_bytes(),
                         cache[i],
@@ -465,7 +472,7 @@ impl Batch {
                 ),
             };
             let entry = json!({
-                "id": super::random_id("batch_req_", 32, true),
+                "id": wire::random_id("batch_req_", 32, true),
                 "custom_id": line.custom_id,
                 "response": response,
                 "error": error,
@@ -490,24 +497,24 @@ fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&str>
 
 /// An error answer, counted as refused.
 fn refuse(
-    shared: &crate::Shared,
+    env: &Env<'_>,
     status: u16,
     message: &str,
     param: Option<&str>,
     code: Option<&str>,
 ) -> Reply {
-    shared.batches.stats.count(Side::OpenAi, Op::Refused);
+    env.stats.count(Side::OpenAi, Op::Refused);
     let kind = if status >= 500 {
         "server_error"
     } else {
         "invalid_request_error"
     };
-    super::json(status, &error_body(message, kind, param, code))
+    wire::json(status, &error_body(message, kind, param, code))
 }
 
-fn missing(shared: &crate::Shared, param: &str) -> Reply {
+fn missing(env: &Env<'_>, param: &str) -> Reply {
     refuse(
-        shared,
+        env,
         400,
         &format!("Missing required parameter: '{param}'."),
         Some(param),
@@ -516,38 +523,36 @@ fn missing(shared: &crate::Shared, param: &str) -> Reply {
 }
 
 /// Answers a request to `/v1/files...` or `/v1/batches...`.
-pub async fn handle(shared: &crate::Shared, req: &Request) -> Reply {
+pub async fn handle(env: &Env<'_>, req: &Request) -> Reply {
     let path = req.path();
     let path = path.strip_prefix("/v1").unwrap_or(path);
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method.as_str(), parts.as_slice()) {
-        ("POST", ["files"]) => upload(shared, req).await,
-        ("GET", ["files"]) => list_files(shared, req),
-        ("GET", ["files", id]) => with_file(shared, id, |f| super::json(200, &f.render())),
+        ("POST", ["files"]) => upload(env, req).await,
+        ("GET", ["files"]) => list_files(env, req),
+        ("GET", ["files", id]) => with_file(env, id, |f| wire::json(200, &f.render())),
         ("GET", ["files", id, "content"]) => {
-            shared.batches.stats.count(Side::OpenAi, Op::ResultsFetched);
-            with_file(shared, id, |f| Reply::Answer {
+            env.stats.count(Side::OpenAi, Op::ResultsFetched);
+            with_file(env, id, |f| Reply::Answer {
                 status: 200,
                 body: f.content.clone(),
                 content_type: "application/octet-stream",
                 retry_after: false,
             })
         }
-        ("DELETE", ["files", id]) => delete_file(shared, id),
-        ("POST", ["batches"]) => create(shared, req),
-        ("GET", ["batches"]) => list_batches(shared, req),
+        ("DELETE", ["files", id]) => delete_file(env, id),
+        ("POST", ["batches"]) => create(env, req),
+        ("GET", ["batches"]) => list_batches(env, req),
         ("GET", ["batches", id]) => {
-            shared.batches.stats.count(Side::OpenAi, Op::Polls);
-            with_batch(shared, id, |b, t| {
-                super::json(200, &b.render(t, false, shared))
-            })
+            env.stats.count(Side::OpenAi, Op::Polls);
+            with_batch(env, id, |b, t| wire::json(200, &b.render(t, false, env)))
         }
         ("POST", ["batches", id, "cancel"]) => {
-            shared.batches.stats.count(Side::OpenAi, Op::Cancels);
-            with_batch(shared, id, |b, t| cancel(shared, b, t))
+            env.stats.count(Side::OpenAi, Op::Cancels);
+            with_batch(env, id, |b, t| cancel(env, b, t))
         }
         _ => refuse(
-            shared,
+            env,
             404,
             &format!(
                 "Invalid URL ({} {}): not an endpoint of the stand-in's Files or Batch API",
@@ -560,28 +565,20 @@ pub async fn handle(shared: &crate::Shared, req: &Request) -> Reply {
     }
 }
 
-fn lock(shared: &crate::Shared) -> std::sync::MutexGuard<'_, State> {
-    shared
-        .batches
-        .openai
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-}
-
-fn with_file(shared: &crate::Shared, id: &str, answer: impl FnOnce(&File) -> Reply) -> Reply {
-    let state = lock(shared);
+fn with_file(env: &Env<'_>, id: &str, answer: impl FnOnce(&File) -> Reply) -> Reply {
+    let state = env.lock();
     match state.files.by_id.get(id) {
         Some(f) => answer(f),
         None => {
             drop(state);
-            no_file(shared, id, "id")
+            no_file(env, id, "id")
         }
     }
 }
 
-fn no_file(shared: &crate::Shared, id: &str, param: &str) -> Reply {
+fn no_file(env: &Env<'_>, id: &str, param: &str) -> Reply {
     refuse(
-        shared,
+        env,
         404,
         &format!("No such File object: {id}"),
         Some(param),
@@ -592,16 +589,16 @@ fn no_file(shared: &crate::Shared, id: &str, param: &str) -> Reply {
 /// Runs `answer` on batch `id` with the time elapsed since its creation, once any files it is
 /// due are written.
 fn with_batch(
-    shared: &crate::Shared,
+    env: &Env<'_>,
     id: &str,
     answer: impl FnOnce(&mut Batch, Duration) -> Reply,
 ) -> Reply {
-    let mut guard = lock(shared);
+    let mut guard = env.lock();
     let state = &mut *guard;
     let Some(&index) = state.by_id.get(id) else {
         drop(guard);
         return refuse(
-            shared,
+            env,
             404,
             &format!("No batch found with id '{id}'."),
             Some("batch_id"),
@@ -610,17 +607,17 @@ fn with_batch(
     };
     let batch = &mut state.batches[index];
     let t = batch.created.elapsed();
-    write_files(shared, &mut state.files, batch, t);
+    write_files(env, &mut state.files, batch, t);
     answer(batch, t)
 }
 
 /// Writes the output and error files of a batch that is over and has none yet.
-fn write_files(shared: &crate::Shared, files: &mut Files, batch: &mut Batch, t: Duration) {
+fn write_files(env: &Env<'_>, files: &mut Files, batch: &mut Batch, t: Duration) {
     let status = batch.status(t);
     if batch.written.is_some() || !status.over() || status == Status::Failed {
         return;
     }
-    let (output, errors) = batch.files(t, shared);
+    let (output, errors) = batch.files(t, env);
     let mut store = |content: Vec<u8>, kind: &str| {
         if content.is_empty() {
             return None;
@@ -636,12 +633,12 @@ fn write_files(shared: &crate::Shared, files: &mut Files, batch: &mut Batch, t: 
     batch.written = Some((output, errors));
 }
 
-fn cancel(shared: &crate::Shared, batch: &mut Batch, t: Duration) -> Reply {
+fn cancel(env: &Env<'_>, batch: &mut Batch, t: Duration) -> Reply {
     let status = batch.status(t);
     // 400, not 409: the official SDKs retry a 409.
     if status.over() {
         return refuse(
-            shared,
+            env,
             400,
             &format!("Cannot cancel a batch with status '{}'.", status.name()),
             None,
@@ -651,31 +648,31 @@ fn cancel(shared: &crate::Shared, batch: &mut Batch, t: Duration) -> Reply {
     if batch.cancel.is_none() {
         batch.cancel = Some(t);
     }
-    super::json(200, &batch.render(t, false, shared))
+    wire::json(200, &batch.render(t, false, env))
 }
 
-fn delete_file(shared: &crate::Shared, id: &str) -> Reply {
-    let mut state = lock(shared);
+fn delete_file(env: &Env<'_>, id: &str) -> Reply {
+    let mut state = env.lock();
     if state.files.by_id.remove(id).is_none() {
         drop(state);
-        return no_file(shared, id, "id");
+        return no_file(env, id, "id");
     }
     state.files.order.retain(|f| f != id);
-    super::json(200, &json!({"id": id, "object": "file", "deleted": true}))
+    wire::json(200, &json!({"id": id, "object": "file", "deleted": true}))
 }
 
 /// A list object, as both list endpoints answer.
 fn list(data: Vec<Value>, has_more: bool) -> Reply {
     let first = data.first().map(|f| f["id"].clone());
     let last = data.last().map(|f| f["id"].clone());
-    super::json(
+    wire::json(
         200,
         &json!({"object": "list", "data": data, "first_id": first, "last_id": last, "has_more": has_more}),
     )
 }
 
-fn list_files(shared: &crate::Shared, req: &Request) -> Reply {
-    let state = lock(shared);
+fn list_files(env: &Env<'_>, req: &Request) -> Reply {
+    let state = env.lock();
     let purpose = req.query("purpose");
     let data = state
         .files
@@ -690,14 +687,14 @@ fn list_files(shared: &crate::Shared, req: &Request) -> Reply {
 }
 
 /// `GET /v1/batches`: newest first, `limit` of them (20 unless given), after batch `after`.
-fn list_batches(shared: &crate::Shared, req: &Request) -> Reply {
-    shared.batches.stats.count(Side::OpenAi, Op::Lists);
+fn list_batches(env: &Env<'_>, req: &Request) -> Reply {
+    env.stats.count(Side::OpenAi, Op::Lists);
     let limit = match req.query("limit").map(str::parse::<usize>) {
         None => 20,
         Some(Ok(n)) if (1..=100).contains(&n) => n,
         Some(_) => {
             return refuse(
-                shared,
+                env,
                 400,
                 "Invalid 'limit': expected an integer from 1 to 100.",
                 Some("limit"),
@@ -705,7 +702,7 @@ fn list_batches(shared: &crate::Shared, req: &Request) -> Reply {
             );
         }
     };
-    let mut guard = lock(shared);
+    let mut guard = env.lock();
     let state = &mut *guard;
     let newest_first = (0..state.batches.len()).rev();
     let after = req
@@ -718,21 +715,21 @@ fn list_batches(shared: &crate::Shared, req: &Request) -> Reply {
     for &i in picked.iter().take(limit) {
         let batch = &mut state.batches[i];
         let t = batch.created.elapsed();
-        write_files(shared, &mut state.files, batch, t);
-        data.push(batch.render(t, false, shared));
+        write_files(env, &mut state.files, batch, t);
+        data.push(batch.render(t, false, env));
     }
     list(data, picked.len() > limit)
 }
 
 /// `POST /v1/files`.
-async fn upload(shared: &crate::Shared, req: &Request) -> Reply {
+async fn upload(env: &Env<'_>, req: &Request) -> Reply {
     let Some(boundary) = req
         .content_type
         .as_deref()
         .and_then(|ct| multer::parse_boundary(ct).ok())
     else {
         return refuse(
-            shared,
+            env,
             400,
             "Invalid Content-Type header: expected multipart/form-data with a boundary.",
             None,
@@ -743,7 +740,7 @@ async fn upload(shared: &crate::Shared, req: &Request) -> Reply {
         Ok(form) => form,
         Err(e) => {
             return refuse(
-                shared,
+                env,
                 400,
                 &format!("Could not parse the multipart form: {e}"),
                 None,
@@ -752,11 +749,11 @@ async fn upload(shared: &crate::Shared, req: &Request) -> Reply {
         }
     };
     let Some(purpose) = purpose else {
-        return missing(shared, "purpose");
+        return missing(env, "purpose");
     };
     let Some(purpose) = PURPOSES.iter().copied().find(|p| *p == purpose) else {
         return refuse(
-            shared,
+            env,
             400,
             &format!("'{purpose}' is not one of {PURPOSES:?} - 'purpose'"),
             Some("purpose"),
@@ -764,12 +761,12 @@ async fn upload(shared: &crate::Shared, req: &Request) -> Reply {
         );
     };
     let Some((filename, content)) = file else {
-        return missing(shared, "file");
+        return missing(env, "file");
     };
     let filename = filename.unwrap_or_else(|| "upload".to_owned());
-    if content.len() > shared.batches.limits.openai_file_bytes {
+    if content.len() > env.limits.openai_file_bytes {
         return refuse(
-            shared,
+            env,
             413,
             "The file is larger than the 512 MB limit.",
             Some("file"),
@@ -778,17 +775,17 @@ async fn upload(shared: &crate::Shared, req: &Request) -> Reply {
     }
     if purpose == "batch" && !filename.ends_with(".jsonl") {
         return refuse(
-            shared,
+            env,
             400,
             "Invalid file format for Batch API. Must be .jsonl",
             None,
             None,
         );
     }
-    shared.batches.stats.count(Side::OpenAi, Op::FilesUploaded);
+    env.stats.count(Side::OpenAi, Op::FilesUploaded);
     let file = File::new(purpose, filename, content);
-    let answer = super::json(200, &file.render());
-    lock(shared).files.add(file);
+    let answer = wire::json(200, &file.render());
+    env.lock().files.add(file);
     answer
 }
 
@@ -828,13 +825,13 @@ struct CreateBatch {
 }
 
 /// `POST /v1/batches`.
-fn create(shared: &crate::Shared, req: &Request) -> Reply {
-    let parsed = super::is_object(&req.body)
+fn create(env: &Env<'_>, req: &Request) -> Reply {
+    let parsed = wire::is_object(&req.body)
         .then(|| serde_json::from_slice::<CreateBatch>(&req.body).ok())
         .flatten();
     let Some(body) = parsed else {
         return refuse(
-            shared,
+            env,
             400,
             "We could not parse the JSON body of your request: expected an object with input_file_id, endpoint and completion_window.",
             None,
@@ -842,17 +839,17 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
         );
     };
     let Some(input_file_id) = body.input_file_id else {
-        return missing(shared, "input_file_id");
+        return missing(env, "input_file_id");
     };
     let Some(endpoint) = body.endpoint else {
-        return missing(shared, "endpoint");
+        return missing(env, "endpoint");
     };
     let Some(window) = body.completion_window else {
-        return missing(shared, "completion_window");
+        return missing(env, "completion_window");
     };
     if !ENDPOINTS.contains(&endpoint.as_str()) {
         return refuse(
-            shared,
+            env,
             400,
             &format!("Invalid value: '{endpoint}'. Supported values are: {ENDPOINTS:?}."),
             Some("endpoint"),
@@ -861,7 +858,7 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
     }
     if endpoint != ENDPOINTS[0] {
         return refuse(
-            shared,
+            env,
             400,
             &format!("The stand-in runs only /v1/chat/completions batches, not {endpoint}."),
             Some("endpoint"),
@@ -870,7 +867,7 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
     }
     if window != "24h" {
         return refuse(
-            shared,
+            env,
             400,
             &format!("Invalid value: '{window}'. Supported values are: '24h'."),
             Some("completion_window"),
@@ -878,9 +875,10 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
         );
     }
     if let Err(message) = check_metadata(&body.metadata) {
-        return refuse(shared, 400, &message, Some("metadata"), None);
+        return refuse(env, 400, &message, Some("metadata"), None);
     }
-    let file = lock(shared)
+    let file = env
+        .lock()
         .files
         .by_id
         .get(&input_file_id)
@@ -891,14 +889,14 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
             let message = format!(
                 "The input file {input_file_id} has purpose '{purpose}'; a batch needs purpose 'batch'."
             );
-            return refuse(shared, 400, &message, Some("input_file_id"), None);
+            return refuse(env, 400, &message, Some("input_file_id"), None);
         }
-        None => return no_file(shared, &input_file_id, "input_file_id"),
+        None => return no_file(env, &input_file_id, "input_file_id"),
     };
-    shared.batches.stats.count(Side::OpenAi, Op::BatchesCreated);
-    let read = read_input(&content, &shared.batches.limits);
-    let config = &shared.batches.config;
-    let mut state = lock(shared);
+    env.stats.count(Side::OpenAi, Op::BatchesCreated);
+    let read = read_input(&content, env.limits);
+    let config = env.config;
+    let mut state = env.lock();
     let ordinal = state.batches.len() as u64 + 1;
     let (input, model) = match read {
         Ok((lines, model)) => {
@@ -906,7 +904,7 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
             let mut cache = vec![CacheUse::None; lines.len()];
             for &i in &plan.processing {
                 if plan.fates[i] == Fate::Succeed && lines[i].refusal.is_none() {
-                    cache[i] = shared
+                    cache[i] = env
                         .answers
                         .cache
                         .lookup(Api::OpenAi, lines[i].body.get().as_bytes());
@@ -917,7 +915,7 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
         Err(errors) => (Input::Invalid(errors), None),
     };
     let batch = Batch {
-        id: super::random_id("batch_", 32, true),
+        id: wire::random_id("batch_", 32, true),
         input_file_id,
         metadata: body.metadata,
         model,
@@ -927,7 +925,7 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
         input,
         written: None,
     };
-    let answer = super::json(200, &batch.render(Duration::ZERO, true, shared));
+    let answer = wire::json(200, &batch.render(Duration::ZERO, true, env));
     let index = state.batches.len();
     state.by_id.insert(batch.id.clone(), index);
     state.batches.push(batch);
@@ -984,7 +982,7 @@ struct ChatBody<'a> {
 /// to fail the batch.
 fn read_input(
     content: &[u8],
-    limits: &super::Limits,
+    limits: &Limits,
 ) -> Result<(Vec<Line>, Option<String>), Vec<InputError>> {
     let file_error = |code, message: String| {
         vec![InputError {
@@ -1084,7 +1082,7 @@ type LineError = (&'static str, String, Option<&'static str>);
 fn read_line(bytes: &[u8]) -> Result<(String, &RawValue), LineError> {
     let line = std::str::from_utf8(bytes)
         .ok()
-        .filter(|text| super::is_object(text.as_bytes()))
+        .filter(|text| wire::is_object(text.as_bytes()))
         .and_then(|text| serde_json::from_str::<RawLine>(text).ok())
         .ok_or((
             "invalid_json_line",
@@ -1161,7 +1159,6 @@ fn check_body(body: &RawValue) -> (Option<String>, Option<Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Limits;
 
     fn line(id: &str, body: &str) -> String {
         format!(
