@@ -22,7 +22,13 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use tokio::net::TcpStream;
 
-use crate::{ConnClock, Reply, Route, Shared, batch, chat, immediate, now_us, route};
+use crate::batch;
+use crate::chat::chat;
+use crate::clock::{ConnClock, now_us};
+use crate::immediate::immediate;
+use crate::reply::Reply;
+use crate::route::{Route, route};
+use crate::shared::Shared;
 
 /// The largest request body read (batch endpoints: [`batch::MAX_BODY`]).
 const MAX_BODY: usize = 64 * 1024 * 1024;

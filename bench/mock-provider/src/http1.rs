@@ -13,7 +13,13 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-use crate::{ConnClock, Reply, Route, Shared, batch, chat, immediate, now_us, route};
+use crate::batch;
+use crate::chat::chat;
+use crate::clock::{ConnClock, now_us};
+use crate::immediate::immediate;
+use crate::reply::Reply;
+use crate::route::{Route, route};
+use crate::shared::Shared;
 
 /// The largest request head read.
 const MAX_HEAD: usize = 64 * 1024;

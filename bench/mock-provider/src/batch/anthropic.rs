@@ -37,10 +37,10 @@ use super::request::Request;
 use super::stats::{Op, Side};
 use super::timeline::{Created, Ending, Progress, Stage, Timeline};
 use super::wire;
-use crate::Reply;
 use crate::answers::Answers;
 use crate::api::Api;
 use crate::cache::CacheUse;
+use crate::reply::Reply;
 
 /// Every batch, in creation order.
 #[derive(Default)]

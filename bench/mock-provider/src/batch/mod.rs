@@ -27,8 +27,8 @@ pub use config::{BatchConfig, Limits};
 pub use request::{MAX_BODY, Request, serves};
 pub use store::Store;
 
-use crate::Reply;
 use crate::answers::Answers;
+use crate::reply::Reply;
 
 /// Answers a request to a batch endpoint.
 pub async fn handle(store: &Store, answers: &Answers, req: Request) -> Reply {

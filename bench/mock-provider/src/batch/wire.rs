@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::Reply;
+use crate::reply::Reply;
 
 /// A random id: `prefix` and `len` characters of `[0-9A-Za-z]` (`hex`: of `[0-9a-f]`).
 pub fn random_id(prefix: &str, len: usize, hex: bool) -> String {

@@ -7,10 +7,10 @@ use super::batch::Batch;
 use super::output::write_files;
 use super::respond::{list, refuse};
 use super::state::Env;
-use crate::Reply;
 use crate::batch::request::Request;
 use crate::batch::stats::{Op, Side};
 use crate::batch::wire;
+use crate::reply::Reply;
 
 /// Runs `answer` on batch `id` with the time elapsed since its creation, once any files it is
 /// due are written.

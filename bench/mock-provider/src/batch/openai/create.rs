@@ -10,7 +10,6 @@ use super::batch::{Batch, ENDPOINTS, Input, Line};
 use super::input::read_input;
 use super::respond::{missing, no_file, refuse};
 use super::state::Env;
-use crate::Reply;
 use crate::api::Api;
 use crate::batch::plan::{Fate, Plan};
 use crate::batch::request::Request;
@@ -18,6 +17,7 @@ use crate::batch::stats::{Op, Side};
 use crate::batch::timeline::{Created, Timeline};
 use crate::batch::wire;
 use crate::cache::CacheUse;
+use crate::reply::Reply;
 
 /// The body of `POST /v1/batches`.
 #[derive(Deserialize)]

@@ -7,10 +7,10 @@ use serde_json::json;
 use super::file::File;
 use super::respond::{list, missing, no_file, refuse};
 use super::state::Env;
-use crate::Reply;
 use crate::batch::request::Request;
 use crate::batch::stats::{Op, Side};
 use crate::batch::wire;
+use crate::reply::Reply;
 
 /// The purposes a file can be uploaded with.
 const PURPOSES: [&str; 6] = [

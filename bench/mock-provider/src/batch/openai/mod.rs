@@ -44,7 +44,7 @@ pub use state::State;
 use super::request::Request;
 use super::stats::{Op, Side};
 use super::wire;
-use crate::Reply;
+use crate::reply::Reply;
 use batches_api::{cancel, list_batches, with_batch};
 use create::create;
 use files_api::{delete_file, list_files, upload, with_file};

@@ -4,9 +4,9 @@
 use serde_json::{Value, json};
 
 use super::state::Env;
-use crate::Reply;
 use crate::batch::stats::{Op, Side};
 use crate::batch::wire;
+use crate::reply::Reply;
 
 /// OpenAI's error body.
 pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> Value {
