@@ -5,14 +5,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::api::Api;
 use crate::cache::CacheUse;
-
-/// Which wire format a call used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
-    OpenAi,
-    Anthropic,
-}
 
 /// The pieces of every answer.
 pub struct Canned {

@@ -22,7 +22,7 @@ use std::sync::{Mutex, PoisonError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::body::Api;
+use crate::api::Api;
 
 /// What the prompt cache did for one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

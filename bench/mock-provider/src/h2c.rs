@@ -22,7 +22,13 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use tokio::net::TcpStream;
 
-use crate::{ConnClock, Reply, Route, Shared, batch, chat, immediate, now_us, route};
+use crate::batch;
+use crate::chat::chat;
+use crate::clock::{ConnClock, now_us};
+use crate::immediate::immediate;
+use crate::reply::Reply;
+use crate::route::{Route, route};
+use crate::shared::Shared;
 
 /// The largest request body read (batch endpoints: [`batch::MAX_BODY`]).
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -86,7 +92,9 @@ async fn answer(
             }
         },
         Route::Batch => match read_body(body, batch::MAX_BODY).await {
-            Some(body) => batch::handle(&shared, batch_request(&head, body)).await,
+            Some(body) => {
+                batch::handle(&shared.batches, &shared.answers, batch_request(&head, body)).await
+            }
             None => {
                 respond.send_reset(Reason::PROTOCOL_ERROR);
                 return;

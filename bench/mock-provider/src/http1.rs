@@ -13,7 +13,13 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-use crate::{ConnClock, Reply, Route, Shared, batch, chat, immediate, now_us, route};
+use crate::batch;
+use crate::chat::chat;
+use crate::clock::{ConnClock, now_us};
+use crate::immediate::immediate;
+use crate::reply::Reply;
+use crate::route::{Route, route};
+use crate::shared::Shared;
 
 /// The largest request head read.
 const MAX_HEAD: usize = 64 * 1024;
@@ -263,7 +269,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
                     host,
                     body,
                 };
-                batch::handle(&shared, req).await
+                batch::handle(&shared.batches, &shared.answers, req).await
             }
             (other, _) => immediate(&shared, other),
         };
@@ -298,7 +304,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body::Api;
+    use crate::api::Api;
 
     #[test]
     fn reads_heads_by_the_rules() {

@@ -25,7 +25,6 @@
 //! `canceled` or `expired` (`--batch-expire-pct`). The stand-in checks no API key.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::PoisonError;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,10 +32,15 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::{Created, Ending, Fate, Op, Plan, Progress, Request, Side, Stage, Timeline};
-use crate::Reply;
-use crate::body::Api;
+use super::plan::{Fate, Plan};
+use super::request::Request;
+use super::stats::{Op, Side};
+use super::timeline::{Created, Ending, Progress, Stage, Timeline};
+use super::wire;
+use crate::answers::Answers;
+use crate::api::Api;
 use crate::cache::CacheUse;
+use crate::reply::Reply;
 
 /// Every batch, in creation order.
 #[derive(Default)]
@@ -44,6 +48,9 @@ pub struct State {
     batches: Vec<Batch>,
     by_id: HashMap<String, usize>,
 }
+
+/// What the handlers work with: the state above, the batch settings and counters, the answers.
+type Env<'a> = super::env::Env<'a, State>;
 
 #[derive(Debug)]
 struct Item {
@@ -152,13 +159,13 @@ impl Batch {
     }
 
     /// The results file: one line per request, in the listing order.
-    fn write_results(&self, outcomes: &[Outcome], shared: &crate::Shared) -> Bytes {
+    fn write_results(&self, outcomes: &[Outcome], answers: &Answers) -> Bytes {
         let mut out = Vec::new();
         for &i in &self.plan.listing {
             let item = &self.items[i];
             let result = match outcomes[i] {
                 Outcome::Succeeded => {
-                    let message = shared.canned.success(
+                    let message = answers.canned.success(
                         Api::Anthropic,
                         item.params.get().as_bytes(),
                         self.cache[i],
@@ -192,59 +199,51 @@ fn error_body(kind: &str, message: &str) -> Value {
 }
 
 /// An error answer, counted as refused.
-fn refuse(shared: &crate::Shared, status: u16, kind: &str, message: &str) -> Reply {
-    shared.batches.stats.count(Side::Anthropic, Op::Refused);
-    super::json(status, &error_body(kind, message))
+fn refuse(env: &Env<'_>, status: u16, kind: &str, message: &str) -> Reply {
+    env.stats.count(Side::Anthropic, Op::Refused);
+    wire::json(status, &error_body(kind, message))
 }
 
-fn invalid(shared: &crate::Shared, message: &str) -> Reply {
-    refuse(shared, 400, "invalid_request_error", message)
-}
-
-fn lock(shared: &crate::Shared) -> std::sync::MutexGuard<'_, State> {
-    shared
-        .batches
-        .anthropic
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+fn invalid(env: &Env<'_>, message: &str) -> Reply {
+    refuse(env, 400, "invalid_request_error", message)
 }
 
 /// Answers a request to `/v1/messages/batches...`.
-pub fn handle(shared: &crate::Shared, req: &Request) -> Reply {
+pub fn handle(env: &Env<'_>, req: &Request) -> Reply {
     let rest = req.path()["/v1/messages/batches".len()..].trim_matches('/');
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
-    let stats = &shared.batches.stats;
+    let stats = env.stats;
     match (req.method.as_str(), parts.as_slice()) {
-        ("POST", []) => create(shared, req),
-        ("GET", []) => list(shared, req),
+        ("POST", []) => create(env, req),
+        ("GET", []) => list(env, req),
         ("GET", [id]) => {
             stats.count(Side::Anthropic, Op::Polls);
-            with_batch(shared, id, |b, t| {
-                super::json(200, &b.render(t, &req.host, false))
+            with_batch(env, id, |b, t| {
+                wire::json(200, &b.render(t, &req.host, false))
             })
         }
         ("POST", [id, "cancel"]) => {
             stats.count(Side::Anthropic, Op::Cancels);
-            with_batch(shared, id, |b, t| {
+            with_batch(env, id, |b, t| {
                 let p = b.timeline.progress(b.items.len(), t, b.cancel);
                 // 400, not 409: the official SDKs retry a 409.
                 if p.ended() {
                     return refuse(
-                        shared,
+                        env,
                         400,
                         "invalid_request_error",
                         &format!("Message batch {} has ended and cannot be canceled.", b.id),
                     );
                 }
                 b.cancel.get_or_insert(t);
-                super::json(200, &b.render(t, &req.host, false))
+                wire::json(200, &b.render(t, &req.host, false))
             })
         }
         ("GET", [id, "results"]) => {
             stats.count(Side::Anthropic, Op::ResultsFetched);
-            with_batch(shared, id, |b, t| match b.outcomes(t) {
+            with_batch(env, id, |b, t| match b.outcomes(t) {
                 None => invalid(
-                    shared,
+                    env,
                     &format!(
                         "Message batch {} is still processing; results are available once its processing_status is ended.",
                         b.id
@@ -252,7 +251,7 @@ pub fn handle(shared: &crate::Shared, req: &Request) -> Reply {
                 ),
                 Some(outcomes) => {
                     if b.results.is_none() {
-                        b.results = Some(b.write_results(&outcomes, shared));
+                        b.results = Some(b.write_results(&outcomes, env.answers));
                     }
                     let results = b.results.clone().unwrap_or_default();
                     Reply::Answer {
@@ -264,10 +263,10 @@ pub fn handle(shared: &crate::Shared, req: &Request) -> Reply {
                 }
             })
         }
-        ("DELETE", [id]) => with_batch(shared, id, |b, t| {
+        ("DELETE", [id]) => with_batch(env, id, |b, t| {
             if b.outcomes(t).is_none() {
                 return invalid(
-                    shared,
+                    env,
                     &format!(
                         "Message batch {} is still processing; cancel it first.",
                         b.id
@@ -275,10 +274,10 @@ pub fn handle(shared: &crate::Shared, req: &Request) -> Reply {
                 );
             }
             b.deleted = true;
-            super::json(200, &json!({"id": b.id, "type": "message_batch_deleted"}))
+            wire::json(200, &json!({"id": b.id, "type": "message_batch_deleted"}))
         }),
         _ => refuse(
-            shared,
+            env,
             404,
             "not_found_error",
             &format!("Not found: {} {}", req.method, req.path()),
@@ -288,11 +287,11 @@ pub fn handle(shared: &crate::Shared, req: &Request) -> Reply {
 
 /// Runs `answer` on batch `id` with the time elapsed since its creation.
 fn with_batch(
-    shared: &crate::Shared,
+    env: &Env<'_>,
     id: &str,
     answer: impl FnOnce(&mut Batch, Duration) -> Reply,
 ) -> Reply {
-    let mut state = lock(shared);
+    let mut state = env.lock();
     let index = state.by_id.get(id).copied();
     match index.map(|i| &mut state.batches[i]).filter(|b| !b.deleted) {
         Some(batch) => {
@@ -302,7 +301,7 @@ fn with_batch(
         None => {
             drop(state);
             refuse(
-                shared,
+                env,
                 404,
                 "not_found_error",
                 &format!("Message batch {id} not found."),
@@ -313,14 +312,14 @@ fn with_batch(
 
 /// `GET /v1/messages/batches`: newest first, `limit` of them (20 unless given, at most 1000),
 /// older than `after_id` or newer than `before_id`.
-fn list(shared: &crate::Shared, req: &Request) -> Reply {
-    shared.batches.stats.count(Side::Anthropic, Op::Lists);
+fn list(env: &Env<'_>, req: &Request) -> Reply {
+    env.stats.count(Side::Anthropic, Op::Lists);
     let limit = match req.query("limit").map(str::parse::<usize>) {
         None => 20,
         Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => return invalid(shared, "limit: Input should be between 1 and 1000"),
+        Some(_) => return invalid(env, "limit: Input should be between 1 and 1000"),
     };
-    let state = lock(shared);
+    let state = env.lock();
     let position = |name| req.query(name).and_then(|id| state.by_id.get(id).copied());
     let (after, before) = (position("after_id"), position("before_id"));
     let mut picked: Vec<&Batch> = state
@@ -345,7 +344,7 @@ fn list(shared: &crate::Shared, req: &Request) -> Reply {
         .collect();
     let first = data.first().map(|b| b["id"].clone());
     let last = data.last().map(|b| b["id"].clone());
-    super::json(
+    wire::json(
         200,
         &json!({"data": data, "has_more": has_more, "first_id": first, "last_id": last}),
     )
@@ -403,7 +402,7 @@ fn valid_custom_id(id: &str) -> bool {
 
 /// Reads a creation body: its requests, or the 400 message to refuse it with.
 fn read_requests(body: &[u8], limit: usize) -> Result<Vec<Item>, String> {
-    if !super::is_object(body) {
+    if !wire::is_object(body) {
         return Err("invalid request body: expected an object with `requests`".into());
     }
     let body: CreateBody =
@@ -446,11 +445,11 @@ fn read_requests(body: &[u8], limit: usize) -> Result<Vec<Item>, String> {
 }
 
 /// `POST /v1/messages/batches`.
-fn create(shared: &crate::Shared, req: &Request) -> Reply {
-    let limits = &shared.batches.limits;
+fn create(env: &Env<'_>, req: &Request) -> Reply {
+    let limits = env.limits;
     if req.body.len() > limits.anthropic_bytes {
         return refuse(
-            shared,
+            env,
             413,
             "request_too_large",
             "Request exceeds the maximum allowed number of bytes.",
@@ -458,25 +457,23 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
     }
     let items = match read_requests(&req.body, limits.anthropic_requests) {
         Ok(items) => items,
-        Err(message) => return invalid(shared, &message),
+        Err(message) => return invalid(env, &message),
     };
-    shared
-        .batches
-        .stats
-        .count(Side::Anthropic, Op::BatchesCreated);
-    let config = &shared.batches.config;
-    let mut state = lock(shared);
+    env.stats.count(Side::Anthropic, Op::BatchesCreated);
+    let config = env.config;
+    let mut state = env.lock();
     let plan = Plan::draw(items.len(), config, state.batches.len() as u64 + 1);
     let mut cache = vec![CacheUse::None; items.len()];
     for &i in &plan.processing {
         if plan.fates[i] == Fate::Succeed && items[i].refusal.is_none() {
-            cache[i] = shared
+            cache[i] = env
+                .answers
                 .cache
                 .lookup(Api::Anthropic, items[i].params.get().as_bytes());
         }
     }
     let batch = Batch {
-        id: super::random_id("msgbatch_", 24, false),
+        id: wire::random_id("msgbatch_", 24, false),
         created: Created::now(),
         timeline: Timeline::new(config, 0.0, 1.0),
         cancel: None,
@@ -490,7 +487,7 @@ fn create(shared: &crate::Shared, req: &Request) -> Reply {
     let index = state.batches.len();
     state.by_id.insert(batch.id.clone(), index);
     state.batches.push(batch);
-    super::json(200, &answer)
+    wire::json(200, &answer)
 }
 
 #[cfg(test)]
