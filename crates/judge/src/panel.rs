@@ -30,11 +30,14 @@ use std::time::Instant;
 use futures::future::join_all;
 use serde::Serialize;
 
-use super::{
-    BinaryItem, CompareItem, CompareJudgment, ConfidenceSource, JudgeError, JudgeKind, Judgment,
-    ScoreItem, ScoreJudgment, Verdict, pass_mark,
-};
+use crate::confidence::ConfidenceSource;
+use crate::error::JudgeError;
+use crate::items::{BinaryItem, CompareItem, ScoreItem};
+use crate::judge::Judge;
+use crate::judgment::{CompareJudgment, Judgment, ScoreJudgment};
 use crate::settings::{Aggregate, OnTie, PanelSettings};
+use crate::single::pass_mark;
+use crate::verdict::{JudgeKind, Verdict};
 use llm_judge_chat::Usage;
 use llm_judge_pool::Via;
 
@@ -346,7 +349,7 @@ impl<J: Ballot> Member<J> {
     }
 }
 
-impl super::Judge {
+impl Judge {
     /// Asks the panel's judges: all at once, or with `escalate` the first two and the rest only
     /// when those two do not agree.
     async fn ask_members<J, F, Fut>(&self, panel: &PanelSettings, call: F) -> Vec<Member<J>>
