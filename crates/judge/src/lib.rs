@@ -31,6 +31,5 @@ pub use confidence::ConfidenceSource;
 pub use error::JudgeError;
 pub use items::{BinaryItem, CompareItem, FieldError, Options, ScoreItem};
 pub use judge::Judge;
-pub use judgment::{CompareJudgment, Judgment, ScoreJudgment};
-pub use panel::{PanelReport, PanelVote};
+pub use judgment::{CompareJudgment, Judgment, PanelReport, PanelVote, ScoreJudgment};
 pub use verdict::{JudgeKind, Verdict};

@@ -1,10 +1,9 @@
 //! A judge's answer as a panel sees it: answered, failed or not called, its vote, and its line
 //! in the panel's report.
 
-use super::report::{PanelVote, VoteError};
 use crate::confidence::ConfidenceSource;
 use crate::error::JudgeError;
-use crate::judgment::{CompareJudgment, Judgment, ScoreJudgment};
+use crate::judgment::{CompareJudgment, Judgment, PanelVote, ScoreJudgment, VoteError};
 use llm_judge_chat::Usage;
 
 /// A judge's answer as a panel sees it.

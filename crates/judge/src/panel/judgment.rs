@@ -5,10 +5,9 @@ use std::time::Instant;
 
 use super::ballot::{Ballot, Member};
 use super::combine::{Outcome, VoteKind, combine, same};
-use super::report::{PanelReport, PanelVote};
 use crate::confidence::ConfidenceSource;
 use crate::error::JudgeError;
-use crate::judgment::Judgment;
+use crate::judgment::{Judgment, PanelReport, PanelVote};
 use crate::settings::PanelSettings;
 use crate::verdict::Verdict;
 use llm_judge_chat::Usage;

@@ -29,7 +29,6 @@ mod combine;
 mod judgment;
 mod kinds;
 mod members;
-mod report;
 
+pub use crate::judgment::{PanelReport, PanelVote, VoteError};
 pub use combine::{Outcome, VoteKind, combine};
-pub use report::{PanelReport, PanelVote, VoteError};

@@ -1,13 +1,15 @@
-//! What a judgment returns: the fields every judgment has, and the score and pairwise forms
-//! that add their own.
+//! What a judgment returns: the fields every judgment has, the score and pairwise forms that
+//! add their own, and a panel's report.
+
+mod report;
 
 use serde::Serialize;
 
 use crate::confidence::ConfidenceSource;
-use crate::panel::PanelReport;
 use crate::verdict::Verdict;
 use llm_judge_chat::Usage;
 use llm_judge_pool::Attempt;
+pub use report::{PanelReport, PanelVote, VoteError};
 
 /// Fields every judgment has.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
