@@ -9,8 +9,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::cache::{CachedAnswer, VerdictCache};
-use super::{Judge, JudgeError};
+use crate::cache::{CachedAnswer, VerdictCache};
+use crate::error::JudgeError;
+use crate::judge::Judge;
 use llm_judge_chat::{ChatRequest, ChatStream, Completion, Finish, Part, ResponseFormat};
 use llm_judge_pool::{Attempt, Delivered, Pricing};
 

@@ -16,7 +16,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::cache::{CacheTier, CachedAnswer, Key};
+use super::tier::{CacheTier, CachedAnswer, Key};
 
 /// Key -> stored-at (Unix µs, little endian) followed by the answer (JSON).
 const ANSWERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("answers");

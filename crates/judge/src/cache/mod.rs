@@ -10,57 +10,14 @@
 //! is copied into the earlier ones; a new answer goes into every tier.
 
 pub mod disk;
+mod tier;
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use llm_judge_chat::TokenLogprob;
 use llm_judge_metrics as m;
-
-/// A cached provider answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CachedAnswer {
-    pub text: String,
-    pub provider: String,
-    pub model: String,
-    /// When the route reads confidence from log probabilities: the one token it was read at
-    /// (the verdict token with its alternatives), so that a cached answer has the same
-    /// confidence as the first.
-    pub logprobs: Option<Vec<TokenLogprob>>,
-}
-
-impl CachedAnswer {
-    /// The stored form of an answer (JSON).
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// An answer from its stored form; `None` for anything unreadable (it is then a miss).
-    pub fn decode(bytes: &[u8]) -> Option<CachedAnswer> {
-        serde_json::from_slice(bytes).ok()
-    }
-
-    /// Bytes the answer takes in memory, roughly.
-    fn weight(&self) -> usize {
-        self.text.len() + self.provider.len() + self.model.len() + 32 + 3 * 24
-    }
-}
-
-/// A cache key: the SHA-256 of every part that can change the judge's answer.
-pub type Key = [u8; 32];
-
-/// A tier behind the in-memory front.
-pub trait CacheTier: Send + Sync + 'static {
-    /// The tier's label in `llm_judge_cache_{hits,misses}_total{tier}`.
-    fn name(&self) -> &'static str;
-    /// The answer stored under `key`, if the tier has one (a tier that fails answers `None`).
-    fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Option<CachedAnswer>>;
-    /// Stores an answer; it may be written after the call returns.
-    fn put(&self, key: Key, value: &CachedAnswer);
-}
+pub use tier::{CacheTier, CachedAnswer, Key};
 
 /// One tier with its counters.
 struct Tier {
@@ -182,6 +139,8 @@ impl VerdictCache {
 
 #[cfg(test)]
 mod tests {
+    use futures::future::BoxFuture;
+
     use super::*;
     use std::sync::Mutex;
 

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::normal::clip;
 use super::text::{has_hedge, has_negation};
 
 /// A number found in text, with whether it carried a `%`.
@@ -332,7 +333,7 @@ pub fn read_against(reference: &str, r: Num, prediction: &str) -> Reading {
     let Some(&last) = nums.last() else {
         return Reading::Unsure(format!(
             "cannot compare a number with a non-number: \"{}\" vs \"{reference}\"",
-            super::clip(prediction)
+            clip(prediction)
         ));
     };
     if has_negation(&text) {
@@ -350,7 +351,7 @@ pub fn read_against(reference: &str, r: Num, prediction: &str) -> Reading {
         return if distinct.len() > 1 {
             Reading::Different(format!(
                 "the answer hedges between several numbers: \"{}\"",
-                super::clip(prediction)
+                clip(prediction)
             ))
         } else {
             Reading::Unsure("the answer hedges".into())
@@ -364,7 +365,7 @@ pub fn read_against(reference: &str, r: Num, prediction: &str) -> Reading {
         if (foreign_units && !ru.is_empty()) || new_scale {
             return Reading::Unsure(format!(
                 "the number matches but the units differ: \"{}\" vs \"{reference}\"",
-                super::clip(prediction)
+                clip(prediction)
             ));
         }
         return Reading::Equal(format!(
@@ -380,7 +381,7 @@ pub fn read_against(reference: &str, r: Num, prediction: &str) -> Reading {
     }
     Reading::Unsure(format!(
         "the answer's numbers do not settle it against {reference}: \"{}\"",
-        super::clip(prediction)
+        clip(prediction)
     ))
 }
 

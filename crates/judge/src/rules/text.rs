@@ -6,6 +6,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::normal::normalize;
+
 /// A word without a plural ending (`diamonds` -> `diamond`, `boxes` -> `box`); words ending in
 /// `ss`, `us` or `is`, and short ones, are left alone.
 pub fn stem(w: &str) -> &str {
@@ -157,14 +159,14 @@ pub fn names_reference(question: &str, reference: &[&str], answer: &str) -> bool
     if reference.is_empty() || reference.len() > 6 || has_negation(answer) || has_hedge(answer) {
         return false;
     }
-    let q = super::normalize(question);
+    let q = normalize(question);
     let q_words: Vec<&str> = q.split(' ').collect();
     if find_run(&q_words, reference).is_some() {
         return false;
     }
-    let clause = super::normalize(first_clause(answer));
+    let clause = normalize(first_clause(answer));
     let words: Vec<&str> = clause.split(' ').filter(|w| !w.is_empty()).collect();
-    if words.len() > 14 || super::normalize(answer).split(' ').count() > 40 {
+    if words.len() > 14 || normalize(answer).split(' ').count() > 40 {
         return false;
     }
     let Some(at) = find_run(&words, reference) else {
