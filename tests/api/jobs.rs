@@ -1,15 +1,13 @@
 //! Persistent jobs: every endpoint, idempotency, cancellation, expiry, and resuming after the
 //! server is killed in the middle of a job.
 
-mod support;
-
 use std::collections::HashSet;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 

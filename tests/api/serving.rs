@@ -2,14 +2,12 @@
 //! from clients that stop reading, cancelled requests, cross-site refusals and shutdown, all on
 //! real sockets against the server on a loopback port.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

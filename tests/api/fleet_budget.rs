@@ -1,12 +1,10 @@
 //! A client token's daily budget shared by a fleet through Redis: what one replica spent counts
 //! on every other, and a replica started again carries on from the day's spend.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 async fn judge(client: &reqwest::Client, base: &str, n: usize) -> (u16, Value) {
     let r = client

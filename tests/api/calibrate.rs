@@ -1,13 +1,11 @@
 //! Calibration end to end: `POST /v1/calibrate` with the rules judge and a panel, bad requests,
 //! runs kept and listed, and `llm-judge calibrate` on the shipped gold set with its CI gate.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 const PANEL: &str = r#"
 [panels.pair]

@@ -1,13 +1,11 @@
 //! Batches: input order, a failing item in the middle, parallel arrays, bounded concurrency and
 //! the summary.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 

@@ -2,13 +2,11 @@
 //! confidence from log probabilities (and its loud absence), structured verdicts on the OpenAI
 //! and Anthropic wire, prompts that fence adversarial predictions, and bias figures in summaries.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// Calls per model, and the last request body per model.

@@ -1,14 +1,12 @@
 //! Operating the service: client tokens, request ids, secrets kept out of every output, and a
 //! graceful shutdown that lets a running batch finish.
 
-mod support;
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -189,14 +187,6 @@ fn access_lines<'a>(log: &'a str, request_id: &str) -> Vec<&'a str> {
         "one access line for {request_id} in\n{log}"
     );
     access
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_ready(port: u16) {

@@ -1,13 +1,11 @@
 //! Limits shared by a fleet through Redis: three replicas (processes) and one quota, and what
 //! happens when Redis stops and comes back.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 /// An OpenAI stand-in on a loopback port that notes when each call arrived; returns its base URL
 /// (with `/v1`) and the arrivals.

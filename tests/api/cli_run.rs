@@ -1,14 +1,13 @@
 //! `llm-judge run` as a user runs it: the real binary with a clean environment, on files in a
 //! temporary directory, with the rules judge, a stand-in OpenAI server, or a spawned service.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::free_port;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -344,7 +343,7 @@ async fn a_malformed_line_is_reported_with_its_line_number_and_the_rest_still_ru
 
 #[tokio::test]
 async fn resume_judges_only_missing_and_error_items_and_keeps_one_ok_line_per_index() {
-    let standin = support::openai_standin("1").await;
+    let standin = crate::support::openai_standin("1").await;
     let base = format!("{}/v1", standin.uri());
     let env = [
         ("OPENAI_API_KEY", "sk-test"),
@@ -409,14 +408,6 @@ async fn resume_judges_only_missing_and_error_items_and_keeps_one_ok_line_per_in
     assert!(again.status.success(), "{}", again.stderr);
     assert_eq!(standin.received_requests().await.unwrap().len(), 3);
     assert_eq!(read_lines(&out).len(), 6);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `llm-judge serve` on a free port (killed on drop), once it answers /healthz.
@@ -502,7 +493,7 @@ async fn sigint_finishes_items_in_flight_writes_them_and_exits_130() {
         .and(path("/v1/chat/completions"))
         .respond_with(
             ResponseTemplate::new(200)
-                .set_body_json(support::openai_answer("1"))
+                .set_body_json(crate::support::openai_answer("1"))
                 .set_delay(Duration::from_millis(300)),
         )
         .mount(&standin)
@@ -564,11 +555,11 @@ async fn sigint_finishes_items_in_flight_writes_them_and_exits_130() {
 }
 
 /// The project's stand-in provider answering every item right, through its batch APIs too.
-fn judging_standin() -> support::standin::Standin {
-    support::standin::Standin::judging(&["--batch-delay-ms", "200"])
+fn judging_standin() -> crate::support::standin::Standin {
+    crate::support::standin::Standin::judging(&["--batch-delay-ms", "200"])
 }
 
-fn provider_batch_config(dir: &Path, standin: &support::standin::Standin) -> PathBuf {
+fn provider_batch_config(dir: &Path, standin: &crate::support::standin::Standin) -> PathBuf {
     let config = dir.join("batch.toml");
     std::fs::write(
         &config,
@@ -582,7 +573,7 @@ fn provider_batch_config(dir: &Path, standin: &support::standin::Standin) -> Pat
 }
 
 /// Every entry came from one provider batch, and the stand-in saw that batch and no online call.
-async fn assert_one_batch(entries: &[Value], n: usize, standin: &support::standin::Standin) {
+async fn assert_one_batch(entries: &[Value], n: usize, standin: &crate::support::standin::Standin) {
     assert_eq!(entries.len(), n);
     assert!(by_index(entries).values().all(|v| v == "correct"));
     let batch = entries[0]["provider_batch"].clone();

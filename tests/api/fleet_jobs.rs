@@ -1,14 +1,12 @@
 //! Jobs any replica serves: three replica processes on one Redis, a job accepted by one and
 //! read, cancelled and finished by the others, and a replica killed in the middle of a job.
 
-mod support;
-
 use std::collections::HashSet;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer};
 
@@ -365,7 +363,7 @@ async fn a_provider_batch_job_is_driven_by_one_replica_and_taken_over_when_it_di
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let standin = support::standin::Standin::judging(&["--batch-delay-ms", "3000"]);
+    let standin = crate::support::standin::Standin::judging(&["--batch-delay-ms", "3000"]);
     let base = format!("{}/v1", standin.base);
     let env = [
         ("LLM_JUDGE__REDIS__CLAIM_IDLE_S", "1"),

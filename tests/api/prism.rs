@@ -5,10 +5,8 @@
 //! Needs running Prism mocks at `PRISM_URL` (OpenAI), `PRISM_TOGETHER_URL` and `PRISM_COHERE_URL`;
 //! scripts/test starts them. Ignored under a plain `cargo test`.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 fn prism_url() -> String {
     env_url("PRISM_URL")

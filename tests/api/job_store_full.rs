@@ -8,13 +8,11 @@
 
 #![cfg(target_os = "linux")]
 
-mod support;
-
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -1,9 +1,7 @@
 //! Bad input gets a clear 4xx naming the field, never a 500.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 fn field(body: &Value) -> &str {
     body["error"]["field"].as_str().unwrap_or_default()

@@ -4,13 +4,11 @@
 //! fallback when the step's provider is down); the batches survive a SIGKILL of the service,
 //! are cancelled by `DELETE`, and a job budget stops the job.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::standin::Standin;
+use crate::support::*;
 use serde_json::{Value, json};
-use support::standin::Standin;
-use support::*;
 
 const MODEL: &str = "judge-model";
 

@@ -3,12 +3,10 @@
 //! stream failing before or after its first piece, the verdict cache at temperature 0, errors in
 //! OpenAI's shape, and the client's token kept from providers.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -3,11 +3,9 @@
 //! (per provider `prompt_cache`, on by default); cached input comes back in every result's
 //! `usage`, in the batch summary, in `llm_judge_tokens_total` and in the cost.
 
-mod support;
-
+use crate::support::standin::Standin;
+use crate::support::*;
 use serde_json::{Value, json};
-use support::standin::Standin;
-use support::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -1,10 +1,8 @@
 //! The single-item endpoints end to end: the rules judge with no keys, and an OpenAI stand-in
 //! answering with every kind of judge reply the parser must read.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 

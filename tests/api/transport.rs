@@ -1,12 +1,10 @@
 //! How the service talks to a provider on the wire: HTTP/1.1 by default on `http://`, HTTP/2 from
 //! the first byte (h2c) with `http2_prior_knowledge`, every call in flight on one connection.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use wiremock::matchers::{method, path};

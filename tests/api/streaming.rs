@@ -1,12 +1,10 @@
 //! Streamed batches: one line per item as it completes, progress lines, the summary last, and
 //! cancellation when the client goes away.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 

@@ -1,13 +1,11 @@
 //! Rate limits: the provider never sees more than R requests in any window, and a saturated batch
 //! runs at no less than 90% of R.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 

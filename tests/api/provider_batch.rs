@@ -4,12 +4,12 @@
 //! read as an online answer, split at the limits, errored and expired requests as typed
 //! failures, cancel, retries that honour retry-after, and cost at the batch price.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::standin::Standin;
+use crate::support::*;
 use llm_judge_chat::{ChatRequest, Part};
 use llm_judge_judge::parse::parse_binary;
 use llm_judge_judge::prompts::{self, OutputFormat, Shape};
@@ -19,8 +19,6 @@ use llm_judge_providers::provider_batch::{
     BatchClient, CustomId, ItemFailure, Limits, Outcome, Phase, Polling, Queued,
 };
 use serde_json::{Value, json};
-use support::standin::Standin;
-use support::*;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

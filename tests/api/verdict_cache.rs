@@ -1,12 +1,10 @@
 //! The verdict cache's tiers: a verdict judged on one replica is a hit on another through
 //! Redis, and the embedded tier on disk survives a restart of a single node.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 fn item(prediction: &str) -> Value {
     json!({"question": "What is 2+2?", "answer": "4", "prediction": prediction})

@@ -1,14 +1,12 @@
 //! Faults at the provider: retries and their headers, timeouts, malformed answers, circuit
 //! breaking, fallback across providers with their own model names, and a whole route failing.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 

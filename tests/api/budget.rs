@@ -2,12 +2,10 @@
 //! items left are `budget_exhausted` entries and the summary says so; a client token's daily
 //! budget is refused with 429 once spent; a budget in dollars with an unpriced model is a 422.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 /// Every answer costs 128 tokens (openai_answer's usage), $0.128 at $1,000 per million.
 const ITEM_COST: f64 = 0.128;
