@@ -107,10 +107,12 @@ impl Drop for Fleet {
     }
 }
 
+/// The job a replica is killed in the middle of: its items, and how many run at once.
+const N: usize = 1200;
+const MAX_CONCURRENT: usize = 4;
+
 #[tokio::test]
 async fn a_job_accepted_by_one_replica_is_finished_by_the_others_when_it_dies() {
-    const N: usize = 1200;
-    const MAX_CONCURRENT: usize = 4;
     let Some(redis) = RedisServer::start().await else {
         return;
     };
@@ -121,6 +123,39 @@ async fn a_job_accepted_by_one_replica_is_finished_by_the_others_when_it_dies() 
         .mount(&provider)
         .await;
     let mut fleet = Fleet::start(&redis, &provider).await;
+    let id = submit_and_read_elsewhere(&fleet).await;
+
+    // Every replica takes part; then the one that accepted it dies.
+    wait_until_every_replica_works(&fleet, &id).await;
+    fleet.kill(0);
+    let before_kill_done = fleet.job(1, &id).await["progress"]["done"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        before_kill_done < N as u64,
+        "the job was over before the kill"
+    );
+
+    let finished = fleet.wait_status(1, &id, "completed").await;
+    check_one_result_per_index(&fleet, &id, &finished).await;
+    let calls = counting.calls.lock().unwrap().clone();
+    let total: usize = calls.values().sum();
+    assert_eq!(calls.len(), N, "every item reached the provider");
+    assert!(
+        total <= N + MAX_CONCURRENT,
+        "{total} provider calls for {N} items: only what the killed replica held may go twice"
+    );
+    eprintln!(
+        "fleet job: {N} items, {} judged twice after the kill, replicas B and C judged {} and {}",
+        total - N,
+        fleet.judged(1).await,
+        fleet.judged(2).await
+    );
+}
+
+/// Submits the job to the first replica; it is readable from the others at once, listed by
+/// them too. Its id.
+async fn submit_and_read_elsewhere(fleet: &Fleet) -> String {
     let (status, accepted) = fleet
         .submit(
             0,
@@ -129,7 +164,6 @@ async fn a_job_accepted_by_one_replica_is_finished_by_the_others_when_it_dies() 
         .await;
     assert_eq!(status, 202, "{accepted}");
     let id = accepted["id"].as_str().unwrap().to_string();
-    // Readable from the others at once, listed by them too.
     let seen = fleet.job(1, &id).await;
     assert_eq!(seen["id"], id.as_str());
     assert_eq!(seen["total"], N);
@@ -143,13 +177,14 @@ async fn a_job_accepted_by_one_replica_is_finished_by_the_others_when_it_dies() 
             .iter()
             .any(|j| j["id"] == id.as_str())
     );
+    id
+}
 
-    // Every replica takes part; then the one that accepted it dies.
+/// Waits until a good part of the job is done and every replica has judged some of it.
+async fn wait_until_every_replica_works(fleet: &Fleet, id: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let done = fleet.job(1, &id).await["progress"]["done"]
-            .as_u64()
-            .unwrap();
+        let done = fleet.job(1, id).await["progress"]["done"].as_u64().unwrap();
         let all_working = fleet.judged(0).await > 0.0
             && fleet.judged(1).await > 0.0
             && fleet.judged(2).await > 0.0;
@@ -162,16 +197,10 @@ async fn a_job_accepted_by_one_replica_is_finished_by_the_others_when_it_dies() 
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    fleet.kill(0);
-    let before_kill_done = fleet.job(1, &id).await["progress"]["done"]
-        .as_u64()
-        .unwrap();
-    assert!(
-        before_kill_done < N as u64,
-        "the job was over before the kill"
-    );
+}
 
-    let finished = fleet.wait_status(1, &id, "completed").await;
+/// The finished job has one result per index, in index order and in completion order.
+async fn check_one_result_per_index(fleet: &Fleet, id: &str, finished: &Value) {
     let rows = ndjson(
         &get_text(
             &fleet.client,
@@ -208,20 +237,6 @@ async fn a_job_accepted_by_one_replica_is_finished_by_the_others_when_it_dies() 
         .map(|r| r["index"].as_u64().unwrap())
         .collect();
     assert_eq!(distinct.len(), N - 100);
-
-    let calls = counting.calls.lock().unwrap().clone();
-    let total: usize = calls.values().sum();
-    assert_eq!(calls.len(), N, "every item reached the provider");
-    assert!(
-        total <= N + MAX_CONCURRENT,
-        "{total} provider calls for {N} items: only what the killed replica held may go twice"
-    );
-    eprintln!(
-        "fleet job: {N} items, {} judged twice after the kill, replicas B and C judged {} and {}",
-        total - N,
-        fleet.judged(1).await,
-        fleet.judged(2).await
-    );
 }
 
 #[tokio::test]
@@ -236,6 +251,24 @@ async fn idempotency_cancel_and_events_work_across_replicas() {
         .mount(&provider)
         .await;
     let fleet = Fleet::start(&redis, &provider).await;
+    let id = one_job_per_idempotency_key(&fleet).await;
+    events_from_a_replica_that_did_not_accept_it(&fleet, &id).await;
+    let cancelled = cancelled_from_a_third_replica(&fleet, &id, &counting).await;
+    results_from_the_other_replicas(&fleet, &id, &cancelled).await;
+    an_upload_finished_and_read_elsewhere(&fleet).await;
+    // A job no replica has is a 404 on every one.
+    let missing = fleet
+        .client
+        .get(fleet.url(1, "/v1/jobs/job_none"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+/// The same key and body sent to two replicas name one job; another body with the key is a
+/// conflict on a third. The job's id.
+async fn one_job_per_idempotency_key(fleet: &Fleet) -> String {
     let body = json!({"items": items(2000), "max_concurrent": 2, "idempotency_key": "run-7"});
     let (s1, a) = fleet.submit(0, &body).await;
     let (s2, b) = fleet.submit(1, &body).await;
@@ -250,9 +283,11 @@ async fn idempotency_cancel_and_events_work_across_replicas() {
     let (s3, conflict) = fleet.submit(2, &other).await;
     assert_eq!(s3, 409, "{conflict}");
     assert_eq!(conflict["error"]["code"], "idempotency_conflict");
-    let id = a["id"].as_str().unwrap().to_string();
+    a["id"].as_str().unwrap().to_string()
+}
 
-    // Events from a replica that did not accept the job.
+/// Events from a replica that did not accept the job.
+async fn events_from_a_replica_that_did_not_accept_it(fleet: &Fleet, id: &str) {
     let mut events = fleet
         .client
         .get(fleet.url(2, &format!("/v1/jobs/{id}/events")))
@@ -266,14 +301,13 @@ async fn idempotency_cancel_and_events_work_across_replicas() {
         .unwrap();
     assert!(String::from_utf8_lossy(&first).contains("event: progress"));
     drop(events);
+}
 
-    // Cancelled from a third replica: every replica stops.
+/// Cancelled from a third replica once some items are done: every replica stops. The job as
+/// cancelled.
+async fn cancelled_from_a_third_replica(fleet: &Fleet, id: &str, counting: &Counting) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while fleet.job(0, &id).await["progress"]["done"]
-        .as_u64()
-        .unwrap()
-        < 20
-    {
+    while fleet.job(0, id).await["progress"]["done"].as_u64().unwrap() < 20 {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -284,7 +318,7 @@ async fn idempotency_cancel_and_events_work_across_replicas() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let cancelled = fleet.wait_status(1, &id, "cancelled").await;
+    let cancelled = fleet.wait_status(1, id, "cancelled").await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let calls_then: usize = counting.calls.lock().unwrap().values().sum();
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -294,6 +328,11 @@ async fn idempotency_cancel_and_events_work_across_replicas() {
         "no provider calls after the cancel settled"
     );
     assert!(calls_later < 2000);
+    cancelled
+}
+
+/// The cancelled job's results, whole and after an index, from other replicas.
+async fn results_from_the_other_replicas(fleet: &Fleet, id: &str, cancelled: &Value) {
     let done = cancelled["progress"]["done"].as_u64().unwrap();
     let rows = ndjson(
         &get_text(
@@ -323,7 +362,10 @@ async fn idempotency_cancel_and_events_work_across_replicas() {
             .filter(|r| r["index"].as_u64().unwrap() > after)
             .count()
     );
-    // An NDJSON upload to one replica, finished and read on another.
+}
+
+/// An NDJSON upload to one replica, finished and read on another.
+async fn an_upload_finished_and_read_elsewhere(fleet: &Fleet) {
     let upload = "{\"question\":\"q\",\"answer\":\"a\",\"prediction\":\"item-1\"}\nnot json\n{\"question\":\"q\",\"answer\":\"a\",\"prediction\":\"item-4\"}\n";
     let r = fleet
         .client
@@ -348,14 +390,6 @@ async fn idempotency_cancel_and_events_work_across_replicas() {
     );
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[1]["error"]["code"], "invalid_line");
-    // A job no replica has is a 404 on every one.
-    let missing = fleet
-        .client
-        .get(fleet.url(1, "/v1/jobs/job_none"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
 }
 
 #[tokio::test]

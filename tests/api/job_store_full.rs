@@ -44,9 +44,11 @@ async fn poll<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -
     }
 }
 
+/// Items in the job.
+const N: u64 = 400;
+
 #[tokio::test]
 async fn a_full_disk_makes_the_store_not_ready_and_the_job_resumes_once_space_returns() {
-    const N: u64 = 400;
     // Long answers: each result is about 8 KB, so the job's results need the file to grow.
     let text = format!(
         "{}\nVerdict: 1",
@@ -79,12 +81,34 @@ async fn a_full_disk_makes_the_store_not_ready_and_the_job_resumes_once_space_re
         get_json(&client, &format!("{base}/healthz")).await
     })
     .await;
+    let job_url = a_job_under_way(&client, &base).await;
 
+    // The disk fills up: the file may not grow any more.
+    let db = data.path().join("jobs.redb");
+    set_file_size_limit(pid, std::fs::metadata(&db).unwrap().len());
+    while_the_disk_is_full(&client, &base, &job_url, &data, &mut server).await;
+
+    // Space returns: the store reopens by itself, is ready again, and the job finishes.
+    set_file_size_limit(pid, libc::RLIM64_INFINITY);
+    poll("/readyz to be ready again", 30, async || {
+        let r = client.get(format!("{base}/readyz")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    check_every_item_judged_once(&client, &job_url).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// Submits a job of [`N`] items and waits for some of its results: the job's URL.
+async fn a_job_under_way(client: &reqwest::Client, base: &str) -> String {
     let items: Vec<Value> = (0..N)
         .map(|i| json!({"question": "q", "answer": "a", "prediction": format!("p{i}")}))
         .collect();
     let accepted: Value = post_json(
-        &client,
+        client,
         &format!("{base}/v1/jobs"),
         &json!({"items": items, "max_concurrent": 4}),
     )
@@ -92,14 +116,22 @@ async fn a_full_disk_makes_the_store_not_ready_and_the_job_resumes_once_space_re
     let id = accepted["id"].as_str().unwrap().to_string();
     let job_url = format!("{base}/v1/jobs/{id}");
     poll("some results", 30, async || {
-        let v = get_json(&client, &job_url).await?;
+        let v = get_json(client, &job_url).await?;
         (v["progress"]["done"].as_u64()? >= 20).then_some(())
     })
     .await;
+    job_url
+}
 
-    // The disk fills up: the file may not grow any more.
-    let db = data.path().join("jobs.redb");
-    set_file_size_limit(pid, std::fs::metadata(&db).unwrap().len());
+/// While the disk is full: `/readyz` reports the store (with a reason and no paths), the server
+/// keeps running, and the job does not finish.
+async fn while_the_disk_is_full(
+    client: &reqwest::Client,
+    base: &str,
+    job_url: &str,
+    data: &tempfile::TempDir,
+    server: &mut std::process::Child,
+) {
     let not_ready: Value = poll("/readyz to report the store", 30, async || {
         let r = client.get(format!("{base}/readyz")).send().await.ok()?;
         if r.status() != 503 {
@@ -121,7 +153,7 @@ async fn a_full_disk_makes_the_store_not_ready_and_the_job_resumes_once_space_re
     );
     // While the disk is full, the job does not finish (and is not marked done with items missing).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let r = client.get(&job_url).send().await.unwrap();
+    let r = client.get(job_url).send().await.unwrap();
     let (status, v) = (r.status(), r.json::<Value>().await.unwrap());
     match status.as_u16() {
         200 => assert!(!v["status"].as_str().unwrap().ends_with("ed"), "{v}"),
@@ -133,23 +165,19 @@ async fn a_full_disk_makes_the_store_not_ready_and_the_job_resumes_once_space_re
     // fit does not make the store ready).
     let r = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
+}
 
-    // Space returns: the store reopens by itself, is ready again, and the job finishes.
-    set_file_size_limit(pid, libc::RLIM64_INFINITY);
-    poll("/readyz to be ready again", 30, async || {
-        let r = client.get(format!("{base}/readyz")).send().await.ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+/// The job completes with every item judged exactly once.
+async fn check_every_item_judged_once(client: &reqwest::Client, job_url: &str) {
     let done: Value = poll("the job to finish", 60, async || {
-        let v = get_json(&client, &job_url).await?;
+        let v = get_json(client, job_url).await?;
         v["status"].as_str()?.ends_with("ed").then_some(v)
     })
     .await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["progress"]["done"], N, "{done}");
     assert_eq!(done["summary"]["correct"], N, "{done}");
-    let text = get_text(&client, &format!("{job_url}/results")).await;
+    let text = get_text(client, &format!("{job_url}/results")).await;
     let indices: Vec<u64> = text
         .lines()
         .map(|l| {
@@ -163,8 +191,4 @@ async fn a_full_disk_makes_the_store_not_ready_and_the_job_resumes_once_space_re
         (0..N).collect::<Vec<_>>(),
         "every item has exactly one result"
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
-    server.kill().unwrap();
-    server.wait().unwrap();
 }

@@ -1,7 +1,6 @@
 //! Operating the service: client tokens, request ids, secrets kept out of every output, and a
 //! graceful shutdown that lets a running batch finish.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -215,7 +214,33 @@ async fn a_provider_key_appears_in_no_log_line_error_metric_or_response() {
         .await;
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
+    let (mut child, log_path) = serve_with_the_secret(port, dir.path(), &provider);
+    wait_ready(port).await;
+    let (outputs, ids) = every_output(port).await;
+    let log = stop_and_read_log(&mut child, &log_path);
+    assert!(
+        outputs[1].contains("[redacted]"),
+        "the provider's echo was scrubbed, not dropped: {}",
+        outputs[1]
+    );
+    check_the_debug_log(&log, &ids);
+    for (i, text) in outputs.iter().chain(std::iter::once(&log)).enumerate() {
+        assert!(!text.contains(SECRET), "output {i} leaks the key:\n{text}");
+        assert!(
+            !text.contains("SECRET-4f9a"),
+            "output {i} leaks part of the key:\n{text}"
+        );
+    }
+}
+
+/// The service as a process on `port` with the [`SECRET`] key for its provider (and in the
+/// environment), logging JSON at the debug level into a file in `dir`: the process and its log.
+fn serve_with_the_secret(
+    port: u16,
+    dir: &std::path::Path,
+    provider: &MockServer,
+) -> (std::process::Child, std::path::PathBuf) {
+    let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
@@ -224,9 +249,9 @@ async fn a_provider_key_appears_in_no_log_line_error_metric_or_response() {
         ),
     )
     .unwrap();
-    let log_path = dir.path().join("log.txt");
+    let log_path = dir.join("log.txt");
     let log_file = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-judge"))
+    let child = Command::new(env!("CARGO_BIN_EXE_llm-judge"))
         .args([
             "serve",
             "--listen",
@@ -244,7 +269,12 @@ async fn a_provider_key_appears_in_no_log_line_error_metric_or_response() {
         .stderr(Stdio::from(log_file))
         .spawn()
         .unwrap();
-    wait_ready(port).await;
+    (child, log_path)
+}
+
+/// What every endpoint answers (headers and bodies of judgments that fail at the provider, and
+/// the metrics, providers and OpenAPI documents), with the request ids of the judgments.
+async fn every_output(port: u16) -> (Vec<String>, Vec<String>) {
     let client = reqwest::Client::new();
     let mut outputs = Vec::new();
     let mut ids = Vec::new();
@@ -284,25 +314,14 @@ async fn a_provider_key_appears_in_no_log_line_error_metric_or_response() {
                 .unwrap(),
         );
     }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
-    let mut log = String::new();
-    std::fs::File::open(&log_path)
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    assert!(
-        outputs[1].contains("[redacted]"),
-        "the provider's echo was scrubbed, not dropped: {}",
-        outputs[1]
-    );
+    (outputs, ids)
+}
+
+/// The debug log has the failed attempts; each request's access line carries its id, and a
+/// debug line written while serving it carries the id through the request's span.
+fn check_the_debug_log(log: &str, ids: &[String]) {
     assert!(log.lines().count() > 5, "debug logging was on: {log}");
     assert!(log.contains("provider attempt failed"), "{log}");
-    // Each request's access line carries its id, and a debug line written while serving it
-    // carries the id through the request's span.
     let lines: Vec<Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -320,13 +339,6 @@ async fn a_provider_key_appears_in_no_log_line_error_metric_or_response() {
                 && l["span"]["request_id"] == ids[0].as_str()),
         "{log}"
     );
-    for (i, text) in outputs.iter().chain(std::iter::once(&log)).enumerate() {
-        assert!(!text.contains(SECRET), "output {i} leaks the key:\n{text}");
-        assert!(
-            !text.contains("SECRET-4f9a"),
-            "output {i} leaks part of the key:\n{text}"
-        );
-    }
 }
 
 #[tokio::test]
@@ -432,12 +444,42 @@ async fn a_batch_answer_is_sent_as_it_goes_and_its_request_is_timed_to_the_last_
         .spawn()
         .unwrap();
     wait_ready(port).await;
-    // 600 items the rules judge answers at once, then one held by the provider.
+    let client = reqwest::Client::new();
+    let held_for = a_batch_with_a_held_item(&client, port, &release).await;
+    check_the_batch_was_timed_to_its_last_byte(port, held_for).await;
+    a_client_that_leaves_after_the_head(&client, port).await;
+    release.send(()).unwrap();
+    let log = stop_and_read_log(&mut child, &log_path);
+    let cut = access_lines(&log, "cut-batch");
+    assert!(cut[0].contains("complete=false"), "{}", cut[0]);
+    let access = access_lines(&log, "held-batch");
+    assert!(!access[0].contains("complete="), "{}", access[0]);
+    let latency_ms: f64 = access[0]
+        .split("latency_ms=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        latency_ms >= held_for.as_secs_f64() * 1000.0 - 50.0,
+        "{}",
+        access[0]
+    );
+}
+
+/// A batch of 600 items the rules judge answers at once, then one held by the provider: the
+/// results before the held item arrive while it is held, the rest once `release` lets it go.
+/// How long the answer took at least.
+async fn a_batch_with_a_held_item(
+    client: &reqwest::Client,
+    port: u16,
+    release: &std::sync::mpsc::Sender<()>,
+) -> Duration {
     let mut items: Vec<Value> = (0..600)
         .map(|i| json!({"question": "q", "answer": "4", "prediction": format!("{}", i % 2 * 4), "judge": "rules"}))
         .collect();
     items.push(json!({"question": "q", "answer": "a", "prediction": "p"}));
-    let client = reqwest::Client::new();
     let started = Instant::now();
     let sent = client
         .post(format!("http://127.0.0.1:{port}/v1/judge/batch"))
@@ -477,7 +519,11 @@ async fn a_batch_answer_is_sent_as_it_goes_and_its_request_is_timed_to_the_last_
     assert_eq!(doc["summary"]["total"], 601);
     assert_eq!(doc["summary"]["correct"], 301);
     assert_eq!(doc["summary"]["incorrect"], 300);
+    held_for
+}
 
+/// The batch's duration metric counts the whole answer, held item included.
+async fn check_the_batch_was_timed_to_its_last_byte(port: u16, held_for: Duration) {
     let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .unwrap()
@@ -499,8 +545,11 @@ async fn a_batch_answer_is_sent_as_it_goes_and_its_request_is_timed_to_the_last_
         timed >= held_for.as_secs_f64() - 0.05,
         "the batch request was timed at {timed} s; its answer took over {held_for:?}"
     );
+}
 
-    // A client that leaves after the head: its request is logged as cut off.
+/// A client that leaves after the head: the service notices it has gone and cancels the item
+/// still in flight (its request is logged as cut off).
+async fn a_client_that_leaves_after_the_head(client: &reqwest::Client, port: u16) {
     let cut = client
         .post(format!("http://127.0.0.1:{port}/v1/judge/batch"))
         .header("x-request-id", "cut-batch")
@@ -538,22 +587,4 @@ async fn a_batch_answer_is_sent_as_it_goes_and_its_request_is_timed_to_the_last_
         assert!(Instant::now() < deadline, "the item outlived its client");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    release.send(()).unwrap();
-    let log = stop_and_read_log(&mut child, &log_path);
-    let cut = access_lines(&log, "cut-batch");
-    assert!(cut[0].contains("complete=false"), "{}", cut[0]);
-    let access = access_lines(&log, "held-batch");
-    assert!(!access[0].contains("complete="), "{}", access[0]);
-    let latency_ms: f64 = access[0]
-        .split("latency_ms=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(
-        latency_ms >= held_for.as_secs_f64() * 1000.0 - 50.0,
-        "{}",
-        access[0]
-    );
 }
