@@ -15,8 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::batch::{BatchRequest, Checked, prepare_values};
 use super::budget::ClientId;
-use super::error::{ApiError, ErrorBody, PathParam, QueryParams, parse_json, read_body};
-use crate::api::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::error_docs::{DailyBudgetError, JobLookupErrors, UnauthorizedError};
+use super::extract::{PathParam, QueryParams, parse_json, read_body};
+use super::state::AppState;
 use futures::StreamExt;
 use llm_judge_judge::JudgeKind;
 use llm_judge_work::jobs::{
@@ -27,23 +29,14 @@ use sha2::Digest;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        let request_id = super::current_request_id();
+        let request_id = super::access::current_request_id();
         tracing::error!(request_id = request_id.as_deref(), error = %e, "job store failure");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the job store failed; retry later",
-        )
+        ApiError::StoreUnavailable("the job store failed; retry later".into())
     }
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "job_not_found",
-        format!("no job {id:?} (it may have expired)"),
-    )
-    .field("id")
+    ApiError::JobNotFound(format!("no job {id:?} (it may have expired)"))
 }
 
 /// The answer to a job submission.
@@ -91,8 +84,9 @@ fn job_options(
     deadline_s: Option<u64>,
     budget: llm_judge_work::batch::Limits,
 ) -> Result<JobOptions, ApiError> {
-    let invalid = |field: &str, message: String| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(field)
+    let invalid = |field: &str, message: String| ApiError::InvalidField {
+        field: field.to_string(),
+        message,
     };
     let provider_batch = provider_batch.unwrap_or(false);
     if let Some(d) = deadline_s {
@@ -122,14 +116,12 @@ fn job_options(
             None
         };
         if let Some(field) = field {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unsupported_field",
-                format!(
+            return Err(ApiError::UnsupportedField {
+                field: field.to_string(),
+                message: format!(
                     "{field} is available for jobs in a fleet sharing Redis only with provider_batch: true (one replica then runs the job); send it with provider_batch, run the job on a service without [redis], or send it without {field}"
                 ),
-            )
-            .field(field));
+            });
         }
     }
     // Sent with a client token whose day has a budget: the job spends that day.
@@ -152,11 +144,11 @@ fn job_options(
     responses(
         (status = 202, description = "Accepted; the same idempotency key with the same request returns the same job", body = JobAccepted),
         (status = 400, description = "Malformed JSON or an unreadable upload", body = ErrorBody),
-        (status = 401, description = "Missing or wrong client token", body = ErrorBody),
+        UnauthorizedError,
         (status = 409, description = "The idempotency key was used for a different request, or its upload is still arriving", body = ErrorBody),
         (status = 413, description = "Body over the limit, or too many items", body = ErrorBody),
         (status = 422, description = "Invalid batch; a budget in dollars (the job's, or its client token's day) and a model without a price", body = ErrorBody),
-        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
+        DailyBudgetError,
         (status = 503, description = "Shutting down, or the job store failed", body = ErrorBody),
     ))]
 pub async fn create(
@@ -218,45 +210,29 @@ fn finish_digest(hasher: sha2::Sha256) -> String {
 }
 
 fn broke_off(e: axum::Error) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "unreadable_body",
-        format!("the upload broke off: {e}"),
-    )
-    .field("body")
+    ApiError::UnreadableBody(format!("the upload broke off: {e}"))
 }
 
 fn key_conflict(c: KeyConflict) -> ApiError {
     match c {
-        KeyConflict::DifferentRequest { key, job } => ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_conflict",
-            format!(
-                "idempotency_key {key:?} was used for a different request (job {job}); \
-                 send the same request to get that job, or use a new key for a new job"
-            ),
-        ),
-        KeyConflict::InProgress { key, job } => ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_in_progress",
-            format!(
-                "an upload with idempotency_key {key:?} is still arriving (job {job}); \
-                 retry when it has finished"
-            ),
-        ),
+        KeyConflict::DifferentRequest { key, job } => ApiError::IdempotencyConflict(format!(
+            "idempotency_key {key:?} was used for a different request (job {job}); \
+             send the same request to get that job, or use a new key for a new job"
+        )),
+        KeyConflict::InProgress { key, job } => ApiError::IdempotencyInProgress(format!(
+            "an upload with idempotency_key {key:?} is still arriving (job {job}); \
+             retry when it has finished"
+        )),
     }
-    .field("idempotency_key")
 }
 
 fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
     let key = key.filter(|k| !k.is_empty());
     if key.as_ref().is_some_and(|k| k.len() > 256) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "idempotency_key is longer than 256 characters",
-        )
-        .field("idempotency_key"));
+        return Err(ApiError::InvalidField {
+            field: "idempotency_key".into(),
+            message: "idempotency_key is longer than 256 characters".into(),
+        });
     }
     Ok(key)
 }
@@ -374,23 +350,18 @@ async fn upload(
             };
             if up.count() >= max_items {
                 up.abandon().await;
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_many_items",
-                    format!("more than {max_items} items (jobs.max_items)"),
-                )
-                .field("body"));
+                return Err(ApiError::UploadTooManyItems(format!(
+                    "more than {max_items} items (jobs.max_items)"
+                )));
             }
             up.push(item).await?;
         }
         if lines.unfinished() > MAX_LINE {
             up.abandon().await;
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "line_too_long",
-                format!("line {} is longer than 16 MiB", line_no + 1),
-            )
-            .field("body"));
+            return Err(ApiError::LineTooLong(format!(
+                "line {} is longer than 16 MiB",
+                line_no + 1
+            )));
         }
         if last {
             break;
@@ -398,12 +369,10 @@ async fn upload(
     }
     if up.count() == 0 {
         up.abandon().await;
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "the upload has no items",
-        )
-        .field("body"));
+        return Err(ApiError::InvalidField {
+            field: "body".into(),
+            message: "the upload has no items".into(),
+        });
     }
     let view = up.finish(hasher.map(finish_digest)).await?;
     Ok(accepted(&view, true))
@@ -488,7 +457,7 @@ pub async fn list(
 
 /// A job's status and progress.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = JobView), JobLookupErrors))]
 pub async fn get(
     State(app): State<AppState>,
     PathParam(id): PathParam<String>,
@@ -504,7 +473,7 @@ pub async fn get(
 /// had not started, `cancelling` while its calls in flight stop (then `cancelled`). A finished
 /// job is left as it is.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = JobView), JobLookupErrors))]
 pub async fn cancel(
     State(app): State<AppState>,
     PathParam(id): PathParam<String>,
@@ -529,7 +498,9 @@ pub struct ResultParams {
     params(("id" = String, Path, description = "Job id"), ResultParams),
     responses(
         (status = 200, description = "One JSON line per finished item", content_type = "application/x-ndjson", body = String),
-        (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        JobLookupErrors,
+        (status = 422, body = ErrorBody),
+    ))]
 pub async fn results(
     State(app): State<AppState>,
     PathParam(id): PathParam<String>,
@@ -539,12 +510,10 @@ pub async fn results(
         None | Some("index") => false,
         Some("completion") => true,
         Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                format!("order must be index or completion, not {other:?}"),
-            )
-            .field("order"));
+            return Err(ApiError::InvalidField {
+                field: "order".into(),
+                message: format!("order must be index or completion, not {other:?}"),
+            });
         }
     };
     if app.jobs.get(&id).await?.is_none() {
@@ -600,7 +569,7 @@ pub struct SseEvent {
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "An event stream: `progress` events (data: the progress object) while the job runs, then one `summary` event (data: the job)", content_type = "text/event-stream", body = SseEvent),
-        (status = 400, description = "The id is not valid UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        JobLookupErrors))]
 pub async fn events(
     State(app): State<AppState>,
     PathParam(id): PathParam<String>,

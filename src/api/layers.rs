@@ -83,14 +83,9 @@ pub(crate) fn origin_check(
             return Ok(());
         }
         let shown = origin.to_str().unwrap_or("(not text)");
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
-            format!(
-                "requests from web pages at {shown:?} are refused; to let a page there call this service, add it to [server] allowed_origins (LLM_JUDGE__SERVER__ALLOWED_ORIGINS)"
-            ),
-        )
-        .field("origin")
+        Err(ApiError::OriginNotAllowed(format!(
+            "requests from web pages at {shown:?} are refused; to let a page there call this service, add it to [server] allowed_origins (LLM_JUDGE__SERVER__ALLOWED_ORIGINS)"
+        ))
         .into_response())
     }
 }
@@ -145,11 +140,7 @@ pub(crate) fn client_auth(
             return Ok(());
         }
         Err(refusal(
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send a client token as Authorization: Bearer <token>",
-            ),
+            ApiError::Unauthorized("send a client token as Authorization: Bearer <token>".into()),
             (header::WWW_AUTHENTICATE, "Bearer"),
         ))
     }
@@ -193,11 +184,7 @@ pub(crate) fn refuse_while_draining(
             return Ok(());
         }
         Err(refusal(
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down; retry on another instance",
-            ),
+            ApiError::ShuttingDown("the server is shutting down; retry on another instance".into()),
             (header::CONNECTION, "close"),
         ))
     }
@@ -296,7 +283,7 @@ where
                     != Some(&HeaderValue::from_static("application/json"))
             {
                 // The limit's own answer to a declared length over it.
-                return Ok(super::error::body_too_large().into_response());
+                return Ok(super::extract::body_too_large().into_response());
             }
             Ok(resp.map(Body::new))
         })

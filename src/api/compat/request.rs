@@ -13,7 +13,6 @@
 //! * Fields that only label a request (`user`, `metadata`, `store`, `service_tier`, ...) are
 //!   accepted and not passed on; a field this service does not know is refused, as OpenAI does.
 
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -193,17 +192,20 @@ pub struct Wanted {
     pub logprobs: bool,
 }
 
-/// A request the service cannot take: 400, naming the field.
-fn bad(field: impl Into<String>, code: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, code, message).field(field)
+/// A field whose value the service cannot take: 400, naming the field.
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidValue {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
+/// A parameter the service does not pass on: 400, naming it.
 fn unsupported(field: &str, what: &str) -> ApiError {
-    bad(
-        field,
-        "unsupported_parameter",
-        format!("{field}: {what} is not supported by this service"),
-    )
+    ApiError::UnsupportedParameter {
+        field: field.to_string(),
+        message: format!("{field}: {what} is not supported by this service"),
+    }
 }
 
 impl ChatCompletionRequest {
@@ -213,18 +215,16 @@ impl ChatCompletionRequest {
         self.check_unsupported()?;
         let route = self.model.trim().to_string();
         if route.is_empty() {
-            return Err(bad(
+            return Err(invalid(
                 "model",
-                "invalid_value",
                 "model: name a route, e.g. \"default\" (GET /v1/models lists them)",
             ));
         }
         if let Some(t) = self.temperature
             && !(t.is_finite() && (0.0..=2.0).contains(&t))
         {
-            return Err(bad(
+            return Err(invalid(
                 "temperature",
-                "invalid_value",
                 format!("temperature: {t} is not between 0 and 2"),
             ));
         }
@@ -234,11 +234,7 @@ impl ChatCompletionRequest {
             (None, None) => None,
         };
         if let Some((field, 0)) = max_tokens {
-            return Err(bad(
-                field,
-                "invalid_value",
-                format!("{field}: must be at least 1"),
-            ));
+            return Err(invalid(field, format!("{field}: must be at least 1")));
         }
         let stop = match self.stop {
             None => Vec::new(),
@@ -246,28 +242,22 @@ impl ChatCompletionRequest {
             Some(Stop::Many(v)) => v,
         };
         if stop.len() > 4 {
-            return Err(bad("stop", "invalid_value", "stop: at most 4 sequences"));
+            return Err(invalid("stop", "stop: at most 4 sequences"));
         }
         if stop.iter().any(String::is_empty) {
-            return Err(bad(
-                "stop",
-                "invalid_value",
-                "stop: a stop sequence may not be empty",
-            ));
+            return Err(invalid("stop", "stop: a stop sequence may not be empty"));
         }
         let logprobs = self.logprobs.unwrap_or(false);
         let top_logprobs = match self.top_logprobs {
             Some(_) if !logprobs => {
-                return Err(bad(
+                return Err(invalid(
                     "top_logprobs",
-                    "invalid_value",
                     "top_logprobs: needs logprobs: true",
                 ));
             }
             Some(n) if n > 20 => {
-                return Err(bad(
+                return Err(invalid(
                     "top_logprobs",
-                    "invalid_value",
                     format!("top_logprobs: {n} is over 20"),
                 ));
             }
@@ -277,9 +267,8 @@ impl ChatCompletionRequest {
         };
         let stream = self.stream.unwrap_or(false);
         if self.stream_options.is_some() && !stream {
-            return Err(bad(
+            return Err(invalid(
                 "stream_options",
-                "invalid_value",
                 "stream_options: only with stream: true",
             ));
         }
@@ -297,9 +286,8 @@ impl ChatCompletionRequest {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                 if !ok {
-                    return Err(bad(
+                    return Err(invalid(
                         "response_format.json_schema.name",
-                        "invalid_value",
                         "response_format.json_schema.name: 1 to 64 letters, digits, _ or -",
                     ));
                 }
@@ -307,9 +295,8 @@ impl ChatCompletionRequest {
                     .schema
                     .unwrap_or_else(|| serde_json::json!({"type": "object"}));
                 if !schema.is_object() {
-                    return Err(bad(
+                    return Err(invalid(
                         "response_format.json_schema.schema",
-                        "invalid_value",
                         "response_format.json_schema.schema: a JSON Schema object",
                     ));
                 }
@@ -415,20 +402,15 @@ fn conversation(
     messages: Vec<ChatMessage>,
 ) -> Result<(Option<SystemPrompt>, Vec<Message>), ApiError> {
     if messages.is_empty() {
-        return Err(bad(
-            "messages",
-            "invalid_value",
-            "messages: at least one message",
-        ));
+        return Err(invalid("messages", "messages: at least one message"));
     }
     let mut system: Vec<String> = Vec::new();
     let mut out = Vec::with_capacity(messages.len());
     for (i, m) in messages.into_iter().enumerate() {
         let field = format!("messages[{i}].content");
         let Some(content) = m.content else {
-            return Err(bad(
+            return Err(invalid(
                 field.clone(),
-                "invalid_value",
                 format!("{field}: a message needs content"),
             ));
         };
@@ -444,11 +426,7 @@ fn conversation(
             MessageContent::Text(t) => vec![Part::Text(t)],
             MessageContent::Parts(parts) => {
                 if parts.is_empty() {
-                    return Err(bad(
-                        field.clone(),
-                        "invalid_value",
-                        format!("{field}: no parts"),
-                    ));
+                    return Err(invalid(field.clone(), format!("{field}: no parts")));
                 }
                 let mut out = Vec::with_capacity(parts.len());
                 for (j, p) in parts.into_iter().enumerate() {
@@ -466,9 +444,8 @@ fn conversation(
         out.push(Message { role, parts });
     }
     if out.is_empty() {
-        return Err(bad(
+        return Err(invalid(
             "messages",
-            "invalid_value",
             "messages: at least one user message besides the system instructions",
         ));
     }
@@ -485,9 +462,8 @@ fn system_text(content: MessageContent, field: &str) -> Result<String, ApiError>
                 match p {
                     ContentPart::Text { text } => texts.push(text),
                     ContentPart::ImageUrl { .. } => {
-                        return Err(bad(
+                        return Err(invalid(
                             field,
-                            "invalid_value",
                             format!("{field}: system and developer messages take text only"),
                         ));
                     }
@@ -503,23 +479,23 @@ fn image(url: String, field: &str) -> Result<ImageRef, ApiError> {
     if img.as_data_url().is_some() || img.is_remote() {
         Ok(img)
     } else {
-        Err(bad(
-            field,
-            "invalid_image",
-            format!(
+        Err(ApiError::InvalidImage {
+            field: field.to_string(),
+            message: format!(
                 "{field}: an image is a base64 data: URL (data:image/png;base64,...) or an http(s) URL"
             ),
-        ))
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     fn parse(v: Value) -> Result<(String, ChatRequest, Wanted), ApiError> {
         serde_json::from_value::<ChatCompletionRequest>(v)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "parse", e.to_string()))?
+            .map_err(|e| ApiError::MalformedJson(e.to_string()))?
             .into_chat()
     }
 
@@ -576,28 +552,17 @@ mod tests {
             let mut v = base();
             v[field] = value;
             let e = parse(v).unwrap_err();
-            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{field}");
-            assert_eq!(
-                e.body.error.field.as_deref(),
-                Some(field),
-                "{field}: {}",
-                e.body.error.message
-            );
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{field}");
+            assert_eq!(e.field(), Some(field), "{field}: {}", e.message());
         }
         let mut v = base();
         v["messages"][0]["content"] =
             serde_json::json!([{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]);
         let e = parse(v).unwrap_err();
-        assert_eq!(
-            e.body.error.field.as_deref(),
-            Some("messages[0].content[0].image_url.url")
-        );
+        assert_eq!(e.field(), Some("messages[0].content[0].image_url.url"));
         let mut v = base();
         v["messages"] = serde_json::json!([{"role": "system", "content": "only this"}]);
-        assert_eq!(
-            parse(v).unwrap_err().body.error.field.as_deref(),
-            Some("messages")
-        );
+        assert_eq!(parse(v).unwrap_err().field(), Some("messages"));
         // Labels and defaults pass.
         let mut v = base();
         v["metadata"] = serde_json::json!({"run": "1"});
