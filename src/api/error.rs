@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use llm_judge_judge::{FieldError, JudgeError};
 use llm_judge_pool::Attempt;
+use llm_judge_work::jobs::StoreError;
 
 /// The error body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -271,6 +272,14 @@ impl From<JudgeError> for ApiError {
                 attempts,
             },
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let request_id = super::access::current_request_id();
+        tracing::error!(request_id = request_id.as_deref(), error = %e, "job store failure");
+        ApiError::StoreUnavailable("the job store failed; retry later".into())
     }
 }
 
