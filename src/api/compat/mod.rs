@@ -20,8 +20,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::budget::{self, ClientId};
 use super::error::ApiError;
@@ -32,8 +30,8 @@ use errors::OpenAiErrorBody;
 use llm_judge_judge::JudgeError;
 use request::ChatCompletionRequest;
 use response::{
-    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs, Meta,
-    StreamHead, finish_reason, logprobs_out,
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs, Meta, Model,
+    ModelList, ModelMeta, StreamHead, finish_reason, logprobs_out,
 };
 
 const X_PROVIDER: HeaderName = HeaderName::from_static("x-llm-judge-provider");
@@ -280,34 +278,6 @@ fn failed(route: &str, e: JudgeError) -> Response {
             .insert("x-should-retry", HeaderValue::from_static("false"));
     }
     resp
-}
-
-/// The routes, as OpenAI's model list.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelList {
-    /// `list`.
-    pub object: &'static str,
-    pub data: Vec<Model>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Model {
-    /// The route's name: what `model` takes.
-    pub id: String,
-    /// `model`.
-    pub object: &'static str,
-    pub created: u64,
-    /// `llm-judge`.
-    pub owned_by: &'static str,
-    pub x_llm_judge: ModelMeta,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelMeta {
-    /// The route's steps as `provider:model`, tried in order.
-    pub steps: Vec<String>,
-    /// Whether this is the service's default route.
-    pub default: bool,
 }
 
 /// The configured routes that can answer chat completions (every route but those of the rules

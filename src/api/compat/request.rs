@@ -228,43 +228,10 @@ impl ChatCompletionRequest {
                 format!("temperature: {t} is not between 0 and 2"),
             ));
         }
-        let max_tokens = match (self.max_completion_tokens, self.max_tokens) {
-            (Some(n), _) => Some(("max_completion_tokens", n)),
-            (None, Some(n)) => Some(("max_tokens", n)),
-            (None, None) => None,
-        };
-        if let Some((field, 0)) = max_tokens {
-            return Err(invalid(field, format!("{field}: must be at least 1")));
-        }
-        let stop = match self.stop {
-            None => Vec::new(),
-            Some(Stop::One(s)) => vec![s],
-            Some(Stop::Many(v)) => v,
-        };
-        if stop.len() > 4 {
-            return Err(invalid("stop", "stop: at most 4 sequences"));
-        }
-        if stop.iter().any(String::is_empty) {
-            return Err(invalid("stop", "stop: a stop sequence may not be empty"));
-        }
+        let max_tokens = max_tokens(self.max_completion_tokens, self.max_tokens)?;
+        let stop = stop_sequences(self.stop)?;
         let logprobs = self.logprobs.unwrap_or(false);
-        let top_logprobs = match self.top_logprobs {
-            Some(_) if !logprobs => {
-                return Err(invalid(
-                    "top_logprobs",
-                    "top_logprobs: needs logprobs: true",
-                ));
-            }
-            Some(n) if n > 20 => {
-                return Err(invalid(
-                    "top_logprobs",
-                    format!("top_logprobs: {n} is over 20"),
-                ));
-            }
-            Some(n) => Some(n),
-            None if logprobs => Some(0),
-            None => None,
-        };
+        let top_logprobs = top_logprobs(logprobs, self.top_logprobs)?;
         let stream = self.stream.unwrap_or(false);
         if self.stream_options.is_some() && !stream {
             return Err(invalid(
@@ -276,44 +243,14 @@ impl ChatCompletionRequest {
             .stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        let response_format = match self.response_format {
-            None | Some(RequestFormat::Text) => None,
-            Some(RequestFormat::JsonObject) => Some(ResponseFormat::JsonObject),
-            Some(RequestFormat::JsonSchema { json_schema: s }) => {
-                let ok = !s.name.is_empty()
-                    && s.name.len() <= 64
-                    && s.name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                if !ok {
-                    return Err(invalid(
-                        "response_format.json_schema.name",
-                        "response_format.json_schema.name: 1 to 64 letters, digits, _ or -",
-                    ));
-                }
-                let schema = s
-                    .schema
-                    .unwrap_or_else(|| serde_json::json!({"type": "object"}));
-                if !schema.is_object() {
-                    return Err(invalid(
-                        "response_format.json_schema.schema",
-                        "response_format.json_schema.schema: a JSON Schema object",
-                    ));
-                }
-                Some(ResponseFormat::JsonSchema {
-                    name: s.name,
-                    schema,
-                    strict: s.strict.unwrap_or(false),
-                })
-            }
-        };
+        let response_format = response_format(self.response_format)?;
         let (system, messages) = conversation(self.messages)?;
         let req = ChatRequest {
             model: route.clone(),
             system,
             messages,
             temperature: self.temperature,
-            max_tokens: max_tokens.map(|(_, n)| n),
+            max_tokens,
             stop,
             seed: self.seed,
             response_format,
@@ -395,6 +332,89 @@ impl ChatCompletionRequest {
         }
         Ok(())
     }
+}
+
+/// The answer's token budget: `max_completion_tokens`, else `max_tokens`; at least 1.
+fn max_tokens(
+    max_completion_tokens: Option<u32>,
+    max_tokens: Option<u32>,
+) -> Result<Option<u32>, ApiError> {
+    let given = match (max_completion_tokens, max_tokens) {
+        (Some(n), _) => Some(("max_completion_tokens", n)),
+        (None, Some(n)) => Some(("max_tokens", n)),
+        (None, None) => None,
+    };
+    if let Some((field, 0)) = given {
+        return Err(invalid(field, format!("{field}: must be at least 1")));
+    }
+    Ok(given.map(|(_, n)| n))
+}
+
+/// The stop sequences: up to 4, none empty.
+fn stop_sequences(stop: Option<Stop>) -> Result<Vec<String>, ApiError> {
+    let stop = match stop {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s],
+        Some(Stop::Many(v)) => v,
+    };
+    if stop.len() > 4 {
+        return Err(invalid("stop", "stop: at most 4 sequences"));
+    }
+    if stop.iter().any(String::is_empty) {
+        return Err(invalid("stop", "stop: a stop sequence may not be empty"));
+    }
+    Ok(stop)
+}
+
+/// Alternatives per answer token: only with `logprobs`, 0 to 20 (0 when not given).
+fn top_logprobs(logprobs: bool, top: Option<u8>) -> Result<Option<u8>, ApiError> {
+    match top {
+        Some(_) if !logprobs => Err(invalid(
+            "top_logprobs",
+            "top_logprobs: needs logprobs: true",
+        )),
+        Some(n) if n > 20 => Err(invalid(
+            "top_logprobs",
+            format!("top_logprobs: {n} is over 20"),
+        )),
+        Some(n) => Ok(Some(n)),
+        None if logprobs => Ok(Some(0)),
+        None => Ok(None),
+    }
+}
+
+/// The answer's format: text (none), any JSON object, or JSON following a named schema.
+fn response_format(format: Option<RequestFormat>) -> Result<Option<ResponseFormat>, ApiError> {
+    let s = match format {
+        None | Some(RequestFormat::Text) => return Ok(None),
+        Some(RequestFormat::JsonObject) => return Ok(Some(ResponseFormat::JsonObject)),
+        Some(RequestFormat::JsonSchema { json_schema }) => json_schema,
+    };
+    let ok = !s.name.is_empty()
+        && s.name.len() <= 64
+        && s.name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(invalid(
+            "response_format.json_schema.name",
+            "response_format.json_schema.name: 1 to 64 letters, digits, _ or -",
+        ));
+    }
+    let schema = s
+        .schema
+        .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+    if !schema.is_object() {
+        return Err(invalid(
+            "response_format.json_schema.schema",
+            "response_format.json_schema.schema: a JSON Schema object",
+        ));
+    }
+    Ok(Some(ResponseFormat::JsonSchema {
+        name: s.name,
+        schema,
+        strict: s.strict.unwrap_or(false),
+    }))
 }
 
 /// The system prompt (every system and developer message, joined) and the conversation.
@@ -489,85 +509,4 @@ fn image(url: String, field: &str) -> Result<ImageRef, ApiError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::StatusCode;
-
-    fn parse(v: Value) -> Result<(String, ChatRequest, Wanted), ApiError> {
-        serde_json::from_value::<ChatCompletionRequest>(v)
-            .map_err(|e| ApiError::MalformedJson(e.to_string()))?
-            .into_chat()
-    }
-
-    #[test]
-    fn system_and_developer_messages_join_the_system_prompt_in_order() {
-        let (route, req, wanted) = parse(serde_json::json!({
-            "model": " fb ",
-            "messages": [
-                {"role": "system", "content": "Be strict."},
-                {"role": "user", "content": [
-                    {"type": "text", "text": "Is this a cat?"},
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}}
-                ]},
-                {"role": "assistant", "content": "No."},
-                {"role": "developer", "content": [{"type": "text", "text": "Answer"}, {"type": "text", "text": "briefly."}]},
-                {"role": "user", "content": "Sure?"}
-            ],
-            "temperature": 0, "max_tokens": 5, "max_completion_tokens": 7, "stop": "\n",
-            "seed": 3, "logprobs": true, "response_format": {"type": "json_object"},
-            "user": "u1", "n": 1, "top_p": 1
-        }))
-        .unwrap();
-        assert_eq!(route, "fb");
-        assert_eq!(
-            req.system.as_deref(),
-            Some("Be strict.\n\nAnswer\nbriefly.")
-        );
-        assert_eq!(req.messages.len(), 3);
-        assert_eq!(req.messages[0].parts.len(), 2);
-        assert_eq!(req.messages[1].role, Role::Assistant);
-        assert_eq!(req.max_tokens, Some(7));
-        assert_eq!(req.stop, ["\n"]);
-        assert_eq!((req.seed, req.top_logprobs), (Some(3), Some(0)));
-        assert_eq!(req.response_format, Some(ResponseFormat::JsonObject));
-        assert!(!wanted.stream && wanted.logprobs);
-    }
-
-    #[test]
-    fn what_is_not_passed_on_is_refused_naming_the_field() {
-        let base =
-            || serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
-        let cases = [
-            ("n", serde_json::json!(2)),
-            ("top_p", serde_json::json!(0.5)),
-            ("presence_penalty", serde_json::json!(0.1)),
-            ("tools", serde_json::json!([{"type": "function"}])),
-            ("temperature", serde_json::json!(3)),
-            ("max_tokens", serde_json::json!(0)),
-            ("top_logprobs", serde_json::json!(3)),
-            ("stream_options", serde_json::json!({"include_usage": true})),
-            ("stop", serde_json::json!(["a", "b", "c", "d", "e"])),
-        ];
-        for (field, value) in cases {
-            let mut v = base();
-            v[field] = value;
-            let e = parse(v).unwrap_err();
-            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{field}");
-            assert_eq!(e.field(), Some(field), "{field}: {}", e.message());
-        }
-        let mut v = base();
-        v["messages"][0]["content"] =
-            serde_json::json!([{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]);
-        let e = parse(v).unwrap_err();
-        assert_eq!(e.field(), Some("messages[0].content[0].image_url.url"));
-        let mut v = base();
-        v["messages"] = serde_json::json!([{"role": "system", "content": "only this"}]);
-        assert_eq!(parse(v).unwrap_err().field(), Some("messages"));
-        // Labels and defaults pass.
-        let mut v = base();
-        v["metadata"] = serde_json::json!({"run": "1"});
-        v["tool_choice"] = serde_json::json!("none");
-        v["frequency_penalty"] = serde_json::json!(0);
-        assert!(parse(v).is_ok());
-    }
-}
+mod tests;
