@@ -11,13 +11,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::budget::{ClientId, refuse_unpriced};
+use super::budget::refuse_unpriced;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::error_docs::NewWorkErrors;
 use super::extract::JsonBody;
 use super::state::AppState;
 use llm_judge_judge::JudgeKind;
 use llm_judge_work::batch::{self, BatchItem, Budget, Limits, Summary};
+use llm_judge_work::budget::daily::{ClientId, DailyBudgets};
 
 /// A batch: `items` of one kind, or (binary only) the parallel arrays `questions`, `answers`,
 /// `predictions`.
@@ -351,7 +352,7 @@ fn batch_budget(
 pub fn refuse_unpriced_budget(
     app: &AppState,
     own: Limits,
-    daily: Option<&super::budget::DailyBudgets>,
+    daily: Option<&DailyBudgets>,
     route: &str,
     judges: std::collections::BTreeSet<String>,
 ) -> Result<(), ApiError> {

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use llm_judge_pool::cost::Estimate;
 use llm_judge_pool::{Pool, Step};
-pub use llm_judge_work::budget::daily::{ClientId, DailyBudgets, SpendLedger, client_name};
+use llm_judge_work::budget::daily::{ClientId, DailyBudgets};
 
 /// The 429 of a client token whose daily budget has no room, with `Retry-After` at midnight UTC.
 pub fn daily_refusal(detail: &str) -> Response {

@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::budget::ClientId;
 use super::error::{ApiError, ErrorBody};
 use super::error_docs::{NewWorkErrors, UnauthorizedError};
 use super::extract::{JsonBody, QueryParams};
 use super::state::AppState;
 use llm_judge_judge::{JudgeError, JudgeKind};
+use llm_judge_work::budget::daily::ClientId;
 use llm_judge_work::calibrate::{self, MAX_JUDGES, Plan, Report, store::RunQuery};
 
 /// Labelled items and the judges to measure on them.

@@ -217,7 +217,7 @@ impl ApiError {
     }
 
     /// The error body.
-    pub fn into_body(self) -> ErrorBody {
+    fn into_body(self) -> ErrorBody {
         let (_, code) = self.status_and_code();
         let (message, field) = self.said();
         let error = ErrorDetail {

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use super::budget::{self, ClientId};
+use super::budget;
 use super::error::{ApiError, ErrorBody};
 use super::error_docs::NewWorkErrors;
 use super::extract::JsonBody;
@@ -15,6 +15,7 @@ use llm_judge_judge::{
 };
 use llm_judge_pool::Via;
 use llm_judge_pool::cost::Estimate;
+use llm_judge_work::budget::daily::ClientId;
 
 /// What the three endpoints share of an item.
 trait Item {

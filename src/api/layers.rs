@@ -19,9 +19,10 @@ use tower_http::limit::RequestBodyLimit;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::timeout::{RequestBodyDeadline, RequestBodyTimeout};
 
-use super::budget::{ClientId, DailyBudgets, daily_refusal};
+use super::budget::daily_refusal;
 use super::error::ApiError;
 use crate::config::Secret;
+use llm_judge_work::budget::daily::{ClientId, DailyBudgets};
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -237,24 +238,24 @@ pub(crate) struct BodyBounds<S> {
 }
 
 type Served = Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
-type NdjsonBody = tower_http::timeout::TimeoutBody<Body>;
-type JsonBody = tower_http::body::Limited<tower_http::timeout::DeadlineBody<Body>>;
+type BoundedNdjson = tower_http::timeout::TimeoutBody<Body>;
+type BoundedJson = tower_http::body::Limited<tower_http::timeout::DeadlineBody<Body>>;
 
 impl<S, R1, R2> tower::Service<Request> for BodyBounds<S>
 where
     S: tower::Service<
-            Request<NdjsonBody>,
+            Request<BoundedNdjson>,
             Response = http::Response<R1>,
             Error = std::convert::Infallible,
         > + tower::Service<
-            Request<JsonBody>,
+            Request<BoundedJson>,
             Response = http::Response<R2>,
             Error = std::convert::Infallible,
         > + Clone
         + Send
         + 'static,
-    <S as tower::Service<Request<NdjsonBody>>>::Future: Send + 'static,
-    <S as tower::Service<Request<JsonBody>>>::Future: Send + 'static,
+    <S as tower::Service<Request<BoundedNdjson>>>::Future: Send + 'static,
+    <S as tower::Service<Request<BoundedJson>>>::Future: Send + 'static,
     R1: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     R1::Error: Into<axum::BoxError>,
     R2: http_body::Body<Data = bytes::Bytes> + Send + 'static,

@@ -121,10 +121,10 @@ pub async fn run(args: CalibrateArgs) -> ExitCode {
 type Unreadable = (usize, usize, String);
 
 /// The items of the input with their indices, and the lines that could not be read.
-type Lines = (Vec<(usize, Value)>, Vec<Unreadable>);
+type InputItems = (Vec<(usize, Value)>, Vec<Unreadable>);
 
 /// The lines of the input, as values, and the lines that could not be read.
-fn read_file(path: &Path) -> Result<Lines, String> {
+fn read_file(path: &Path) -> Result<InputItems, String> {
     let opened = input::open(path, Some(Format::Jsonl))
         .map_err(|e| format!("cannot read the input {}: {e}", path.display()))?;
     if input::format_from_name(path) == Format::Csv {

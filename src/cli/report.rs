@@ -177,7 +177,7 @@ impl RunSummary {
         if let Some(w) = &s.wins {
             row("wins", format!("a {}, b {}, tie {}", w.a, w.b, w.tie));
         }
-        row("tokens", tokens(&s.usage));
+        row("tokens", tokens_row(&s.usage));
         row(
             "cost",
             match s.cost_usd {
@@ -189,7 +189,7 @@ impl RunSummary {
             row("cached", s.cached.to_string());
         }
         if let Some(b) = &s.budget {
-            row("budget", budget(b));
+            row("budget", budget_row(b));
         }
         row("duration", format!("{:.2}s", s.duration_ms / 1000.0));
         row("items/s", format!("{:.1}", s.items_per_second));
@@ -201,7 +201,7 @@ impl RunSummary {
 }
 
 /// The tokens row: prompt and completion, and the provider's prompt cache when it was used.
-fn tokens(usage: &Usage) -> String {
+fn tokens_row(usage: &Usage) -> String {
     let mut tokens = format!(
         "{} prompt, {} completion",
         usage.prompt_tokens, usage.completion_tokens
@@ -217,7 +217,7 @@ fn tokens(usage: &Usage) -> String {
 }
 
 /// The budget row: its limits, what was spent, and whether it ran out.
-fn budget(b: &BudgetReport) -> String {
+fn budget_row(b: &BudgetReport) -> String {
     let mut limits = Vec::new();
     if let Some(c) = b.max_cost_usd {
         limits.push(format!("${c}"));

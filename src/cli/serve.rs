@@ -47,7 +47,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|settings| {
             let rt = runtime(settings.server.threads)?;
-            let served = rt.block_on(serve(settings, args.listen, args.data_dir));
+            let served = rt.block_on(run_service(settings, args.listen, args.data_dir));
             // Jobs' blocking work (the store) gets a moment to end; then the process exits.
             rt.shutdown_timeout(std::time::Duration::from_secs(1));
             served
@@ -110,7 +110,7 @@ async fn shutdown_signal() {
 
 /// Binds the service (with the command line's address and data directory over the settings')
 /// and serves until a shutdown signal.
-async fn serve(
+async fn run_service(
     mut settings: Settings,
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,

@@ -21,13 +21,14 @@ use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use super::budget::{self, ClientId};
+use super::budget;
 use super::error::ApiError;
 use super::error_docs::{BodyErrors, GateErrors};
 use super::extract::JsonBody;
 use crate::api::state::AppState;
 use errors::OpenAiErrorBody;
 use llm_judge_judge::JudgeError;
+use llm_judge_work::budget::daily::ClientId;
 use request::ChatCompletionRequest;
 use response::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs, Meta, Model,

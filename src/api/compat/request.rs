@@ -193,7 +193,7 @@ pub struct Wanted {
 }
 
 /// A field whose value the service cannot take: 400, naming the field.
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+fn invalid_value(field: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError::InvalidValue {
         field: field.into(),
         message: message.into(),
@@ -215,7 +215,7 @@ impl ChatCompletionRequest {
         self.check_unsupported()?;
         let route = self.model.trim().to_string();
         if route.is_empty() {
-            return Err(invalid(
+            return Err(invalid_value(
                 "model",
                 "model: name a route, e.g. \"default\" (GET /v1/models lists them)",
             ));
@@ -223,7 +223,7 @@ impl ChatCompletionRequest {
         if let Some(t) = self.temperature
             && !(t.is_finite() && (0.0..=2.0).contains(&t))
         {
-            return Err(invalid(
+            return Err(invalid_value(
                 "temperature",
                 format!("temperature: {t} is not between 0 and 2"),
             ));
@@ -234,7 +234,7 @@ impl ChatCompletionRequest {
         let top_logprobs = top_logprobs(logprobs, self.top_logprobs)?;
         let stream = self.stream.unwrap_or(false);
         if self.stream_options.is_some() && !stream {
-            return Err(invalid(
+            return Err(invalid_value(
                 "stream_options",
                 "stream_options: only with stream: true",
             ));
@@ -345,7 +345,7 @@ fn max_tokens(
         (None, None) => None,
     };
     if let Some((field, 0)) = given {
-        return Err(invalid(field, format!("{field}: must be at least 1")));
+        return Err(invalid_value(field, format!("{field}: must be at least 1")));
     }
     Ok(given.map(|(_, n)| n))
 }
@@ -358,10 +358,13 @@ fn stop_sequences(stop: Option<Stop>) -> Result<Vec<String>, ApiError> {
         Some(Stop::Many(v)) => v,
     };
     if stop.len() > 4 {
-        return Err(invalid("stop", "stop: at most 4 sequences"));
+        return Err(invalid_value("stop", "stop: at most 4 sequences"));
     }
     if stop.iter().any(String::is_empty) {
-        return Err(invalid("stop", "stop: a stop sequence may not be empty"));
+        return Err(invalid_value(
+            "stop",
+            "stop: a stop sequence may not be empty",
+        ));
     }
     Ok(stop)
 }
@@ -369,11 +372,11 @@ fn stop_sequences(stop: Option<Stop>) -> Result<Vec<String>, ApiError> {
 /// Alternatives per answer token: only with `logprobs`, 0 to 20 (0 when not given).
 fn top_logprobs(logprobs: bool, top: Option<u8>) -> Result<Option<u8>, ApiError> {
     match top {
-        Some(_) if !logprobs => Err(invalid(
+        Some(_) if !logprobs => Err(invalid_value(
             "top_logprobs",
             "top_logprobs: needs logprobs: true",
         )),
-        Some(n) if n > 20 => Err(invalid(
+        Some(n) if n > 20 => Err(invalid_value(
             "top_logprobs",
             format!("top_logprobs: {n} is over 20"),
         )),
@@ -396,7 +399,7 @@ fn response_format(format: Option<RequestFormat>) -> Result<Option<ResponseForma
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !ok {
-        return Err(invalid(
+        return Err(invalid_value(
             "response_format.json_schema.name",
             "response_format.json_schema.name: 1 to 64 letters, digits, _ or -",
         ));
@@ -405,7 +408,7 @@ fn response_format(format: Option<RequestFormat>) -> Result<Option<ResponseForma
         .schema
         .unwrap_or_else(|| serde_json::json!({"type": "object"}));
     if !schema.is_object() {
-        return Err(invalid(
+        return Err(invalid_value(
             "response_format.json_schema.schema",
             "response_format.json_schema.schema: a JSON Schema object",
         ));
@@ -422,14 +425,14 @@ fn conversation(
     messages: Vec<ChatMessage>,
 ) -> Result<(Option<SystemPrompt>, Vec<Message>), ApiError> {
     if messages.is_empty() {
-        return Err(invalid("messages", "messages: at least one message"));
+        return Err(invalid_value("messages", "messages: at least one message"));
     }
     let mut system: Vec<String> = Vec::new();
     let mut out = Vec::with_capacity(messages.len());
     for (i, m) in messages.into_iter().enumerate() {
         let field = format!("messages[{i}].content");
         let Some(content) = m.content else {
-            return Err(invalid(
+            return Err(invalid_value(
                 field.clone(),
                 format!("{field}: a message needs content"),
             ));
@@ -446,7 +449,7 @@ fn conversation(
             MessageContent::Text(t) => vec![Part::Text(t)],
             MessageContent::Parts(parts) => {
                 if parts.is_empty() {
-                    return Err(invalid(field.clone(), format!("{field}: no parts")));
+                    return Err(invalid_value(field.clone(), format!("{field}: no parts")));
                 }
                 let mut out = Vec::with_capacity(parts.len());
                 for (j, p) in parts.into_iter().enumerate() {
@@ -464,7 +467,7 @@ fn conversation(
         out.push(Message { role, parts });
     }
     if out.is_empty() {
-        return Err(invalid(
+        return Err(invalid_value(
             "messages",
             "messages: at least one user message besides the system instructions",
         ));
@@ -482,7 +485,7 @@ fn system_text(content: MessageContent, field: &str) -> Result<String, ApiError>
                 match p {
                     ContentPart::Text { text } => texts.push(text),
                     ContentPart::ImageUrl { .. } => {
-                        return Err(invalid(
+                        return Err(invalid_value(
                             field,
                             format!("{field}: system and developer messages take text only"),
                         ));

@@ -10,10 +10,10 @@ use sha2::Digest;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::batch::refuse_unpriced_budget;
-use crate::api::budget::ClientId;
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
 use llm_judge_judge::JudgeKind;
+use llm_judge_work::budget::daily::ClientId;
 use llm_judge_work::jobs::{JobOptions, JobStatus, JobView, KeyConflict};
 
 /// The answer to a job submission.

@@ -20,7 +20,7 @@ use crate::api::state::AppState;
 use llm_judge_work::jobs::JobView;
 
 /// The answer when no job has the id.
-fn not_found(id: &str) -> ApiError {
+fn no_such_job(id: &str) -> ApiError {
     ApiError::JobNotFound(format!("no job {id:?} (it may have expired)"))
 }
 
@@ -58,7 +58,7 @@ pub async fn get(
         .get(&id)
         .await?
         .map(Json)
-        .ok_or_else(|| not_found(&id))
+        .ok_or_else(|| no_such_job(&id))
 }
 
 /// Cancels a job; its finished results stay readable. The answer is the job: `cancelled` when it
@@ -74,7 +74,7 @@ pub async fn cancel(
         .cancel(&id)
         .await?
         .map(Json)
-        .ok_or_else(|| not_found(&id))
+        .ok_or_else(|| no_such_job(&id))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -109,7 +109,7 @@ pub async fn results(
         }
     };
     if app.jobs.get(&id).await?.is_none() {
-        return Err(not_found(&id));
+        return Err(no_such_job(&id));
     }
     let jobs = app.jobs.clone();
     // Pages of results, read as the client consumes them.
@@ -167,7 +167,7 @@ pub async fn events(
     PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     if app.jobs.get(&id).await?.is_none() {
-        return Err(not_found(&id));
+        return Err(no_such_job(&id));
     }
     let jobs = app.jobs.clone();
     let stream = futures::stream::unfold((false, true), move |(done, first)| {

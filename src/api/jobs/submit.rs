@@ -10,11 +10,11 @@ use super::accept::{
 };
 use super::upload::upload;
 use crate::api::batch::{BatchRequest, Checked, named_judge, prepare_values};
-use crate::api::budget::ClientId;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::error_docs::{DailyBudgetError, UnauthorizedError};
 use crate::api::extract::{QueryParams, parse_json, read_body};
 use crate::api::state::AppState;
+use llm_judge_work::budget::daily::ClientId;
 
 /// Submits a batch as a persistent job: its items are stored before the answer, then judged in
 /// the background; results survive restarts. The body is the batch JSON, or (for very large

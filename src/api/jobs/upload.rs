@@ -11,10 +11,10 @@ use sha2::{Digest, Sha256};
 use super::accept::{UploadParams, accepted, check_key, finish_digest, job_options, key_conflict};
 use super::lines::Lines;
 use crate::api::batch::{budget_limits, max_concurrent};
-use crate::api::budget::ClientId;
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
 use llm_judge_judge::JudgeKind;
+use llm_judge_work::budget::daily::ClientId;
 use llm_judge_work::jobs::{Begin, INVALID_LINE, JobView, KeyConflict, Upload};
 
 /// The longest line of an NDJSON upload.
