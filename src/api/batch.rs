@@ -4,18 +4,21 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::budget::{ClientId, refuse_unpriced};
-use super::error::{ApiError, ErrorBody, ErrorDetail, JsonBody};
-use crate::api::AppState;
+use super::budget::refuse_unpriced;
+use super::error::{ApiError, ErrorBody, ErrorDetail};
+use super::error_docs::NewWorkErrors;
+use super::extract::JsonBody;
+use super::state::AppState;
 use llm_judge_judge::JudgeKind;
 use llm_judge_work::batch::{self, BatchItem, Budget, Limits, Summary};
+use llm_judge_work::budget::daily::{ClientId, DailyBudgets};
 
 /// A batch: `items` of one kind, or (binary only) the parallel arrays `questions`, `answers`,
 /// `predictions`.
@@ -79,20 +82,16 @@ pub fn budget_limits(
         if let Some(c) = max_cost_usd
             && !(c.is_finite() && c > 0.0)
         {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                "max_cost_usd must be a number of dollars above 0",
-            )
-            .field("max_cost_usd"));
+            return Err(ApiError::InvalidField {
+                field: "max_cost_usd".into(),
+                message: "max_cost_usd must be a number of dollars above 0".into(),
+            });
         }
         if max_tokens == Some(0) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                "max_tokens must be 1 or more",
-            )
-            .field("max_tokens"));
+            return Err(ApiError::InvalidField {
+                field: "max_tokens".into(),
+                message: "max_tokens must be 1 or more".into(),
+            });
         }
         Ok(Limits {
             max_cost_usd,
@@ -137,15 +136,13 @@ pub fn max_concurrent(
             .min(limits.batch_max_concurrent_limit),
     );
     if n == 0 || n > limits.batch_max_concurrent_limit {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            format!(
+        return Err(ApiError::InvalidField {
+            field: "max_concurrent".into(),
+            message: format!(
                 "max_concurrent must be between 1 and {}",
                 limits.batch_max_concurrent_limit
             ),
-        )
-        .field("max_concurrent"));
+        });
     }
     Ok(n)
 }
@@ -170,38 +167,38 @@ pub fn prepare_values(
     let arrays = req.questions.is_some() || req.answers.is_some() || req.predictions.is_some();
     let values: Vec<Box<RawValue>> = match (req.items, arrays) {
         (Some(_), true) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                "send either items or the arrays questions/answers/predictions, not both",
-            )
-            .field("items"));
+            return Err(ApiError::InvalidField {
+                field: "items".into(),
+                message: "send either items or the arrays questions/answers/predictions, not both"
+                    .into(),
+            });
         }
         (Some(items), false) => items,
         (None, true) => {
             if req.kind != JudgeKind::Binary {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    "the arrays questions/answers/predictions are for kind binary; send items",
-                )
-                .field("kind"));
+                return Err(ApiError::InvalidField {
+                    field: "kind".into(),
+                    message:
+                        "the arrays questions/answers/predictions are for kind binary; send items"
+                            .into(),
+                });
             }
             let (Some(q), Some(a), Some(p)) = (req.questions, req.answers, req.predictions) else {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    "questions, answers and predictions must all be given",
-                )
-                .field("predictions"));
+                return Err(ApiError::InvalidField {
+                    field: "predictions".into(),
+                    message: "questions, answers and predictions must all be given".into(),
+                });
             };
             if q.len() != a.len() || q.len() != p.len() {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    format!("questions ({}), answers ({}) and predictions ({}) must have the same length", q.len(), a.len(), p.len()),
-                )
-                .field("answers"));
+                return Err(ApiError::InvalidField {
+                    field: "answers".into(),
+                    message: format!(
+                        "questions ({}), answers ({}) and predictions ({}) must have the same length",
+                        q.len(),
+                        a.len(),
+                        p.len()
+                    ),
+                });
             }
             q.into_iter()
                 .zip(a)
@@ -213,33 +210,24 @@ pub fn prepare_values(
                 .collect()
         }
         (None, false) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                "items is required",
-            )
-            .field("items"));
+            return Err(ApiError::InvalidField {
+                field: "items".into(),
+                message: "items is required".into(),
+            });
         }
     };
     if values.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "items must not be empty",
-        )
-        .field("items"));
+        return Err(ApiError::InvalidField {
+            field: "items".into(),
+            message: "items must not be empty".into(),
+        });
     }
     if values.len() > limits.max_batch_items {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_items",
-            format!(
-                "{} items is over the limit of {} per batch (server.max_batch_items); split the batch",
-                values.len(),
-                limits.max_batch_items
-            ),
-        )
-        .field("items"));
+        return Err(ApiError::TooManyItems(format!(
+            "{} items is over the limit of {} per batch (server.max_batch_items); split the batch",
+            values.len(),
+            limits.max_batch_items
+        )));
     }
     Ok(Checked {
         route,
@@ -272,15 +260,8 @@ pub fn prepare(app: &AppState, req: BatchRequest) -> Result<Checked<BatchItem>, 
     responses(
         (status = 200, description = "Results in input order and a summary; with `Accept: application/x-ndjson`, one JSON line per item as it completes (`{\"index\",\"status\",...}`), progress lines (`{\"progress\":{...}}`) and the summary last (`{\"summary\":{...}}`)",
             content((BatchResponse = "application/json"), (String = "application/x-ndjson"))),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong client token", body = ErrorBody),
-        (status = 403, description = "Sent from a web page whose origin is not in server.allowed_origins", body = ErrorBody),
-        (status = 408, description = "The body took longer than server.body_read_timeout_s", body = ErrorBody),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
+        NewWorkErrors,
         (status = 422, description = "Invalid batch (too many items, unknown judge, a budget in dollars with a model that has no price ...)", body = ErrorBody),
-        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
-        (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
     ))]
 pub async fn batch(
     State(app): State<AppState>,
@@ -299,12 +280,12 @@ pub async fn batch(
     .iter()
     .find_map(|(f, set)| set.then_some(*f))
     {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unsupported_field",
-            format!("{field} is taken by POST /v1/jobs: a provider batch may take hours, so it runs as a job"),
-        )
-        .field(field));
+        return Err(ApiError::UnsupportedField {
+            field: field.to_string(),
+            message: format!(
+                "{field} is taken by POST /v1/jobs: a provider batch may take hours, so it runs as a job"
+            ),
+        });
     }
     let own = req.limits()?;
     (req.max_cost_usd, req.max_tokens) = (None, None);
@@ -371,7 +352,7 @@ fn batch_budget(
 pub fn refuse_unpriced_budget(
     app: &AppState,
     own: Limits,
-    daily: Option<&super::budget::DailyBudgets>,
+    daily: Option<&DailyBudgets>,
     route: &str,
     judges: std::collections::BTreeSet<String>,
 ) -> Result<(), ApiError> {

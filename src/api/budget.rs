@@ -2,25 +2,21 @@
 //! each client token's daily budget (`[auth] daily_budget_usd`, `daily_budget_tokens`): the
 //! refusals they answer and the hold a single judgment takes on its client's day.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use llm_judge_pool::cost::Estimate;
 use llm_judge_pool::{Pool, Step};
-pub use llm_judge_work::budget::daily::{ClientId, DailyBudgets, SpendLedger, client_name};
+use llm_judge_work::budget::daily::{ClientId, DailyBudgets};
 
 /// The 429 of a client token whose daily budget has no room, with `Retry-After` at midnight UTC.
 pub fn daily_refusal(detail: &str) -> Response {
     let secs = llm_judge_work::budget::daily::seconds_to_midnight();
-    let mut resp = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "daily_budget_exhausted",
-        format!(
-            "{detail}. The budget ([auth] daily_budget_usd / daily_budget_tokens) starts again \
-             at 00:00 UTC, in {secs} s"
-        ),
-    )
+    let mut resp = ApiError::DailyBudgetExhausted(format!(
+        "{detail}. The budget ([auth] daily_budget_usd / daily_budget_tokens) starts again at \
+         00:00 UTC, in {secs} s"
+    ))
     .into_response();
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -56,10 +52,9 @@ pub fn refuse_unpriced<'a>(
         .map(|s| format!("{}:{}", s.provider, s.model))
         .collect();
     let first = &names[0];
-    Err(ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unpriced_model",
-        format!(
+    Err(ApiError::UnpricedModel {
+        field: field.to_string(),
+        message: format!(
             "{field} is a budget in dollars, and {} no price: add {} to [prices] (such as \
              \"{first}\" = {{ prompt_per_mtok = 2.5, completion_per_mtok = 10.0 }}), or \
              budget in tokens only",
@@ -72,8 +67,7 @@ pub fn refuse_unpriced<'a>(
             },
             if names.len() == 1 { "it" } else { "them" },
         ),
-    )
-    .field(field))
+    })
 }
 
 /// A single judgment's share of its client's daily budget, taken before it is sent.

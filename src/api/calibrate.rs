@@ -1,16 +1,17 @@
 //! The calibration endpoints: judges measured against labelled items, and the runs kept.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::budget::ClientId;
-use super::error::{ApiError, ErrorBody, JsonBody, QueryParams};
-use crate::api::AppState;
-use llm_judge_judge::JudgeKind;
+use super::error::{ApiError, ErrorBody};
+use super::error_docs::{NewWorkErrors, UnauthorizedError};
+use super::extract::{JsonBody, QueryParams};
+use super::state::AppState;
+use llm_judge_judge::{JudgeError, JudgeKind};
+use llm_judge_work::budget::daily::ClientId;
 use llm_judge_work::calibrate::{self, MAX_JUDGES, Plan, Report, store::RunQuery};
 
 /// Labelled items and the judges to measure on them.
@@ -59,15 +60,8 @@ const MAX_NAME: usize = 200;
 #[utoipa::path(post, path = "/v1/calibrate", tag = "judge", request_body = CalibrateRequest,
     responses(
         (status = 200, description = "Each judge's figures", body = Report),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong client token", body = ErrorBody),
-        (status = 403, description = "Sent from a web page whose origin is not in server.allowed_origins", body = ErrorBody),
-        (status = 408, description = "The body took longer than server.body_read_timeout_s", body = ErrorBody),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
+        NewWorkErrors,
         (status = 422, description = "No judges or items, an unknown judge, too many items, or no valid item; a daily budget in dollars and a model without a price", body = ErrorBody),
-        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
-        (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
     ))]
 pub async fn calibrate(
     State(app): State<AppState>,
@@ -112,7 +106,10 @@ pub async fn calibrate(
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(field)
+    ApiError::InvalidField {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Checks the request and reads its items.
@@ -125,10 +122,12 @@ fn plan(app: &AppState, req: CalibrateRequest) -> Result<Plan, ApiError> {
     }
     let mut judges = Vec::with_capacity(req.judges.len());
     for (i, name) in req.judges.iter().enumerate() {
-        let route = app
-            .judge
-            .resolve_route(Some(name))
-            .map_err(|e| ApiError::from(e).field(format!("judges[{i}]")))?;
+        let route = app.judge.resolve_route(Some(name)).map_err(|e| match e {
+            JudgeError::UnknownRoute(name) => {
+                ApiError::unknown_judge(&name, format!("judges[{i}]"))
+            }
+            failed => ApiError::from(failed),
+        })?;
         if judges.contains(&route) {
             return Err(invalid(
                 &format!("judges[{i}]"),
@@ -152,16 +151,11 @@ fn plan(app: &AppState, req: CalibrateRequest) -> Result<Plan, ApiError> {
         return Err(invalid("items", "items must not be empty"));
     }
     if req.items.len() > limits.max_batch_items {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_items",
-            format!(
-                "{} items is over the limit of {} (server.max_batch_items); split the set",
-                req.items.len(),
-                limits.max_batch_items
-            ),
-        )
-        .field("items"));
+        return Err(ApiError::TooManyItems(format!(
+            "{} items is over the limit of {} (server.max_batch_items); split the set",
+            req.items.len(),
+            limits.max_batch_items
+        )));
     }
     let max_concurrent = super::batch::max_concurrent(limits, req.max_concurrent)?;
     let (items, invalid_items, dataset) = calibrate::read_items(req.kind, req.items);
@@ -213,7 +207,7 @@ pub struct RunList {
 #[utoipa::path(get, path = "/v1/calibrate/runs", tag = "judge", params(RunsParams),
     responses(
         (status = 200, body = RunList),
-        (status = 401, description = "Missing or wrong client token", body = ErrorBody),
+        UnauthorizedError,
         (status = 422, description = "A query parameter is not valid", body = ErrorBody),
         (status = 503, description = "The run store cannot be read", body = ErrorBody),
     ))]
@@ -232,11 +226,7 @@ pub async fn runs(
         .map_err(|e| e.to_string())
         .and_then(|r| r)
         .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                format!("the calibration run store cannot be read: {e}"),
-            )
+            ApiError::StoreUnavailable(format!("the calibration run store cannot be read: {e}"))
         })?;
     Ok(Json(RunList { runs }))
 }

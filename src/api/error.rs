@@ -1,18 +1,16 @@
-//! HTTP errors: every 4xx and 5xx carries `{"error": {"code", "message", "field"?}}`, and the
-//! body, query and path extractors whose failures say which field is wrong.
+//! HTTP errors: every 4xx and 5xx carries `{"error": {"code", "message", "field"?}}`. Each kind
+//! of error the service answers is a variant of [`ApiError`]; its status and code are chosen in
+//! one place, [`ApiError::status_and_code`].
 
 use axum::Json;
-use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
-use llm_judge_judge::items::path_error;
 use llm_judge_judge::{FieldError, JudgeError};
 use llm_judge_pool::Attempt;
+use llm_judge_work::jobs::StoreError;
 
 /// The error body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,31 +32,206 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
-/// An error answer.
+/// An error answer: the kind of error, with its message and, where the sender names one, the
+/// field at fault. Kinds whose field is always the same (`body`, `model` ...) name it themselves.
 #[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub body: ErrorBody,
+pub enum ApiError {
+    // The request as it arrived.
+    /// The body is empty or not JSON (field `body`).
+    MalformedJson(String),
+    /// The body could not be read, or broke off (field `body`).
+    UnreadableBody(String),
+    /// The body took too long to arrive (field `body`).
+    BodyTimeout(String),
+    /// The body is over `server.max_body_bytes` (field `body`).
+    BodyTooLarge(String),
+    /// The body is declared as something other than JSON (field `content-type`).
+    UnsupportedMediaType(String),
+    /// A path parameter is not valid UTF-8 or not of the right type.
+    InvalidPath { field: String, message: String },
+    /// A field is missing, empty, of the wrong type or out of range.
+    InvalidField { field: String, message: String },
+    /// No endpoint at this path.
+    NotFound(String),
+    /// The endpoint does not take this method.
+    MethodNotAllowed(String),
+
+    // The checks in front of the handlers.
+    /// No client token, or an unknown one.
+    Unauthorized(String),
+    /// Sent from a web page whose origin is not allowed (field `origin`).
+    OriginNotAllowed(String),
+    /// The client token's daily budget has no room.
+    DailyBudgetExhausted(String),
+    /// The server is shutting down and takes no new work.
+    ShuttingDown(String),
+
+    // The work asked for.
+    /// The named judge is not a route, a panel or an ad-hoc route.
+    UnknownJudge { field: String, message: String },
+    /// More items than a batch or calibration run may have (field `items`).
+    TooManyItems(String),
+    /// A field this endpoint does not take, or not in this setting.
+    UnsupportedField { field: String, message: String },
+    /// A budget in dollars over a model without a price.
+    UnpricedModel { field: String, message: String },
+    /// No provider of the route produced an answer; the code is the route's own
+    /// (`all_providers_failed` ...).
+    ProvidersFailed {
+        code: &'static str,
+        message: String,
+        attempts: Vec<Attempt>,
+    },
+
+    // Jobs and kept runs.
+    /// No such job (field `id`).
+    JobNotFound(String),
+    /// The idempotency key was used for a different request (field `idempotency_key`).
+    IdempotencyConflict(String),
+    /// The upload under this idempotency key is still arriving (field `idempotency_key`).
+    IdempotencyInProgress(String),
+    /// An NDJSON upload with more items than `jobs.max_items` (field `body`).
+    UploadTooManyItems(String),
+    /// An NDJSON upload with a line over the limit (field `body`).
+    LineTooLong(String),
+    /// The job store or the calibration run store failed.
+    StoreUnavailable(String),
+
+    // The OpenAI-compatible endpoints.
+    /// A chat completion field with a value the service does not take.
+    InvalidValue { field: String, message: String },
+    /// A chat completion parameter the service does not pass on.
+    UnsupportedParameter { field: String, message: String },
+    /// An image that is neither a data: URL nor an http(s) URL.
+    InvalidImage { field: String, message: String },
+    /// `model` names the rules judge, which writes no free-form answers (field `model`).
+    NotAChatModel(String),
+    /// `model` names no route (field `model`).
+    ModelNotFound(String),
+    /// Every provider of the route refused the request as malformed.
+    ProviderRejected {
+        message: String,
+        attempts: Vec<Attempt>,
+    },
+    /// Every step of the route was rate-limited.
+    RateLimited {
+        message: String,
+        attempts: Vec<Attempt>,
+    },
+
+    /// A bug: the request was not completed.
+    Internal(String),
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: ErrorBody {
-                error: ErrorDetail {
-                    code: code.to_string(),
-                    message: message.into(),
-                    field: None,
-                },
-                attempts: None,
-            },
+    /// The status and code of each kind of error: the one place they are chosen.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json"),
+            Self::UnreadableBody(_) => (S::BAD_REQUEST, "unreadable_body"),
+            Self::BodyTimeout(_) => (S::REQUEST_TIMEOUT, "body_timeout"),
+            Self::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Self::UnsupportedMediaType(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::InvalidPath { .. } => (S::BAD_REQUEST, "invalid_path"),
+            Self::InvalidField { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_field"),
+            Self::NotFound(_) => (S::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
+            Self::OriginNotAllowed(_) => (S::FORBIDDEN, "origin_not_allowed"),
+            Self::DailyBudgetExhausted(_) => (S::TOO_MANY_REQUESTS, "daily_budget_exhausted"),
+            Self::ShuttingDown(_) => (S::SERVICE_UNAVAILABLE, "shutting_down"),
+            Self::UnknownJudge { .. } => (S::UNPROCESSABLE_ENTITY, "unknown_judge"),
+            Self::TooManyItems(_) => (S::UNPROCESSABLE_ENTITY, "too_many_items"),
+            Self::UnsupportedField { .. } => (S::UNPROCESSABLE_ENTITY, "unsupported_field"),
+            Self::UnpricedModel { .. } => (S::UNPROCESSABLE_ENTITY, "unpriced_model"),
+            Self::ProvidersFailed { code, .. } => (S::BAD_GATEWAY, *code),
+            Self::JobNotFound(_) => (S::NOT_FOUND, "job_not_found"),
+            Self::IdempotencyConflict(_) => (S::CONFLICT, "idempotency_conflict"),
+            Self::IdempotencyInProgress(_) => (S::CONFLICT, "idempotency_in_progress"),
+            Self::UploadTooManyItems(_) => (S::PAYLOAD_TOO_LARGE, "too_many_items"),
+            Self::LineTooLong(_) => (S::PAYLOAD_TOO_LARGE, "line_too_long"),
+            Self::StoreUnavailable(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
+            Self::InvalidValue { .. } => (S::BAD_REQUEST, "invalid_value"),
+            Self::UnsupportedParameter { .. } => (S::BAD_REQUEST, "unsupported_parameter"),
+            Self::InvalidImage { .. } => (S::BAD_REQUEST, "invalid_image"),
+            Self::NotAChatModel(_) => (S::BAD_REQUEST, "not_a_chat_model"),
+            Self::ModelNotFound(_) => (S::NOT_FOUND, "model_not_found"),
+            Self::ProviderRejected { .. } => (S::BAD_REQUEST, "provider_rejected_request"),
+            Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
 
-    pub fn field(mut self, field: impl Into<String>) -> Self {
-        self.body.error.field = Some(field.into());
-        self
+    /// The status of the answer.
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    /// What is wrong and how to fix it.
+    pub fn message(&self) -> &str {
+        self.said().0
+    }
+
+    /// The request field at fault, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        self.said().1
+    }
+
+    /// The message, and the field at fault: the sender's, or the one the kind always names.
+    fn said(&self) -> (&str, Option<&str>) {
+        match self {
+            Self::InvalidPath { field, message }
+            | Self::InvalidField { field, message }
+            | Self::UnknownJudge { field, message }
+            | Self::UnsupportedField { field, message }
+            | Self::UnpricedModel { field, message }
+            | Self::InvalidValue { field, message }
+            | Self::UnsupportedParameter { field, message }
+            | Self::InvalidImage { field, message } => (message, Some(field)),
+            Self::MalformedJson(m)
+            | Self::UnreadableBody(m)
+            | Self::BodyTimeout(m)
+            | Self::BodyTooLarge(m)
+            | Self::UploadTooManyItems(m)
+            | Self::LineTooLong(m) => (m, Some("body")),
+            Self::UnsupportedMediaType(m) => (m, Some("content-type")),
+            Self::OriginNotAllowed(m) => (m, Some("origin")),
+            Self::TooManyItems(m) => (m, Some("items")),
+            Self::JobNotFound(m) => (m, Some("id")),
+            Self::IdempotencyConflict(m) | Self::IdempotencyInProgress(m) => {
+                (m, Some("idempotency_key"))
+            }
+            Self::NotAChatModel(m) | Self::ModelNotFound(m) => (m, Some("model")),
+            Self::NotFound(m)
+            | Self::MethodNotAllowed(m)
+            | Self::Unauthorized(m)
+            | Self::DailyBudgetExhausted(m)
+            | Self::ShuttingDown(m)
+            | Self::StoreUnavailable(m)
+            | Self::Internal(m) => (m, None),
+            Self::ProvidersFailed { message, .. }
+            | Self::ProviderRejected { message, .. }
+            | Self::RateLimited { message, .. } => (message, None),
+        }
+    }
+
+    /// The error body.
+    fn into_body(self) -> ErrorBody {
+        let (_, code) = self.status_and_code();
+        let (message, field) = self.said();
+        let error = ErrorDetail {
+            code: code.to_string(),
+            message: message.to_string(),
+            field: field.map(str::to_string),
+        };
+        let attempts = match self {
+            Self::ProvidersFailed { attempts, .. }
+            | Self::ProviderRejected { attempts, .. }
+            | Self::RateLimited { attempts, .. } => Some(attempts),
+            _ => None,
+        };
+        ErrorBody { error, attempts }
     }
 
     /// A validation failure of one field (422).
@@ -68,258 +241,51 @@ impl ApiError {
         } else {
             format!("{}: {}", e.field, e.message)
         };
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(e.field)
+        Self::InvalidField {
+            field: e.field,
+            message,
+        }
+    }
+
+    /// A judge named in `field` that is not a configured route or panel, nor an ad-hoc route.
+    pub fn unknown_judge(name: &str, field: impl Into<String>) -> Self {
+        Self::UnknownJudge {
+            field: field.into(),
+            message: format!(
+                "no judge named {name:?}: not a configured route, and not an ad-hoc route of configured providers (provider:model[,provider:model...]); GET /v1/providers lists the providers, and the configuration's [routes] table names the judges"
+            ),
+        }
     }
 }
 
 impl From<JudgeError> for ApiError {
     fn from(e: JudgeError) -> Self {
         match e {
-            JudgeError::UnknownRoute(name) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_judge",
-                format!("no judge named {name:?}: not a configured route, and not an ad-hoc route of configured providers (provider:model[,provider:model...]); GET /v1/providers lists the providers, and the configuration's [routes] table names the judges"),
-            )
-            .field("judge"),
-            JudgeError::Failed { code, message, attempts } => {
-                let mut err = ApiError::new(StatusCode::BAD_GATEWAY, code, message);
-                err.body.attempts = Some(attempts);
-                err
-            }
+            JudgeError::UnknownRoute(name) => ApiError::unknown_judge(&name, "judge"),
+            JudgeError::Failed {
+                code,
+                message,
+                attempts,
+            } => ApiError::ProvidersFailed {
+                code,
+                message,
+                attempts,
+            },
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let request_id = super::access::current_request_id();
+        tracing::error!(request_id = request_id.as_deref(), error = %e, "job store failure");
+        ApiError::StoreUnavailable("the job store failed; retry later".into())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
-    }
-}
-
-/// A JSON body read with clear errors: 400 for malformed JSON, 422 naming the field for a wrong
-/// type or a missing or unknown field, 413 for a body over the limit, 408 for a body that took
-/// too long to arrive, 415 for a body that says it is not JSON. A body without a content type
-/// is read as JSON (a raw client's); one a browser form or a cross-site `fetch` can send
-/// without asking first (`text/plain`, `application/x-www-form-urlencoded`,
-/// `multipart/form-data`), or any other non-JSON type, is refused, so that no web page can
-/// spend provider credit with a request its visitor's browser sends unasked.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        parse_json(&read_body(req).await?).map(JsonBody)
-    }
-}
-
-/// Reads a whole JSON request body: 415 when it is declared as something else, 413 over the
-/// limit, 408 too slow, 400 when it cannot be read. The body's size and time are bounded by the
-/// layers in front (see `api::layers`).
-pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
-    check_json_content_type(&req)?;
-    axum::body::to_bytes(req.into_body(), usize::MAX)
-        .await
-        .map_err(unreadable)
-}
-
-/// The answer to a body over `server.max_body_bytes`.
-pub fn body_too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        "the request body is over the limit (server.max_body_bytes); split the batch or use a job",
-    )
-    .field("body")
-}
-
-/// The answer to a body that could not be read: over the limit (413), too slow to arrive
-/// (408, tower-http's body timeouts), or cut off (400).
-pub fn unreadable(e: axum::Error) -> ApiError {
-    let inner = e.into_inner();
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*inner);
-    while let Some(c) = cause {
-        if c.is::<http_body_util::LengthLimitError>() {
-            return body_too_large();
-        }
-        if c.is::<tower_http::timeout::TimeoutError>() {
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the request body took longer than server.body_read_timeout_s to arrive; send it faster or in smaller pieces",
-            )
-            .field("body");
-        }
-        cause = c.source();
-    }
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "unreadable_body",
-        format!("the request body could not be read: {inner}"),
-    )
-    .field("body")
-}
-
-/// 415 unless the request's body is declared JSON (`application/json`, `application/*+json`,
-/// any parameters) or not declared at all.
-pub fn check_json_content_type(req: &Request) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get(axum::http::header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let essence = value
-        .to_str()
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let json = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
-    if json {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-        format!(
-            "the body is sent as {essence:?}; send it as JSON with Content-Type: application/json (with curl: -H 'content-type: application/json'; POST /v1/jobs also takes application/x-ndjson)"
-        ),
-    )
-    .field("content-type"))
-}
-
-/// Parses a JSON body into `T` with the errors described on [`JsonBody`].
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            "the request body is empty; send a JSON object",
-        )
-        .field("body"));
-    }
-    // Nearly every body is valid: read it plainly, and only trace the path to the field at fault
-    // when there is one (the same input fails the same way the second time).
-    if let Ok(v) = serde_json::from_slice(bytes) {
-        return Ok(v);
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
-    match result {
-        Ok(v) => de.end().map(|_| v).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("the body is not valid JSON: {e}"),
-            )
-            .field("body")
-        }),
-        Err(e) => {
-            use serde_json::error::Category;
-            // A body that is not JSON at all is a syntax error, whatever the first problem found.
-            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
-                    format!("the body is not valid JSON: {syntax}"),
-                )
-                .field("body"));
-            }
-            match e.inner().classify() {
-                Category::Syntax | Category::Eof | Category::Io => Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
-                    format!("the body is not valid JSON: {}", e.inner()),
-                )
-                .field("body")),
-                Category::Data
-                    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') =>
-                {
-                    Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_field",
-                        "the body must be a JSON object",
-                    )
-                    .field("body"))
-                }
-                Category::Data => Err(ApiError::invalid(path_error(e))),
-            }
-        }
-    }
-}
-
-/// Query parameters read with the error body: 422 naming the parameter, never a bare 400.
-pub struct QueryParams<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for QueryParams<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let de = serde_urlencoded_deserializer(query);
-        match serde_path_to_error::deserialize(de) {
-            Ok(v) => Ok(QueryParams(v)),
-            Err(e) => {
-                let field = e.path().to_string();
-                let field = if field == "." {
-                    "query".to_string()
-                } else {
-                    field
-                };
-                Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    format!("query parameter {field}: {}", e.inner()),
-                )
-                .field(field))
-            }
-        }
-    }
-}
-
-fn serde_urlencoded_deserializer(query: &str) -> serde_urlencoded::Deserializer<'_> {
-    serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()))
-}
-
-/// A path parameter read with the error body: a segment that is not valid UTF-8 after
-/// percent-decoding (`/v1/jobs/%FF`) or not of the right type is a 400 naming the parameter.
-pub struct PathParam<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S>
-    for PathParam<T>
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        use axum::extract::Path;
-        use axum::extract::path::ErrorKind;
-        use axum::extract::rejection::PathRejection;
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(v)) => Ok(PathParam(v)),
-            Err(rejection) => {
-                let key = match &rejection {
-                    PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
-                        ErrorKind::InvalidUtf8InPathParam { key }
-                        | ErrorKind::ParseErrorAtKey { key, .. } => Some(key.clone()),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let field = key.unwrap_or_else(|| "path".to_string());
-                Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_path",
-                    format!("path parameter {field}: {}", rejection.body_text()),
-                )
-                .field(field))
-            }
-        }
+        let status = self.status();
+        (status, Json(self.into_body())).into_response()
     }
 }

@@ -9,7 +9,8 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::api::AppState;
+use super::error::ErrorBody;
+use super::state::AppState;
 use llm_judge_pool::ProviderStatus;
 
 #[derive(Serialize, ToSchema)]
@@ -68,7 +69,7 @@ pub struct ProvidersResponse {
 
 /// Every provider: enabled, circuit state, in flight, limits, recent error rate; and the routes.
 #[utoipa::path(get, path = "/v1/providers", tag = "operations",
-    responses((status = 200, body = ProvidersResponse), (status = 401, body = super::error::ErrorBody)))]
+    responses((status = 200, body = ProvidersResponse), (status = 401, body = ErrorBody)))]
 pub async fn providers(State(app): State<AppState>) -> Json<ProvidersResponse> {
     let pool = app.judge.pool();
     let routes = pool

@@ -4,15 +4,18 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use super::budget::{self, ClientId};
-use super::error::{ApiError, ErrorBody, JsonBody};
-use crate::api::AppState;
+use super::budget;
+use super::error::{ApiError, ErrorBody};
+use super::error_docs::NewWorkErrors;
+use super::extract::JsonBody;
+use super::state::AppState;
 use llm_judge_judge::{
     BinaryItem, CompareItem, CompareJudgment, FieldError, JudgeError, Judgment, ScoreItem,
     ScoreJudgment,
 };
 use llm_judge_pool::Via;
 use llm_judge_pool::cost::Estimate;
+use llm_judge_work::budget::daily::ClientId;
 
 /// What the three endpoints share of an item.
 trait Item {
@@ -90,15 +93,8 @@ fn finish<T>(
 #[utoipa::path(post, path = "/v1/judge/binary", tag = "judge", request_body = BinaryItem,
     responses(
         (status = 200, description = "The verdict", body = Judgment),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong client token", body = ErrorBody),
-        (status = 403, description = "Sent from a web page whose origin is not in server.allowed_origins", body = ErrorBody),
-        (status = 408, description = "The body took longer than server.body_read_timeout_s", body = ErrorBody),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
+        NewWorkErrors,
         (status = 422, description = "A field is missing, empty or of the wrong type; unknown judge or placeholder; a daily budget in dollars and a model without a price", body = ErrorBody),
-        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
-        (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
         (status = 502, description = "No provider in the route produced an answer; every attempt is listed", body = ErrorBody),
     ))]
 pub async fn binary(
@@ -118,15 +114,8 @@ pub async fn binary(
 #[utoipa::path(post, path = "/v1/judge/score", tag = "judge", request_body = ScoreItem,
     responses(
         (status = 200, description = "The score", body = ScoreJudgment),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong client token", body = ErrorBody),
-        (status = 403, description = "Sent from a web page whose origin is not in server.allowed_origins", body = ErrorBody),
-        (status = 408, description = "The body took longer than server.body_read_timeout_s", body = ErrorBody),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
+        NewWorkErrors,
         (status = 422, description = "Invalid field", body = ErrorBody),
-        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
-        (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
         (status = 502, description = "No provider in the route produced an answer", body = ErrorBody),
     ))]
 pub async fn score(
@@ -146,15 +135,8 @@ pub async fn score(
 #[utoipa::path(post, path = "/v1/judge/compare", tag = "judge", request_body = CompareItem,
     responses(
         (status = 200, description = "The winner", body = CompareJudgment),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong client token", body = ErrorBody),
-        (status = 403, description = "Sent from a web page whose origin is not in server.allowed_origins", body = ErrorBody),
-        (status = 408, description = "The body took longer than server.body_read_timeout_s", body = ErrorBody),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "The body is declared as something other than JSON", body = ErrorBody),
+        NewWorkErrors,
         (status = 422, description = "Invalid field", body = ErrorBody),
-        (status = 429, description = "The client token's daily budget is spent (Retry-After: seconds to 00:00 UTC)", body = ErrorBody),
-        (status = 503, description = "Shutting down: new work is refused", body = ErrorBody),
         (status = 502, description = "No provider in the route produced an answer", body = ErrorBody),
     ))]
 pub async fn compare(

@@ -19,9 +19,10 @@ use tower_http::limit::RequestBodyLimit;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::timeout::{RequestBodyDeadline, RequestBodyTimeout};
 
-use super::budget::{ClientId, DailyBudgets, daily_refusal};
+use super::budget::daily_refusal;
 use super::error::ApiError;
 use crate::config::Secret;
+use llm_judge_work::budget::daily::{ClientId, DailyBudgets};
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -83,14 +84,9 @@ pub(crate) fn origin_check(
             return Ok(());
         }
         let shown = origin.to_str().unwrap_or("(not text)");
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
-            format!(
-                "requests from web pages at {shown:?} are refused; to let a page there call this service, add it to [server] allowed_origins (LLM_JUDGE__SERVER__ALLOWED_ORIGINS)"
-            ),
-        )
-        .field("origin")
+        Err(ApiError::OriginNotAllowed(format!(
+            "requests from web pages at {shown:?} are refused; to let a page there call this service, add it to [server] allowed_origins (LLM_JUDGE__SERVER__ALLOWED_ORIGINS)"
+        ))
         .into_response())
     }
 }
@@ -145,11 +141,7 @@ pub(crate) fn client_auth(
             return Ok(());
         }
         Err(refusal(
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send a client token as Authorization: Bearer <token>",
-            ),
+            ApiError::Unauthorized("send a client token as Authorization: Bearer <token>".into()),
             (header::WWW_AUTHENTICATE, "Bearer"),
         ))
     }
@@ -193,11 +185,7 @@ pub(crate) fn refuse_while_draining(
             return Ok(());
         }
         Err(refusal(
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down; retry on another instance",
-            ),
+            ApiError::ShuttingDown("the server is shutting down; retry on another instance".into()),
             (header::CONNECTION, "close"),
         ))
     }
@@ -250,24 +238,24 @@ pub(crate) struct BodyBounds<S> {
 }
 
 type Served = Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
-type NdjsonBody = tower_http::timeout::TimeoutBody<Body>;
-type JsonBody = tower_http::body::Limited<tower_http::timeout::DeadlineBody<Body>>;
+type BoundedNdjson = tower_http::timeout::TimeoutBody<Body>;
+type BoundedJson = tower_http::body::Limited<tower_http::timeout::DeadlineBody<Body>>;
 
 impl<S, R1, R2> tower::Service<Request> for BodyBounds<S>
 where
     S: tower::Service<
-            Request<NdjsonBody>,
+            Request<BoundedNdjson>,
             Response = http::Response<R1>,
             Error = std::convert::Infallible,
         > + tower::Service<
-            Request<JsonBody>,
+            Request<BoundedJson>,
             Response = http::Response<R2>,
             Error = std::convert::Infallible,
         > + Clone
         + Send
         + 'static,
-    <S as tower::Service<Request<NdjsonBody>>>::Future: Send + 'static,
-    <S as tower::Service<Request<JsonBody>>>::Future: Send + 'static,
+    <S as tower::Service<Request<BoundedNdjson>>>::Future: Send + 'static,
+    <S as tower::Service<Request<BoundedJson>>>::Future: Send + 'static,
     R1: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     R1::Error: Into<axum::BoxError>,
     R2: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -296,7 +284,7 @@ where
                     != Some(&HeaderValue::from_static("application/json"))
             {
                 // The limit's own answer to a declared length over it.
-                return Ok(super::error::body_too_large().into_response());
+                return Ok(super::extract::body_too_large().into_response());
             }
             Ok(resp.map(Body::new))
         })

@@ -6,6 +6,8 @@ pub mod budget;
 pub mod calibrate;
 pub mod compat;
 pub mod error;
+pub mod error_docs;
+pub mod extract;
 pub mod health;
 pub mod jobs;
 pub mod judge;
@@ -16,7 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -35,6 +37,8 @@ pub use state::AppState;
         description = "Grades model outputs with LLM judges, alone or in batches, across providers with rate limits, retries and fallback.",
         license(name = "Apache-2.0")
     ),
+    // The error bodies the shared error rows (`error_docs`) refer to.
+    components(schemas(error::ErrorBody, compat::errors::OpenAiErrorBody)),
     tags(
         (name = "judge", description = "Judging items"),
         (name = "jobs", description = "Persistent batch jobs"),
@@ -53,10 +57,10 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(batch::batch))
         .routes(routes!(calibrate::calibrate))
         .routes(routes!(calibrate::runs))
-        .routes(routes!(jobs::create, jobs::list))
-        .routes(routes!(jobs::get, jobs::cancel))
-        .routes(routes!(jobs::results))
-        .routes(routes!(jobs::events))
+        .routes(routes!(jobs::submit::create, jobs::follow::list))
+        .routes(routes!(jobs::follow::get, jobs::follow::cancel))
+        .routes(routes!(jobs::follow::results))
+        .routes(routes!(jobs::follow::events))
         .routes(routes!(compat::completions))
         .routes(routes!(compat::models))
         .routes(routes!(health::healthz))
@@ -161,12 +165,8 @@ pub fn router(state: AppState) -> Router {
         })
         // A bug must still answer with the error body, never drop the connection.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "the server hit a bug; the request was not completed",
-            )
-            .into_response()
+            ApiError::Internal("the server hit a bug; the request was not completed".into())
+                .into_response()
         }));
     routes()
         .0
@@ -186,24 +186,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such endpoint; GET /openapi.json lists them",
-    )
+    ApiError::NotFound("no such endpoint; GET /openapi.json lists them".into())
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint does not take that method; GET /openapi.json lists them",
+    ApiError::MethodNotAllowed(
+        "this endpoint does not take that method; GET /openapi.json lists them".into(),
     )
-}
-
-/// The id of the request being served, for log lines written while serving it.
-pub(crate) fn current_request_id() -> Option<Arc<str>> {
-    access::current_request_id()
 }
 
 #[cfg(test)]

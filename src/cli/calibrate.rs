@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::args::{EXIT_FAIL_UNDER, EXIT_FAILED, EXIT_USAGE, KindArg, parse_fraction};
 use super::input::{self, Format};
-use super::run::{EXIT_FAIL_UNDER, EXIT_FAILED, EXIT_USAGE, KindArg};
 use crate::config::Settings;
 use llm_judge_judge::JudgeKind;
 use llm_judge_work::calibrate::{self, InvalidItem, Plan, store::RunStore};
@@ -68,13 +68,6 @@ fn parse_kappa(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_fraction(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not an accuracy between 0 and 1")),
-    }
-}
-
 /// Runs the command.
 pub async fn run(args: CalibrateArgs) -> ExitCode {
     let kind: JudgeKind = args.kind.into();
@@ -128,10 +121,10 @@ pub async fn run(args: CalibrateArgs) -> ExitCode {
 type Unreadable = (usize, usize, String);
 
 /// The items of the input with their indices, and the lines that could not be read.
-type Lines = (Vec<(usize, Value)>, Vec<Unreadable>);
+type InputItems = (Vec<(usize, Value)>, Vec<Unreadable>);
 
 /// The lines of the input, as values, and the lines that could not be read.
-fn read_file(path: &Path) -> Result<Lines, String> {
+fn read_file(path: &Path) -> Result<InputItems, String> {
     let opened = input::open(path, Some(Format::Jsonl))
         .map_err(|e| format!("cannot read the input {}: {e}", path.display()))?;
     if input::format_from_name(path) == Format::Csv {
@@ -385,116 +378,8 @@ pub fn table(input: &str, report: &Value) -> String {
         );
     }
     for j in report["judges"].as_array().into_iter().flatten() {
-        let mut block = String::new();
-        let mut line = |label: &str, value: String| {
-            let _ = writeln!(block, "  {label:<11}{value}");
-        };
-        line(
-            "graded",
-            format!(
-                "{} of {}  (unscored {}, rate {}; errors {})",
-                j["graded"],
-                j["items"],
-                j["unscored"],
-                num(&j["unscored_rate"], 4),
-                j["errors"]
-            ),
-        );
-        line("accuracy", num(&j["accuracy"], 4));
-        if j.get("cohen_kappa").is_some() || j.get("confusion").is_some() {
-            line("kappa", format!("{}  (Cohen's)", num(&j["cohen_kappa"], 4)));
-        }
-        if j.get("base_rate").is_some() {
-            line(
-                "rates",
-                format!(
-                    "labelled correct {}, judged correct {}",
-                    num(&j["base_rate"], 3),
-                    num(&j["predicted_rate"], 3)
-                ),
-            );
-            line(
-                "precision",
-                format!(
-                    "{}  recall {}  f1 {}",
-                    num(&j["precision"], 4),
-                    num(&j["recall"], 4),
-                    num(&j["f1"], 4)
-                ),
-            );
-        }
-        if let Some(c) = j["confusion"].as_object() {
-            let labels: Vec<&str> = c["labels"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            line(
-                "confusion",
-                format!("label \\ judge  {}", labels.join("  ")),
-            );
-            for (l, r) in labels
-                .iter()
-                .zip(c["matrix"].as_array().into_iter().flatten())
-            {
-                let cells: Vec<String> = r
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .zip(&labels)
-                    .map(|(n, name)| format!("{:>w$}", n.to_string(), w = name.len()))
-                    .collect();
-                line("", format!("{l:<14} {}", cells.join("  ")));
-            }
-        }
-        for key in ["spearman", "pearson", "mean_abs_error", "within_one"] {
-            if j.get(key).is_some() {
-                line(key, num(&j[key], 4));
-            }
-        }
-        if let Some(b) = j["position_bias"].as_object() {
-            line(
-                "position",
-                format!(
-                    "flip rate {}, first position preferred {}",
-                    num(&b["flip_rate"], 3),
-                    num(&b["first_position_rate"], 3)
-                ),
-            );
-        }
-        if let Some(p) = j["panel"].as_object() {
-            line("fleiss", num(&p["fleiss_kappa"], 4));
-            for m in p["members"].as_array().into_iter().flatten() {
-                line(
-                    "member",
-                    format!(
-                        "{}: accuracy {}, kappa {}, absent {}",
-                        m["judge"].as_str().unwrap_or(""),
-                        num(&m["accuracy"], 4),
-                        num(&m["cohen_kappa"], 4),
-                        m["absent"]
-                    ),
-                );
-            }
-        }
-        if let Some(groups) = j["groups"].as_object() {
-            for (g, f) in groups {
-                line(
-                    "group",
-                    format!(
-                        "{g}: accuracy {} ({} of {} graded, {} unscored)",
-                        num(&f["accuracy"], 4),
-                        f["graded"],
-                        f["items"],
-                        f["unscored"]
-                    ),
-                );
-            }
-        }
-        if let Some(c) = j["cost_usd"].as_f64() {
-            line("cost", format!("${c:.4}"));
-        }
         let _ = writeln!(t, "judge {}:", j["judge"].as_str().unwrap_or("?"));
-        t.push_str(&block);
+        t.push_str(&judge_figures(j));
     }
     if report["stored"] == true {
         let _ = writeln!(
@@ -507,6 +392,141 @@ pub fn table(input: &str, report: &Value) -> String {
         let _ = writeln!(t, "  not stored: {e}");
     }
     t
+}
+
+/// The rows of one judge's figures, a label and a value each.
+#[derive(Default)]
+struct Rows(String);
+
+impl Rows {
+    fn line(&mut self, label: &str, value: String) {
+        let _ = writeln!(self.0, "  {label:<11}{value}");
+    }
+}
+
+/// One judge's figures: those its kind has, then its panel's, its groups' and its cost.
+fn judge_figures(j: &Value) -> String {
+    let mut rows = Rows::default();
+    rows.line(
+        "graded",
+        format!(
+            "{} of {}  (unscored {}, rate {}; errors {})",
+            j["graded"],
+            j["items"],
+            j["unscored"],
+            num(&j["unscored_rate"], 4),
+            j["errors"]
+        ),
+    );
+    rows.line("accuracy", num(&j["accuracy"], 4));
+    if j.get("cohen_kappa").is_some() || j.get("confusion").is_some() {
+        rows.line("kappa", format!("{}  (Cohen's)", num(&j["cohen_kappa"], 4)));
+    }
+    if j.get("base_rate").is_some() {
+        rates(&mut rows, j);
+    }
+    if let Some(c) = j["confusion"].as_object() {
+        confusion(&mut rows, c);
+    }
+    for key in ["spearman", "pearson", "mean_abs_error", "within_one"] {
+        if j.get(key).is_some() {
+            rows.line(key, num(&j[key], 4));
+        }
+    }
+    if let Some(b) = j["position_bias"].as_object() {
+        rows.line(
+            "position",
+            format!(
+                "flip rate {}, first position preferred {}",
+                num(&b["flip_rate"], 3),
+                num(&b["first_position_rate"], 3)
+            ),
+        );
+    }
+    if let Some(p) = j["panel"].as_object() {
+        panel(&mut rows, p);
+    }
+    if let Some(groups) = j["groups"].as_object() {
+        for (g, f) in groups {
+            rows.line(
+                "group",
+                format!(
+                    "{g}: accuracy {} ({} of {} graded, {} unscored)",
+                    num(&f["accuracy"], 4),
+                    f["graded"],
+                    f["items"],
+                    f["unscored"]
+                ),
+            );
+        }
+    }
+    if let Some(c) = j["cost_usd"].as_f64() {
+        rows.line("cost", format!("${c:.4}"));
+    }
+    rows.0
+}
+
+/// Binary labels: how often each side said correct, and precision, recall and F1.
+fn rates(rows: &mut Rows, j: &Value) {
+    rows.line(
+        "rates",
+        format!(
+            "labelled correct {}, judged correct {}",
+            num(&j["base_rate"], 3),
+            num(&j["predicted_rate"], 3)
+        ),
+    );
+    rows.line(
+        "precision",
+        format!(
+            "{}  recall {}  f1 {}",
+            num(&j["precision"], 4),
+            num(&j["recall"], 4),
+            num(&j["f1"], 4)
+        ),
+    );
+}
+
+/// The confusion matrix: labels down, the judge's verdicts across.
+fn confusion(rows: &mut Rows, c: &serde_json::Map<String, Value>) {
+    let labels: Vec<&str> = c["labels"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    rows.line(
+        "confusion",
+        format!("label \\ judge  {}", labels.join("  ")),
+    );
+    for (l, r) in labels
+        .iter()
+        .zip(c["matrix"].as_array().into_iter().flatten())
+    {
+        let cells: Vec<String> = r
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(&labels)
+            .map(|(n, name)| format!("{:>w$}", n.to_string(), w = name.len()))
+            .collect();
+        rows.line("", format!("{l:<14} {}", cells.join("  ")));
+    }
+}
+
+/// A panel's agreement (Fleiss' kappa) and each member's figures.
+fn panel(rows: &mut Rows, p: &serde_json::Map<String, Value>) {
+    rows.line("fleiss", num(&p["fleiss_kappa"], 4));
+    for m in p["members"].as_array().into_iter().flatten() {
+        rows.line(
+            "member",
+            format!(
+                "{}: accuracy {}, kappa {}, absent {}",
+                m["judge"].as_str().unwrap_or(""),
+                num(&m["accuracy"], 4),
+                num(&m["cohen_kappa"], 4),
+                m["absent"]
+            ),
+        );
+    }
 }
 
 /// The exit code: 3 when a gate is not met by some judge.

@@ -8,7 +8,7 @@ use std::io::{self, BufRead};
 
 use serde_json::{Map, Value};
 
-use super::input::Record;
+use super::record::Record;
 use llm_judge_judge::JudgeKind;
 
 /// The fields an item of `kind` may have, and those it must have.

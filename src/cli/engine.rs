@@ -14,9 +14,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
-use super::input::{self, Format, Record};
+use super::input::{self, Format};
 use super::output::{IndexSet, Sink};
 use super::progress::Progress;
+use super::record::Record;
 use super::remote::{MAX_CHUNK, Pending, Remote};
 use super::report::Tally;
 use llm_judge_judge::{Judge, JudgeKind};
@@ -78,6 +79,19 @@ enum Msg {
     },
 }
 
+/// Where the reading of the input stands.
+struct Reading {
+    /// Records read so far.
+    read: Arc<AtomicUsize>,
+    /// The pre-count, once done: the records, and those to judge in this run.
+    counted: Arc<OnceLock<(usize, usize)>>,
+    /// More may come from the reader.
+    open: bool,
+    /// The number of records, once the input was read to its end.
+    end: Option<usize>,
+}
+
+/// The judging loop of a run: who judges, what is in flight, and where the results go.
 pub struct Engine {
     backend: Backend,
     kind: JudgeKind,
@@ -162,35 +176,19 @@ impl Engine {
         done: Arc<IndexSet>,
         mut signals: watch::Receiver<Option<u8>>,
     ) -> Outcome {
-        let read = Arc::new(AtomicUsize::new(0));
-        let (tx, mut rx) = mpsc::channel((self.concurrency * 2).clamp(16, 4096));
-        {
-            let (done, read) = (done.clone(), read.clone());
-            std::thread::spawn(move || read_input(records, &done, &read, &tx));
-        }
-        let counted = Arc::new(OnceLock::new());
-        if let Some((path, format)) = self.precount.take() {
-            let (done, counted) = (done.clone(), counted.clone());
-            std::thread::spawn(move || {
-                if let Some(n) = input::count_records(&path, format) {
-                    let _ = counted.set((n, n - done.count_below(n)));
-                }
-            });
-        }
+        let (mut rx, mut reading) = self.start_reading(records, &done);
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut input_open = true;
-        let mut input_end: Option<usize> = None;
         let mut watching = true;
         let mut signal = None;
         let mut deadline: Option<Instant> = None;
         loop {
             let stopping = signal.is_some() || self.failure.is_some();
             let can_take = !stopping
-                && input_open
+                && reading.open
                 && self.in_flight < self.concurrency
                 && !(self.sequential_chunks() && self.in_flight > 0);
-            if self.tasks.is_empty() && (stopping || !input_open) {
+            if self.tasks.is_empty() && (stopping || !reading.open) {
                 break;
             }
             tokio::select! {
@@ -207,73 +205,127 @@ impl Engine {
                     }
                     Err(_) => watching = false,
                 },
-                msg = rx.recv(), if can_take => {
-                    // The reader thread always ends with `End`; a closed channel means it died.
-                    let Some(first) = msg else {
-                        input_open = false;
-                        self.fail("reading the input failed".to_string());
-                        continue;
-                    };
-                    let mut next = Some(first);
-                    while let Some(m) = next {
-                        if let Msg::End { items, error } = m {
-                            input_open = false;
-                            match error {
-                                None => {
-                                    input_end = Some(items);
-                                    let to_judge = items - done.count_below(items);
-                                    self.progress.set_total(to_judge as u64);
-                                }
-                                Some(e) => self.fail(format!("reading the input failed: {e}")),
-                            }
-                            break;
-                        }
-                        self.take(m);
-                        next = if self.in_flight + self.chunk.len() < self.concurrency {
-                            rx.try_recv().ok()
-                        } else {
-                            None
-                        };
-                    }
-                    // A provider-batch job waits for a full chunk (or the input's end): each
-                    // chunk is a provider batch of its own.
-                    if !input_open || !self.jobs() {
-                        self.send_chunk();
-                    }
-                },
+                msg = rx.recv(), if can_take => self.received(msg, &mut rx, &mut reading, &done),
                 joined = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     self.finished(joined);
                 },
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    let abandoned = self.in_flight;
-                    self.tasks.abort_all();
-                    while self.tasks.join_next().await.is_some() {}
-                    self.in_flight = 0;
-                    self.progress.println(&format!(
-                        "llm-judge run: grace period over: {abandoned} items in flight abandoned \
-                         (running again with the same --output judges them)"
-                    ));
+                    self.abandon_in_flight().await;
                     break;
                 },
-                _ = ticker.tick() => {
-                    if let Some(&(_, to_judge)) = counted.get() {
+                _ = ticker.tick() => self.tick(&reading),
+            }
+        }
+        self.end(&reading, signal)
+    }
+
+    /// Starts the reader thread (and, for a plain file, the thread counting its records for the
+    /// progress bar's total).
+    fn start_reading(
+        &mut self,
+        records: Box<dyn Iterator<Item = std::io::Result<Record>> + Send>,
+        done: &Arc<IndexSet>,
+    ) -> (mpsc::Receiver<Msg>, Reading) {
+        let read = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel((self.concurrency * 2).clamp(16, 4096));
+        {
+            let (done, read) = (done.clone(), read.clone());
+            std::thread::spawn(move || read_input(records, &done, &read, &tx));
+        }
+        let counted = Arc::new(OnceLock::new());
+        if let Some((path, format)) = self.precount.take() {
+            let (done, counted) = (done.clone(), counted.clone());
+            std::thread::spawn(move || {
+                if let Some(n) = input::count_records(&path, format) {
+                    let _ = counted.set((n, n - done.count_below(n)));
+                }
+            });
+        }
+        let reading = Reading {
+            read,
+            counted,
+            open: true,
+            end: None,
+        };
+        (rx, reading)
+    }
+
+    /// Takes what the reader sent: items as long as there is room for them, an unreadable
+    /// record, or the end of the input.
+    fn received(
+        &mut self,
+        msg: Option<Msg>,
+        rx: &mut mpsc::Receiver<Msg>,
+        reading: &mut Reading,
+        done: &IndexSet,
+    ) {
+        // The reader thread always ends with `End`; a closed channel means it died.
+        let Some(first) = msg else {
+            reading.open = false;
+            self.fail("reading the input failed".to_string());
+            return;
+        };
+        let mut next = Some(first);
+        while let Some(m) = next {
+            if let Msg::End { items, error } = m {
+                reading.open = false;
+                match error {
+                    None => {
+                        reading.end = Some(items);
+                        let to_judge = items - done.count_below(items);
                         self.progress.set_total(to_judge as u64);
                     }
-                    if let Err(e) = self.sink.flush() {
-                        self.fail(format!("cannot write the output: {e}"));
-                    }
-                    self.progress.tick();
-                },
+                    Some(e) => self.fail(format!("reading the input failed: {e}")),
+                }
+                break;
             }
+            self.take(m);
+            next = if self.in_flight + self.chunk.len() < self.concurrency {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        // A provider-batch job waits for a full chunk (or the input's end): each chunk is a
+        // provider batch of its own.
+        if !reading.open || !self.jobs() {
+            self.send_chunk();
+        }
+    }
+
+    /// The grace period is over: the items still in flight are abandoned.
+    async fn abandon_in_flight(&mut self) {
+        let abandoned = self.in_flight;
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        self.in_flight = 0;
+        self.progress.println(&format!(
+            "llm-judge run: grace period over: {abandoned} items in flight abandoned \
+             (running again with the same --output judges them)"
+        ));
+    }
+
+    /// Every quarter second: the total once counted, the output flushed, the progress shown.
+    fn tick(&mut self, reading: &Reading) {
+        if let Some(&(_, to_judge)) = reading.counted.get() {
+            self.progress.set_total(to_judge as u64);
         }
         if let Err(e) = self.sink.flush() {
             self.fail(format!("cannot write the output: {e}"));
         }
+        self.progress.tick();
+    }
+
+    /// The output flushed and the progress closed: what the loop ends with.
+    fn end(mut self, reading: &Reading, signal: Option<u8>) -> Outcome {
+        if let Err(e) = self.sink.flush() {
+            self.fail(format!("cannot write the output: {e}"));
+        }
         self.progress.finish();
-        let (total, total_exact) = match (input_end, counted.get()) {
+        let (total, total_exact) = match (reading.end, reading.counted.get()) {
             (Some(n), _) => (n, true),
             (None, Some(&(n, _))) => (n, true),
-            (None, None) => (read.load(Ordering::Relaxed), false),
+            (None, None) => (reading.read.load(Ordering::Relaxed), false),
         };
         Outcome {
             tally: self.tally,

@@ -14,10 +14,8 @@ use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
 use super::csv_rows::CsvRows;
+use super::record::Record;
 use llm_judge_judge::JudgeKind;
-
-/// One record: its 1-based line number and its item object, or why it could not be read.
-pub type Record = (usize, Result<Value, String>);
 
 /// The layout of the records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,8 @@
 //! resumable, with progress and a summary; `calibrate` measures judges against a file of labelled
 //! items; `openapi` prints the service's document.
 //!
+//! - [`serve`]: the `serve` command (the service, its logs, its shutdown on a signal).
+//! - [`record`]: one record of an input file, as the readers yield it.
 //! - [`input`] and [`csv_rows`]: streaming readers yielding `(line number, item or why it is
 //!   unreadable)`.
 //! - [`output`]: the results file: resume and writing.
@@ -11,24 +13,27 @@
 //! - [`progress`] and [`report`]: what a person sees on standard error.
 //! - [`run`]: the arguments, the checks before anything runs, and the exit code.
 //! - [`calibrate`]: the `calibrate` command (judges against labelled items, with a gate).
+//! - [`args`]: what `run` and `calibrate` share on the command line, and their exit codes.
+//! - [`runtime`]: the tokio runtime every command runs on.
 
+pub mod args;
 pub mod calibrate;
 pub mod csv_rows;
 pub mod engine;
 pub mod input;
 pub mod output;
 pub mod progress;
+pub mod record;
 pub mod remote;
 pub mod report;
 pub mod run;
+pub mod runtime;
+pub mod serve;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::future::Future;
+use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-
-use crate::app::Application;
-use crate::config::Settings;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -44,25 +49,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP service.
-    Serve {
-        /// Address to listen on (default: server.listen from the configuration, 127.0.0.1:8080).
-        #[arg(long, env = "LLM_JUDGE_LISTEN")]
-        listen: Option<SocketAddr>,
-        /// TOML configuration file (see llm-judge.example.toml).
-        #[arg(long, env = "LLM_JUDGE_CONFIG")]
-        config: Option<PathBuf>,
-        /// Directory for persistent jobs (default: jobs.data_dir, ./llm-judge-data).
-        #[arg(long, env = "LLM_JUDGE_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// Log format; the level comes from RUST_LOG (default info).
-        #[arg(
-            long,
-            value_enum,
-            default_value = "pretty",
-            env = "LLM_JUDGE_LOG_FORMAT"
-        )]
-        log_format: LogFormat,
-    },
+    Serve(serve::ServeArgs),
     /// Grade every item of a file (JSON Lines, gzip or CSV) and write one result line per item.
     Run(run::RunArgs),
     /// Measure judges against labelled items (accuracy, Cohen's kappa, correlations, bias) and
@@ -72,70 +59,8 @@ enum Command {
     Openapi,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Json,
-    Pretty,
-}
-
-/// Logs go to stderr through tracing-appender's non-blocking writer: a request's line is handed
-/// to a thread of its own that writes it out, so a request never waits for stderr (a pipe or a
-/// file). Lines are never dropped: when the writer falls behind by its queue, logging waits. The
-/// returned guard writes what is left when it is dropped, at exit.
-fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("llm-judge-log")
-        .finish(std::io::stderr());
-    // Colours only for a person at a terminal: log files and collectors get plain text.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(writer);
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
-        LogFormat::Pretty => builder.compact().init(),
-    }
-    guard
-}
-
-/// `run` logs warnings only (level from RUST_LOG), printed around its progress bar.
-fn init_run_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| progress::LogWriter)
-        .compact()
-        .init();
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutdown signal received: finishing in-flight requests");
-}
-
 /// Parses the command line and runs the command; the exit code is the command's.
-pub fn main() -> std::process::ExitCode {
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Openapi => {
@@ -144,100 +69,23 @@ pub fn main() -> std::process::ExitCode {
                 "{}",
                 serde_json::to_string_pretty(&doc).expect("serialisable")
             );
-            std::process::ExitCode::SUCCESS
+            ExitCode::SUCCESS
         }
-        Command::Run(args) => {
-            init_run_tracing();
-            match runtime(0) {
-                Ok(rt) => rt.block_on(run::run(args)),
-                Err(e) => {
-                    eprintln!("llm-judge: cannot start the runtime: {e}");
-                    std::process::ExitCode::from(2)
-                }
-            }
-        }
-        Command::Calibrate(args) => {
-            init_run_tracing();
-            match runtime(0) {
-                Ok(rt) => rt.block_on(calibrate::run(args)),
-                Err(e) => {
-                    eprintln!("llm-judge: cannot start the runtime: {e}");
-                    std::process::ExitCode::from(2)
-                }
-            }
-        }
-        Command::Serve {
-            listen,
-            config,
-            data_dir,
-            log_format,
-        } => {
-            let _flush_logs_at_exit = init_tracing(log_format);
-            let result = Settings::load(config.as_deref())
-                .map_err(anyhow::Error::from)
-                .and_then(|settings| {
-                    let rt = runtime(settings.server.threads)?;
-                    let served = rt.block_on(serve(settings, listen, data_dir));
-                    // Jobs' blocking work (the store) gets a moment to end; then the process exits.
-                    rt.shutdown_timeout(std::time::Duration::from_secs(1));
-                    served
-                });
-            match result {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("llm-judge: {e:#}");
-                    std::process::ExitCode::from(2)
-                }
-            }
-        }
+        Command::Run(args) => grade(run::run(args)),
+        Command::Calibrate(args) => grade(calibrate::run(args)),
+        Command::Serve(args) => serve::main(args),
     }
 }
 
-/// The one multi-threaded runtime everything runs on: `threads` workers (0: one per CPU).
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(crate::app::worker_threads(threads))
-        .enable_all()
-        .build()
-}
-
-async fn serve(
-    mut settings: Settings,
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    if let Some(dir) = data_dir {
-        settings.jobs.data_dir = dir.display().to_string();
+/// Runs a command that grades a file (`run`, `calibrate`) on the runtime, with its warnings
+/// logged around its progress.
+fn grade(command: impl Future<Output = ExitCode>) -> ExitCode {
+    progress::init_run_tracing();
+    match runtime::runtime(0) {
+        Ok(rt) => rt.block_on(command),
+        Err(e) => {
+            eprintln!("llm-judge: cannot start the runtime: {e}");
+            ExitCode::from(2)
+        }
     }
-    let listen = listen.unwrap_or(settings.listen);
-    if settings.rules_only {
-        tracing::info!(
-            "no provider API key found: judging with the built-in deterministic `rules` judge. \
-             To judge with a model, set OPENAI_API_KEY (or ANTHROPIC_API_KEY, GEMINI_API_KEY, ...), \
-             or point a provider at a local OpenAI-compatible server with \
-             LLM_JUDGE__PROVIDERS__OPENAI__BASE_URL=http://127.0.0.1:11434/v1"
-        );
-    }
-    if !listen.ip().is_loopback() && settings.auth.tokens.is_empty() {
-        tracing::warn!(%listen, "listening on a non-loopback address with no client tokens: anyone who can reach it can spend the provider keys; set [auth] tokens");
-    }
-    let routes: Vec<String> = settings
-        .routes
-        .iter()
-        .map(|(n, s)| {
-            format!(
-                "{n}=[{}]",
-                s.iter()
-                    .map(|s| format!("{}:{}", s.provider, s.model))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
-        .collect();
-    let app = Application::bind(settings, listen).await?;
-    tracing::info!(addr = %app.local_addr(), routes = %routes.join(" "), "llm-judge listening");
-    app.run_until(shutdown_signal()).await?;
-    tracing::info!("stopped");
-    Ok(())
 }

@@ -168,3 +168,14 @@ impl Write for LogWriter {
         std::io::stderr().flush()
     }
 }
+
+/// `run` logs warnings only (level from RUST_LOG), printed around its progress bar.
+pub fn init_run_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| LogWriter)
+        .compact()
+        .init();
+}

@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use llm_judge_chat::Usage;
 use llm_judge_judge::JudgeKind;
-use llm_judge_work::batch::Summary;
+use llm_judge_work::batch::{BudgetReport, Summary};
 
 /// Running totals, fed with every result entry as it is kept or written.
 pub struct Tally {
@@ -176,18 +177,7 @@ impl RunSummary {
         if let Some(w) = &s.wins {
             row("wins", format!("a {}, b {}, tie {}", w.a, w.b, w.tie));
         }
-        let mut tokens = format!(
-            "{} prompt, {} completion",
-            s.usage.prompt_tokens, s.usage.completion_tokens
-        );
-        if s.usage.cached_prompt_tokens + s.usage.cache_write_tokens > 0 {
-            let _ = write!(
-                tokens,
-                "  (prompt: {} read from the provider's cache, {} written to it)",
-                s.usage.cached_prompt_tokens, s.usage.cache_write_tokens
-            );
-        }
-        row("tokens", tokens);
+        row("tokens", tokens_row(&s.usage));
         row(
             "cost",
             match s.cost_usd {
@@ -199,29 +189,7 @@ impl RunSummary {
             row("cached", s.cached.to_string());
         }
         if let Some(b) = &s.budget {
-            let mut limits = Vec::new();
-            if let Some(c) = b.max_cost_usd {
-                limits.push(format!("${c}"));
-            }
-            if let Some(t) = b.max_tokens {
-                limits.push(format!("{t} tokens"));
-            }
-            let spent = match b.spent_cost_usd {
-                Some(c) => format!("${c:.4} and {} tokens", b.spent_tokens),
-                None => format!("{} tokens", b.spent_tokens),
-            };
-            row(
-                "budget",
-                if b.exhausted {
-                    format!(
-                        "{}: {spent} spent; exhausted, {} items not sent",
-                        limits.join(", "),
-                        b.not_sent
-                    )
-                } else {
-                    format!("{}: {spent} spent", limits.join(", "))
-                },
-            );
+            row("budget", budget_row(b));
         }
         row("duration", format!("{:.2}s", s.duration_ms / 1000.0));
         row("items/s", format!("{:.1}", s.items_per_second));
@@ -229,6 +197,46 @@ impl RunSummary {
             row("stopped", why.clone());
         }
         format!("summary:\n{t}")
+    }
+}
+
+/// The tokens row: prompt and completion, and the provider's prompt cache when it was used.
+fn tokens_row(usage: &Usage) -> String {
+    let mut tokens = format!(
+        "{} prompt, {} completion",
+        usage.prompt_tokens, usage.completion_tokens
+    );
+    if usage.cached_prompt_tokens + usage.cache_write_tokens > 0 {
+        let _ = write!(
+            tokens,
+            "  (prompt: {} read from the provider's cache, {} written to it)",
+            usage.cached_prompt_tokens, usage.cache_write_tokens
+        );
+    }
+    tokens
+}
+
+/// The budget row: its limits, what was spent, and whether it ran out.
+fn budget_row(b: &BudgetReport) -> String {
+    let mut limits = Vec::new();
+    if let Some(c) = b.max_cost_usd {
+        limits.push(format!("${c}"));
+    }
+    if let Some(t) = b.max_tokens {
+        limits.push(format!("{t} tokens"));
+    }
+    let spent = match b.spent_cost_usd {
+        Some(c) => format!("${c:.4} and {} tokens", b.spent_tokens),
+        None => format!("{} tokens", b.spent_tokens),
+    };
+    if b.exhausted {
+        format!(
+            "{}: {spent} spent; exhausted, {} items not sent",
+            limits.join(", "),
+            b.not_sent
+        )
+    } else {
+        format!("{}: {spent} spent", limits.join(", "))
     }
 }
 

@@ -9,22 +9,16 @@ use std::time::Instant;
 use clap::ValueEnum;
 use tokio::sync::watch;
 
+use super::args::{EXIT_FAIL_UNDER, EXIT_FAILED, EXIT_USAGE, KindArg, parse_fraction};
 use super::engine::{Backend, Engine, Outcome};
 use super::input::{self, Format};
 use super::output::{self, IndexSet, Sink};
+use super::record::Record;
 use super::remote::Remote;
 use super::report::Tally;
 use crate::config::Settings;
 use llm_judge_judge::JudgeKind;
 use llm_judge_work::batch::{Budget, Limits};
-
-/// Exit code when the accuracy is under `--fail-under`, or nothing was graded correct or
-/// incorrect.
-pub const EXIT_FAIL_UNDER: u8 = 3;
-/// Exit code for bad arguments, an unreadable input or configuration, or an unknown judge.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code when the run stopped on an error (the server gave up, the output cannot be written).
-pub const EXIT_FAILED: u8 = 1;
 
 /// Grade every item of a file (JSON Lines, gzip JSON Lines or CSV) and write one result line per
 /// item.
@@ -99,33 +93,9 @@ fn parse_usd(s: &str) -> Result<f64, String> {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum KindArg {
-    Binary,
-    Score,
-    Compare,
-}
-
-impl From<KindArg> for JudgeKind {
-    fn from(k: KindArg) -> Self {
-        match k {
-            KindArg::Binary => JudgeKind::Binary,
-            KindArg::Score => JudgeKind::Score,
-            KindArg::Compare => JudgeKind::Compare,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum FormatArg {
     Jsonl,
     Csv,
-}
-
-fn parse_fraction(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not an accuracy between 0 and 1")),
-    }
 }
 
 /// Runs the command; every problem found before judging starts is exit code 2.
@@ -150,15 +120,68 @@ pub async fn run(args: RunArgs) -> ExitCode {
 
 struct Prepared {
     engine: Engine,
-    records: Box<dyn Iterator<Item = std::io::Result<input::Record>> + Send>,
+    records: Box<dyn Iterator<Item = std::io::Result<Record>> + Send>,
     done: Arc<IndexSet>,
 }
 
+/// Everything checked and opened before judging starts.
 async fn prepare(args: &RunArgs) -> Result<Prepared, String> {
     let kind: JudgeKind = args.kind.into();
     if !(args.grace.is_finite() && args.grace >= 0.0) {
         return Err("--grace must be a number of seconds, 0 or more".into());
     }
+    let input = open_input(args, kind)?;
+    let backend = backend(args, kind).await?;
+    // A provider-batch run hands the service a job of many items at a time.
+    let concurrency = if args.provider_batch {
+        super::remote::JOB_CHUNK
+    } else {
+        usize::from(args.concurrency)
+    };
+    let budget = run_budget(args, &backend)?;
+    let mut tally = Tally::new(kind);
+    let (done, note) = resume(args, &mut tally)?;
+    let sink = Sink::open(args.output.as_deref(), args.overwrite).map_err(|e| {
+        let out = args.output.as_deref().unwrap_or(Path::new("-"));
+        format!("cannot write the output {}: {e}", out.display())
+    })?;
+    announce(args, &input, kind, &backend);
+    if let Some(n) = note {
+        eprintln!("llm-judge run: {n}");
+    }
+    let precount = if input.gzip {
+        None
+    } else {
+        Some((args.input.clone(), input.format))
+    };
+    let engine = Engine::new(
+        backend,
+        kind,
+        concurrency,
+        std::time::Duration::from_secs_f64(args.grace),
+        sink,
+        tally,
+        precount,
+    )
+    .with_budget(budget);
+    Ok(Prepared {
+        engine,
+        records: input.records,
+        done: Arc::new(done),
+    })
+}
+
+/// The opened input: how it is named to a person, its layout, whether it is gzip, its records.
+struct Input {
+    shown: String,
+    format: Format,
+    gzip: bool,
+    records: Box<dyn Iterator<Item = std::io::Result<Record>> + Send>,
+}
+
+/// Opens the input (a CSV header is checked against the kind), and makes sure the output is
+/// another file.
+fn open_input(args: &RunArgs, kind: JudgeKind) -> Result<Input, String> {
     let format = args.format.map(|f| match f {
         FormatArg::Jsonl => Format::Jsonl,
         FormatArg::Csv => Format::Csv,
@@ -177,8 +200,18 @@ async fn prepare(args: &RunArgs) -> Result<Prepared, String> {
     {
         return Err("--output is the input file; choose another file for the results".into());
     }
+    Ok(Input {
+        shown,
+        format,
+        gzip,
+        records,
+    })
+}
 
-    let backend = match (&args.server, args.provider_batch) {
+/// Who judges: a server (`--server`), this process, or with `--provider-batch` a service's
+/// jobs (the given server's, else one started in this process).
+async fn backend(args: &RunArgs, kind: JudgeKind) -> Result<Backend, String> {
+    Ok(match (&args.server, args.provider_batch) {
         (Some(url), false) => {
             let remote = Remote::connect(url, args.token.clone(), kind, args.judge.clone()).await?;
             Backend::Remote(Arc::new(remote))
@@ -194,18 +227,17 @@ async fn prepare(args: &RunArgs) -> Result<Prepared, String> {
                 .with_provider_batch(usize::from(args.concurrency));
             Backend::Remote(Arc::new(remote))
         }
-    };
-    // A provider-batch run hands the service a job of many items at a time.
-    let concurrency = if args.provider_batch {
-        crate::cli::remote::JOB_CHUNK
-    } else {
-        usize::from(args.concurrency)
-    };
+    })
+}
+
+/// The run's budget (`--max-cost-usd`, `--max-tokens`), if it has one. A budget in dollars
+/// judged in this process needs a price for every model the judge may call.
+fn run_budget(args: &RunArgs, backend: &Backend) -> Result<Option<Arc<Budget>>, String> {
     let limits = Limits {
         max_cost_usd: args.max_cost_usd,
         max_tokens: args.max_tokens,
     };
-    if let (Backend::Local { judge, route, .. }, Some(_)) = (&backend, limits.max_cost_usd) {
+    if let (Backend::Local { judge, route, .. }, Some(_)) = (backend, limits.max_cost_usd) {
         let unpriced: Vec<String> = judge
             .pool()
             .unpriced_steps(route)
@@ -220,38 +252,42 @@ async fn prepare(args: &RunArgs) -> Result<Prepared, String> {
             ));
         }
     }
-    let budget = (!limits.is_empty()).then(|| Budget::new(limits, "the run's budget"));
+    Ok((!limits.is_empty()).then(|| Budget::new(limits, "the run's budget")))
+}
 
-    let mut tally = Tally::new(kind);
-    let mut done = IndexSet::default();
+/// The items an existing `--output` already holds (counted in `tally`), unless it is to be
+/// overwritten; and what to tell a person about them.
+fn resume(args: &RunArgs, tally: &mut Tally) -> Result<(IndexSet, Option<String>), String> {
+    let (Some(out), false) = (&args.output, args.overwrite) else {
+        return Ok((IndexSet::default(), None));
+    };
+    let prior = output::resume(out, |entry| tally.add(entry, true))?;
     let mut note = None;
-    if let (Some(out), false) = (&args.output, args.overwrite) {
-        let prior = output::resume(out, |entry| tally.add(entry, true))?;
-        if !prior.done.is_empty() || prior.errors_dropped > 0 {
-            note = Some(format!(
-                "resuming {}: {} items already done are skipped{}",
-                out.display(),
-                prior.done.len(),
-                match prior.errors_dropped {
-                    0 => String::new(),
-                    n => format!(", {n} error entries are judged again"),
-                }
-            ));
-        }
-        done = prior.done;
+    if !prior.done.is_empty() || prior.errors_dropped > 0 {
+        note = Some(format!(
+            "resuming {}: {} items already done are skipped{}",
+            out.display(),
+            prior.done.len(),
+            match prior.errors_dropped {
+                0 => String::new(),
+                n => format!(", {n} error entries are judged again"),
+            }
+        ));
     }
-    let sink = Sink::open(args.output.as_deref(), args.overwrite).map_err(|e| {
-        let out = args.output.as_deref().unwrap_or(Path::new("-"));
-        format!("cannot write the output {}: {e}", out.display())
-    })?;
+    Ok((prior.done, note))
+}
 
+/// Tells a person what is about to run: the input, the judge, how many at a time, where the
+/// results go; and that the rules judge judges when no provider has a key.
+fn announce(args: &RunArgs, input: &Input, kind: JudgeKind, backend: &Backend) {
     eprintln!(
-        "llm-judge run: {shown} ({}{}, {}) with judge {}, {} at a time, results to {}",
-        match format {
+        "llm-judge run: {} ({}{}, {}) with judge {}, {} at a time, results to {}",
+        input.shown,
+        match input.format {
             Format::Jsonl => "JSON Lines",
             Format::Csv => "CSV",
         },
-        if gzip { ", gzip" } else { "" },
+        if input.gzip { ", gzip" } else { "" },
         kind.as_str(),
         backend.describe(),
         args.concurrency,
@@ -270,30 +306,6 @@ async fn prepare(args: &RunArgs) -> Result<Prepared, String> {
              LLM_JUDGE__PROVIDERS__OPENAI__BASE_URL"
         );
     }
-    if let Some(n) = note {
-        eprintln!("llm-judge run: {n}");
-    }
-    let done = Arc::new(done);
-    let precount = if gzip {
-        None
-    } else {
-        Some((args.input.clone(), format))
-    };
-    let engine = Engine::new(
-        backend,
-        kind,
-        concurrency,
-        std::time::Duration::from_secs_f64(args.grace),
-        sink,
-        tally,
-        precount,
-    )
-    .with_budget(budget);
-    Ok(Prepared {
-        engine,
-        records,
-        done,
-    })
 }
 
 /// `--provider-batch` without `--server`: the service in this process, on a loopback port,

@@ -20,18 +20,19 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Serialize;
-use utoipa::ToSchema;
 
-use super::budget::{self, ClientId};
-use super::error::{ApiError, JsonBody};
-use crate::api::AppState;
+use super::budget;
+use super::error::ApiError;
+use super::error_docs::{BodyErrors, GateErrors};
+use super::extract::JsonBody;
+use crate::api::state::AppState;
 use errors::OpenAiErrorBody;
 use llm_judge_judge::JudgeError;
+use llm_judge_work::budget::daily::ClientId;
 use request::ChatCompletionRequest;
 use response::{
-    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs, Meta,
-    StreamHead, finish_reason, logprobs_out,
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChoiceLogprobs, Meta, Model,
+    ModelList, ModelMeta, StreamHead, finish_reason, logprobs_out,
 };
 
 const X_PROVIDER: HeaderName = HeaderName::from_static("x-llm-judge-provider");
@@ -53,16 +54,12 @@ const DEFAULT_MAX_TOKENS: u32 = 512;
                 ("x-llm-judge-fallback" = String, description = "`true` when a later step of the route answered"),
                 ("x-llm-judge-cached" = String, description = "`true` when the verdict cache answered"),
             )),
+        GateErrors<OpenAiErrorBody>,
+        BodyErrors<OpenAiErrorBody>,
         (status = 400, description = "Malformed JSON, a missing or invalid field, a parameter the service does not take, or a request every provider refused as malformed", body = OpenAiErrorBody),
-        (status = 401, description = "Missing or wrong client token", body = OpenAiErrorBody),
-        (status = 403, description = "Sent from a web page whose origin is not in server.allowed_origins", body = OpenAiErrorBody),
         (status = 404, description = "`model` names no route and no ad-hoc route of configured providers", body = OpenAiErrorBody),
-        (status = 408, description = "The body took longer than server.body_read_timeout_s", body = OpenAiErrorBody),
-        (status = 413, description = "Body over the limit", body = OpenAiErrorBody),
-        (status = 415, description = "The body is declared as something other than JSON", body = OpenAiErrorBody),
         (status = 429, description = "Every step of the route was rate-limited, or the client token's daily budget is spent (Retry-After: seconds to 00:00 UTC; x-should-retry: false)", body = OpenAiErrorBody),
         (status = 502, description = "No provider in the route produced an answer; every attempt is listed under x_llm_judge (answered with x-should-retry: false: the route was already retried)", body = OpenAiErrorBody),
-        (status = 503, description = "Shutting down: new work is refused", body = OpenAiErrorBody),
     ))]
 pub async fn completions(
     State(app): State<AppState>,
@@ -76,12 +73,9 @@ pub async fn completions(
         .resolve_route(Some(&route))
         .map_err(|e| failed(&route, e))?;
     if judge.pool().route_is_rules(&route) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "not_a_chat_model",
-            format!("model {route:?} is the deterministic rules judge, which grades judge items (POST /v1/judge/*) and writes no free-form answers; name a route with a model (GET /v1/models lists them)"),
-        )
-        .field("model")
+        return Err(ApiError::NotAChatModel(format!(
+            "model {route:?} is the deterministic rules judge, which grades judge items (POST /v1/judge/*) and writes no free-form answers; name a route with a model (GET /v1/models lists them)"
+        ))
         .into_response());
     }
     // Under the client token's daily budget, the most the answer may cost is held first.
@@ -246,70 +240,45 @@ fn no_cache(headers: &HeaderMap) -> bool {
 
 /// The answer when no answer could be had.
 fn failed(route: &str, e: JudgeError) -> Response {
-    match e {
-        JudgeError::UnknownRoute(name) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "model_not_found",
-            format!("the model {name:?} does not exist here: it is neither a route of this service (GET /v1/models lists them) nor an ad-hoc route of configured providers (provider:model[,provider:model...]; GET /v1/providers lists the providers)"),
-        )
-        .field("model")
-        .into_response(),
+    let (code, message, attempts) = match e {
+        JudgeError::UnknownRoute(name) => {
+            return ApiError::ModelNotFound(format!(
+                "the model {name:?} does not exist here: it is neither a route of this service (GET /v1/models lists them) nor an ad-hoc route of configured providers (provider:model[,provider:model...]; GET /v1/providers lists the providers)"
+            ))
+            .into_response();
+        }
         JudgeError::Failed {
             code,
             message,
             attempts,
-        } => {
-            let rate_limited = !attempts.is_empty()
-                && attempts.iter().all(|a| {
-                    a.status == Some(429)
-                        || a.error.as_deref().is_some_and(|e| e.contains("rate-limit permit"))
-                });
-            let (status, code) = if code == "provider_rejected_request" {
-                (StatusCode::BAD_REQUEST, code)
-            } else if rate_limited {
-                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
-            } else {
-                (StatusCode::BAD_GATEWAY, code)
-            };
-            tracing::debug!(route, code, "chat completion failed");
-            let mut err = ApiError::new(status, code, message);
-            err.body.attempts = Some(attempts);
-            let mut resp = err.into_response();
-            if status == StatusCode::BAD_GATEWAY {
-                resp.headers_mut()
-                    .insert("x-should-retry", HeaderValue::from_static("false"));
-            }
-            resp
+        } => (code, message, attempts),
+    };
+    let rate_limited = !attempts.is_empty()
+        && attempts.iter().all(|a| {
+            a.status == Some(429)
+                || a.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("rate-limit permit"))
+        });
+    let err = if code == "provider_rejected_request" {
+        ApiError::ProviderRejected { message, attempts }
+    } else if rate_limited {
+        ApiError::RateLimited { message, attempts }
+    } else {
+        ApiError::ProvidersFailed {
+            code,
+            message,
+            attempts,
         }
+    };
+    let (status, code) = err.status_and_code();
+    tracing::debug!(route, code, "chat completion failed");
+    let mut resp = err.into_response();
+    if status == StatusCode::BAD_GATEWAY {
+        resp.headers_mut()
+            .insert("x-should-retry", HeaderValue::from_static("false"));
     }
-}
-
-/// The routes, as OpenAI's model list.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelList {
-    /// `list`.
-    pub object: &'static str,
-    pub data: Vec<Model>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Model {
-    /// The route's name: what `model` takes.
-    pub id: String,
-    /// `model`.
-    pub object: &'static str,
-    pub created: u64,
-    /// `llm-judge`.
-    pub owned_by: &'static str,
-    pub x_llm_judge: ModelMeta,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelMeta {
-    /// The route's steps as `provider:model`, tried in order.
-    pub steps: Vec<String>,
-    /// Whether this is the service's default route.
-    pub default: bool,
+    resp
 }
 
 /// The configured routes that can answer chat completions (every route but those of the rules
@@ -317,9 +286,7 @@ pub struct ModelMeta {
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
     responses(
         (status = 200, description = "The routes", body = ModelList),
-        (status = 401, description = "Missing or wrong client token", body = OpenAiErrorBody),
-        (status = 403, description = "Sent from a web page whose origin is not in server.allowed_origins", body = OpenAiErrorBody),
-        (status = 503, description = "Shutting down: new work is refused", body = OpenAiErrorBody),
+        GateErrors<OpenAiErrorBody>,
     ))]
 pub async fn models(State(app): State<AppState>) -> Json<ModelList> {
     let pool = app.judge.pool();

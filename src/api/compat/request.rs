@@ -13,7 +13,6 @@
 //! * Fields that only label a request (`user`, `metadata`, `store`, `service_tier`, ...) are
 //!   accepted and not passed on; a field this service does not know is refused, as OpenAI does.
 
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -193,17 +192,20 @@ pub struct Wanted {
     pub logprobs: bool,
 }
 
-/// A request the service cannot take: 400, naming the field.
-fn bad(field: impl Into<String>, code: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, code, message).field(field)
+/// A field whose value the service cannot take: 400, naming the field.
+fn invalid_value(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidValue {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
+/// A parameter the service does not pass on: 400, naming it.
 fn unsupported(field: &str, what: &str) -> ApiError {
-    bad(
-        field,
-        "unsupported_parameter",
-        format!("{field}: {what} is not supported by this service"),
-    )
+    ApiError::UnsupportedParameter {
+        field: field.to_string(),
+        message: format!("{field}: {what} is not supported by this service"),
+    }
 }
 
 impl ChatCompletionRequest {
@@ -213,73 +215,27 @@ impl ChatCompletionRequest {
         self.check_unsupported()?;
         let route = self.model.trim().to_string();
         if route.is_empty() {
-            return Err(bad(
+            return Err(invalid_value(
                 "model",
-                "invalid_value",
                 "model: name a route, e.g. \"default\" (GET /v1/models lists them)",
             ));
         }
         if let Some(t) = self.temperature
             && !(t.is_finite() && (0.0..=2.0).contains(&t))
         {
-            return Err(bad(
+            return Err(invalid_value(
                 "temperature",
-                "invalid_value",
                 format!("temperature: {t} is not between 0 and 2"),
             ));
         }
-        let max_tokens = match (self.max_completion_tokens, self.max_tokens) {
-            (Some(n), _) => Some(("max_completion_tokens", n)),
-            (None, Some(n)) => Some(("max_tokens", n)),
-            (None, None) => None,
-        };
-        if let Some((field, 0)) = max_tokens {
-            return Err(bad(
-                field,
-                "invalid_value",
-                format!("{field}: must be at least 1"),
-            ));
-        }
-        let stop = match self.stop {
-            None => Vec::new(),
-            Some(Stop::One(s)) => vec![s],
-            Some(Stop::Many(v)) => v,
-        };
-        if stop.len() > 4 {
-            return Err(bad("stop", "invalid_value", "stop: at most 4 sequences"));
-        }
-        if stop.iter().any(String::is_empty) {
-            return Err(bad(
-                "stop",
-                "invalid_value",
-                "stop: a stop sequence may not be empty",
-            ));
-        }
+        let max_tokens = max_tokens(self.max_completion_tokens, self.max_tokens)?;
+        let stop = stop_sequences(self.stop)?;
         let logprobs = self.logprobs.unwrap_or(false);
-        let top_logprobs = match self.top_logprobs {
-            Some(_) if !logprobs => {
-                return Err(bad(
-                    "top_logprobs",
-                    "invalid_value",
-                    "top_logprobs: needs logprobs: true",
-                ));
-            }
-            Some(n) if n > 20 => {
-                return Err(bad(
-                    "top_logprobs",
-                    "invalid_value",
-                    format!("top_logprobs: {n} is over 20"),
-                ));
-            }
-            Some(n) => Some(n),
-            None if logprobs => Some(0),
-            None => None,
-        };
+        let top_logprobs = top_logprobs(logprobs, self.top_logprobs)?;
         let stream = self.stream.unwrap_or(false);
         if self.stream_options.is_some() && !stream {
-            return Err(bad(
+            return Err(invalid_value(
                 "stream_options",
-                "invalid_value",
                 "stream_options: only with stream: true",
             ));
         }
@@ -287,46 +243,14 @@ impl ChatCompletionRequest {
             .stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        let response_format = match self.response_format {
-            None | Some(RequestFormat::Text) => None,
-            Some(RequestFormat::JsonObject) => Some(ResponseFormat::JsonObject),
-            Some(RequestFormat::JsonSchema { json_schema: s }) => {
-                let ok = !s.name.is_empty()
-                    && s.name.len() <= 64
-                    && s.name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                if !ok {
-                    return Err(bad(
-                        "response_format.json_schema.name",
-                        "invalid_value",
-                        "response_format.json_schema.name: 1 to 64 letters, digits, _ or -",
-                    ));
-                }
-                let schema = s
-                    .schema
-                    .unwrap_or_else(|| serde_json::json!({"type": "object"}));
-                if !schema.is_object() {
-                    return Err(bad(
-                        "response_format.json_schema.schema",
-                        "invalid_value",
-                        "response_format.json_schema.schema: a JSON Schema object",
-                    ));
-                }
-                Some(ResponseFormat::JsonSchema {
-                    name: s.name,
-                    schema,
-                    strict: s.strict.unwrap_or(false),
-                })
-            }
-        };
+        let response_format = response_format(self.response_format)?;
         let (system, messages) = conversation(self.messages)?;
         let req = ChatRequest {
             model: route.clone(),
             system,
             messages,
             temperature: self.temperature,
-            max_tokens: max_tokens.map(|(_, n)| n),
+            max_tokens,
             stop,
             seed: self.seed,
             response_format,
@@ -410,25 +334,106 @@ impl ChatCompletionRequest {
     }
 }
 
+/// The answer's token budget: `max_completion_tokens`, else `max_tokens`; at least 1.
+fn max_tokens(
+    max_completion_tokens: Option<u32>,
+    max_tokens: Option<u32>,
+) -> Result<Option<u32>, ApiError> {
+    let given = match (max_completion_tokens, max_tokens) {
+        (Some(n), _) => Some(("max_completion_tokens", n)),
+        (None, Some(n)) => Some(("max_tokens", n)),
+        (None, None) => None,
+    };
+    if let Some((field, 0)) = given {
+        return Err(invalid_value(field, format!("{field}: must be at least 1")));
+    }
+    Ok(given.map(|(_, n)| n))
+}
+
+/// The stop sequences: up to 4, none empty.
+fn stop_sequences(stop: Option<Stop>) -> Result<Vec<String>, ApiError> {
+    let stop = match stop {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s],
+        Some(Stop::Many(v)) => v,
+    };
+    if stop.len() > 4 {
+        return Err(invalid_value("stop", "stop: at most 4 sequences"));
+    }
+    if stop.iter().any(String::is_empty) {
+        return Err(invalid_value(
+            "stop",
+            "stop: a stop sequence may not be empty",
+        ));
+    }
+    Ok(stop)
+}
+
+/// Alternatives per answer token: only with `logprobs`, 0 to 20 (0 when not given).
+fn top_logprobs(logprobs: bool, top: Option<u8>) -> Result<Option<u8>, ApiError> {
+    match top {
+        Some(_) if !logprobs => Err(invalid_value(
+            "top_logprobs",
+            "top_logprobs: needs logprobs: true",
+        )),
+        Some(n) if n > 20 => Err(invalid_value(
+            "top_logprobs",
+            format!("top_logprobs: {n} is over 20"),
+        )),
+        Some(n) => Ok(Some(n)),
+        None if logprobs => Ok(Some(0)),
+        None => Ok(None),
+    }
+}
+
+/// The answer's format: text (none), any JSON object, or JSON following a named schema.
+fn response_format(format: Option<RequestFormat>) -> Result<Option<ResponseFormat>, ApiError> {
+    let s = match format {
+        None | Some(RequestFormat::Text) => return Ok(None),
+        Some(RequestFormat::JsonObject) => return Ok(Some(ResponseFormat::JsonObject)),
+        Some(RequestFormat::JsonSchema { json_schema }) => json_schema,
+    };
+    let ok = !s.name.is_empty()
+        && s.name.len() <= 64
+        && s.name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(invalid_value(
+            "response_format.json_schema.name",
+            "response_format.json_schema.name: 1 to 64 letters, digits, _ or -",
+        ));
+    }
+    let schema = s
+        .schema
+        .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+    if !schema.is_object() {
+        return Err(invalid_value(
+            "response_format.json_schema.schema",
+            "response_format.json_schema.schema: a JSON Schema object",
+        ));
+    }
+    Ok(Some(ResponseFormat::JsonSchema {
+        name: s.name,
+        schema,
+        strict: s.strict.unwrap_or(false),
+    }))
+}
+
 /// The system prompt (every system and developer message, joined) and the conversation.
 fn conversation(
     messages: Vec<ChatMessage>,
 ) -> Result<(Option<SystemPrompt>, Vec<Message>), ApiError> {
     if messages.is_empty() {
-        return Err(bad(
-            "messages",
-            "invalid_value",
-            "messages: at least one message",
-        ));
+        return Err(invalid_value("messages", "messages: at least one message"));
     }
     let mut system: Vec<String> = Vec::new();
     let mut out = Vec::with_capacity(messages.len());
     for (i, m) in messages.into_iter().enumerate() {
         let field = format!("messages[{i}].content");
         let Some(content) = m.content else {
-            return Err(bad(
+            return Err(invalid_value(
                 field.clone(),
-                "invalid_value",
                 format!("{field}: a message needs content"),
             ));
         };
@@ -444,11 +449,7 @@ fn conversation(
             MessageContent::Text(t) => vec![Part::Text(t)],
             MessageContent::Parts(parts) => {
                 if parts.is_empty() {
-                    return Err(bad(
-                        field.clone(),
-                        "invalid_value",
-                        format!("{field}: no parts"),
-                    ));
+                    return Err(invalid_value(field.clone(), format!("{field}: no parts")));
                 }
                 let mut out = Vec::with_capacity(parts.len());
                 for (j, p) in parts.into_iter().enumerate() {
@@ -466,9 +467,8 @@ fn conversation(
         out.push(Message { role, parts });
     }
     if out.is_empty() {
-        return Err(bad(
+        return Err(invalid_value(
             "messages",
-            "invalid_value",
             "messages: at least one user message besides the system instructions",
         ));
     }
@@ -485,9 +485,8 @@ fn system_text(content: MessageContent, field: &str) -> Result<String, ApiError>
                 match p {
                     ContentPart::Text { text } => texts.push(text),
                     ContentPart::ImageUrl { .. } => {
-                        return Err(bad(
+                        return Err(invalid_value(
                             field,
-                            "invalid_value",
                             format!("{field}: system and developer messages take text only"),
                         ));
                     }
@@ -503,106 +502,14 @@ fn image(url: String, field: &str) -> Result<ImageRef, ApiError> {
     if img.as_data_url().is_some() || img.is_remote() {
         Ok(img)
     } else {
-        Err(bad(
-            field,
-            "invalid_image",
-            format!(
+        Err(ApiError::InvalidImage {
+            field: field.to_string(),
+            message: format!(
                 "{field}: an image is a base64 data: URL (data:image/png;base64,...) or an http(s) URL"
             ),
-        ))
+        })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(v: Value) -> Result<(String, ChatRequest, Wanted), ApiError> {
-        serde_json::from_value::<ChatCompletionRequest>(v)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "parse", e.to_string()))?
-            .into_chat()
-    }
-
-    #[test]
-    fn system_and_developer_messages_join_the_system_prompt_in_order() {
-        let (route, req, wanted) = parse(serde_json::json!({
-            "model": " fb ",
-            "messages": [
-                {"role": "system", "content": "Be strict."},
-                {"role": "user", "content": [
-                    {"type": "text", "text": "Is this a cat?"},
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}}
-                ]},
-                {"role": "assistant", "content": "No."},
-                {"role": "developer", "content": [{"type": "text", "text": "Answer"}, {"type": "text", "text": "briefly."}]},
-                {"role": "user", "content": "Sure?"}
-            ],
-            "temperature": 0, "max_tokens": 5, "max_completion_tokens": 7, "stop": "\n",
-            "seed": 3, "logprobs": true, "response_format": {"type": "json_object"},
-            "user": "u1", "n": 1, "top_p": 1
-        }))
-        .unwrap();
-        assert_eq!(route, "fb");
-        assert_eq!(
-            req.system.as_deref(),
-            Some("Be strict.\n\nAnswer\nbriefly.")
-        );
-        assert_eq!(req.messages.len(), 3);
-        assert_eq!(req.messages[0].parts.len(), 2);
-        assert_eq!(req.messages[1].role, Role::Assistant);
-        assert_eq!(req.max_tokens, Some(7));
-        assert_eq!(req.stop, ["\n"]);
-        assert_eq!((req.seed, req.top_logprobs), (Some(3), Some(0)));
-        assert_eq!(req.response_format, Some(ResponseFormat::JsonObject));
-        assert!(!wanted.stream && wanted.logprobs);
-    }
-
-    #[test]
-    fn what_is_not_passed_on_is_refused_naming_the_field() {
-        let base =
-            || serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
-        let cases = [
-            ("n", serde_json::json!(2)),
-            ("top_p", serde_json::json!(0.5)),
-            ("presence_penalty", serde_json::json!(0.1)),
-            ("tools", serde_json::json!([{"type": "function"}])),
-            ("temperature", serde_json::json!(3)),
-            ("max_tokens", serde_json::json!(0)),
-            ("top_logprobs", serde_json::json!(3)),
-            ("stream_options", serde_json::json!({"include_usage": true})),
-            ("stop", serde_json::json!(["a", "b", "c", "d", "e"])),
-        ];
-        for (field, value) in cases {
-            let mut v = base();
-            v[field] = value;
-            let e = parse(v).unwrap_err();
-            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{field}");
-            assert_eq!(
-                e.body.error.field.as_deref(),
-                Some(field),
-                "{field}: {}",
-                e.body.error.message
-            );
-        }
-        let mut v = base();
-        v["messages"][0]["content"] =
-            serde_json::json!([{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]);
-        let e = parse(v).unwrap_err();
-        assert_eq!(
-            e.body.error.field.as_deref(),
-            Some("messages[0].content[0].image_url.url")
-        );
-        let mut v = base();
-        v["messages"] = serde_json::json!([{"role": "system", "content": "only this"}]);
-        assert_eq!(
-            parse(v).unwrap_err().body.error.field.as_deref(),
-            Some("messages")
-        );
-        // Labels and defaults pass.
-        let mut v = base();
-        v["metadata"] = serde_json::json!({"run": "1"});
-        v["tool_choice"] = serde_json::json!("none");
-        v["frequency_penalty"] = serde_json::json!(0);
-        assert!(parse(v).is_ok());
-    }
-}
+mod tests;

@@ -8,7 +8,7 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use llm_judge_chat::{ChatStream, Finish, TokenLogprob, Usage};
+use llm_judge_chat::{ChatStream, Chunk, Finish, TokenLogprob, Usage};
 use llm_judge_pool::Attempt;
 
 /// A whole answer.
@@ -115,6 +115,34 @@ pub struct Meta {
     pub cached: bool,
 }
 
+/// The routes, as OpenAI's model list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// `list`.
+    pub object: &'static str,
+    pub data: Vec<Model>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Model {
+    /// The route's name: what `model` takes.
+    pub id: String,
+    /// `model`.
+    pub object: &'static str,
+    pub created: u64,
+    /// `llm-judge`.
+    pub owned_by: &'static str,
+    pub x_llm_judge: ModelMeta,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelMeta {
+    /// The route's steps as `provider:model`, tried in order.
+    pub steps: Vec<String>,
+    /// Whether this is the service's default route.
+    pub default: bool,
+}
+
 /// A provider's finish reason in OpenAI's words.
 pub fn finish_reason(reason: Option<&str>) -> &'static str {
     match Finish::of(reason) {
@@ -219,15 +247,7 @@ pub fn events(
     head: StreamHead,
     stream: ChatStream,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    struct St {
-        head: StreamHead,
-        stream: ChatStream,
-        started: bool,
-        finish: Option<String>,
-        usage: Option<Usage>,
-        over: bool,
-    }
-    let st = St {
+    let out = Outgoing {
         head,
         stream,
         started: false,
@@ -235,100 +255,143 @@ pub fn events(
         usage: None,
         over: false,
     };
-    futures::stream::unfold(st, |mut st| async move {
-        if st.over {
+    futures::stream::unfold(out, |mut out| async move {
+        let events = out.next_events().await?;
+        Some((events, out))
+    })
+    .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok)))
+}
+
+/// A streamed answer on its way out as events, and what it has told so far.
+struct Outgoing {
+    head: StreamHead,
+    stream: ChatStream,
+    started: bool,
+    /// The provider's finish reason, once it sent one.
+    finish: Option<String>,
+    /// The last usage the provider sent.
+    usage: Option<Usage>,
+    /// The last events are out.
+    over: bool,
+}
+
+impl Outgoing {
+    /// The next events to send; `None` once the answer is over.
+    async fn next_events(&mut self) -> Option<Vec<Event>> {
+        if self.over {
             return None;
         }
-        if !st.started {
-            st.started = true;
-            let first = st.head.chunk(vec![ChunkChoice {
-                index: 0,
-                delta: Delta {
-                    role: Some("assistant"),
-                    content: Some(String::new()),
-                    refusal: None,
-                },
-                logprobs: None,
-                finish_reason: None,
-            }]);
-            return Some((vec![data(&first)], st));
+        if !self.started {
+            self.started = true;
+            return Some(vec![data(&self.role())]);
         }
         loop {
-            match st.stream.next().await {
+            match self.stream.next().await {
                 Some(Ok(c)) => {
-                    if c.finish_reason.is_some() {
-                        st.finish = c.finish_reason;
+                    if let Some(event) = self.piece(c) {
+                        return Some(vec![event]);
                     }
-                    if c.usage.is_some() {
-                        st.usage = c.usage;
-                    }
-                    let logprobs = c.logprobs.filter(|l| st.head.logprobs && !l.is_empty());
-                    if c.text.is_empty() && c.refusal.is_none() && logprobs.is_none() {
-                        continue;
-                    }
-                    let chunk = st.head.chunk(vec![ChunkChoice {
-                        index: 0,
-                        delta: Delta {
-                            role: None,
-                            content: (!c.text.is_empty()).then_some(c.text),
-                            refusal: c.refusal,
-                        },
-                        logprobs: logprobs.map(|l| ChoiceLogprobs {
-                            content: logprobs_out(l),
-                            refusal: None,
-                        }),
-                        finish_reason: None,
-                    }]);
-                    return Some((vec![data(&chunk)], st));
                 }
                 Some(Err(e)) => {
-                    st.over = true;
-                    tracing::warn!(provider = %st.head.meta.provider, error = %e, "a provider's stream failed after its first piece");
-                    let body = super::errors::OpenAiError {
-                        message: format!(
-                            "the provider {} failed in the middle of the answer, which is incomplete: {e}",
-                            st.head.meta.provider
-                        ),
-                        kind: "server_error",
-                        param: None,
-                        code: "provider_stream_failed".into(),
-                    };
-                    let event = Event::default().event("error").data(
-                        serde_json::to_string(&super::errors::OpenAiErrorBody {
-                            error: body,
-                            x_llm_judge: None,
-                        })
-                        .expect("an error serialises"),
-                    );
-                    return Some((vec![event], st));
+                    self.over = true;
+                    return Some(vec![self.failure(&e)]);
                 }
                 None => {
-                    st.over = true;
-                    let mut meta = st.head.meta.clone();
-                    meta.cost_usd = (st.head.cost)(st.usage);
-                    let mut finish = st.head.chunk(vec![ChunkChoice {
-                        index: 0,
-                        delta: Delta::default(),
-                        logprobs: None,
-                        finish_reason: Some(finish_reason(st.finish.as_deref())),
-                    }]);
-                    let mut out = Vec::with_capacity(3);
-                    if st.head.include_usage {
-                        out.push(data(&finish));
-                        let mut last = st.head.chunk(Vec::new());
-                        // A provider that reported no usage gets none here either.
-                        last.usage = st.usage.map(Into::into);
-                        last.x_llm_judge = Some(meta);
-                        out.push(data(&last));
-                    } else {
-                        finish.x_llm_judge = Some(meta);
-                        out.push(data(&finish));
-                    }
-                    out.push(Event::default().data("[DONE]"));
-                    return Some((out, st));
+                    self.over = true;
+                    return Some(self.end());
                 }
             }
         }
-    })
-    .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok)))
+    }
+
+    /// The first chunk: the assistant's role and no text yet.
+    fn role(&self) -> ChatCompletionChunk {
+        self.head.chunk(vec![ChunkChoice {
+            index: 0,
+            delta: Delta {
+                role: Some("assistant"),
+                content: Some(String::new()),
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason: None,
+        }])
+    }
+
+    /// A piece of the answer as a chunk; `None` when it carries nothing to show (its finish
+    /// reason and usage are kept for the end).
+    fn piece(&mut self, c: Chunk) -> Option<Event> {
+        if c.finish_reason.is_some() {
+            self.finish = c.finish_reason;
+        }
+        if c.usage.is_some() {
+            self.usage = c.usage;
+        }
+        let logprobs = c.logprobs.filter(|l| self.head.logprobs && !l.is_empty());
+        if c.text.is_empty() && c.refusal.is_none() && logprobs.is_none() {
+            return None;
+        }
+        let chunk = self.head.chunk(vec![ChunkChoice {
+            index: 0,
+            delta: Delta {
+                role: None,
+                content: (!c.text.is_empty()).then_some(c.text),
+                refusal: c.refusal,
+            },
+            logprobs: logprobs.map(|l| ChoiceLogprobs {
+                content: logprobs_out(l),
+                refusal: None,
+            }),
+            finish_reason: None,
+        }]);
+        Some(data(&chunk))
+    }
+
+    /// The `error` event of a provider that failed after the first piece.
+    fn failure(&self, e: &impl std::fmt::Display) -> Event {
+        tracing::warn!(provider = %self.head.meta.provider, error = %e, "a provider's stream failed after its first piece");
+        let body = super::errors::OpenAiError {
+            message: format!(
+                "the provider {} failed in the middle of the answer, which is incomplete: {e}",
+                self.head.meta.provider
+            ),
+            kind: "server_error",
+            param: None,
+            code: "provider_stream_failed".into(),
+        };
+        Event::default().event("error").data(
+            serde_json::to_string(&super::errors::OpenAiErrorBody {
+                error: body,
+                x_llm_judge: None,
+            })
+            .expect("an error serialises"),
+        )
+    }
+
+    /// The last events of a whole answer: the finish reason, the usage when asked for, the
+    /// account (`x_llm_judge`, with the cost), and `[DONE]`.
+    fn end(&self) -> Vec<Event> {
+        let mut meta = self.head.meta.clone();
+        meta.cost_usd = (self.head.cost)(self.usage);
+        let mut finish = self.head.chunk(vec![ChunkChoice {
+            index: 0,
+            delta: Delta::default(),
+            logprobs: None,
+            finish_reason: Some(finish_reason(self.finish.as_deref())),
+        }]);
+        let mut out = Vec::with_capacity(3);
+        if self.head.include_usage {
+            out.push(data(&finish));
+            let mut last = self.head.chunk(Vec::new());
+            // A provider that reported no usage gets none here either.
+            last.usage = self.usage.map(Into::into);
+            last.x_llm_judge = Some(meta);
+            out.push(data(&last));
+        } else {
+            finish.x_llm_judge = Some(meta);
+            out.push(data(&finish));
+        }
+        out.push(Event::default().data("[DONE]"));
+        out
+    }
 }

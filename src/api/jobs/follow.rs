@@ -1,0 +1,199 @@
+//! Following jobs: list them, read one's status and progress, cancel it, read its results
+//! (resumable) and stream its events.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::error_docs::JobLookupErrors;
+use crate::api::extract::{PathParam, QueryParams};
+use crate::api::state::AppState;
+use llm_judge_work::jobs::JobView;
+
+/// The answer when no job has the id.
+fn no_such_job(id: &str) -> ApiError {
+    ApiError::JobNotFound(format!("no job {id:?} (it may have expired)"))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Most jobs to list (default 100).
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobView>,
+}
+
+/// Lists jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
+    responses((status = 200, body = JobList), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn list(
+    State(app): State<AppState>,
+    QueryParams(p): QueryParams<ListParams>,
+) -> Result<Json<JobList>, ApiError> {
+    Ok(Json(JobList {
+        jobs: app.jobs.list(p.limit.unwrap_or(100).min(10_000)).await?,
+    }))
+}
+
+/// A job's status and progress.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), JobLookupErrors))]
+pub async fn get(
+    State(app): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<JobView>, ApiError> {
+    app.jobs
+        .get(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| no_such_job(&id))
+}
+
+/// Cancels a job; its finished results stay readable. The answer is the job: `cancelled` when it
+/// had not started, `cancelling` while its calls in flight stop (then `cancelled`). A finished
+/// job is left as it is.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), JobLookupErrors))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<JobView>, ApiError> {
+    app.jobs
+        .cancel(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| no_such_job(&id))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ResultParams {
+    /// Only results after this index (`order=index`) or this sequence number (`order=completion`).
+    pub after: Option<u64>,
+    /// `index` (default) or `completion`; in completion order each line carries `seq`.
+    pub order: Option<String>,
+}
+
+/// The finished results as NDJSON, in index order (or completion order), resumable with `after`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/results", tag = "jobs",
+    params(("id" = String, Path, description = "Job id"), ResultParams),
+    responses(
+        (status = 200, description = "One JSON line per finished item", content_type = "application/x-ndjson", body = String),
+        JobLookupErrors,
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn results(
+    State(app): State<AppState>,
+    PathParam(id): PathParam<String>,
+    QueryParams(p): QueryParams<ResultParams>,
+) -> Result<Response, ApiError> {
+    let by_completion = match p.order.as_deref() {
+        None | Some("index") => false,
+        Some("completion") => true,
+        Some(other) => {
+            return Err(ApiError::InvalidField {
+                field: "order".into(),
+                message: format!("order must be index or completion, not {other:?}"),
+            });
+        }
+    };
+    if app.jobs.get(&id).await?.is_none() {
+        return Err(no_such_job(&id));
+    }
+    let jobs = app.jobs.clone();
+    // Pages of results, read as the client consumes them.
+    let stream = futures::stream::unfold(Some(p.after), move |after| {
+        let jobs = jobs.clone();
+        let id = id.clone();
+        async move {
+            let after = after?;
+            let page = jobs.results(&id, after, by_completion, 1000).await.ok()?;
+            if page.is_empty() {
+                return None;
+            }
+            let next = page.last().map(|(k, _)| Some(*k));
+            let mut out = Vec::new();
+            for (key, bytes) in page {
+                if by_completion {
+                    // prepend the sequence number
+                    let mut v: serde_json::Value =
+                        serde_json::from_slice(&bytes).unwrap_or_default();
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert("seq".into(), key.into());
+                    }
+                    out.extend(serde_json::to_vec(&v).unwrap_or_default());
+                } else {
+                    out.extend(bytes);
+                }
+                out.push(b'\n');
+            }
+            Some((Ok::<_, Infallible>(bytes::Bytes::from(out)), next))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// One Server-Sent Event.
+#[derive(Serialize, ToSchema)]
+pub struct SseEvent {
+    /// `progress` or `summary`.
+    pub event: String,
+    /// JSON text.
+    pub data: String,
+}
+
+/// Server-Sent Events: `progress` events while the job runs, then one `summary` event.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "An event stream: `progress` events (data: the progress object) while the job runs, then one `summary` event (data: the job)", content_type = "text/event-stream", body = SseEvent),
+        JobLookupErrors))]
+pub async fn events(
+    State(app): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Result<Response, ApiError> {
+    if app.jobs.get(&id).await?.is_none() {
+        return Err(no_such_job(&id));
+    }
+    let jobs = app.jobs.clone();
+    let stream = futures::stream::unfold((false, true), move |(done, first)| {
+        let jobs = jobs.clone();
+        let id = id.clone();
+        async move {
+            if done {
+                return None;
+            }
+            if !first {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let view = jobs.get(&id).await.ok().flatten()?;
+            let finished = view.status.is_finished();
+            let event = if finished {
+                Event::default().event("summary").json_data(&view).ok()?
+            } else {
+                Event::default()
+                    .event("progress")
+                    .json_data(&view.progress)
+                    .ok()?
+            };
+            Some((Ok::<_, Infallible>(event), (finished, false)))
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
