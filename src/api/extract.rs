@@ -65,17 +65,9 @@ pub fn unreadable(e: axum::Error) -> ApiError {
 /// 415 unless the request's body is declared JSON (`application/json`, `application/*+json`,
 /// any parameters) or not declared at all.
 pub fn check_json_content_type(req: &Request) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get(axum::http::header::CONTENT_TYPE) else {
+    let Some(essence) = media_type(req.headers()) else {
         return Ok(());
     };
-    let essence = value
-        .to_str()
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
     let json = essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"));
     if json {
@@ -85,6 +77,33 @@ pub fn check_json_content_type(req: &Request) -> Result<(), ApiError> {
         "the body is sent as {essence:?}; send it as JSON with Content-Type: application/json (with curl: -H 'content-type: application/json'; POST /v1/jobs also takes application/x-ndjson)"
     )))
 }
+
+/// The media type a request's `Content-Type` declares, without its parameters, in lower case
+/// (`application/json` for `Application/JSON; charset=utf-8`); `None` without one.
+pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(axum::http::header::CONTENT_TYPE)?;
+    let value = value.to_str().unwrap_or_default();
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// Whether a request is a job upload: `POST /v1/jobs` with an NDJSON body (exactly
+/// `application/x-ndjson`), the one body that may be larger than `server.max_body_bytes` (it is
+/// streamed to the job store and bounded by `jobs.max_items`).
+pub fn is_job_upload(req: &Request) -> bool {
+    req.method() == axum::http::Method::POST
+        && req.uri().path() == "/v1/jobs"
+        && media_type(req.headers()).as_deref() == Some(NDJSON)
+}
+
+/// The media type of an NDJSON job upload.
+pub const NDJSON: &str = "application/x-ndjson";
 
 /// Parses a JSON body into `T` with the errors described on [`JsonBody`].
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

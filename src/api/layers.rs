@@ -199,17 +199,10 @@ fn refusal(error: ApiError, (name, value): (HeaderName, &'static str)) -> Respon
     resp
 }
 
-/// Whether a request's body is NDJSON (a job upload, streamed to disk as it arrives).
-fn is_ndjson(req: &Request) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/x-ndjson"))
-}
-
-/// Bounds request bodies: a JSON body to `max_bytes` (413) and `timeout` in all (408); an
-/// NDJSON upload, which may be far larger and is bounded by `jobs.max_items` instead, to
-/// `timeout` between two of its chunks.
+/// Bounds request bodies: every body to `max_bytes` (413) and `timeout` in all (408), whatever
+/// its declared type, except a job upload (`POST /v1/jobs` as `application/x-ndjson`), which may
+/// be far larger and is bounded by `jobs.max_items` instead, and by `timeout` between two of its
+/// chunks.
 #[derive(Clone, Copy)]
 pub(crate) struct BodyBoundsLayer {
     pub max_bytes: usize,
@@ -272,7 +265,7 @@ where
 
     fn call(&mut self, req: Request) -> Served {
         use tower::ServiceExt;
-        if is_ndjson(&req) {
+        if super::extract::is_job_upload(&req) {
             let streamed = self.ndjson.clone().oneshot(req);
             return Box::pin(async move { Ok(streamed.await?.map(Body::new)) });
         }

@@ -13,6 +13,7 @@ mod support;
 
 mod bad_input;
 mod batch;
+mod body_bounds;
 mod budget;
 mod calibrate;
 mod chat_completions;

@@ -2,7 +2,6 @@
 //! NDJSON upload ([`super::upload`]).
 
 use axum::extract::{Request, State};
-use axum::http::header;
 use axum::response::Response;
 
 use super::accept::{
@@ -38,12 +37,7 @@ pub async fn create(
     req: Request,
 ) -> Result<Response, ApiError> {
     let client = req.extensions().get::<ClientId>().copied();
-    let ndjson = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-ndjson"));
-    if ndjson {
+    if crate::api::extract::is_job_upload(&req) {
         return upload(app, client, q, req).await;
     }
     let bytes = read_body(req).await?;
