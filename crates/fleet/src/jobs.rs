@@ -30,8 +30,10 @@ use serde_json::value::RawValue;
 use super::{Redis, RedisError};
 use crate::settings::OnRedisError;
 use llm_judge_work::batch::Summary;
-use llm_judge_work::jobs::embedded::{Created, JobRecord, JobStatus, StoreError};
-use llm_judge_work::jobs::store::{Change, Counts, Done, JobStore, Stored, Take, WorkItem};
+use llm_judge_work::jobs::record::{Counts, JobRecord, JobStatus};
+use llm_judge_work::jobs::store::{
+    Change, Created, Done, JobStore, StoreError, Stored, Take, WorkItem,
+};
 
 const GROUP: &str = "workers";
 /// An upload nobody adds to for this long is dropped (its uploader is presumed gone).

@@ -11,14 +11,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::store::{Change, Done, JobStore, Stored, Take, WorkItem};
+use super::record::{JobRecord, now_ms};
+use super::store::{
+    Change, Created, Done, JobStore, RETRY_INTERVAL, StoreError, Stored, Take, WorkItem,
+};
 use crate::batch::Summary;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Job id -> the job's record (JSON).
@@ -33,118 +35,6 @@ const ORDER: TableDefinition<(&str, u64), u64> = TableDefinition::new("order");
 const KEYS: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 /// Small bookkeeping values: the time of the last health probe.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-/// The least time between two attempts to reopen the database (or to probe it) after a failure.
-pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
-
-/// A job's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum JobStatus {
-    /// Items are still arriving (an NDJSON upload); never run, removed at start-up if unfinished.
-    Uploading,
-    Queued,
-    Running,
-    /// Cancelled while running: the calls in flight are being stopped; `cancelled` follows.
-    Cancelling,
-    Completed,
-    Cancelled,
-    Failed,
-}
-
-impl JobStatus {
-    pub fn is_finished(&self) -> bool {
-        matches!(
-            self,
-            JobStatus::Completed | JobStatus::Cancelled | JobStatus::Failed
-        )
-    }
-}
-
-/// What is stored about a job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobRecord {
-    pub id: String,
-    pub status: JobStatus,
-    pub kind: llm_judge_judge::JudgeKind,
-    pub route: String,
-    pub max_concurrent: usize,
-    pub total: u64,
-    /// Unix milliseconds.
-    pub created_at_ms: u64,
-    pub finished_at_ms: Option<u64>,
-    pub idempotency_key: Option<String>,
-    /// A digest of the request that made the job, compared when its idempotency key comes back.
-    #[serde(default)]
-    pub request_digest: Option<String>,
-    /// Results committed so far (also the next completion sequence number).
-    pub committed: u64,
-    /// The final summary, once finished.
-    pub summary: Option<Value>,
-    pub error: Option<String>,
-    /// Fleet-wide counts of the results committed so far, when the store keeps them (a store
-    /// shared by replicas); not stored in the record itself.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub counts: Option<super::store::Counts>,
-    /// Items whose route's first step has a batch API go as provider batches.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub provider_batch: bool,
-    /// Seconds after the job's creation when what its provider batches have not answered goes
-    /// online.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider_batch_deadline_s: Option<u64>,
-    /// The provider batches the job made (stored as soon as each is created, so that a
-    /// restarted service polls them again instead of making new ones).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub provider_batches: Vec<super::provider_batch::BatchRecord>,
-    /// The job's spend budget.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub budget: Option<crate::batch::Limits>,
-    /// In a fleet: the replica that drives the job's provider batches, until its lease ends.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub driver: Option<super::provider_batch::Lease>,
-    /// Provider batches being made: each set before a batch is made and cleared once its id is
-    /// stored, so that a service that stopped in between looks for the batch at the provider
-    /// instead of making it again.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub batch_submits: Vec<super::provider_batch::SubmitMark>,
-    /// The name of the client token that sent the job, when its day has a budget.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<String>,
-}
-
-/// A storage failure, with what was being done.
-#[derive(Debug, thiserror::Error)]
-#[error("job store: {message}")]
-pub struct StoreError {
-    message: String,
-    /// An I/O failure (a full disk, a failed write): the same call may work later.
-    transient: bool,
-}
-
-impl StoreError {
-    /// A failure that retrying will not mend (a record that does not decode, a task that died).
-    pub fn other(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            transient: false,
-        }
-    }
-
-    /// A failure the same call may get past later (a store that does not answer just now).
-    pub fn transient(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            transient: true,
-        }
-    }
-
-    /// True for an I/O failure, after which the store reopens its database: the same call may
-    /// succeed later (once there is space on the disk again, say).
-    pub fn is_transient(&self) -> bool {
-        self.transient
-    }
-}
 
 /// Maps a database error, noting whether it is an I/O failure.
 fn err<E: Into<redb::Error>>(what: &'static str) -> impl Fn(E) -> StoreError {
@@ -209,34 +99,6 @@ enum Wrote {
     Data,
     /// The health probe: its success alone does not, while a job's own writes keep failing.
     Probe,
-}
-
-/// What creating a job did.
-pub enum Created {
-    New(JobRecord),
-    /// The idempotency key was used before, for the same request: this is that job.
-    Existing(JobRecord),
-    /// The idempotency key was used before for a different request.
-    Conflict(JobRecord),
-    /// The idempotency key belongs to an upload that has not finished.
-    InProgress(JobRecord),
-}
-
-impl Created {
-    /// What a new job's idempotency key finds when it names `existing` already: that job (the
-    /// same request), a conflict (another request digest), or an upload still arriving.
-    pub fn found(existing: JobRecord, new: &JobRecord) -> Created {
-        if existing.status == JobStatus::Uploading {
-            Created::InProgress(existing)
-        } else if new.request_digest.is_some()
-            && existing.request_digest.is_some()
-            && new.request_digest != existing.request_digest
-        {
-            Created::Conflict(existing)
-        } else {
-            Created::Existing(existing)
-        }
-    }
 }
 
 /// Opens the database file; `create_tables` on the first open (a reopen after a failure writes
@@ -409,7 +271,7 @@ impl Store {
         }
         self.write_as(Wrote::Probe, |txn| {
             let mut meta = txn.open_table(META).map_err(err("open meta"))?;
-            meta.insert("probed_at_ms", super::now_ms())
+            meta.insert("probed_at_ms", now_ms())
                 .map_err(err("write probe"))?;
             Ok(())
         })
@@ -855,6 +717,7 @@ impl JobStore for Embedded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::record::JobStatus;
 
     fn record(id: &str, status: JobStatus, key: Option<&str>, digest: Option<&str>) -> JobRecord {
         JobRecord {

@@ -10,12 +10,13 @@
 
 pub mod embedded;
 pub mod provider_batch;
+pub mod record;
 pub mod store;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -23,10 +24,13 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{self, BatchItem, Progress, Summary};
-pub use embedded::{Created, Embedded, JobRecord, JobStatus, Store, StoreError};
+pub use embedded::{Embedded, Store};
 use llm_judge_judge::{Judge, JudgeKind};
 use llm_judge_pool::Via;
-pub use store::{Change, Counts, Done, JobStore, Take, WorkItem};
+use record::now_ms;
+pub use record::{Counts, JobRecord, JobStatus};
+pub use store::{Change, Created, Done, INVALID_LINE, JobStore, StoreError, Take, WorkItem};
+use store::{change, retrying};
 
 /// Job settings.
 #[derive(Debug, Clone)]
@@ -67,12 +71,6 @@ pub struct Jobs {
     instance: String,
     /// Client tokens' daily budgets: a job sent with a token spends that token's day.
     days: std::sync::OnceLock<Arc<dyn crate::budget::ClientDays>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How a job is run, besides its route and concurrency.
@@ -176,39 +174,6 @@ pub enum Begin {
         digest: Option<String>,
     },
     Conflict(KeyConflict),
-}
-
-/// Runs a store call, and again every [`embedded::RETRY_INTERVAL`] for as long as it fails with an
-/// I/O error (a full disk, an unreachable Redis): a job's runner waits for the store instead of
-/// losing its work.
-async fn retrying<T, F, Fut>(job: &str, f: F) -> Result<T, StoreError>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    let mut waited = false;
-    loop {
-        match f().await {
-            Err(e) if e.is_transient() => {
-                if !waited {
-                    tracing::warn!(job, error = %e, "the job waits for the store to work again");
-                    waited = true;
-                }
-                tokio::time::sleep(embedded::RETRY_INTERVAL).await;
-            }
-            result => {
-                if waited && result.is_ok() {
-                    tracing::info!(job, "the job goes on: the store works again");
-                }
-                return result;
-            }
-        }
-    }
-}
-
-/// A compare-and-set change from a closure.
-fn change(f: impl Fn(&mut JobRecord) -> bool + Send + Sync + 'static) -> Change {
-    Arc::new(f)
 }
 
 /// How often a fleet's runner looks at its job (a cancel from another replica, items to take
@@ -606,7 +571,7 @@ impl Jobs {
                         tracing::warn!(job = id, error = %e, "the job waits for the store to work again");
                         waited = true;
                     }
-                    tokio::time::sleep(embedded::RETRY_INTERVAL).await;
+                    tokio::time::sleep(store::RETRY_INTERVAL).await;
                 }
                 result => return result,
             }
@@ -1155,9 +1120,6 @@ pub struct Upload {
     /// Neither finished nor abandoned yet.
     open: bool,
 }
-
-/// Marks an input line that was not a JSON object; it becomes an error entry when the job runs.
-pub const INVALID_LINE: &str = "__llm_judge_invalid_line";
 
 impl Upload {
     pub fn count(&self) -> u64 {

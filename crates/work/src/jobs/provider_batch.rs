@@ -20,127 +20,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{JobRecord, JobStore, change, now_ms, retrying};
+use super::record::{ATTEMPT, JobRecord, now_ms};
+pub use super::record::{BatchRecord, Lease, SubmitMark};
+use super::store::{INVALID_LINE, JobStore, StoreError, change, retrying};
 use crate::batch::ProviderBatchProgress;
 use llm_judge_chat::{ChatRequest, ProviderError};
 use llm_judge_judge::{Judge, JudgeKind};
 use llm_judge_pool::{Attempt, Deliver, Delivered, Pool, RouteFailed};
 use llm_judge_providers::provider_batch::{
-    Api, CustomId, Handle, ItemFailure, Outcome, Phase, Queued, Status,
+    Api, CustomId, Handle, ItemFailure, Outcome, Queued, Status,
 };
-
-/// The attempt every request of a job's provider batch is sent with (`custom_id` `i<index>-a0`).
-const ATTEMPT: u32 = 0;
-
-/// A provider batch as stored with its job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BatchRecord {
-    /// The configured provider it went to.
-    pub provider: String,
-    pub api: Api,
-    /// The provider's batch id.
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_file_id: Option<String>,
-    /// The items it holds: ranges of indices, first and last included.
-    pub items: Vec<[u64; 2]>,
-    /// `submitted`, `in_progress` or `ended`, as last polled.
-    pub phase: String,
-    pub done: u64,
-    pub failed: u64,
-    pub total: u64,
-    /// Unix milliseconds.
-    pub submitted_at_ms: u64,
-}
-
-impl BatchRecord {
-    fn new(provider: &str, h: &Handle) -> BatchRecord {
-        let mut indices: Vec<u64> = h.requests.iter().map(|c| c.index).collect();
-        indices.sort_unstable();
-        let mut items: Vec<[u64; 2]> = Vec::new();
-        for i in indices {
-            match items.last_mut() {
-                Some(r) if r[1] + 1 == i => r[1] = i,
-                _ => items.push([i, i]),
-            }
-        }
-        BatchRecord {
-            provider: provider.to_string(),
-            api: h.api,
-            id: h.id.clone(),
-            input_file_id: h.input_file_id.clone(),
-            items,
-            phase: "submitted".into(),
-            done: 0,
-            failed: 0,
-            total: h.requests.len() as u64,
-            submitted_at_ms: now_ms(),
-        }
-    }
-
-    fn indices(&self) -> impl Iterator<Item = u64> + '_ {
-        self.items.iter().flat_map(|r| r[0]..=r[1])
-    }
-
-    /// What the batch client needs to poll, read and cancel it.
-    fn handle(&self) -> Handle {
-        Handle {
-            api: self.api,
-            id: self.id.clone(),
-            input_file_id: self.input_file_id.clone(),
-            requests: self.indices().map(|i| CustomId::new(i, ATTEMPT)).collect(),
-        }
-    }
-
-    pub fn is_ended(&self) -> bool {
-        self.phase == "ended"
-    }
-
-    /// Takes what a poll saw; true when something shown changed.
-    fn saw(&mut self, s: &Status) -> bool {
-        let phase = match s.phase {
-            _ if s.phase.is_over() => "ended",
-            Phase::Validating => "submitted",
-            _ => "in_progress",
-        };
-        let failed = s.counts.errored + s.counts.expired + s.counts.cancelled;
-        let total = if s.counts.total > 0 {
-            s.counts.total
-        } else {
-            self.total
-        };
-        let before = (self.phase.clone(), self.done, self.failed, self.total);
-        self.phase = phase.into();
-        self.done = s.counts.done();
-        self.failed = failed;
-        self.total = total;
-        before != (self.phase.clone(), self.done, self.failed, self.total)
-    }
-
-    pub fn progress(&self) -> ProviderBatchProgress {
-        ProviderBatchProgress {
-            id: self.id.clone(),
-            provider: self.provider.clone(),
-            phase: self.phase.clone(),
-            done: self.done,
-            failed: self.failed,
-            total: self.total,
-        }
-    }
-}
-
-/// Which replica of a fleet drives a job's provider batches, and until when (Unix ms): it
-/// renews the lease while it runs; another replica takes over once it has run out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    pub owner: String,
-    pub until_ms: u64,
-}
 
 /// Takes (or renews) the lease on `id`'s provider batches for `owner`, for `length`, unless
 /// another replica holds it; the record as stored after, and whether `owner` holds it.
@@ -149,7 +42,7 @@ pub async fn lease(
     id: &str,
     owner: &str,
     length: Duration,
-) -> Result<Option<(JobRecord, bool)>, super::StoreError> {
+) -> Result<Option<(JobRecord, bool)>, StoreError> {
     let me = owner.to_string();
     let take = change(move |r| {
         let now = now_ms();
@@ -171,15 +64,6 @@ pub async fn lease(
         let mine = r.driver.as_ref().is_some_and(|l| l.owner == owner);
         (r, mine)
     }))
-}
-
-/// A provider batch being made for a job, stored before the call that makes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubmitMark {
-    /// The configured provider.
-    pub provider: String,
-    /// Unix milliseconds, just before the batch was asked for.
-    pub since_ms: u64,
 }
 
 /// An item's outcome, with the id of the batch it came from.
@@ -396,7 +280,7 @@ impl Batches {
 
     /// The first step of the item's route, when the item makes one call along it.
     fn step_of(&self, kind: JudgeKind, route: &str, item: &Value) -> Option<llm_judge_pool::Step> {
-        if item.get(super::INVALID_LINE).is_some() {
+        if item.get(INVALID_LINE).is_some() {
             return None;
         }
         if kind == JudgeKind::Compare && item.get("swap").and_then(Value::as_bool) != Some(false) {
@@ -846,58 +730,5 @@ impl Deliver for ItemDelivery {
                 }
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_is_stored_as_ranges_of_items_and_read_back_as_the_same_requests() {
-        let ids = [7u64, 3, 4, 5, 9, 10, 0];
-        let h = Handle {
-            api: Api::Anthropic,
-            id: "msgbatch_1".into(),
-            input_file_id: None,
-            requests: ids.iter().map(|&i| CustomId::new(i, ATTEMPT)).collect(),
-        };
-        let r = BatchRecord::new("p", &h);
-        assert_eq!(r.items, vec![[0, 0], [3, 5], [7, 7], [9, 10]]);
-        assert_eq!(r.total, 7);
-        let mut want: Vec<CustomId> = h.requests.clone();
-        want.sort();
-        assert_eq!(r.handle().requests, want);
-        let stored: BatchRecord =
-            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
-        assert_eq!(stored, r);
-    }
-
-    #[test]
-    fn polls_become_the_phases_shown() {
-        let h = Handle {
-            api: Api::OpenAi,
-            id: "batch_1".into(),
-            input_file_id: Some("file-1".into()),
-            requests: (0..4).map(|i| CustomId::new(i, ATTEMPT)).collect(),
-        };
-        let mut r = BatchRecord::new("p", &h);
-        let status = |phase, succeeded, errored| Status {
-            phase,
-            counts: llm_judge_providers::provider_batch::Counts {
-                total: 4,
-                succeeded,
-                errored,
-                ..Default::default()
-            },
-            results: Vec::new(),
-        };
-        assert!(!r.saw(&status(Phase::Validating, 0, 0)));
-        assert_eq!(r.phase, "submitted");
-        assert!(r.saw(&status(Phase::InProgress, 1, 1)));
-        assert_eq!((r.phase.as_str(), r.done, r.failed), ("in_progress", 2, 1));
-        assert!(r.saw(&status(Phase::Ended, 3, 1)));
-        assert!(r.is_ended());
-        assert_eq!(r.progress().done, 4);
     }
 }
