@@ -9,6 +9,7 @@
 //! the store works again.
 
 pub mod embedded;
+mod options;
 pub mod provider_batch;
 pub mod record;
 pub mod store;
@@ -27,23 +28,11 @@ use crate::batch::{self, BatchItem, Progress, Summary};
 pub use embedded::{Embedded, Store};
 use llm_judge_judge::{Judge, JudgeKind};
 use llm_judge_pool::Via;
+pub use options::{DEFAULT_PROVIDER_BATCH_DEADLINE_S, JobOptions, JobSettings};
 use record::now_ms;
 pub use record::{Counts, JobRecord, JobStatus};
 pub use store::{Change, Created, Done, INVALID_LINE, JobStore, StoreError, Take, WorkItem};
 use store::{change, retrying};
-
-/// Job settings.
-#[derive(Debug, Clone)]
-pub struct JobSettings {
-    pub data_dir: std::path::PathBuf,
-    /// Finished jobs are deleted this long after they finish.
-    pub retention: Duration,
-    pub janitor_interval: Duration,
-    /// Results finishing within this window are committed together (one disk sync for many).
-    pub commit_interval: Duration,
-    /// The store's page cache, in bytes.
-    pub cache_bytes: usize,
-}
 
 /// A running job's live state on this process.
 struct Live {
@@ -72,24 +61,6 @@ pub struct Jobs {
     /// Client tokens' daily budgets: a job sent with a token spends that token's day.
     days: std::sync::OnceLock<Arc<dyn crate::budget::ClientDays>>,
 }
-
-/// How a job is run, besides its route and concurrency.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobOptions {
-    /// Send items whose route's first step has a batch API as provider batches.
-    pub provider_batch: bool,
-    /// With `provider_batch`: seconds after creation when what the provider batches have not
-    /// answered goes online.
-    pub provider_batch_deadline_s: Option<u64>,
-    /// The job's spend budget (empty: none).
-    pub budget: batch::Limits,
-    /// The name of the client token that sent the job, when its day has a budget: the job
-    /// spends that day too.
-    pub client: Option<String>,
-}
-
-/// The default of `provider_batch_deadline_s`: the providers' own completion window.
-pub const DEFAULT_PROVIDER_BATCH_DEADLINE_S: u64 = 24 * 3600;
 
 /// A fresh job record: nothing committed, not finished.
 #[allow(clippy::too_many_arguments)]
