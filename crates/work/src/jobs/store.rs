@@ -1,6 +1,6 @@
 //! What the job runner needs of a store, whichever it is: the embedded one of a single node
-//! ([`super::embedded::Store`], redb) or one a fleet of replicas shares (Redis). The runner, the
-//! cancel path, idempotency and the views are written once against [`JobStore`].
+//! (redb) or one a fleet of replicas shares (Redis). The runner, the cancel path, idempotency
+//! and the views are written once against [`JobStore`].
 //!
 //! The contract every store keeps: a job's status only changes through [`JobStore::update`], a
 //! compare-and-set (a cancel wins every race); a job and its items are stored before it is

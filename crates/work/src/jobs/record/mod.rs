@@ -1,6 +1,6 @@
 //! What is stored about a job: its record (status, route, totals, budget, provider batches),
-//! whichever store keeps it. This is the vocabulary the job store's contract
-//! ([`super::store::JobStore`]), its implementations, the runner and the views all speak.
+//! whichever store keeps it. The job store's contract, its implementations, the runner and the
+//! views all speak of jobs in these words.
 
 mod provider_batches;
 
