@@ -8,7 +8,7 @@
 //! disk) does not lose a job: its runner keeps the results not yet committed and retries until
 //! the store works again.
 //!
-//! The rooms: what is stored about a job ([`record`]) and the store's contract ([`store`]), the
+//! Its parts: what is stored about a job ([`record`]) and the store's contract ([`store`]); the
 //! embedded store ([`embedded`]); the job manager ([`Jobs`]) with what the handlers ask of it,
 //! its start, uploads and views; the runner of each job; and provider batches
 //! ([`provider_batch`]).

@@ -90,7 +90,6 @@ pub struct Delivery {
     pub online: usize,
 }
 
-/// Pairwise wins: of A, of B, and ties.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct Wins {
     pub a: usize,
