@@ -10,7 +10,7 @@ use super::state::{Flow, Run};
 impl Run<'_> {
     /// Counts a finished item, and adds it to the results waiting to be committed (committing
     /// them when there are enough).
-    pub(super) async fn finished(&self, flow: &mut Flow, done: Done) -> Result<(), StoreError> {
+    pub(super) async fn collect(&self, flow: &mut Flow, done: Done) -> Result<(), StoreError> {
         if let Some(s) = self.summary.lock().unwrap().as_mut() {
             s.0.count(&done.tally);
         }

@@ -53,7 +53,7 @@ impl Run<'_> {
             }
             match self.next_event(flow).await {
                 Event::Stop => break,
-                Event::Done(done) => self.finished(flow, *done).await?,
+                Event::Done(done) => self.collect(flow, *done).await?,
                 Event::Commit => self.flush(flow).await?,
                 Event::Tick => self.tick(flow).await,
             }
