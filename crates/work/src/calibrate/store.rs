@@ -1,8 +1,8 @@
 //! Where calibration runs are kept, so that a judge's figures can be followed over time: a small
 //! trait, and its embedded implementation (a redb file beside the job store).
 //!
-//! A run is kept as its report without per-item results (see [`super::stored_form`]), under an
-//! id that sorts by time, so listing newest first is a reverse scan.
+//! A run is kept as its report without per-item results (see [`super::report::stored_form`]),
+//! under an id that sorts by time, so listing newest first is a reverse scan.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -86,7 +86,7 @@ impl RunStore for RedbRunStore {
             if q.dataset.as_deref().is_some_and(|d| run["dataset"] != d) {
                 continue;
             }
-            if let Some(run) = super::only_judge(run, q.judge.as_deref()) {
+            if let Some(run) = super::report::only_judge(run, q.judge.as_deref()) {
                 out.push(run);
             }
         }

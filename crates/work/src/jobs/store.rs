@@ -1,21 +1,31 @@
 //! What the job runner needs of a store, whichever it is: the embedded one of a single node
-//! ([`super::embedded::Store`], redb) or one a fleet of replicas shares (Redis). The runner, the
-//! cancel path, idempotency and the views are written once against [`JobStore`].
+//! (redb) or one a fleet of replicas shares (Redis). The runner, the cancel path, idempotency
+//! and the views are written once against [`JobStore`].
 //!
 //! The contract every store keeps: a job's status only changes through [`JobStore::update`], a
 //! compare-and-set (a cancel wins every race); a job and its items are stored before it is
 //! accepted; each index ends with exactly one result, and the first one committed is kept; an
 //! idempotency key names one job until that job is deleted.
+//!
+//! The words of that contract live here with it, beside the record ([`super::record`]): the
+//! items handed out, the results to commit, what creating a job did, a store's failure.
+//! Implementations import them; the contract imports no implementation.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::embedded::{Created, JobRecord, StoreError};
+use super::record::{JobRecord, JobStatus};
 use crate::batch::{Summary, Tally};
+
+/// How long a store call that failed with an I/O error waits before it is tried again: a job's
+/// runner tries its call again this often, and the embedded store reopens its database (or
+/// probes it) at most this often after a failure.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A stored result: its index (or completion sequence number) and its JSON.
 pub type Stored = (u64, Vec<u8>);
@@ -34,6 +44,9 @@ pub struct WorkItem {
     /// Taken over from a runner that stopped answering.
     pub claimed: bool,
 }
+
+/// Marks an input line that was not a JSON object; it becomes an error entry when the job runs.
+pub const INVALID_LINE: &str = "__llm_judge_invalid_line";
 
 /// A finished item, ready to commit.
 #[derive(Debug, Clone)]
@@ -56,28 +69,64 @@ pub enum Take {
     Stopped,
 }
 
-/// Fleet-wide counts of a job's committed results, kept by a shared store (a single node's
-/// runner counts for itself).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub correct: u64,
-    pub incorrect: u64,
-    pub unscored: u64,
-    pub errors: u64,
-    /// When a runner first took the job (Unix ms).
-    pub started_at_ms: Option<u64>,
+/// What creating a job did.
+pub enum Created {
+    New(JobRecord),
+    /// The idempotency key was used before, for the same request: this is that job.
+    Existing(JobRecord),
+    /// The idempotency key was used before for a different request.
+    Conflict(JobRecord),
+    /// The idempotency key belongs to an upload that has not finished.
+    InProgress(JobRecord),
 }
 
-impl Counts {
-    /// The count a result goes into.
-    pub fn field(t: &Tally) -> &'static str {
-        match (t.ok, t.verdict) {
-            (false, _) => "errors",
-            (true, Some("correct")) => "correct",
-            (true, Some("incorrect")) => "incorrect",
-            (true, Some("unscored")) => "unscored",
-            (true, _) => "scored",
+impl Created {
+    /// What a new job's idempotency key finds when it names `existing` already: that job (the
+    /// same request), a conflict (another request digest), or an upload still arriving.
+    pub fn found(existing: JobRecord, new: &JobRecord) -> Created {
+        if existing.status == JobStatus::Uploading {
+            Created::InProgress(existing)
+        } else if new.request_digest.is_some()
+            && existing.request_digest.is_some()
+            && new.request_digest != existing.request_digest
+        {
+            Created::Conflict(existing)
+        } else {
+            Created::Existing(existing)
         }
+    }
+}
+
+/// A storage failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("job store: {message}")]
+pub struct StoreError {
+    pub(crate) message: String,
+    /// An I/O failure (a full disk, a failed write): the same call may work later.
+    pub(crate) transient: bool,
+}
+
+impl StoreError {
+    /// A failure that retrying will not mend (a record that does not decode, a task that died).
+    pub fn other(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    /// A failure the same call may get past later (a store that does not answer just now).
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: true,
+        }
+    }
+
+    /// True for an I/O failure, after which the store reopens its database: the same call may
+    /// succeed later (once there is space on the disk again, say).
+    pub fn is_transient(&self) -> bool {
+        self.transient
     }
 }
 
@@ -169,4 +218,37 @@ pub trait JobStore: Send + Sync + 'static {
     fn active(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+}
+
+/// Runs a store call, and again every [`RETRY_INTERVAL`] for as long as it fails with an
+/// I/O error (a full disk, an unreachable Redis): a job's runner waits for the store instead of
+/// losing its work.
+pub(super) async fn retrying<T, F, Fut>(job: &str, f: F) -> Result<T, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut waited = false;
+    loop {
+        match f().await {
+            Err(e) if e.is_transient() => {
+                if !waited {
+                    tracing::warn!(job, error = %e, "the job waits for the store to work again");
+                    waited = true;
+                }
+                tokio::time::sleep(RETRY_INTERVAL).await;
+            }
+            result => {
+                if waited && result.is_ok() {
+                    tracing::info!(job, "the job goes on: the store works again");
+                }
+                return result;
+            }
+        }
+    }
+}
+
+/// A compare-and-set change from a closure.
+pub(super) fn change(f: impl Fn(&mut JobRecord) -> bool + Send + Sync + 'static) -> Change {
+    Arc::new(f)
 }

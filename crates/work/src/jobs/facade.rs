@@ -1,0 +1,189 @@
+//! What the HTTP handlers ask of jobs: submitting one (all its items at once, or as an upload),
+//! reading one or all, cancelling one, and reading its results.
+
+use std::sync::Arc;
+
+use super::conflict::{KeyConflict, conflict};
+use super::manager::Jobs;
+use super::options::{DEFAULT_PROVIDER_BATCH_DEADLINE_S, JobOptions};
+use super::record::{JobRecord, JobStatus, now_ms};
+use super::store::{Created, StoreError, change};
+use super::upload::{Begin, Upload};
+use super::view::JobView;
+use llm_judge_judge::JudgeKind;
+
+impl Jobs {
+    /// True when the store is a fleet's (other replicas run the same jobs).
+    pub fn fleet(&self) -> bool {
+        self.store.fleet()
+    }
+
+    /// `Ok` while the store takes writes; otherwise why not (it reopens itself and retries).
+    pub async fn ready(&self) -> Result<(), String> {
+        self.store.check().await
+    }
+
+    /// Stores a job's items (before it is accepted) and starts it. The same idempotency key
+    /// with the same request digest returns the job made with it.
+    pub async fn submit(
+        self: &Arc<Self>,
+        kind: JudgeKind,
+        route: String,
+        max_concurrent: usize,
+        items: Vec<Box<serde_json::value::RawValue>>,
+        key: Option<(String, String)>,
+        options: &JobOptions,
+    ) -> Result<Result<(JobView, bool), KeyConflict>, StoreError> {
+        let total = items.len() as u64;
+        let (key, digest) = key.unzip();
+        let record = new_record(
+            JobStatus::Queued,
+            kind,
+            route,
+            max_concurrent,
+            total,
+            key,
+            digest,
+            options,
+        );
+        let created = self.store.create(record, items).await?;
+        Ok(match created {
+            Created::New(record) => {
+                self.spawn_runner(record.clone());
+                Ok((self.view(&record), true))
+            }
+            Created::Existing(record) => Ok((self.view(&record), false)),
+            Created::Conflict(record) => Err(conflict(record, false)),
+            Created::InProgress(record) => Err(conflict(record, true)),
+        })
+    }
+
+    /// Starts an upload: items arrive later through [`Upload::push`]. An idempotency key used
+    /// before answers with its job instead (or with a conflict while that job is uploading).
+    pub async fn begin_upload(
+        self: &Arc<Self>,
+        kind: JudgeKind,
+        route: String,
+        max_concurrent: usize,
+        idempotency_key: Option<String>,
+        options: &JobOptions,
+    ) -> Result<Begin, StoreError> {
+        let record = new_record(
+            JobStatus::Uploading,
+            kind,
+            route,
+            max_concurrent,
+            0,
+            idempotency_key,
+            None,
+            options,
+        );
+        let created = self.store.create(record, Vec::new()).await?;
+        Ok(match created {
+            Created::New(record) => Begin::Upload(Upload::new(self.clone(), record)),
+            Created::Existing(record) | Created::Conflict(record) => Begin::Existing {
+                digest: record.request_digest.clone(),
+                view: self.view(&record),
+            },
+            Created::InProgress(record) => Begin::Conflict(conflict(record, true)),
+        })
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<JobView>, StoreError> {
+        Ok(self.store.get(id).await?.map(|r| self.view(&r)))
+    }
+
+    pub async fn list(&self, limit: usize) -> Result<Vec<JobView>, StoreError> {
+        let all = self.store.list().await?;
+        Ok(all.iter().take(limit).map(|r| self.view(r)).collect())
+    }
+
+    /// Cancels a job; finished results stay readable. A job not started yet is `cancelled` at
+    /// once; a running one is `cancelling` until its runner has stopped. A finished job is left
+    /// as it is.
+    pub async fn cancel(&self, id: &str) -> Result<Option<JobView>, StoreError> {
+        let record = self
+            .store
+            .update(
+                id,
+                change(|r| match r.status {
+                    // No runner has claimed it (its claim would have made it `running`): the
+                    // claim will see this and stop.
+                    JobStatus::Queued | JobStatus::Uploading => {
+                        r.status = JobStatus::Cancelled;
+                        r.finished_at_ms = Some(now_ms());
+                        true
+                    }
+                    JobStatus::Running => {
+                        r.status = JobStatus::Cancelling;
+                        true
+                    }
+                    _ => false,
+                }),
+            )
+            .await?;
+        // The runner is registered before it claims the job, so a claim made before the write
+        // above is always found here. (Other replicas' runners see the write within a tick.)
+        if let Some(live) = self.live.lock().unwrap().get(id) {
+            live.cancel.cancel();
+        }
+        Ok(record.map(|r| self.view(&r)))
+    }
+
+    /// Up to `limit` finished results after `after` (an index, or a completion sequence number
+    /// when `by_completion`).
+    pub async fn results(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        by_completion: bool,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.store.results(id, after, by_completion, limit).await
+    }
+}
+
+/// A fresh job record: nothing committed, not finished.
+#[allow(clippy::too_many_arguments)]
+fn new_record(
+    status: JobStatus,
+    kind: JudgeKind,
+    route: String,
+    max_concurrent: usize,
+    total: u64,
+    idempotency_key: Option<String>,
+    request_digest: Option<String>,
+    options: &JobOptions,
+) -> JobRecord {
+    JobRecord {
+        id: new_id(),
+        status,
+        kind,
+        route,
+        max_concurrent,
+        total,
+        created_at_ms: now_ms(),
+        finished_at_ms: None,
+        idempotency_key,
+        request_digest,
+        committed: 0,
+        summary: None,
+        error: None,
+        counts: None,
+        provider_batch: options.provider_batch,
+        provider_batch_deadline_s: options.provider_batch.then(|| {
+            options
+                .provider_batch_deadline_s
+                .unwrap_or(DEFAULT_PROVIDER_BATCH_DEADLINE_S)
+        }),
+        provider_batches: Vec::new(),
+        budget: (!options.budget.is_empty()).then_some(options.budget),
+        driver: None,
+        batch_submits: Vec::new(),
+        client: options.client.clone(),
+    }
+}
+
+fn new_id() -> String {
+    format!("job_{:016x}", rand::random::<u64>())
+}

@@ -1,0 +1,77 @@
+//! One item of a job: admitted under the job's budget, then judged into the result that is
+//! committed (its calls online, or through the job's provider batch).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::batch::{self, BatchItem};
+use crate::budget::{Budget, EXHAUSTED, Reservation};
+use crate::jobs::store::{Done, INVALID_LINE, WorkItem};
+use llm_judge_judge::{Judge, JudgeKind};
+use llm_judge_pool::Via;
+
+/// Reserves an item's estimate under the job's budget (`discount` off: the share a provider
+/// batch takes off its price), or makes its `budget_exhausted` entry.
+pub(super) fn admit(
+    judge: &Judge,
+    budget: &Arc<Budget>,
+    kind: JudgeKind,
+    route: &str,
+    w: &WorkItem,
+    discount: f64,
+) -> Result<Option<Reservation>, Box<Done>> {
+    if w.item.get(INVALID_LINE).is_some() {
+        return Ok(None);
+    }
+    let index = w.index as usize;
+    let item = BatchItem::parse(kind, index, w.item.clone()).read(index);
+    let Some(mut estimate) = batch::estimate(judge, route, &item) else {
+        return Ok(None);
+    };
+    estimate.cost_usd = estimate.cost_usd.map(|c| c * (1.0 - discount));
+    match budget.reserve(estimate) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) => {
+            let v = batch::error_entry(index, EXHAUSTED, &e.message, None, None);
+            let entry = batch::Entry::from_value(index, &v);
+            Err(Box::new(Done {
+                index: w.index,
+                ticket: w.ticket.clone(),
+                json: entry.json.get().as_bytes().to_vec(),
+                tally: entry.tally,
+            }))
+        }
+    }
+}
+
+/// Judges one item into what is to be committed, settling its budget reservation.
+pub(super) fn judge_item(
+    judge: &Arc<Judge>,
+    route: &str,
+    kind: JudgeKind,
+    w: WorkItem,
+    reservation: Option<Reservation>,
+    via: Via,
+) -> impl Future<Output = Done> + Send + 'static {
+    let judge = judge.clone();
+    let route = route.to_string();
+    async move {
+        let index = w.index;
+        let entry = if let Some(msg) = w.item.get(INVALID_LINE).and_then(Value::as_str) {
+            let v = batch::error_entry(index as usize, "invalid_line", msg, None, None);
+            batch::Entry::from_value(index as usize, &v)
+        } else {
+            let item = BatchItem::parse(kind, index as usize, w.item);
+            batch::judge_one(&judge, &route, index as usize, item, &via).await
+        };
+        batch::settle(reservation, &entry);
+        Done {
+            index,
+            ticket: w.ticket,
+            json: entry.json.get().as_bytes().to_vec(),
+            tally: entry.tally,
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Taking a job's items from the store, and placing each where it waits for its call: among
+//! the items of the job's provider batches, or in the buffer for an online slot.
+
+use crate::jobs::store::{RETRY_INTERVAL, StoreError, Take, WorkItem};
+use llm_judge_pool::Via;
+
+use super::item::{admit, judge_item};
+use super::state::{Flow, Run};
+
+impl Run<'_> {
+    /// Takes items while slots are free. Items that go as provider batches hold no slot:
+    /// taking goes on past them. A provider-batch job takes every item at once (its online ones
+    /// wait in the buffer), so that its batches are submitted without waiting for the online
+    /// items.
+    pub(super) async fn take_items(&self, flow: &mut Flow) -> Result<(), StoreError> {
+        let busy = flow.busy(self.fleet);
+        while !flow.drained
+            && !flow.waiting
+            && (flow.buffer.is_empty() || self.batches.is_some())
+            && busy < flow.max_c
+        {
+            match self.take(&mut flow.cursor, flow.max_c - busy).await? {
+                Take::Items(items) => {
+                    let taken_over = items.iter().filter(|w| w.claimed).count();
+                    if taken_over > 0 {
+                        flow.claimed_counter.increment(taken_over as u64);
+                        tracing::info!(job = %self.record.id, items = taken_over, "took over items of a replica that stopped answering");
+                    }
+                    for w in items {
+                        self.place(flow, w);
+                    }
+                }
+                Take::Wait => {
+                    flow.waiting = true;
+                    // A fleet's driver has taken what there is: submit it.
+                    if let Some(b) = &self.batches {
+                        b.seal();
+                    }
+                }
+                Take::Drained => {
+                    flow.drained = true;
+                    if let Some(b) = &self.batches {
+                        b.seal();
+                    }
+                }
+                Take::Stopped => {
+                    self.cancel.cancel();
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes items to run, waiting out a store that fails with an I/O error.
+    async fn take(&self, cursor: &mut u64, free: usize) -> Result<Take, StoreError> {
+        let id = self.record.id.as_str();
+        let mut waited = false;
+        loop {
+            match self.jobs.store.take(id, cursor, free).await {
+                Err(e) if e.is_transient() => {
+                    if !waited {
+                        tracing::warn!(job = id, error = %e, "the job waits for the store to work again");
+                        waited = true;
+                    }
+                    tokio::time::sleep(RETRY_INTERVAL).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Admits a taken item under the job's budget and puts it where it waits: its provider
+    /// batch, or the buffer. An item the budget refuses is a result at once.
+    fn place(&self, flow: &mut Flow, w: WorkItem) {
+        let (kind, route) = (self.record.kind, self.record.route.as_str());
+        let delivery = self
+            .batches
+            .as_ref()
+            .and_then(|b| b.delivery(kind, route, w.index, &w.item));
+        let reservation = match &self.budget {
+            None => None,
+            Some(b) => {
+                let discount = delivery.as_ref().map_or(0.0, |(_, d)| *d);
+                match admit(&self.jobs.judge, b, kind, route, &w, discount) {
+                    Ok(r) => r,
+                    Err(done) => {
+                        if let Some(s) = self.summary.lock().unwrap().as_mut() {
+                            s.0.count(&done.tally);
+                        }
+                        self.jobs.judge.count_batch_item(false);
+                        flow.pending.push(*done);
+                        return;
+                    }
+                }
+            }
+        };
+        // Touched from now on, so that nobody takes it over meanwhile.
+        if !w.ticket.is_empty() {
+            flow.unacked.insert(w.ticket.clone());
+        }
+        match delivery {
+            Some((d, _)) => {
+                let via = Via::Deliverer(d);
+                let item = judge_item(&self.jobs.judge, route, kind, w, reservation, via);
+                flow.batched.push(Box::pin(item));
+            }
+            None => flow.buffer.push_back((w, reservation)),
+        }
+    }
+
+    /// Starts items waiting in the buffer while online slots are free.
+    pub(super) fn start_online(&self, flow: &mut Flow) {
+        while flow.busy(self.fleet) < flow.max_c {
+            let Some((w, reservation)) = flow.buffer.pop_front() else {
+                break;
+            };
+            if !w.ticket.is_empty() {
+                flow.unacked.insert(w.ticket.clone());
+            }
+            let (kind, route) = (self.record.kind, self.record.route.as_str());
+            let item = judge_item(&self.jobs.judge, route, kind, w, reservation, Via::Online);
+            flow.inflight.push(Box::pin(item));
+        }
+    }
+}
