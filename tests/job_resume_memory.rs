@@ -79,6 +79,7 @@ async fn resuming_a_job_does_not_hold_its_results_in_memory() {
             driver: None,
             batch_submits: Vec::new(),
             client: None,
+            owner: None,
         };
         let item = serde_json::json!({"question": "q", "answer": "4", "prediction": "4"});
         let items = vec![item; RESULTS as usize];
@@ -117,7 +118,7 @@ async fn resuming_a_job_does_not_hold_its_results_in_memory() {
     assert_eq!(jobs.start().await.unwrap(), 1, "the job is resumed");
     let deadline = Instant::now() + Duration::from_secs(60);
     let done = loop {
-        let v = jobs.get(id).await.unwrap().unwrap();
+        let v = jobs.get(id, None).await.unwrap().unwrap();
         if v.status.is_finished() {
             break v;
         }

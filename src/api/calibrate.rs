@@ -10,9 +10,11 @@ use super::error::{ApiError, ErrorBody};
 use super::error_docs::{NewWorkErrors, UnauthorizedError};
 use super::extract::{JsonBody, QueryParams};
 use super::state::AppState;
+use super::tenant::Tenant;
 use llm_judge_judge::{JudgeError, JudgeKind};
 use llm_judge_work::budget::daily::ClientId;
-use llm_judge_work::calibrate::{self, MAX_JUDGES, Plan, Report, store::RunQuery};
+use llm_judge_work::calibrate::store::{OWNER, RunQuery};
+use llm_judge_work::calibrate::{self, MAX_JUDGES, Plan, Report};
 
 /// Labelled items and the judges to measure on them.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -66,6 +68,7 @@ const MAX_NAME: usize = 200;
 pub async fn calibrate(
     State(app): State<AppState>,
     client: Option<Extension<ClientId>>,
+    tenant: Tenant,
     JsonBody(req): JsonBody<CalibrateRequest>,
 ) -> Result<Json<Report>, ApiError> {
     let store = req.store;
@@ -89,7 +92,10 @@ pub async fn calibrate(
     let mut report = calibrate::run(app.judge.clone(), plan).await;
     if store {
         let runs = app.runs.clone();
-        let kept = calibrate::stored_form(&report);
+        let mut kept = calibrate::stored_form(&report);
+        if let (Some(owner), Some(fields)) = (tenant.owner(), kept.as_object_mut()) {
+            fields.insert(OWNER.into(), owner.into());
+        }
         let saved = tokio::task::spawn_blocking(move || runs.save(&kept))
             .await
             .map_err(|e| e.to_string())
@@ -213,12 +219,14 @@ pub struct RunList {
     ))]
 pub async fn runs(
     State(app): State<AppState>,
+    tenant: Tenant,
     QueryParams(p): QueryParams<RunsParams>,
 ) -> Result<Json<RunList>, ApiError> {
     let query = RunQuery {
         judge: p.judge,
         dataset: p.dataset,
         limit: p.limit.unwrap_or(50).clamp(1, 1000),
+        owner: tenant.sees().map(str::to_string),
     };
     let store = app.runs.clone();
     let runs = tokio::task::spawn_blocking(move || store.list(&query))

@@ -21,8 +21,9 @@ use tower_http::timeout::{RequestBodyDeadline, RequestBodyTimeout};
 
 use super::budget::daily_refusal;
 use super::error::ApiError;
+use super::tenant::Tenant;
 use crate::config::Secret;
-use llm_judge_work::budget::daily::{ClientId, DailyBudgets};
+use llm_judge_work::budget::daily::{ClientId, DailyBudgets, client_name};
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -106,15 +107,33 @@ pub(crate) fn cors(allowed: &[HeaderValue]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// Requires a configured client token as `Authorization: Bearer <token>` (compared in constant
-/// time), except on the open paths; with no tokens configured, everything passes.
+/// The configured tokens, each with its name (see [`client_name`]): client tokens first, in
+/// their configured order (a client's [`ClientId`] is its place), then admin tokens.
+pub(crate) struct Tokens {
+    tokens: Vec<(Secret, Arc<str>)>,
+    clients: usize,
+}
+
+impl Tokens {
+    pub(crate) fn new(clients: &[Secret], admins: &[Secret]) -> Tokens {
+        let named = |t: &Secret| (t.clone(), Arc::from(client_name(t.expose())));
+        Tokens {
+            tokens: clients.iter().chain(admins).map(named).collect(),
+            clients: clients.len(),
+        }
+    }
+}
+
+/// Requires a configured token (a client's or an admin's) as `Authorization: Bearer <token>`
+/// (compared in constant time), except on the open paths, and sets the request's [`Tenant`]
+/// (and, for a client token, its [`ClientId`]); with no tokens configured, everything passes.
 // The refusal is a whole response: the signature tower-http's `ValidateRequest` asks for.
 #[allow(clippy::result_large_err)]
 pub(crate) fn client_auth(
-    tokens: Arc<[Secret]>,
+    tokens: Arc<Tokens>,
 ) -> impl FnMut(&mut Request) -> Result<(), Response> + Clone {
     move |req: &mut Request| {
-        if tokens.is_empty() || is_open_path(req.uri().path()) {
+        if tokens.tokens.is_empty() || is_open_path(req.uri().path()) {
             return Ok(());
         }
         let given = req
@@ -128,16 +147,26 @@ pub(crate) fn client_auth(
             .map(str::trim);
         // Every token is compared, whichever matches, so the time says nothing of which.
         let known = given.and_then(|g| {
-            tokens.iter().enumerate().fold(None, |found, (i, t)| {
-                if bool::from(t.expose().as_bytes().ct_eq(g.as_bytes())) {
-                    Some(i)
-                } else {
-                    found
-                }
-            })
+            tokens
+                .tokens
+                .iter()
+                .enumerate()
+                .fold(None, |found, (i, (t, _))| {
+                    if bool::from(t.expose().as_bytes().ct_eq(g.as_bytes())) {
+                        Some(i)
+                    } else {
+                        found
+                    }
+                })
         });
         if let Some(i) = known {
-            req.extensions_mut().insert(ClientId(i));
+            let name = tokens.tokens[i].1.clone();
+            if i < tokens.clients {
+                req.extensions_mut().insert(ClientId(i));
+                req.extensions_mut().insert(Tenant::Client(name));
+            } else {
+                req.extensions_mut().insert(Tenant::Admin(name));
+            }
             return Ok(());
         }
         Err(refusal(

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod judge;
 pub mod layers;
 pub mod state;
+pub mod tenant;
 
 use std::sync::Arc;
 
@@ -107,7 +108,8 @@ pub fn router(state: AppState) -> Router {
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
-    let tokens: Arc<[crate::config::Secret]> = state.settings.auth.tokens.clone().into();
+    let auth = &state.settings.auth;
+    let tokens = Arc::new(layers::Tokens::new(&auth.tokens, &auth.admin_tokens));
     let layers = tower::ServiceBuilder::new()
         // A client's id is kept only if it is usable in our log lines.
         .map_request(layers::drop_unusable_request_id)

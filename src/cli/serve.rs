@@ -127,7 +127,7 @@ async fn run_service(
              LLM_JUDGE__PROVIDERS__OPENAI__BASE_URL=http://127.0.0.1:11434/v1"
         );
     }
-    if !listen.ip().is_loopback() && settings.auth.tokens.is_empty() {
+    if !listen.ip().is_loopback() && !settings.auth.enabled() {
         tracing::warn!(%listen, "listening on a non-loopback address with no client tokens: anyone who can reach it can spend the provider keys; set [auth] tokens");
     }
     let routes: Vec<String> = settings

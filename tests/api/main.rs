@@ -37,5 +37,6 @@ mod quality;
 mod rate_limit;
 mod serving;
 mod streaming;
+mod tenants;
 mod transport;
 mod verdict_cache;

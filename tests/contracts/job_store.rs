@@ -27,6 +27,7 @@ contract! {
         update_is_a_compare_and_set_and_a_cancel_wins,
         concurrent_updates_are_never_lost,
         an_idempotency_key_names_one_job_until_that_job_is_deleted,
+        an_idempotency_key_is_its_owners_own,
         each_index_has_one_result_read_by_index_and_by_completion,
         deleting_a_job_removes_it_with_its_results_and_frees_its_key,
         jobs_are_listed_newest_first,
@@ -89,6 +90,7 @@ fn record(id: &str, status: JobStatus, total: u64, created_at_ms: u64) -> JobRec
         driver: None,
         batch_submits: Vec::new(),
         client: None,
+        owner: None,
     }
 }
 
@@ -346,6 +348,33 @@ async fn an_idempotency_key_names_one_job_until_that_job_is_deleted(s: &Subject)
         try_create(new("d", Some("d1"))).await,
         ("in progress", "c".into())
     );
+}
+
+async fn an_idempotency_key_is_its_owners_own(s: &Subject) {
+    let store = &*s.store;
+    let owned = |id: &str, owner: &str| JobRecord {
+        owner: Some(owner.into()),
+        ..keyed(id, JobStatus::Queued, "k", Some("d1"))
+    };
+    let try_create = async |r: JobRecord| created(store.create(r, raw_items(0)).await.unwrap());
+    assert_eq!(try_create(owned("a", "alice")).await, ("new", "a".into()));
+    // The same key and request from another owner is another job, never a hint of the first.
+    assert_eq!(try_create(owned("b", "bob")).await, ("new", "b".into()));
+    assert_eq!(
+        try_create(owned("c", "alice")).await,
+        ("existing", "a".into())
+    );
+    // Nor does it meet the key of a job with no owner.
+    let unowned = keyed("d", JobStatus::Queued, "k", Some("d1"));
+    assert_eq!(try_create(unowned).await, ("new", "d".into()));
+    // Deleting one owner's job frees only that owner's key.
+    let a = store.get("a").await.unwrap().unwrap();
+    store.delete(&a).await.unwrap();
+    assert_eq!(
+        try_create(owned("e", "bob")).await,
+        ("existing", "b".into())
+    );
+    assert_eq!(try_create(owned("f", "alice")).await, ("new", "f".into()));
 }
 
 async fn each_index_has_one_result_read_by_index_and_by_completion(s: &Subject) {

@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::batch::refuse_unpriced_budget;
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
+use crate::api::tenant::Caller;
 use llm_judge_judge::JudgeKind;
-use llm_judge_work::budget::daily::ClientId;
 use llm_judge_work::jobs::{JobOptions, JobStatus, JobView, KeyConflict};
 
 /// The answer to a job submission.
@@ -54,7 +54,7 @@ const MAX_PROVIDER_BATCH_DEADLINE_S: u64 = 86_400;
 /// The options a job asks for, checked: a 422 names the field.
 pub fn job_options(
     app: &AppState,
-    client: Option<ClientId>,
+    caller: &Caller,
     route: &str,
     judges: std::collections::BTreeSet<String>,
     provider_batch: Option<bool>,
@@ -102,13 +102,14 @@ pub fn job_options(
         }
     }
     // Sent with a client token whose day has a budget: the job spends that day.
-    let day = app.daily_budgets.as_ref().zip(client);
+    let day = app.daily_budgets.as_ref().zip(caller.client);
     refuse_unpriced_budget(app, budget, day.map(|(d, _)| &**d), route, judges)?;
     Ok(JobOptions {
         provider_batch,
         provider_batch_deadline_s: deadline_s,
         budget,
         client: day.and_then(|(d, c)| d.name_of(c).map(str::to_string)),
+        owner: caller.tenant.owner(),
     })
 }
 

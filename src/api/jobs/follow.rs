@@ -17,6 +17,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::error_docs::JobLookupErrors;
 use crate::api::extract::{PathParam, QueryParams};
 use crate::api::state::AppState;
+use crate::api::tenant::Tenant;
 use llm_judge_work::jobs::JobView;
 
 /// The answer when no job has the id.
@@ -40,10 +41,12 @@ pub struct JobList {
     responses((status = 200, body = JobList), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
+    tenant: Tenant,
     QueryParams(p): QueryParams<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
+    let limit = p.limit.unwrap_or(100).min(10_000);
     Ok(Json(JobList {
-        jobs: app.jobs.list(p.limit.unwrap_or(100).min(10_000)).await?,
+        jobs: app.jobs.list(limit, tenant.sees()).await?,
     }))
 }
 
@@ -52,10 +55,11 @@ pub async fn list(
     responses((status = 200, body = JobView), JobLookupErrors))]
 pub async fn get(
     State(app): State<AppState>,
+    tenant: Tenant,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<JobView>, ApiError> {
     app.jobs
-        .get(&id)
+        .get(&id, tenant.sees())
         .await?
         .map(Json)
         .ok_or_else(|| no_such_job(&id))
@@ -68,10 +72,11 @@ pub async fn get(
     responses((status = 200, body = JobView), JobLookupErrors))]
 pub async fn cancel(
     State(app): State<AppState>,
+    tenant: Tenant,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<JobView>, ApiError> {
     app.jobs
-        .cancel(&id)
+        .cancel(&id, tenant.sees())
         .await?
         .map(Json)
         .ok_or_else(|| no_such_job(&id))
@@ -95,6 +100,7 @@ pub struct ResultParams {
     ))]
 pub async fn results(
     State(app): State<AppState>,
+    tenant: Tenant,
     PathParam(id): PathParam<String>,
     QueryParams(p): QueryParams<ResultParams>,
 ) -> Result<Response, ApiError> {
@@ -108,7 +114,7 @@ pub async fn results(
             });
         }
     };
-    if app.jobs.get(&id).await?.is_none() {
+    if app.jobs.get(&id, tenant.sees()).await?.is_none() {
         return Err(no_such_job(&id));
     }
     let jobs = app.jobs.clone();
@@ -164,9 +170,10 @@ pub struct SseEvent {
         JobLookupErrors))]
 pub async fn events(
     State(app): State<AppState>,
+    tenant: Tenant,
     PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
-    if app.jobs.get(&id).await?.is_none() {
+    if app.jobs.get(&id, tenant.sees()).await?.is_none() {
         return Err(no_such_job(&id));
     }
     let jobs = app.jobs.clone();
@@ -180,7 +187,7 @@ pub async fn events(
             if !first {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            let view = jobs.get(&id).await.ok().flatten()?;
+            let view = jobs.get(&id, None).await.ok().flatten()?;
             let finished = view.status.is_finished();
             let event = if finished {
                 Event::default().event("summary").json_data(&view).ok()?

@@ -13,7 +13,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::error_docs::{DailyBudgetError, UnauthorizedError};
 use crate::api::extract::{QueryParams, parse_json, read_body};
 use crate::api::state::AppState;
-use llm_judge_work::budget::daily::ClientId;
+use crate::api::tenant::Caller;
 
 /// Submits a batch as a persistent job: its items are stored before the answer, then judged in
 /// the background; results survive restarts. The body is the batch JSON, or (for very large
@@ -36,9 +36,9 @@ pub async fn create(
     QueryParams(q): QueryParams<UploadParams>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let client = req.extensions().get::<ClientId>().copied();
+    let caller = Caller::of(req.extensions());
     if crate::api::extract::is_job_upload(&req) {
-        return upload(app, client, q, req).await;
+        return upload(app, &caller, q, req).await;
     }
     let bytes = read_body(req).await?;
     let body: BatchRequest = parse_json(&bytes)?;
@@ -54,7 +54,7 @@ pub async fn create(
     let judges = values.iter().filter_map(|v| named_judge(v.get())).collect();
     let options = job_options(
         &app,
-        client,
+        &caller,
         &route,
         judges,
         provider_batch,

@@ -13,8 +13,8 @@ use super::lines::Lines;
 use crate::api::batch::{budget_limits, max_concurrent};
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
+use crate::api::tenant::Caller;
 use llm_judge_judge::JudgeKind;
-use llm_judge_work::budget::daily::ClientId;
 use llm_judge_work::jobs::{Begin, INVALID_LINE, JobView, KeyConflict, Upload};
 
 /// The longest line of an NDJSON upload.
@@ -23,7 +23,7 @@ const MAX_LINE: usize = 16 * 1024 * 1024;
 /// Streams an NDJSON body into the store, a page at a time.
 pub async fn upload(
     app: AppState,
-    client: Option<ClientId>,
+    caller: &Caller,
     q: UploadParams,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -36,7 +36,7 @@ pub async fn upload(
     // naming judges of their own without prices are unpriced, as in a batch).
     let options = job_options(
         &app,
-        client,
+        caller,
         &route,
         Default::default(),
         q.provider_batch,
@@ -58,13 +58,13 @@ pub async fn upload(
     let body = req.into_body().into_data_stream();
     match begin {
         Begin::Upload(up) => {
-            let view = store_items(up, body, hasher, app.settings.jobs.max_items).await?;
+            let view = store_items(*up, body, hasher, app.settings.jobs.max_items).await?;
             Ok(accepted(&view, true))
         }
         Begin::Conflict(c) => Err(key_conflict(c)),
         Begin::Existing { view, digest } => {
             let repeat = Repeat {
-                view,
+                view: *view,
                 digest,
                 key: key_text,
             };

@@ -36,6 +36,26 @@ fn an_empty_client_token_is_refused_instead_of_turning_auth_off() {
 }
 
 #[test]
+fn admin_tokens_turn_auth_on_and_are_never_also_client_tokens() {
+    let s = load(&[("LLM_JUDGE__AUTH__ADMIN_TOKENS", "ops-1, ops-2")], None).unwrap();
+    let t: Vec<&str> = s.auth.admin_tokens.iter().map(Secret::expose).collect();
+    assert_eq!(t, ["ops-1", "ops-2"]);
+    assert!(s.auth.tokens.is_empty() && s.auth.enabled());
+    assert!(!load(&[], None).unwrap().auth.enabled());
+    let e = load(&[], Some("[auth]\nadmin_tokens = [\"\"]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("auth.admin_tokens[0] is empty"), "{e}");
+    let both = "[auth]\ntokens = [\"a\", \"b\"]\nadmin_tokens = [\"b\"]\n";
+    let e = load(&[], Some(both)).unwrap_err().to_string();
+    assert!(
+        e.contains("auth.admin_tokens[0] is also in auth.tokens"),
+        "{e}"
+    );
+    assert!(!e.contains("\"b\""), "the token is not printed: {e}");
+}
+
+#[test]
 fn a_daily_budget_needs_client_tokens_and_a_sane_amount() {
     let s = load(
         &[],

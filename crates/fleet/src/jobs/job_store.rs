@@ -34,7 +34,8 @@ impl JobStore for RedisJobs {
         Box::pin(async move {
             let json = serde_json::to_string(&record)
                 .map_err(|e| StoreError::other(format!("encode job: {e}")))?;
-            let key = record.idempotency_key.as_deref();
+            let scope = record.idempotency_scope();
+            let key = scope.as_deref();
             let mut inv = self.scripts.create.prepare_invoke();
             inv.key(self.idem(key))
                 .key(self.job(&record.id))
@@ -81,7 +82,10 @@ impl JobStore for RedisJobs {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let id = id.to_string();
         Box::pin(async move {
-            let key = self.read(&id).await?.and_then(|(r, _)| r.idempotency_key);
+            let key = self
+                .read(&id)
+                .await?
+                .and_then(|(r, _)| r.idempotency_scope());
             let mut inv = self.scripts.append.prepare_invoke();
             inv.key(self.job(&id))
                 .key(self.part(&id, "q"))
@@ -154,7 +158,8 @@ impl JobStore for RedisJobs {
                 let new = serde_json::to_string(&record)
                     .map_err(|e| StoreError::other(format!("encode job: {e}")))?;
                 record.counts = counts;
-                let key = record.idempotency_key.as_deref();
+                let scope = record.idempotency_scope();
+                let key = scope.as_deref();
                 let mut inv = self.scripts.update.prepare_invoke();
                 inv.key(self.job(&id))
                     .key(self.redis.key("jobs:active"))
@@ -310,7 +315,8 @@ impl JobStore for RedisJobs {
         let record = record.clone();
         Box::pin(async move {
             let id = &record.id;
-            let key = record.idempotency_key.as_deref();
+            let scope = record.idempotency_scope();
+            let key = scope.as_deref();
             let mut inv = self.scripts.delete.prepare_invoke();
             inv.key(self.job(id))
                 .key(self.part(id, "q"))

@@ -22,7 +22,13 @@ pub struct RunQuery {
     pub dataset: Option<String>,
     /// At most this many, newest first.
     pub limit: usize,
+    /// Only the runs of this owner (a client token's name); `None`: everyone's.
+    pub owner: Option<String>,
 }
+
+/// The field of a stored run that names its owner (a client token's name); it is kept with the
+/// run and never listed.
+pub const OWNER: &str = "owner";
 
 /// Kept calibration runs. Calls block (disk I/O): async callers use `spawn_blocking`.
 pub trait RunStore: Send + Sync {
@@ -86,6 +92,13 @@ impl RunStore for RedbRunStore {
             if q.dataset.as_deref().is_some_and(|d| run["dataset"] != d) {
                 continue;
             }
+            if q.owner.as_deref().is_some_and(|o| run[OWNER] != o) {
+                continue;
+            }
+            let mut run = run;
+            if let Some(fields) = run.as_object_mut() {
+                fields.remove(OWNER);
+            }
             if let Some(run) = super::report::only_judge(run, q.judge.as_deref()) {
                 out.push(run);
             }
@@ -148,6 +161,7 @@ mod tests {
                 judge: Some("a".into()),
                 dataset: Some("d1".into()),
                 limit: 10,
+                owner: None,
             })
             .unwrap();
         assert_eq!(a_d1.len(), 1);

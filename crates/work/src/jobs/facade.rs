@@ -80,28 +80,54 @@ impl Jobs {
         );
         let created = self.store.create(record, Vec::new()).await?;
         Ok(match created {
-            Created::New(record) => Begin::Upload(Upload::new(self.clone(), record)),
+            Created::New(record) => Begin::Upload(Box::new(Upload::new(self.clone(), record))),
             Created::Existing(record) | Created::Conflict(record) => Begin::Existing {
                 digest: record.request_digest.clone(),
-                view: self.view(&record),
+                view: Box::new(self.view(&record)),
             },
             Created::InProgress(record) => Begin::Conflict(conflict(record, true)),
         })
     }
 
-    pub async fn get(&self, id: &str) -> Result<Option<JobView>, StoreError> {
-        Ok(self.store.get(id).await?.map(|r| self.view(&r)))
+    /// A job, when `tenant` may see it (see [`JobRecord::visible_to`]); `None` otherwise, as
+    /// for a job that does not exist.
+    pub async fn get(&self, id: &str, tenant: Option<&str>) -> Result<Option<JobView>, StoreError> {
+        Ok(self
+            .store
+            .get(id)
+            .await?
+            .filter(|r| r.visible_to(tenant))
+            .map(|r| self.view(&r)))
     }
 
-    pub async fn list(&self, limit: usize) -> Result<Vec<JobView>, StoreError> {
+    /// The newest `limit` jobs `tenant` may see.
+    pub async fn list(
+        &self,
+        limit: usize,
+        tenant: Option<&str>,
+    ) -> Result<Vec<JobView>, StoreError> {
         let all = self.store.list().await?;
-        Ok(all.iter().take(limit).map(|r| self.view(r)).collect())
+        Ok(all
+            .iter()
+            .filter(|r| r.visible_to(tenant))
+            .take(limit)
+            .map(|r| self.view(r))
+            .collect())
     }
 
     /// Cancels a job; finished results stay readable. A job not started yet is `cancelled` at
     /// once; a running one is `cancelling` until its runner has stopped. A finished job is left
     /// as it is.
-    pub async fn cancel(&self, id: &str) -> Result<Option<JobView>, StoreError> {
+    /// `None` when there is no such job, or `tenant` may not see it.
+    pub async fn cancel(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<JobView>, StoreError> {
+        match self.store.get(id).await? {
+            Some(r) if r.visible_to(tenant) => {}
+            _ => return Ok(None),
+        }
         let record = self
             .store
             .update(
@@ -181,6 +207,7 @@ fn new_record(
         driver: None,
         batch_submits: Vec::new(),
         client: options.client.clone(),
+        owner: options.owner.clone(),
     }
 }
 

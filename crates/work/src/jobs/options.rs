@@ -31,6 +31,8 @@ pub struct JobOptions {
     /// The name of the client token that sent the job, when its day has a budget: the job
     /// spends that day too.
     pub client: Option<String>,
+    /// The tenant the job belongs to (see [`super::JobRecord::owner`]).
+    pub owner: Option<String>,
 }
 
 /// The default of `provider_batch_deadline_s`: the providers' own completion window.

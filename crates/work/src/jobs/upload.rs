@@ -14,11 +14,11 @@ use super::view::JobView;
 /// What [`Jobs::begin_upload`] found.
 pub enum Begin {
     /// A new upload: push its items, then finish it.
-    Upload(Upload),
+    Upload(Box<Upload>),
     /// The idempotency key made this job; its request digest is to be compared with the
     /// upload's (which takes reading it).
     Existing {
-        view: JobView,
+        view: Box<JobView>,
         digest: Option<String>,
     },
     Conflict(KeyConflict),

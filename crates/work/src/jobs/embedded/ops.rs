@@ -19,7 +19,7 @@ impl Store {
     ) -> Result<Created, StoreError> {
         self.write(|txn| {
             let mut keys = txn.open_table(KEYS).map_err(err("open keys"))?;
-            if let Some(key) = &record.idempotency_key {
+            if let Some(key) = &record.idempotency_scope() {
                 let jobs = txn.open_table(JOBS).map_err(err("open jobs"))?;
                 if let Some(id) = keys.get(key.as_str()).map_err(err("read key"))?
                     && let Some(bytes) = jobs.get(id.value()).map_err(err("read job"))?
@@ -267,7 +267,7 @@ impl Store {
             order
                 .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                 .map_err(err("remove order"))?;
-            if let Some(key) = &record.idempotency_key {
+            if let Some(key) = &record.idempotency_scope() {
                 let mut keys = txn.open_table(KEYS).map_err(err("open keys"))?;
                 // Only this job's own key: after it expired, the key may name a newer job.
                 let mine = keys

@@ -29,6 +29,7 @@ fn record(id: &str, status: JobStatus, key: Option<&str>, digest: Option<&str>) 
         driver: None,
         batch_submits: Vec::new(),
         client: None,
+        owner: None,
     }
 }
 

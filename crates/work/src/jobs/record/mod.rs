@@ -94,6 +94,29 @@ pub struct JobRecord {
     /// The name of the client token that sent the job, when its day has a budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The tenant the job belongs to (the name of the client token that made it, with client
+    /// tokens configured): only that token, and admin tokens, see it, and its idempotency key is
+    /// that token's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+impl JobRecord {
+    /// Whether `tenant` may see this job: everyone when `tenant` is `None` (no client tokens,
+    /// or an admin token), else only the token that made it.
+    pub fn visible_to(&self, tenant: Option<&str>) -> bool {
+        tenant.is_none_or(|t| self.owner.as_deref() == Some(t))
+    }
+
+    /// The key the store keeps the idempotency key under: scoped to the job's owner, so that
+    /// two tenants' keys never meet.
+    pub fn idempotency_scope(&self) -> Option<String> {
+        let key = self.idempotency_key.as_deref()?;
+        Some(match &self.owner {
+            Some(owner) => format!("{owner}/{key}"),
+            None => key.to_string(),
+        })
+    }
 }
 
 /// Fleet-wide counts of a job's committed results, kept by a shared store (a single node's
