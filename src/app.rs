@@ -158,6 +158,10 @@ pub struct Application {
 
 impl Application {
     pub async fn bind(settings: Settings, listen: SocketAddr) -> anyhow::Result<Application> {
+        // The port first: a start that cannot listen has created nothing (no data directory).
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| listen_error(listen, &e))?;
         let (router, state) = build_app(settings)?;
         if let Some(r) = &state.redis {
             r.start_probe();
@@ -166,9 +170,6 @@ impl Application {
         if resumed > 0 {
             tracing::info!(resumed, "resumed unfinished jobs");
         }
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         Ok(Application {
             listener,
             router,
@@ -195,6 +196,25 @@ impl Application {
     ) -> std::io::Result<()> {
         server::serve(self.listener, self.router, self.state, shutdown).await
     }
+}
+
+/// Why the service cannot listen on `listen`, and what to do about it.
+fn listen_error(listen: SocketAddr, e: &std::io::Error) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another process listens there: stop it, or choose another address with \
+             --listen HOST:PORT (or LLM_JUDGE_LISTEN, or server.listen)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "; no interface of this machine has that address: use --listen 127.0.0.1:PORT, or \
+             0.0.0.0:PORT for every interface"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need privileges: choose --listen 127.0.0.1:8080 or another port"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!("cannot listen on {listen}: {e}{hint}")
 }
 
 /// The runtime's worker threads: `configured`, or one per CPU the process may use (which

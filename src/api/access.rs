@@ -123,7 +123,8 @@ impl Done {
     /// answer whose body was cut off (the client went away).
     fn report(self, complete: bool) {
         let elapsed = self.started.elapsed();
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        // Three decimals (microseconds) are all a log line needs.
+        let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
         macro_rules! access_line {
             ($($cut:tt)*) => {
                 tracing::info!(

@@ -161,11 +161,12 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
         match serde_path_to_error::deserialize(de) {
             Ok(v) => Ok(QueryParams(v)),
             Err(e) => {
-                let field = e.path().to_string();
-                let field = if field == "." {
-                    "query".to_string()
-                } else {
-                    field
+                let message = e.inner().to_string();
+                let field = match (e.path().to_string(), unknown_field(&message)) {
+                    // A parameter the endpoint does not take, misspelt perhaps: named.
+                    (_, Some(unknown)) => unknown.to_string(),
+                    (path, None) if path == "." => "query".to_string(),
+                    (path, None) => path,
                 };
                 Err(ApiError::InvalidField {
                     message: format!("query parameter {field}: {}", e.inner()),
@@ -174,6 +175,11 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
             }
         }
     }
+}
+
+/// The name in serde's "unknown field `name`, expected ..." message.
+fn unknown_field(message: &str) -> Option<&str> {
+    message.strip_prefix("unknown field `")?.split('`').next()
 }
 
 fn serde_urlencoded_deserializer(query: &str) -> serde_urlencoded::Deserializer<'_> {

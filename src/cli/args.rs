@@ -38,3 +38,6 @@ pub fn parse_fraction(s: &str) -> Result<f64, String> {
         _ => Err(format!("{s:?} is not an accuracy between 0 and 1")),
     }
 }
+
+/// The reader of the output went away (`| head`): 128 + SIGPIPE, as a process killed by it.
+pub const EXIT_PIPE_CLOSED: u8 = 141;

@@ -59,6 +59,9 @@ pub struct Outcome {
     pub signal: Option<u8>,
     /// Why the run stopped early on an error.
     pub failure: Option<String>,
+    /// The reader of the output went away (`llm-judge run ... | head`): the run stopped there,
+    /// quietly.
+    pub pipe_closed: bool,
     /// The run's budget, when it had one.
     pub budget: Option<BudgetReport>,
 }
@@ -107,6 +110,8 @@ pub struct Engine {
     chunk: Vec<Pending>,
     errors_shown: usize,
     failure: Option<String>,
+    /// The output's reader went away: stop quietly.
+    pipe_closed: bool,
     /// `--max-cost-usd` / `--max-tokens`. Locally, every item is admitted under it; with a
     /// server, one chunk is sent at a time with what is left of it as the chunk's own budget.
     budget: Option<Arc<Budget>>,
@@ -137,6 +142,7 @@ impl Engine {
             chunk: Vec::new(),
             errors_shown: 0,
             failure: None,
+            pipe_closed: false,
             budget: None,
         }
     }
@@ -183,7 +189,7 @@ impl Engine {
         let mut signal = None;
         let mut deadline: Option<Instant> = None;
         loop {
-            let stopping = signal.is_some() || self.failure.is_some();
+            let stopping = signal.is_some() || self.failure.is_some() || self.pipe_closed;
             let can_take = !stopping
                 && reading.open
                 && self.in_flight < self.concurrency
@@ -311,7 +317,7 @@ impl Engine {
             self.progress.set_total(to_judge as u64);
         }
         if let Err(e) = self.sink.flush() {
-            self.fail(format!("cannot write the output: {e}"));
+            self.output_failed(&e);
         }
         self.progress.tick();
     }
@@ -319,7 +325,7 @@ impl Engine {
     /// The output flushed and the progress closed: what the loop ends with.
     fn end(mut self, reading: &Reading, signal: Option<u8>) -> Outcome {
         if let Err(e) = self.sink.flush() {
-            self.fail(format!("cannot write the output: {e}"));
+            self.output_failed(&e);
         }
         self.progress.finish();
         let (total, total_exact) = match (reading.end, reading.counted.get()) {
@@ -333,7 +339,18 @@ impl Engine {
             total_exact,
             signal,
             failure: self.failure,
+            pipe_closed: self.pipe_closed,
             budget: self.budget.as_ref().map(|b| b.report()),
+        }
+    }
+
+    /// Stops the run because the output cannot be written: quietly when its reader went away
+    /// (a closed pipe), else saying why.
+    fn output_failed(&mut self, e: &std::io::Error) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            self.pipe_closed = true;
+        } else {
+            self.fail(format!("cannot write the output: {e}"));
         }
     }
 
@@ -479,7 +496,7 @@ impl Engine {
     /// Writes one finished entry and counts it.
     fn record(&mut self, entry: Value) {
         if let Err(e) = self.sink.write(&entry) {
-            self.fail(format!("cannot write the output: {e}"));
+            self.output_failed(&e);
             return;
         }
         if entry["status"] != "ok" {

@@ -65,11 +65,19 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Openapi => {
             let doc = crate::api::openapi();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).expect("serialisable")
-            );
-            ExitCode::SUCCESS
+            let mut text = serde_json::to_string_pretty(&doc).expect("serialisable");
+            text.push('\n');
+            match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                // `llm-judge openapi | head`: the reader has what it wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    ExitCode::from(args::EXIT_PIPE_CLOSED)
+                }
+                Err(e) => {
+                    eprintln!("llm-judge openapi: cannot write: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Run(args) => grade(run::run(args)),
         Command::Calibrate(args) => grade(calibrate::run(args)),

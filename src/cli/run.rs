@@ -9,7 +9,9 @@ use std::time::Instant;
 use clap::ValueEnum;
 use tokio::sync::watch;
 
-use super::args::{EXIT_FAIL_UNDER, EXIT_FAILED, EXIT_USAGE, KindArg, parse_fraction};
+use super::args::{
+    EXIT_FAIL_UNDER, EXIT_FAILED, EXIT_PIPE_CLOSED, EXIT_USAGE, KindArg, parse_fraction,
+};
 use super::engine::{Backend, Engine, Outcome};
 use super::input::{self, Format};
 use super::output::{self, IndexSet, Sink};
@@ -371,8 +373,13 @@ fn finish(args: &RunArgs, outcome: Outcome, started: Instant) -> ExitCode {
         total_exact,
         signal,
         failure,
+        pipe_closed,
         budget,
     } = outcome;
+    if pipe_closed {
+        // Whoever read the output has gone (`| head`): nothing more to say.
+        return ExitCode::from(EXIT_PIPE_CLOSED);
+    }
     let stopped = match (&failure, signal) {
         (Some(f), _) => Some(f.clone()),
         (None, Some(130)) => Some("interrupted (SIGINT)".to_string()),

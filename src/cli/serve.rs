@@ -42,7 +42,8 @@ enum LogFormat {
 
 /// Runs the service; exit code 2 when it cannot start or stops on an error.
 pub fn main(args: ServeArgs) -> ExitCode {
-    let _flush_logs_at_exit = init_tracing(args.log_format);
+    let format = args.log_format;
+    let _flush_logs_at_exit = init_tracing(format);
     let result = Settings::load(args.config.as_deref())
         .map_err(anyhow::Error::from)
         .and_then(|settings| {
@@ -55,8 +56,12 @@ pub fn main(args: ServeArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("llm-judge: {e:#}");
+            // Said once: as a log line where logs are JSON (a collector reads them), else as a
+            // plain line for the person who started it.
+            match format {
+                LogFormat::Json => tracing::error!("{e:#}"),
+                LogFormat::Pretty => eprintln!("llm-judge: {e:#}"),
+            }
             ExitCode::from(2)
         }
     }

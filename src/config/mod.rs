@@ -168,7 +168,7 @@ impl Settings {
         let raw: RawSettings = b
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError(e.to_string()))?;
+            .map_err(|e| read_error(&e.to_string(), src.file))?;
         validate(raw, &env)
     }
 
@@ -271,4 +271,40 @@ fn check_sections(raw: &RawSettings) -> Result<(), ConfigError> {
     auth::check_tokens(&raw.auth)?;
     server::check_serving(&raw.server)?;
     jobs::check_data_dir(&raw.jobs)
+}
+
+/// A file or variable that could not be read, as a [`ConfigError`]: the parser's excerpt of the
+/// offending line keeps its key but never its value (which may be a key, a token or a URL with a
+/// password), and the file is named.
+fn read_error(message: &str, file: Option<&Path>) -> ConfigError {
+    let mut out: Vec<String> = Vec::new();
+    for line in message.lines() {
+        let excerpt = line.trim_start();
+        let numbered = excerpt
+            .split_once(" | ")
+            .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if let Some((n, text)) = numbered {
+            let shown = match text.split_once('=') {
+                Some((key, _)) => format!("{}= (value not shown)", key),
+                None => "(line not shown)".to_string(),
+            };
+            out.push(format!("{n} | {shown}"));
+        } else if excerpt.starts_with('|') {
+            // The excerpt's frame and its caret under the value: left out with the value.
+            continue;
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    let mut text = out.join("\n");
+    if let Some(file) = file {
+        let name = file.display().to_string();
+        let short = file.file_name().map(|n| n.to_string_lossy().to_string());
+        if !text.contains(&name) && !short.is_some_and(|n| text.contains(&n)) {
+            text.push_str(&format!(
+                " (reading {name} and the LLM_JUDGE__ environment variables)"
+            ));
+        }
+    }
+    ConfigError(text)
 }

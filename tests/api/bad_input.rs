@@ -267,3 +267,83 @@ async fn images_that_are_not_base64_images_or_have_no_host_are_refused_naming_th
     assert_eq!(results[3]["error"]["field"], "items[3].images[0]", "{r}");
     assert!(results[..3].iter().all(|e| e["status"] == "ok"), "{r}");
 }
+
+#[tokio::test]
+async fn a_job_id_not_of_the_services_form_is_404_before_any_store_sees_it() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let app = spawn(&format!("[redis]\nurl = \"{}\"\n", redis.url()), &[]).await;
+    let (status, job) = app.post("/v1/jobs", &json!({"items": items(2)})).await;
+    assert_eq!(status, 202, "{job}");
+    let real = job["id"].as_str().unwrap();
+    // A real job's id with the suffixes of the store's own keys for it, other text, and a
+    // well-formed id of no job.
+    let ids = [
+        format!("{real}:q"),
+        format!("{real}:ord"),
+        format!("{real}:results"),
+        "nothing".to_string(),
+        "job_0123456789abcdef".to_string(),
+    ];
+    for id in &ids {
+        for path in ["", "/results", "/events"] {
+            let r = app
+                .client
+                .get(app.url(&format!("/v1/jobs/{id}{path}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 404, "{id}{path}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "job_not_found", "{id}{path}: {body}");
+        }
+        let r = app
+            .client
+            .delete(app.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "DELETE {id}");
+    }
+    let metrics = get_text(&app.client, &app.url("/metrics")).await;
+    assert_eq!(
+        metric(&metrics, "llm_judge_redis_errors_total", ""),
+        0.0,
+        "no Redis call failed"
+    );
+}
+
+#[tokio::test]
+async fn a_misspelt_query_parameter_is_refused_naming_it() {
+    let app = spawn("", &[]).await;
+    let line = format!("{}\n", items(1)[0]);
+    let r = app
+        .client
+        .post(app.url("/v1/jobs?judg=fast&max_concurent=2"))
+        .header("content-type", "application/x-ndjson")
+        .body(line)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_field", "{body}");
+    assert_eq!(field(&body), "judg", "{body}");
+    for path in [
+        "/v1/jobs?limt=3",
+        "/v1/calibrate/runs?judges=x",
+        "/v1/jobs/job_0123456789abcdef/results?ordr=index",
+    ] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 422, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            ["limt", "judges", "ordr"].contains(&field(&body)),
+            "{path}: {body}"
+        );
+    }
+    // Nothing was stored under the default route.
+    let list = get_json(&app.client, &app.url("/v1/jobs")).await.unwrap();
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0, "{list}");
+}

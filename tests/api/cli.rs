@@ -117,3 +117,95 @@ fn an_out_of_range_number_fails_start_up_with_exit_2_naming_the_key() {
         );
     }
 }
+
+/// Runs `llm-judge ARGS` with its standard output read for at most `take` bytes and then
+/// closed, as `| head -c take` does; the exit code and what it wrote to standard error.
+fn with_output_closed(args: &[&str], take: usize) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-judge"))
+        .args(args)
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; take];
+    out.read_exact(&mut buf).unwrap();
+    drop(out);
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn commands_end_quietly_when_their_reader_goes_away() {
+    let (code, err) = with_output_closed(&["openapi"], 10);
+    assert_eq!(code, Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("items.jsonl");
+    let line = r#"{"question":"2+2?","answer":"4","prediction":"4"}"#;
+    std::fs::write(&input, format!("{line}\n").repeat(20_000)).unwrap();
+    let input = input.display().to_string();
+    let (code, err) = with_output_closed(&["run", "--input", &input, "--judge", "rules"], 100);
+    assert_eq!(code, Some(141), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_config_syntax_error_names_the_file_and_key_but_not_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, secret, key) in [
+        (
+            "[providers.openai]\nkind = \"openai\"\napi_key = \"sk-do-not-print-me\n",
+            "sk-do-not-print-me",
+            "api_key",
+        ),
+        (
+            "[redis]\nurl = \"redis://:hunter2-do-not-print@127.0.0.1:6379/0\n",
+            "hunter2-do-not-print",
+            "url",
+        ),
+    ] {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_llm-judge"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .env_clear()
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(!err.contains(secret), "the value is printed: {err}");
+        assert!(err.contains(key) && err.contains("bad.toml"), "{err}");
+    }
+}
+
+#[test]
+fn a_start_that_cannot_listen_says_so_once_and_creates_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_llm-judge"))
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(&data)
+        .env_clear()
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("cannot listen").count(), 1, "said once: {err}");
+    assert!(err.contains("--listen"), "says what to do: {err}");
+    assert!(
+        !data.exists(),
+        "nothing is created before the service has started"
+    );
+}

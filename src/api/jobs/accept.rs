@@ -27,6 +27,7 @@ pub struct JobAccepted {
 
 /// Query parameters of an NDJSON upload (a JSON body carries these fields itself).
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct UploadParams {
     /// `binary` (default), `score` or `compare`.
     pub kind: Option<JudgeKind>,

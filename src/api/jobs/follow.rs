@@ -25,7 +25,27 @@ fn no_such_job(id: &str) -> ApiError {
     ApiError::JobNotFound(format!("no job {id:?} (it may have expired)"))
 }
 
+/// A job id from the path, checked for the form of a job's id before any store sees it: any
+/// other text names no job (404).
+pub struct JobId(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for JobId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let PathParam(id) = PathParam::<String>::from_request_parts(parts, state).await?;
+        if !llm_judge_work::jobs::is_job_id(&id) {
+            return Err(no_such_job(&id));
+        }
+        Ok(JobId(id))
+    }
+}
+
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Most jobs to list (default 100).
     pub limit: Option<usize>,
@@ -56,7 +76,7 @@ pub async fn list(
 pub async fn get(
     State(app): State<AppState>,
     tenant: Tenant,
-    PathParam(id): PathParam<String>,
+    JobId(id): JobId,
 ) -> Result<Json<JobView>, ApiError> {
     app.jobs
         .get(&id, tenant.sees())
@@ -73,7 +93,7 @@ pub async fn get(
 pub async fn cancel(
     State(app): State<AppState>,
     tenant: Tenant,
-    PathParam(id): PathParam<String>,
+    JobId(id): JobId,
 ) -> Result<Json<JobView>, ApiError> {
     app.jobs
         .cancel(&id, tenant.sees())
@@ -83,6 +103,7 @@ pub async fn cancel(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct ResultParams {
     /// Only results after this index (`order=index`) or this sequence number (`order=completion`).
     pub after: Option<u64>,
@@ -101,7 +122,7 @@ pub struct ResultParams {
 pub async fn results(
     State(app): State<AppState>,
     tenant: Tenant,
-    PathParam(id): PathParam<String>,
+    JobId(id): JobId,
     QueryParams(p): QueryParams<ResultParams>,
 ) -> Result<Response, ApiError> {
     let by_completion = match p.order.as_deref() {
@@ -171,7 +192,7 @@ pub struct SseEvent {
 pub async fn events(
     State(app): State<AppState>,
     tenant: Tenant,
-    PathParam(id): PathParam<String>,
+    JobId(id): JobId,
 ) -> Result<Response, ApiError> {
     if app.jobs.get(&id, tenant.sees()).await?.is_none() {
         return Err(no_such_job(&id));

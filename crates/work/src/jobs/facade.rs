@@ -214,3 +214,35 @@ fn new_record(
 fn new_id() -> String {
     format!("job_{:016x}", rand::random::<u64>())
 }
+
+/// Whether `id` has the form of a job's id (`job_` and 16 lowercase hex digits): anything else
+/// names no job, and never reaches a store (whose keys it would otherwise become part of).
+pub fn is_job_id(id: &str) -> bool {
+    id.strip_prefix("job_").is_some_and(|hex| {
+        hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_have_one_form() {
+        for _ in 0..100 {
+            assert!(is_job_id(&new_id()));
+        }
+        for bad in [
+            "",
+            "job_",
+            "job_0123456789abcdef:q",
+            "job_0123456789ABCDEF",
+            "job_0123456789abcde",
+            "job_0123456789abcdef0",
+            "jab_0123456789abcdef",
+            "../job_0123456789abcdef",
+        ] {
+            assert!(!is_job_id(bad), "{bad:?}");
+        }
+    }
+}

@@ -28,6 +28,7 @@ mod view;
 
 pub use conflict::KeyConflict;
 pub use embedded::{Embedded, Store};
+pub use facade::is_job_id;
 pub use manager::Jobs;
 pub use options::{DEFAULT_PROVIDER_BATCH_DEADLINE_S, JobOptions, JobSettings};
 pub use record::{Counts, JobRecord, JobStatus};

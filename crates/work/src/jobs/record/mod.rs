@@ -36,6 +36,19 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// The status as the API writes it (`completed`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobStatus::Uploading => "uploading",
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Cancelling => "cancelling",
+            JobStatus::Completed => "completed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Failed => "failed",
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         matches!(
             self,

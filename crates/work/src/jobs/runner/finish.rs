@@ -53,7 +53,8 @@ impl Run<'_> {
         });
         let store = &self.jobs.store;
         let finished = retrying(id, || store.update(id, finish.clone())).await?;
-        tracing::info!(job = %id, status = ?finished.map(|r| r.status), "job finished");
+        let status = finished.map_or("unknown", |r| r.status.as_str());
+        tracing::info!(job = %id, status, "job finished");
         Ok(())
     }
 
