@@ -47,6 +47,8 @@ pub enum ApiError {
     BodyTooLarge(String),
     /// The body is declared as something other than JSON (field `content-type`).
     UnsupportedMediaType(String),
+    /// The body is compressed in an encoding the service cannot read (field `content-encoding`).
+    UnsupportedEncoding(String),
     /// A path parameter is not valid UTF-8 or not of the right type.
     InvalidPath { field: String, message: String },
     /// A field is missing, empty, of the wrong type or out of range.
@@ -132,7 +134,9 @@ impl ApiError {
             Self::UnreadableBody(_) => (S::BAD_REQUEST, "unreadable_body"),
             Self::BodyTimeout(_) => (S::REQUEST_TIMEOUT, "body_timeout"),
             Self::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
-            Self::UnsupportedMediaType(_) => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => {
+                (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             Self::InvalidPath { .. } => (S::BAD_REQUEST, "invalid_path"),
             Self::InvalidField { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_field"),
             Self::NotFound(_) => (S::NOT_FOUND, "not_found"),
@@ -196,6 +200,7 @@ impl ApiError {
             | Self::UploadTooManyItems(m)
             | Self::LineTooLong(m) => (m, Some("body")),
             Self::UnsupportedMediaType(m) => (m, Some("content-type")),
+            Self::UnsupportedEncoding(m) => (m, Some("content-encoding")),
             Self::OriginNotAllowed(m) => (m, Some("origin")),
             Self::TooManyItems(m) => (m, Some("items")),
             Self::JobNotFound(m) => (m, Some("id")),

@@ -107,6 +107,8 @@ pub const NDJSON: &str = "application/x-ndjson";
 
 /// Parses a JSON body into `T` with the errors described on [`JsonBody`].
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // A byte-order mark some tools put first is not part of the JSON.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson(
             "the request body is empty; send a JSON object".into(),

@@ -228,6 +228,32 @@ fn refusal(error: ApiError, (name, value): (HeaderName, &'static str)) -> Respon
     resp
 }
 
+/// A request whose body the decompression layer reads: as a plain body again, for the layers
+/// and handlers after it.
+pub(crate) fn decompressed(
+    req: Request<tower_http::decompression::DecompressionBody<Body>>,
+) -> Request {
+    req.map(Body::new)
+}
+
+/// The decompression layer's answer as a plain response; its own refusal of an encoding it
+/// cannot read (a bare 415) in the service's error shape.
+pub(crate) fn encoding_refusal(
+    resp: http::Response<tower_http::body::UnsyncBoxBody<bytes::Bytes, axum::BoxError>>,
+) -> Response {
+    let json = resp.headers().get(header::CONTENT_TYPE)
+        == Some(&HeaderValue::from_static("application/json"));
+    if resp.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE && !json {
+        return ApiError::UnsupportedEncoding(
+            "the body's Content-Encoding cannot be read: send it uncompressed, or with \
+             Content-Encoding gzip, deflate or br"
+                .into(),
+        )
+        .into_response();
+    }
+    resp.map(Body::new)
+}
+
 /// Bounds request bodies: every body to `max_bytes` (413) and `timeout` in all (408), whatever
 /// its declared type, except a job upload (`POST /v1/jobs` as `application/x-ndjson`), which may
 /// be far larger and is bounded by `jobs.max_items` instead, and by `timeout` between two of its

@@ -161,6 +161,11 @@ pub fn router(state: AppState) -> Router {
         .layer(ValidateRequestHeaderLayer::custom(
             layers::refuse_while_draining(state.shutting_down.clone()),
         ))
+        // A body sent compressed (Content-Encoding gzip, deflate or br) is read decompressed, so
+        // that the bounds below count what it expands to; another encoding is refused (415).
+        .map_response(layers::encoding_refusal)
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .map_request(layers::decompressed)
         .layer(layers::BodyBoundsLayer {
             max_bytes: server.max_body_bytes,
             timeout: std::time::Duration::from_secs_f64(server.body_read_timeout_s),

@@ -1,9 +1,11 @@
 //! Every request body is bounded by `server.max_body_bytes` whatever its declared type; only a
-//! job upload (`POST /v1/jobs` as `application/x-ndjson`) may be larger.
+//! job upload (`POST /v1/jobs` as `application/x-ndjson`) may be larger. A compressed body is read
+//! decompressed and bounded by what it expands to; a byte-order mark at its start is left out.
 
 use std::net::SocketAddr;
 
 use crate::support::*;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -149,4 +151,113 @@ async fn a_job_upload_may_be_larger_than_the_limit() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+async fn send(
+    app: &TestApp,
+    path: &str,
+    ct: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let mut req = app.client.post(app.url(path)).header("content-type", ct);
+    if let Some(e) = encoding {
+        req = req.header("content-encoding", e);
+    }
+    let r = req.body(body).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_read_and_bounded_by_what_they_expand_to() {
+    let app = spawn(&config(), &[]).await;
+    let item = json!({"question": "2+2?", "answer": "4", "prediction": "4"});
+    let (status, body) = send(
+        &app,
+        "/v1/judge/binary",
+        "application/json",
+        Some("gzip"),
+        gzip(item.to_string().as_bytes()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["verdict"], "correct");
+    // A gzipped upload of 3,000 lines is 3,000 items, not lines of compressed bytes.
+    let lines: String = (0..3000).map(|_| format!("{item}\n")).collect();
+    let (status, job) = send(
+        &app,
+        "/v1/jobs",
+        "application/x-ndjson",
+        Some("gzip"),
+        gzip(lines.as_bytes()),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let seen = get_json(&app.client, &app.url(&format!("/v1/jobs/{id}")))
+        .await
+        .unwrap();
+    assert_eq!(seen["total"], 3000, "{seen}");
+    // A small body that expands past the limit: 413, counted after decompression.
+    let bomb = gzip(&vec![b' '; 64 << 20]);
+    assert!(bomb.len() < LIMIT, "{} compressed bytes", bomb.len());
+    let (status, body) = send(
+        &app,
+        "/v1/judge/binary",
+        "application/json",
+        Some("gzip"),
+        bomb,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    // An encoding the service cannot read: 415 in the error shape, naming the header.
+    let (status, body) = send(
+        &app,
+        "/v1/judge/binary",
+        "application/json",
+        Some("compress"),
+        b"whatever".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 415, "{body}");
+    assert_eq!(body["error"]["field"], "content-encoding", "{body}");
+}
+
+#[tokio::test]
+async fn a_byte_order_mark_at_the_start_is_not_part_of_the_body() {
+    let app = spawn(&config(), &[]).await;
+    let item = json!({"question": "2+2?", "answer": "4", "prediction": "4"});
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(item.to_string().as_bytes());
+    let (status, answer) = send(&app, "/v1/judge/binary", "application/json", None, body).await;
+    assert_eq!(status, 200, "{answer}");
+    let mut upload = b"\xEF\xBB\xBF".to_vec();
+    upload.extend_from_slice(format!("{item}\n{item}\n").as_bytes());
+    let (status, job) = send(&app, "/v1/jobs", "application/x-ndjson", None, upload).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap();
+    for _ in 0..200 {
+        let v = get_json(&app.client, &app.url(&format!("/v1/jobs/{id}")))
+            .await
+            .unwrap();
+        if v["status"] == "completed" {
+            let errors = &v["summary"]["errors"];
+            assert_eq!(errors, 0, "the first item is read like the second: {v}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the job did not finish");
 }

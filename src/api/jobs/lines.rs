@@ -1,11 +1,17 @@
 //! The lines of an NDJSON upload, split as its chunks arrive.
 
-/// Splits an upload into lines as its chunks arrive. The search for the next newline resumes
-/// where the last one stopped, so every byte is looked at once: a long line sent in small chunks
-/// costs its length, not its length times the number of chunks.
+/// The UTF-8 byte-order mark some editors and tools put at the start of a text file.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Splits an upload into lines as its chunks arrive, leaving out a byte-order mark at its start.
+/// The search for the next newline resumes where the last one stopped, so every byte is looked
+/// at once: a long line sent in small chunks costs its length, not its length times the number
+/// of chunks.
 #[derive(Default)]
 pub struct Lines {
     buf: bytes::BytesMut,
+    /// The body's first bytes have been looked at for a byte-order mark.
+    started: bool,
     /// The first `scanned` bytes of `buf` hold no newline.
     scanned: usize,
     /// Bytes looked at so far, for the tests.
@@ -15,10 +21,27 @@ pub struct Lines {
 impl Lines {
     pub fn push(&mut self, chunk: &[u8]) {
         self.buf.extend_from_slice(chunk);
+        if !self.started && self.buf.len() >= BOM.len() {
+            self.skip_bom();
+        }
+    }
+
+    fn skip_bom(&mut self) {
+        self.started = true;
+        if self.buf.starts_with(BOM) {
+            let _ = self.buf.split_to(BOM.len());
+        }
     }
 
     /// The next complete line, without its `\n` (or `\r\n`).
     pub fn next_line(&mut self) -> Option<bytes::Bytes> {
+        if !self.started && !BOM.starts_with(&self.buf) {
+            // Fewer bytes than a mark, and not the start of one.
+            self.started = true;
+        }
+        if !self.started {
+            return None;
+        }
         let unseen = &self.buf[self.scanned..];
         match memchr::memchr(b'\n', unseen) {
             Some(at) => {
@@ -41,6 +64,9 @@ impl Lines {
 
     /// What is left after the last newline (a last line without one), once the body has ended.
     pub fn rest(&mut self) -> Option<bytes::Bytes> {
+        if !self.started {
+            self.skip_bom();
+        }
         self.scanned = 0;
         (!self.buf.is_empty()).then(|| self.buf.split().freeze())
     }
@@ -95,6 +121,29 @@ mod tests {
         let text = b"ab\ncd\r\n\nef";
         let chunks: Vec<&[u8]> = text.chunks(1).collect();
         assert_eq!(split(&chunks).0, ["ab", "cd", "", "ef"]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_left_out_however_it_arrives() {
+        let body = b"\xEF\xBB\xBF{\"a\":1}\n{\"b\":2}\n";
+        for size in 1..=body.len() {
+            let chunks: Vec<&[u8]> = body.chunks(size).collect();
+            assert_eq!(
+                split(&chunks).0,
+                ["{\"a\":1}", "{\"b\":2}"],
+                "chunks of {size}"
+            );
+        }
+        // Only at the start: a mark later in the body is the line's own.
+        let (lines, _) = split(&[b"x\n\xEF\xBB\xBFy\n"]);
+        assert_eq!(lines, ["x", "\u{feff}y"]);
+        // A body that is only a mark, or shorter than one.
+        assert!(split(&[b"\xEF\xBB\xBF"]).0.is_empty());
+        let mut short = Lines::default();
+        short.push(b"\xEF\xBB");
+        assert!(short.next_line().is_none());
+        assert_eq!(short.rest().as_deref(), Some(&b"\xEF\xBB"[..]));
+        assert_eq!(split(&[b"ab"]).0, ["ab"]);
     }
 
     #[test]
