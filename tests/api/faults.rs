@@ -130,7 +130,9 @@ async fn a_timeout_is_retried_and_reported() {
 }
 
 #[tokio::test]
-async fn malformed_json_is_retried_and_an_empty_answer_is_unscored_without_retrying() {
+async fn an_unreadable_answer_is_not_bought_again_and_an_empty_one_is_unscored() {
+    // A whole 200 that cannot be read was billed: the same provider is not asked again, the
+    // route moves on (here there is no next step: the item fails, after one call).
     let server = failing_then_ok(
         ResponseTemplate::new(200).set_body_string("{\"choices\": [ trunc"),
         1,
@@ -138,12 +140,12 @@ async fn malformed_json_is_retried_and_an_empty_answer_is_unscored_without_retry
     .await;
     let app = spawn(&openai_config("openai", &server, "gpt-4o"), &[]).await;
     let (status, body) = app.post("/v1/judge/binary", &item()).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(calls(&server).await, 1, "bought once");
     assert!(
         body["attempts"][0]["error"]
             .as_str()
-            .unwrap()
-            .contains("unreadable"),
+            .is_some_and(|e| e.contains("unreadable")),
         "{body}"
     );
 
@@ -154,6 +156,68 @@ async fn malformed_json_is_retried_and_an_empty_answer_is_unscored_without_retry
     assert_eq!(body["verdict"], "unscored");
     assert_eq!(body["unscored_reason"], "empty_response");
     assert_eq!(calls(&server).await, 1, "an empty answer is not retried");
+}
+
+/// A primary that answers every call with `answer`, a backup that judges; the judgment, the
+/// primary's calls and the fallback metric's reasons.
+async fn falls_back_from(answer: ResponseTemplate) -> (u16, Value, usize, String) {
+    let primary = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(answer)
+        .mount(&primary)
+        .await;
+    let backup = openai_standin("Verdict: 1").await;
+    let app = spawn(&two_step_config(&primary.uri(), &backup, ""), &[]).await;
+    let (status, body) = app.post("/v1/judge/binary", &item()).await;
+    let metrics = get_text(&app.client, &app.url("/metrics")).await;
+    let reasons = metrics
+        .lines()
+        .filter(|l| l.starts_with("llm_judge_fallbacks_total"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (status, body, calls(&primary).await, reasons)
+}
+
+#[tokio::test]
+async fn a_step_that_cannot_answer_this_request_here_hands_it_to_the_next() {
+    // Told not to retry here, redirected elsewhere, or unreadable: another provider may answer.
+    for (answer, reason) in [
+        (
+            error(500).insert_header("x-should-retry", "false"),
+            "server_error",
+        ),
+        (
+            error(503).insert_header("x-should-retry", "false"),
+            "server_error",
+        ),
+        (
+            ResponseTemplate::new(302).insert_header("location", "http://127.0.0.1:9/v1"),
+            "redirect",
+        ),
+        (
+            ResponseTemplate::new(200).set_body_string("not json at all"),
+            "decode_error",
+        ),
+    ] {
+        let (status, body, primary_calls, reasons) = falls_back_from(answer).await;
+        assert_eq!(status, 200, "{reason}: {body}");
+        assert_eq!(body["provider"], "backup", "{reason}: {body}");
+        assert_eq!(primary_calls, 1, "{reason}: not asked again");
+        assert!(
+            reasons.contains(&format!("reason=\"{reason}\"")),
+            "{reasons}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_a_request_every_provider_would_refuse_ends_the_route() {
+    for status in [400, 413, 422] {
+        let (answer, body, primary_calls, _) = falls_back_from(error(status)).await;
+        assert_eq!(answer, 502, "{status}: {body}");
+        assert_eq!(body["error"]["code"], "provider_rejected_request", "{body}");
+        assert_eq!(primary_calls, 1);
+    }
 }
 
 fn two_step_config(primary: &str, secondary: &MockServer, extra: &str) -> String {

@@ -72,9 +72,10 @@ impl ProviderError {
                 None => matches!(status, 408 | 409 | 429) || *status >= 500,
             },
             ProviderError::Timeout | ProviderError::Connect(_) => true,
-            // A malformed body is often a truncated or proxied answer; one more try is cheap.
-            ProviderError::Decode(_) => true,
+            // An answer that came whole but cannot be read was billed: asking the same provider
+            // again buys the same answer again. The route's next step may read differently.
             ProviderError::Tls(_)
+            | ProviderError::Decode(_)
             | ProviderError::ContentFilter(_)
             | ProviderError::NoCredentials
             | ProviderError::Unsupported(_) => false,

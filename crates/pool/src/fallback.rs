@@ -176,12 +176,13 @@ fn step_end(step: &Step, failure: &Failure<'_>, stopped: Option<&'static str>) -
     }
 }
 
-/// Non-retryable errors that another provider might not have: auth, missing models, content
-/// filters, unsupported input, untrusted certificates. A malformed request (400, 413, 422)
-/// would fail everywhere.
+/// Non-retryable errors that another provider might not have: every status but the ones that
+/// say the request itself is at fault (400, 413, 422: it would fail everywhere), including a
+/// retryable one told not to retry here (`x-should-retry: false`) and a redirect; unreadable
+/// answers, content filters, unsupported input, untrusted certificates.
 fn another_provider_could_avoid(e: &ProviderError) -> bool {
     match e {
-        ProviderError::Status { status, .. } => matches!(status, 401 | 402 | 403 | 404 | 498),
+        ProviderError::Status { status, .. } => !matches!(status, 400 | 413 | 422),
         ProviderError::ContentFilter(_)
         | ProviderError::NoCredentials
         | ProviderError::Unsupported(_)
@@ -198,6 +199,10 @@ fn fallback_reason(e: &ProviderError) -> &'static str {
             ..
         } => "auth",
         ProviderError::Status { status: 404, .. } => "not_found",
+        ProviderError::Status { status: 429, .. } => "rate_limited",
+        ProviderError::Status { status, .. } if *status >= 500 => "server_error",
+        ProviderError::Status { status, .. } if (300..400).contains(status) => "redirect",
+        ProviderError::Decode(_) => "decode_error",
         ProviderError::ContentFilter(_) => "content_filter",
         ProviderError::Unsupported(_) => "unsupported",
         ProviderError::Tls(_) => "tls",

@@ -155,3 +155,23 @@ async fn other_endpoints_keep_their_own_body(app: &TestApp) {
     assert_eq!(v["error"]["code"], "unauthorized");
     assert!(v["error"].get("type").is_none(), "{v}");
 }
+
+#[tokio::test]
+async fn a_provider_5xx_told_not_to_retry_is_a_server_error_not_a_bad_request() {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .insert_header("x-should-retry", "false")
+                .set_body_json(json!({"error": {"message": "overloaded", "type": "server_error"}})),
+        )
+        .mount(&provider)
+        .await;
+    let toml = config(&[("a", "openai", &provider)], "default = [\"a:gpt-a\"]");
+    let app = spawn(&toml, &[]).await;
+    let (status, v, _) = send(&app, chat("default", "hi"), None).await;
+    // The OpenAI SDKs raise a 400 as BadRequestError and never retry it; a provider's 5xx is
+    // the provider's fault, not the request's.
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(v["error"]["type"], "server_error", "{v}");
+}
