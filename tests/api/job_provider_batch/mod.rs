@@ -70,7 +70,7 @@ async fn wait_job(
 
 /// Every result of a finished job, in index order.
 async fn results(client: &reqwest::Client, base: &str, id: &str) -> Vec<Value> {
-    let text = get_text(client, &format!("{base}/v1/jobs/{id}/results?limit=100000")).await;
+    let text = get_text(client, &format!("{base}/v1/jobs/{id}/results")).await;
     ndjson(&text)
 }
 
