@@ -211,7 +211,7 @@ impl Engine {
                     }
                     Err(_) => watching = false,
                 },
-                msg = rx.recv(), if can_take => self.received(msg, &mut rx, &mut reading, &done),
+                msg = rx.recv(), if can_take => self.received(msg, &mut rx, &mut reading, &done).await,
                 joined = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     self.finished(joined);
                 },
@@ -258,7 +258,7 @@ impl Engine {
 
     /// Takes what the reader sent: items as long as there is room for them, an unreadable
     /// record, or the end of the input.
-    fn received(
+    async fn received(
         &mut self,
         msg: Option<Msg>,
         rx: &mut mpsc::Receiver<Msg>,
@@ -285,7 +285,7 @@ impl Engine {
                 }
                 break;
             }
-            self.take(m);
+            self.take(m).await;
             next = if self.in_flight + self.chunk.len() < self.concurrency {
                 rx.try_recv().ok()
             } else {
@@ -363,20 +363,21 @@ impl Engine {
     }
 
     /// Starts judging an item (or queues it for the next chunk), or records an unreadable one.
-    fn take(&mut self, msg: Msg) {
+    async fn take(&mut self, msg: Msg) {
         match msg {
             Msg::Item(p) => match &self.backend {
                 Backend::Local { judge, route, .. } => {
                     let (judge, route, kind) = (judge.clone(), route.clone(), self.kind);
                     let owner = vec![(p.index, p.line)];
                     let (index, line) = (p.index, p.line);
-                    // Under a budget the item is read and admitted here, in input order;
-                    // without one it is read on its own task.
+                    // Under a budget the item is read and admitted here, in input order (one
+                    // that fits once items in flight settle waits for them); without one it is
+                    // read on its own task.
                     let admitted = match &self.budget {
                         None => Err(p.value),
                         Some(b) => {
                             let item = BatchItem::parse(kind, index, p.value);
-                            match batch::admit(&judge, &route, index, item, b) {
+                            match batch::admit_when_room(&judge, &route, index, item, b).await {
                                 batch::Admitted::Go(item, r) => Ok((item, r)),
                                 batch::Admitted::Refused(refused) => {
                                     let mut entry = refused.to_value();

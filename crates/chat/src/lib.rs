@@ -20,7 +20,7 @@ pub use completion::{Completion, Finish, TokenLogprob};
 pub use error::ProviderError;
 pub use grading::{Grader, GradingTask};
 pub use message::{DataUrl, ImageRef, Message, Part, Role};
-pub use request::{ChatRequest, ResponseFormat};
+pub use request::{ChatRequest, DEFAULT_MAX_TOKENS, ResponseFormat};
 pub use secret::Secret;
 pub use stream::{ChatStream, Chunk, StreamEnd, StreamOutcome};
 pub use system::SystemPrompt;

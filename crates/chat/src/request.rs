@@ -5,6 +5,10 @@ use crate::grading::GradingTask;
 use crate::message::{ImageRef, Message, Part};
 use crate::system::SystemPrompt;
 
+/// The completion budget of a request that sets none: what Anthropic, which requires one, is
+/// sent, and what every estimate (rate limits, budgets) counts for it, so that the two agree.
+pub const DEFAULT_MAX_TOKENS: u32 = 1024;
+
 /// A provider-neutral chat request: an optional system prompt and the conversation after it (a
 /// judge sends one user message).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -90,9 +94,9 @@ impl ChatRequest {
     }
 
     /// What the call may cost in tokens at most: the prompt estimate plus the completion budget
-    /// (512 when the request sets none).
+    /// ([`DEFAULT_MAX_TOKENS`] when the request sets none).
     pub fn estimated_tokens(&self) -> u64 {
-        self.estimated_prompt_tokens() + u64::from(self.max_tokens.unwrap_or(512))
+        self.estimated_prompt_tokens() + u64::from(self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS))
     }
 }
 

@@ -39,8 +39,9 @@ const X_PROVIDER: HeaderName = HeaderName::from_static("x-llm-judge-provider");
 const X_FALLBACK: HeaderName = HeaderName::from_static("x-llm-judge-fallback");
 const X_CACHED: HeaderName = HeaderName::from_static("x-llm-judge-cached");
 
-/// The completion budget a daily budget holds for a request that sets none.
-const DEFAULT_MAX_TOKENS: u32 = 512;
+/// The completion budget a daily budget holds for a request that sets none: what a provider
+/// that needs one is sent.
+use llm_judge_chat::DEFAULT_MAX_TOKENS;
 
 /// A chat completion through a route: OpenAI's request and answer, whole or as server-sent
 /// events (`stream: true`). At temperature 0 an identical request is answered from the verdict

@@ -33,8 +33,9 @@ pub struct ChatCompletionRequest {
     #[schema(min_items = 1)]
     pub messages: Vec<ChatMessage>,
     /// 0 to 2. At 0 an identical request is answered from the verdict cache.
-    #[schema(minimum = 0, maximum = 2)]
-    pub temperature: Option<f32>,
+    // Read as sent (f64) and checked before it is narrowed: 2.0000001 is over 2.
+    #[schema(minimum = 0, maximum = 2, value_type = Option<f32>)]
+    pub temperature: Option<f64>,
     /// The answer's token budget (also read as `max_completion_tokens`, which wins).
     #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
@@ -249,7 +250,7 @@ impl ChatCompletionRequest {
             model: route.clone(),
             system,
             messages,
-            temperature: self.temperature,
+            temperature: self.temperature.map(|t| t as f32),
             max_tokens,
             stop,
             seed: self.seed,
@@ -267,6 +268,12 @@ impl ChatCompletionRequest {
 
     /// Parameters this service does not pass on are refused unless they ask for the default.
     fn check_unsupported(&self) -> Result<(), ApiError> {
+        if self.n == Some(0) {
+            return Err(invalid_value(
+                "n",
+                "n: 0 is not a number of choices; it is at least 1 (and only 1 is served)",
+            ));
+        }
         if self.n.is_some_and(|n| n != 1) {
             return Err(unsupported("n", "more than one choice"));
         }

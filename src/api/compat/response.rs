@@ -183,9 +183,11 @@ pub struct ChatCompletionChunk {
     pub model: String,
     /// One choice; none in the last chunk when `stream_options.include_usage` is set.
     pub choices: Vec<ChunkChoice>,
-    /// In the last chunk, with `stream_options.include_usage`.
+    /// With `stream_options.include_usage`: `null` in every chunk but the last, which has the
+    /// usage (as OpenAI streams it); left out otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<CompletionUsage>,
+    #[schema(value_type = Option<CompletionUsage>)]
+    pub usage: Option<Option<CompletionUsage>>,
     /// In the last chunk before `[DONE]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x_llm_judge: Option<Meta>,
@@ -229,7 +231,7 @@ impl StreamHead {
             created: self.created,
             model: self.model.clone(),
             choices,
-            usage: None,
+            usage: self.include_usage.then_some(None),
             x_llm_judge: None,
         }
     }
@@ -384,7 +386,7 @@ impl Outgoing {
             out.push(data(&finish));
             let mut last = self.head.chunk(Vec::new());
             // A provider that reported no usage gets none here either.
-            last.usage = self.usage.map(Into::into);
+            last.usage = Some(self.usage.map(Into::into));
             last.x_llm_judge = Some(meta);
             out.push(data(&last));
         } else {

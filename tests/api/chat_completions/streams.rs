@@ -148,6 +148,10 @@ async fn streams_are_translated_from_openai_and_anthropic_events() {
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]));
     assert_eq!(last["usage"]["total_tokens"], 12);
+    // As OpenAI streams it: `usage` is null in every chunk before the last.
+    for c in &chunks[..chunks.len() - 1] {
+        assert!(c.get("usage").is_some_and(Value::is_null), "{c}");
+    }
     assert_eq!(last["x_llm_judge"]["provider"], "o");
     // 9 prompt tokens at $0.50 and 3 completion tokens at $1.
     assert_eq!(last["x_llm_judge"]["cost_usd"], 7.5);

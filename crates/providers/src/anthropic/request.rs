@@ -6,8 +6,9 @@ use serde::Serialize;
 
 use llm_judge_chat::{ChatRequest, Part, ProviderError, ResponseFormat, SystemPrompt};
 
-/// The `max_tokens` sent when the request sets none (Anthropic requires the field).
-pub const DEFAULT_MAX_TOKENS: u32 = 1024;
+/// The `max_tokens` sent when the request sets none (Anthropic requires the field): the one
+/// every estimate counts.
+pub use llm_judge_chat::DEFAULT_MAX_TOKENS;
 
 #[derive(Serialize)]
 pub(super) struct WireRequest<'a> {

@@ -133,6 +133,27 @@ pub fn admit(
     }
 }
 
+/// [`admit`], waiting while the item fits the budget only once items in flight have settled.
+pub async fn admit_when_room(
+    judge: &Judge,
+    route: &str,
+    index: usize,
+    item: BatchItem,
+    budget: &Arc<Budget>,
+) -> Admitted {
+    let item = item.read(index);
+    let Some(estimate) = estimate(judge, route, &item) else {
+        return Admitted::Go(item, None);
+    };
+    match budget.reserve_when_room(estimate).await {
+        Ok(r) => Admitted::Go(item, Some(r)),
+        Err(e) => Admitted::Refused(Entry::from_value(
+            index,
+            &error_entry(index, crate::budget::EXHAUSTED, &e.message, None, None),
+        )),
+    }
+}
+
 /// Settles an item's reservation with what its entry says it cost (an error entry made no
 /// billed call).
 pub fn settle(reservation: Option<Reservation>, entry: &Entry) {

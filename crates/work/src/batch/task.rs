@@ -10,7 +10,7 @@ use futures::StreamExt;
 
 use super::entry::{Entry, error_entry};
 use super::item::BatchItem;
-use super::judging::{Admitted, admit, judge_one, settle};
+use super::judging::{Admitted, admit_when_room, judge_one, settle};
 use crate::budget::Budget;
 use llm_judge_judge::Judge;
 use llm_judge_pool::Via;
@@ -25,17 +25,18 @@ struct ItemTask {
 }
 
 impl ItemTask {
-    fn spawn(
-        judge: &Arc<Judge>,
-        route: &Arc<str>,
+    async fn spawn(
+        judge: Arc<Judge>,
+        route: Arc<str>,
         index: usize,
         item: BatchItem,
-        budget: Option<&Arc<Budget>>,
+        budget: Option<Arc<Budget>>,
     ) -> ItemTask {
-        // Items are admitted here, in input order, so the budget stops the batch at one place.
-        let (item, reservation) = match budget {
+        // Items are admitted here, in input order, so the budget stops the batch at one place;
+        // an item that fits once items in flight settle waits for them.
+        let (item, reservation) = match &budget {
             None => (item, None),
-            Some(b) => match admit(judge, route, index, item, b) {
+            Some(b) => match admit_when_room(&judge, &route, index, item, b).await {
                 Admitted::Go(item, r) => (item, r),
                 Admitted::Refused(entry) => {
                     judge.count_batch_item(false);
@@ -47,8 +48,6 @@ impl ItemTask {
                 }
             },
         };
-        let judge = judge.clone();
-        let route = route.clone();
         // Boxed: the item's future is a few KiB, and the task would otherwise copy all of it
         // again when it stores its output and when the batch takes that output.
         let handle = tokio::spawn(Box::pin(async move {
@@ -118,7 +117,9 @@ pub(super) fn judged(
     budget: Option<Arc<Budget>>,
 ) -> futures::stream::BoxStream<'static, Entry> {
     futures::stream::iter(items.into_iter().enumerate())
-        .map(move |(index, item)| ItemTask::spawn(&judge, &route, index, item, budget.as_ref()))
+        .then(move |(index, item)| {
+            ItemTask::spawn(judge.clone(), route.clone(), index, item, budget.clone())
+        })
         .buffer_unordered(max_concurrent.max(1))
         .boxed()
 }

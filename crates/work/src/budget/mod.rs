@@ -6,9 +6,13 @@
 //! limit. When it finishes, its reservation is settled with what it really cost. So the spend
 //! never exceeds a limit by more than the amount by which in-flight items outrun their estimates.
 //!
-//! A budget refuses for good once it has refused once (`no further item is sent`), unless made
-//! [`Budget::renewable`]: a client token's daily budget still takes a small request after
-//! refusing a large one. A budget may sit under a parent (a batch under its client token's day):
+//! An item that fits beside what is spent but not beside what is in flight as well is not
+//! refused: it waits for the items in flight to settle ([`Budget::reserve_when_room`], or
+//! [`Budget::try_reserve`] and [`Budget::room`] for a caller that keeps its own queue), since
+//! they usually cost far less than their estimates. Only an item that cannot fit whatever
+//! settles exhausts the budget. A budget refuses for good once it has refused once (`no further
+//! item is sent`), unless made [`Budget::renewable`]: a client token's daily budget still takes
+//! a small request after refusing a large one. A budget may sit under a parent (a batch under its client token's day):
 //! a reservation is taken from both or from neither.
 //!
 //! The state is plain numbers ([`Amount`]), so a job can store what it has spent and carry on
@@ -79,6 +83,15 @@ pub struct Exhausted {
     pub message: String,
 }
 
+/// Why an item may not be sent now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotYet {
+    /// It fits once items in flight settle: ask again then ([`Budget::room`] says when).
+    Wait,
+    /// It cannot fit, whatever settles.
+    Exhausted(Exhausted),
+}
+
 /// The stable error code of an item a budget did not let through.
 pub const EXHAUSTED: &str = "budget_exhausted";
 
@@ -92,6 +105,8 @@ pub struct Budget {
     sticky: bool,
     parent: Option<Arc<Budget>>,
     state: Mutex<State>,
+    /// Woken whenever a reservation settles or is given back: room may have come.
+    room: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -159,6 +174,7 @@ impl Budget {
                 spent,
                 ..State::default()
             }),
+            room: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -170,13 +186,64 @@ impl Budget {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reserves `estimate` for an item about to be sent, or says why it may not be.
+    /// Reserves `estimate` for an item about to be sent now, or says why it may not be: one that
+    /// does not fit beside the items in flight is refused too (a single request does not wait).
     pub fn reserve(self: &Arc<Self>, estimate: Estimate) -> Result<Reservation, Exhausted> {
-        self.take(estimate)?;
+        self.reserve_as(estimate, false).map_err(|e| match e {
+            NotYet::Exhausted(e) => e,
+            NotYet::Wait => unreachable!("a reservation that may not wait is never told to"),
+        })
+    }
+
+    /// Reserves `estimate`, or says that it fits once items in flight settle ([`NotYet::Wait`]:
+    /// nothing is counted as refused) or cannot fit at all.
+    pub fn try_reserve(self: &Arc<Self>, estimate: Estimate) -> Result<Reservation, NotYet> {
+        self.reserve_as(estimate, true)
+    }
+
+    /// Reserves `estimate`, waiting while it fits only once items in flight have settled.
+    pub async fn reserve_when_room(
+        self: &Arc<Self>,
+        estimate: Estimate,
+    ) -> Result<Reservation, Exhausted> {
+        loop {
+            // Listening before asking, so that a settlement in between is not missed.
+            let room = self.room();
+            match self.try_reserve(estimate) {
+                Ok(r) => return Ok(r),
+                Err(NotYet::Exhausted(e)) => return Err(e),
+                Err(NotYet::Wait) => room.await,
+            }
+        }
+    }
+
+    /// Resolves when a reservation of this budget (or of its parent) settles or is given back:
+    /// an item told to wait may fit then. Made before asking, it misses no settlement between.
+    pub fn room(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // Registered here, not when first polled: a settlement from now on wakes it.
+        let mine = self.room.clone().notified_owned();
+        let theirs = self
+            .parent
+            .as_ref()
+            .map(|p| p.room.clone().notified_owned());
+        async move {
+            match theirs {
+                None => mine.await,
+                Some(theirs) => tokio::select! { _ = mine => {}, _ = theirs => {} },
+            }
+        }
+    }
+
+    fn reserve_as(
+        self: &Arc<Self>,
+        estimate: Estimate,
+        may_wait: bool,
+    ) -> Result<Reservation, NotYet> {
+        self.take(estimate, may_wait)?;
         if let Some(parent) = &self.parent
-            && let Err(e) = parent.take(estimate)
+            && let Err(e) = parent.take(estimate, may_wait)
         {
-            self.give_back(estimate, true);
+            self.give_back(estimate, matches!(e, NotYet::Exhausted(_)));
             return Err(e);
         }
         Ok(Reservation {
@@ -186,26 +253,34 @@ impl Budget {
         })
     }
 
-    /// Takes `estimate` from this budget alone.
-    fn take(&self, estimate: Estimate) -> Result<(), Exhausted> {
+    /// Takes `estimate` from this budget alone. With `may_wait`, an estimate that fits beside
+    /// what is spent but not beside what is in flight too is told to wait, not refused.
+    fn take(&self, estimate: Estimate, may_wait: bool) -> Result<(), NotYet> {
         let mut s = self.lock();
         let why = if s.closed {
             Some((self.spent_message(&s, "is spent"), true))
         } else {
-            self.refusal(&s, estimate)
+            self.refusal(&s, estimate, s.in_flight)
         };
         if let Some((message, closes)) = why {
+            let settled_would_fit = !s.closed
+                && s.in_flight != Amount::default()
+                && self.refusal(&s, estimate, Amount::default()).is_none();
+            if may_wait && settled_would_fit {
+                return Err(NotYet::Wait);
+            }
             s.refused += 1;
             s.closed |= self.sticky && closes;
-            return Err(Exhausted { message });
+            return Err(NotYet::Exhausted(Exhausted { message }));
         }
         s.in_flight.add(amount(estimate));
         Ok(())
     }
 
-    /// Why `estimate` does not fit, if it does not, and whether that closes a sticky budget (an
-    /// item whose model has no price is refused alone: it says nothing of the others).
-    fn refusal(&self, s: &State, estimate: Estimate) -> Option<(String, bool)> {
+    /// Why `estimate` does not fit beside what is spent and `in_flight`, if it does not, and
+    /// whether that closes a sticky budget (an item whose model has no price is refused alone:
+    /// it says nothing of the others).
+    fn refusal(&self, s: &State, estimate: Estimate, in_flight: Amount) -> Option<(String, bool)> {
         if let Some(max) = self.limits.max_cost_usd {
             let Some(cost) = estimate.cost_usd else {
                 return Some((
@@ -217,7 +292,7 @@ impl Budget {
                     false,
                 ));
             };
-            let committed = s.spent.cost_usd + s.elsewhere.cost_usd + s.in_flight.cost_usd;
+            let committed = s.spent.cost_usd + s.elsewhere.cost_usd + in_flight.cost_usd;
             if committed + cost > max * (1.0 + SLACK) + SLACK {
                 return Some((
                     format!(
@@ -230,7 +305,7 @@ impl Budget {
             }
         }
         if let Some(max) = self.limits.max_tokens {
-            let committed = s.spent.tokens + s.elsewhere.tokens + s.in_flight.tokens;
+            let committed = s.spent.tokens + s.elsewhere.tokens + in_flight.tokens;
             if committed + estimate.tokens > max {
                 return Some((
                     format!(
@@ -257,19 +332,25 @@ impl Budget {
     /// Returns a reservation's estimate; with `refused`, the refusal counted by a parent is not
     /// this budget's: it is counted here as one too.
     fn give_back(&self, estimate: Estimate, refused: bool) {
-        let mut s = self.lock();
-        s.in_flight.sub(amount(estimate));
-        if refused {
-            s.refused += 1;
-            s.closed |= self.sticky;
+        {
+            let mut s = self.lock();
+            s.in_flight.sub(amount(estimate));
+            if refused {
+                s.refused += 1;
+                s.closed |= self.sticky;
+            }
         }
+        self.room.notify_waiters();
     }
 
     fn settle(&self, estimate: Amount, actual: Amount, priced: bool) {
-        let mut s = self.lock();
-        s.in_flight.sub(estimate);
-        s.spent.add(actual);
-        s.unpriced |= !priced;
+        {
+            let mut s = self.lock();
+            s.in_flight.sub(estimate);
+            s.spent.add(actual);
+            s.unpriced |= !priced;
+        }
+        self.room.notify_waiters();
     }
 
     /// Counts spend made elsewhere (a server judging a part of this budget's items, sent there
@@ -417,140 +498,4 @@ pub struct BudgetReport {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn est(cost: f64, tokens: u64) -> Estimate {
-        Estimate {
-            cost_usd: Some(cost),
-            tokens,
-        }
-    }
-
-    #[test]
-    fn items_go_through_while_spent_plus_in_flight_fits_and_then_never_again() {
-        let b = Budget::new(
-            Limits {
-                max_cost_usd: Some(1.0),
-                max_tokens: None,
-            },
-            "the batch's budget",
-        );
-        let r1 = b.reserve(est(0.4, 10)).unwrap();
-        let r2 = b.reserve(est(0.4, 10)).unwrap();
-        // 0.8 in flight: 0.4 more would pass the limit.
-        let e = b.reserve(est(0.4, 10)).unwrap_err();
-        assert!(
-            e.message.contains("the batch's budget of $1"),
-            "{}",
-            e.message
-        );
-        r1.settle(Some(0.1), 8);
-        r2.settle(Some(0.1), 8);
-        // Room again, but a sticky budget that refused once sends nothing more.
-        let e = b.reserve(est(0.01, 1)).unwrap_err();
-        assert!(e.message.contains("is spent"), "{}", e.message);
-        let r = b.report();
-        assert_eq!((r.spent_tokens, r.not_sent, r.exhausted), (16, 2, true));
-        assert!((r.spent_cost_usd.unwrap() - 0.2).abs() < 1e-12);
-    }
-
-    #[test]
-    fn a_renewable_budget_takes_what_still_fits() {
-        let b = Budget::renewable(
-            Limits {
-                max_cost_usd: None,
-                max_tokens: Some(100),
-            },
-            "the daily budget",
-        );
-        assert!(b.reserve(est(0.0, 150)).is_err());
-        b.reserve(est(0.0, 60)).unwrap().settle(Some(0.0), 60);
-        assert!(!b.is_spent());
-        b.reserve(est(0.0, 40)).unwrap().settle(Some(0.0), 40);
-        assert!(b.is_spent());
-    }
-
-    #[test]
-    fn a_reservation_dropped_unsettled_counts_its_estimate_as_spent() {
-        let b = Budget::new(
-            Limits {
-                max_cost_usd: Some(1.0),
-                max_tokens: None,
-            },
-            "b",
-        );
-        drop(b.reserve(est(0.3, 5)).unwrap());
-        assert_eq!(
-            b.spent(),
-            Amount {
-                cost_usd: 0.3,
-                tokens: 5
-            }
-        );
-    }
-
-    #[test]
-    fn a_child_takes_from_its_parent_or_not_at_all() {
-        let day = Budget::renewable(
-            Limits {
-                max_cost_usd: Some(1.0),
-                max_tokens: None,
-            },
-            "the client token's daily budget",
-        );
-        let batch = Budget::under(Limits::default(), "the batch's budget", day.clone());
-        let r = batch.reserve(est(0.7, 1)).unwrap();
-        let e = batch.reserve(est(0.7, 1)).unwrap_err();
-        assert!(e.message.contains("daily budget"), "{}", e.message);
-        r.settle(Some(0.5), 1);
-        assert!((day.spent().cost_usd - 0.5).abs() < 1e-12);
-        // The batch closed at the parent's refusal; the day still takes another request.
-        assert!(batch.reserve(est(0.1, 1)).is_err());
-        assert!(day.reserve(est(0.1, 1)).is_ok());
-        assert_eq!(batch.report().not_sent, 2);
-    }
-
-    #[test]
-    fn a_dollar_budget_refuses_an_unpriced_estimate_and_a_token_budget_does_not_care() {
-        let dollars = Budget::new(
-            Limits {
-                max_cost_usd: Some(1.0),
-                max_tokens: None,
-            },
-            "b",
-        );
-        let unpriced = Estimate {
-            cost_usd: None,
-            tokens: 10,
-        };
-        assert!(dollars.reserve(unpriced).is_err());
-        // That says nothing of priced items: the budget stays open for them.
-        assert!(dollars.reserve(est(0.5, 1)).is_ok());
-        let tokens = Budget::new(
-            Limits {
-                max_cost_usd: None,
-                max_tokens: Some(100),
-            },
-            "b",
-        );
-        tokens.reserve(unpriced).unwrap().settle(None, 9);
-        assert_eq!(tokens.report().spent_cost_usd, None);
-    }
-
-    #[test]
-    fn resuming_starts_from_what_was_spent() {
-        let b = Budget::resume(
-            Limits {
-                max_cost_usd: Some(1.0),
-                max_tokens: None,
-            },
-            "the job's budget",
-            Amount {
-                cost_usd: 0.95,
-                tokens: 0,
-            },
-        );
-        assert!(b.reserve(est(0.1, 1)).is_err());
-    }
-}
+mod tests;

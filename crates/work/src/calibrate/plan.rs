@@ -94,7 +94,7 @@ async fn judge_all(judge: &Arc<Judge>, plan: &Plan) -> Vec<Vec<Tally>> {
             async move {
                 let (item, reservation) = match &budget {
                     None => (item, None),
-                    Some(b) => match batch::admit(&judge, &route, index, item, b) {
+                    Some(b) => match batch::admit_when_room(&judge, &route, index, item, b).await {
                         batch::Admitted::Go(item, r) => (item, r),
                         batch::Admitted::Refused(entry) => return (j, i, entry.tally),
                     },

@@ -81,3 +81,21 @@ fn what_is_not_passed_on_is_refused_naming_the_field() {
     v["frequency_penalty"] = serde_json::json!(0);
     assert!(parse(v).is_ok());
 }
+
+#[test]
+fn temperature_is_checked_as_sent_and_n_zero_is_no_number_of_choices() {
+    let with = |field: &str, value: Value| {
+        let mut v =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        v[field] = value;
+        parse(v)
+    };
+    // Just over 2: refused, although it narrows to 2.0 as an f32.
+    let e = with("temperature", serde_json::json!(2.0000001)).unwrap_err();
+    assert_eq!(e.field(), Some("temperature"), "{}", e.message());
+    assert!(with("temperature", serde_json::json!(2.0)).is_ok());
+    let e = with("n", serde_json::json!(0)).unwrap_err();
+    assert_eq!(e.field(), Some("n"));
+    assert!(!e.message().contains("more than one"), "{}", e.message());
+    assert!(with("n", serde_json::json!(1)).is_ok());
+}

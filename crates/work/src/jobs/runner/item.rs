@@ -7,13 +7,26 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::batch::{self, BatchItem};
-use crate::budget::{Budget, EXHAUSTED, Reservation};
+use crate::budget::{Budget, EXHAUSTED, NotYet, Reservation};
 use crate::jobs::store::{Done, INVALID_LINE, WorkItem};
 use llm_judge_judge::{Judge, JudgeKind};
 use llm_judge_pool::Via;
 
+/// What the job's budget makes of an item.
+pub(super) enum Admission {
+    /// Send it, with its reservation (`None` when it makes no call).
+    Go(Option<Reservation>),
+    /// It fits once the items in flight settle: it waits for them.
+    Wait,
+    /// It cannot fit: its `budget_exhausted` result.
+    Refused(Box<Done>),
+}
+
 /// Reserves an item's estimate under the job's budget (`discount` off: the share a provider
-/// batch takes off its price), or makes its `budget_exhausted` entry.
+/// batch takes off its price), tells it to wait for room, or makes its `budget_exhausted` entry.
+/// An item going as a provider batch (`batched`) does not wait: the items in flight beside it
+/// settle when their batch answers, hours later perhaps, and waiting for them would turn the job
+/// into a chain of batches one after another; it is admitted or refused at once.
 pub(super) fn admit(
     judge: &Judge,
     budget: &Arc<Budget>,
@@ -21,22 +34,29 @@ pub(super) fn admit(
     route: &str,
     w: &WorkItem,
     discount: f64,
-) -> Result<Option<Reservation>, Box<Done>> {
+    batched: bool,
+) -> Admission {
     if w.item.get(INVALID_LINE).is_some() {
-        return Ok(None);
+        return Admission::Go(None);
     }
     let index = w.index as usize;
     let item = BatchItem::parse(kind, index, w.item.clone()).read(index);
     let Some(mut estimate) = batch::estimate(judge, route, &item) else {
-        return Ok(None);
+        return Admission::Go(None);
     };
     estimate.cost_usd = estimate.cost_usd.map(|c| c * (1.0 - discount));
-    match budget.reserve(estimate) {
-        Ok(r) => Ok(Some(r)),
-        Err(e) => {
+    let reserved = if batched {
+        budget.reserve(estimate).map_err(NotYet::Exhausted)
+    } else {
+        budget.try_reserve(estimate)
+    };
+    match reserved {
+        Ok(r) => Admission::Go(Some(r)),
+        Err(NotYet::Wait) => Admission::Wait,
+        Err(NotYet::Exhausted(e)) => {
             let v = batch::error_entry(index, EXHAUSTED, &e.message, None, None);
             let entry = batch::Entry::from_value(index, &v);
-            Err(Box::new(Done {
+            Admission::Refused(Box::new(Done {
                 index: w.index,
                 ticket: w.ticket.clone(),
                 json: entry.json.get().as_bytes().to_vec(),

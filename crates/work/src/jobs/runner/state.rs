@@ -52,6 +52,9 @@ pub(super) struct Flow {
     pub(super) cursor: u64,
     /// Items taken, with their budget reservations, waiting for an online slot.
     pub(super) buffer: VecDeque<(WorkItem, Option<Reservation>)>,
+    /// Items taken that fit the budget once items in flight settle, in order: nothing more is
+    /// taken while one waits.
+    pub(super) deferred: VecDeque<WorkItem>,
     /// Items judged online: each holds a slot.
     pub(super) inflight: FuturesUnordered<ItemFuture>,
     /// Items whose call goes as a provider batch: they hold no slot while they wait.
@@ -101,6 +104,7 @@ impl Flow {
             flush_at_len,
             cursor: 0,
             buffer: VecDeque::new(),
+            deferred: VecDeque::new(),
             inflight: FuturesUnordered::new(),
             batched: FuturesUnordered::new(),
             unacked: HashSet::new(),
@@ -121,8 +125,11 @@ impl Flow {
         self.inflight.len() + if fleet { self.pending.len() } else { 0 }
     }
 
-    /// Whether nothing is being judged or waiting for a slot.
+    /// Whether nothing is being judged or waiting for a slot or for budget room.
     pub(super) fn is_idle(&self) -> bool {
-        self.inflight.is_empty() && self.buffer.is_empty() && self.batched.is_empty()
+        self.inflight.is_empty()
+            && self.buffer.is_empty()
+            && self.batched.is_empty()
+            && self.deferred.is_empty()
     }
 }

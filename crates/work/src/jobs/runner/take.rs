@@ -4,7 +4,7 @@
 use crate::jobs::store::{RETRY_INTERVAL, StoreError, Take, WorkItem};
 use llm_judge_pool::Via;
 
-use super::item::{admit, judge_item};
+use super::item::{Admission, admit, judge_item};
 use super::state::{Flow, Run};
 
 impl Run<'_> {
@@ -13,8 +13,10 @@ impl Run<'_> {
     /// wait in the buffer), so that its batches are submitted without waiting for the online
     /// items.
     pub(super) async fn take_items(&self, flow: &mut Flow) -> Result<(), StoreError> {
+        self.place_deferred(flow);
         let busy = flow.busy(self.fleet);
-        while !flow.drained
+        while flow.deferred.is_empty()
+            && !flow.drained
             && !flow.waiting
             && (flow.buffer.is_empty() || self.batches.is_some())
             && busy < flow.max_c
@@ -27,7 +29,12 @@ impl Run<'_> {
                         tracing::info!(job = %self.record.id, items = taken_over, "took over items of a replica that stopped answering");
                     }
                     for w in items {
-                        self.place(flow, w);
+                        // Behind an item waiting for budget room, the rest wait in order.
+                        if !flow.deferred.is_empty() {
+                            flow.deferred.push_back(w);
+                        } else if let Some(w) = self.place(flow, w) {
+                            flow.deferred.push_back(w);
+                        }
                     }
                 }
                 Take::Wait => {
@@ -70,9 +77,20 @@ impl Run<'_> {
         }
     }
 
+    /// Places the items that waited for budget room, in order, while they fit.
+    fn place_deferred(&self, flow: &mut Flow) {
+        while let Some(w) = flow.deferred.pop_front() {
+            if let Some(w) = self.place(flow, w) {
+                flow.deferred.push_front(w);
+                break;
+            }
+        }
+    }
+
     /// Admits a taken item under the job's budget and puts it where it waits: its provider
-    /// batch, or the buffer. An item the budget refuses is a result at once.
-    fn place(&self, flow: &mut Flow, w: WorkItem) {
+    /// batch, or the buffer. An item the budget refuses is a result at once; one that fits once
+    /// items in flight settle is handed back, to wait for them.
+    fn place(&self, flow: &mut Flow, w: WorkItem) -> Option<WorkItem> {
         let (kind, route) = (self.record.kind, self.record.route.as_str());
         let delivery = self
             .batches
@@ -82,15 +100,23 @@ impl Run<'_> {
             None => None,
             Some(b) => {
                 let discount = delivery.as_ref().map_or(0.0, |(_, d)| *d);
-                match admit(&self.jobs.judge, b, kind, route, &w, discount) {
-                    Ok(r) => r,
-                    Err(done) => {
+                let batched = delivery.is_some();
+                match admit(&self.jobs.judge, b, kind, route, &w, discount, batched) {
+                    Admission::Go(r) => r,
+                    Admission::Wait => {
+                        // Touched while it waits, so that nobody takes it over meanwhile.
+                        if !w.ticket.is_empty() {
+                            flow.unacked.insert(w.ticket.clone());
+                        }
+                        return Some(w);
+                    }
+                    Admission::Refused(done) => {
                         if let Some(s) = self.summary.lock().unwrap().as_mut() {
                             s.0.count(&done.tally);
                         }
                         self.jobs.judge.count_batch_item(false);
                         flow.pending.push(*done);
-                        return;
+                        return None;
                     }
                 }
             }
@@ -107,6 +133,7 @@ impl Run<'_> {
             }
             None => flow.buffer.push_back((w, reservation)),
         }
+        None
     }
 
     /// Starts items waiting in the buffer while online slots are free.

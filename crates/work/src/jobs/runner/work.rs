@@ -31,6 +31,8 @@ enum Event {
     Commit,
     /// A fleet's tick.
     Tick,
+    /// Budget room may have come for an item waiting for it.
+    Room,
 }
 
 impl Run<'_> {
@@ -56,6 +58,7 @@ impl Run<'_> {
                 Event::Done(done) => self.collect(flow, *done).await?,
                 Event::Commit => self.flush(flow).await?,
                 Event::Tick => self.tick(flow).await,
+                Event::Room => {}
             }
         }
         Ok(())
@@ -99,6 +102,18 @@ impl Run<'_> {
             }, if !inflight.is_empty() || !batched.is_empty() => Event::Done(Box::new(done)),
             _ = tokio::time::sleep_until(flow.flush_at), if !flow.pending.is_empty() => Event::Commit,
             _ = flow.tick.tick(), if self.fleet => Event::Tick,
+            // An item waits for budget room: the budget says when some comes (or, should it
+            // have come just before this wait began, the next look finds it).
+            _ = Self::budget_room(self.budget.as_ref()), if !flow.deferred.is_empty() => Event::Room,
+        }
+    }
+
+    /// Resolves when a reservation of `budget` settles, or after a short while at the latest.
+    async fn budget_room(budget: Option<&std::sync::Arc<crate::budget::Budget>>) {
+        let look_again = tokio::time::sleep(std::time::Duration::from_millis(250));
+        match budget {
+            Some(b) => tokio::select! { _ = b.room() => {}, _ = look_again => {} },
+            None => look_again.await,
         }
     }
 
