@@ -36,6 +36,7 @@ mod provider_batch;
 mod quality;
 mod rate_limit;
 mod serving;
+mod store_outages;
 mod streaming;
 mod tenants;
 mod transport;

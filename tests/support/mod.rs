@@ -387,6 +387,19 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP) for `how_long`, on a thread of its own: connections stay
+    /// open and nothing answers, as in a stall; then it goes on (SIGCONT).
+    pub fn stall(&self, how_long: std::time::Duration) -> std::thread::JoinHandle<()> {
+        let pid = self.child.as_ref().map(|c| c.id() as libc::pid_t);
+        std::thread::spawn(move || {
+            let Some(pid) = pid else { return };
+            // SAFETY: kill(2) with the pid of a child this helper started and has not reaped.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+            std::thread::sleep(how_long);
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        })
+    }
+
     /// Stops the server (SIGKILL: as abrupt as an outage gets).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -18,7 +18,7 @@ use crate::api::error_docs::JobLookupErrors;
 use crate::api::extract::{PathParam, QueryParams};
 use crate::api::state::AppState;
 use crate::api::tenant::Tenant;
-use llm_judge_work::jobs::JobView;
+use llm_judge_work::jobs::{JobView, StoreError};
 
 /// The answer when no job has the id.
 fn no_such_job(id: &str) -> ApiError {
@@ -139,33 +139,27 @@ pub async fn results(
         return Err(no_such_job(&id));
     }
     let jobs = app.jobs.clone();
-    // Pages of results, read as the client consumes them.
+    // Pages of results, read as the client consumes them. A page the store cannot give is
+    // asked for again for a while; past that, the body ends without its last chunk, so that the
+    // client sees an incomplete answer (never a short list that looks whole).
     let stream = futures::stream::unfold(Some(p.after), move |after| {
         let jobs = jobs.clone();
         let id = id.clone();
         async move {
             let after = after?;
-            let page = jobs.results(&id, after, by_completion, 1000).await.ok()?;
+            let read = || jobs.results(&id, after, by_completion, 1000);
+            let page = match patiently(&id, "results", read).await {
+                Ok(page) => page,
+                Err(e) => {
+                    let failed = std::io::Error::other(format!("the job store failed: {e}"));
+                    return Some((Err(failed), None));
+                }
+            };
             if page.is_empty() {
                 return None;
             }
             let next = page.last().map(|(k, _)| Some(*k));
-            let mut out = Vec::new();
-            for (key, bytes) in page {
-                if by_completion {
-                    // prepend the sequence number
-                    let mut v: serde_json::Value =
-                        serde_json::from_slice(&bytes).unwrap_or_default();
-                    if let Some(obj) = v.as_object_mut() {
-                        obj.insert("seq".into(), key.into());
-                    }
-                    out.extend(serde_json::to_vec(&v).unwrap_or_default());
-                } else {
-                    out.extend(bytes);
-                }
-                out.push(b'\n');
-            }
-            Some((Ok::<_, Infallible>(bytes::Bytes::from(out)), next))
+            Some((Ok(results_lines(page, by_completion)), next))
         }
     });
     Ok((
@@ -175,19 +169,67 @@ pub async fn results(
         .into_response())
 }
 
+/// How long a streamed answer asks again for what the store could not give before it ends
+/// incomplete.
+const STREAM_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Runs a store read, and again (backing off) while it fails, for [`STREAM_PATIENCE`] at most;
+/// a stream that gives up is logged as incomplete.
+async fn patiently<T, F, Fut>(id: &str, what: &str, mut read: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match read().await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() + wait < STREAM_PATIENCE => {
+                tracing::debug!(job = id, stream = what, error = %e, "a store read failed; asking again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => {
+                tracing::warn!(job = id, stream = what, error = %e, "the job store did not answer: the stream ends incomplete");
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// One page of results as NDJSON lines; in completion order each carries its `seq`.
+fn results_lines(page: Vec<(u64, Vec<u8>)>, by_completion: bool) -> bytes::Bytes {
+    let mut out = Vec::new();
+    for (key, bytes) in page {
+        if by_completion {
+            let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("seq".into(), key.into());
+            }
+            out.extend(serde_json::to_vec(&v).unwrap_or_default());
+        } else {
+            out.extend(bytes);
+        }
+        out.push(b'\n');
+    }
+    bytes::Bytes::from(out)
+}
+
 /// One Server-Sent Event.
 #[derive(Serialize, ToSchema)]
 pub struct SseEvent {
-    /// `progress` or `summary`.
+    /// `progress`, `summary` or `error`.
     pub event: String,
     /// JSON text.
     pub data: String,
 }
 
-/// Server-Sent Events: `progress` events while the job runs, then one `summary` event.
+/// Server-Sent Events: `progress` events while the job runs, then one `summary` event; an `error`
+/// event ends the stream when the job store cannot be read for a while (the job goes on).
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "An event stream: `progress` events (data: the progress object) while the job runs, then one `summary` event (data: the job)", content_type = "text/event-stream", body = SseEvent),
+        (status = 200, description = "An event stream: `progress` events (data: the progress object) while the job runs, then one `summary` event (data: the job); an `error` event (data: the error body) when the job store cannot be read for a while, the job going on", content_type = "text/event-stream", body = SseEvent),
         JobLookupErrors))]
 pub async fn events(
     State(app): State<AppState>,
@@ -208,7 +250,18 @@ pub async fn events(
             if !first {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            let view = jobs.get(&id, None).await.ok().flatten()?;
+            // A store that cannot answer for a while ends the stream with an `error` event,
+            // never as if the job had ended.
+            let view = match patiently(&id, "events", || jobs.get(&id, None)).await {
+                Ok(Some(view)) => view,
+                Ok(None) => return None,
+                Err(e) => {
+                    let body = serde_json::json!({"error": {"code": "store_unavailable",
+                        "message": format!("the job store cannot be read: {e}; read the job again to go on")}});
+                    let event = Event::default().event("error").json_data(&body).ok()?;
+                    return Some((Ok::<_, Infallible>(event), (true, false)));
+                }
+            };
             let finished = view.status.is_finished();
             let event = if finished {
                 Event::default().event("summary").json_data(&view).ok()?
