@@ -91,24 +91,45 @@ pub async fn calibrate(
     }
     let mut report = calibrate::run(app.judge.clone(), plan).await;
     if store {
-        let runs = app.runs.clone();
         let mut kept = calibrate::stored_form(&report);
         if let (Some(owner), Some(fields)) = (tenant.owner(), kept.as_object_mut()) {
             fields.insert(OWNER.into(), owner.into());
         }
-        let saved = tokio::task::spawn_blocking(move || runs.save(&kept))
+        // A run that was asked to be kept and could not be is not answered as a success: its
+        // judgments are in the verdict cache, so sending it again costs little.
+        save_run(&app, kept).await.map_err(|e| {
+            ApiError::StoreUnavailable(format!(
+                "the calibration run could not be kept ({e}); its judgments are cached: send it \
+                 again, or with \"store\": false"
+            ))
+        })?;
+        report.stored = true;
+    }
+    Ok(Json(report))
+}
+
+/// Keeps a run, asking the store again for a few seconds while it fails (it reopens itself after
+/// an I/O error).
+async fn save_run(app: &AppState, kept: serde_json::Value) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    loop {
+        let (runs, run) = (app.runs.clone(), kept.clone());
+        let saved = tokio::task::spawn_blocking(move || runs.save(&run))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r);
         match saved {
-            Ok(()) => report.stored = true,
+            Ok(()) => return Ok(()),
+            Err(e) if started.elapsed() < std::time::Duration::from_secs(3) => {
+                tracing::debug!(error = %e, "a calibration run was not kept; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "calibration run not stored");
-                report.store_error = Some(e);
+                tracing::warn!(error = %e, "a calibration run could not be kept");
+                return Err(e);
             }
         }
     }
-    Ok(Json(report))
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {

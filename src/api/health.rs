@@ -31,8 +31,9 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// The service takes requests: 503 while shutting down, and while the job store cannot write
-/// (a full disk; it is retried, and the service is ready again once a write succeeds).
+/// The service takes requests: 503 while shutting down, and while a store on its disk cannot
+/// write (the job store, the verdict cache's tier on disk, the calibration runs; a full disk:
+/// each reopens itself and retries, and the service is ready again once writing works).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Health), (status = 503, description = "Shutting down, or the job store cannot write", body = Health)))]
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
@@ -45,7 +46,11 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     if app.shutting_down.load(Ordering::Relaxed) {
         return not_ready("shutting_down", None);
     }
-    match app.jobs.ready().await {
+    let stores = match app.jobs.ready().await {
+        Ok(()) => app.judge.cache_health().and_then(|()| app.runs.health()),
+        Err(reason) => Err(format!("the job store: {reason}")),
+    };
+    match stores {
         Ok(()) => (
             StatusCode::OK,
             Json(Health {

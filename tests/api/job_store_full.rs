@@ -192,3 +192,108 @@ async fn check_every_item_judged_once(client: &reqwest::Client, job_url: &str) {
         "every item has exactly one result"
     );
 }
+
+/// One binary judgment whose prediction is `word` (a new one misses the verdict cache).
+async fn judge_once(client: &reqwest::Client, base: &str, word: &str) {
+    let r = client
+        .post(format!("{base}/v1/judge/binary"))
+        .json(&json!({"question": "q", "answer": "a", "prediction": word}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// A calibration run to keep: its status and answer.
+async fn calibrate_and_keep(client: &reqwest::Client, base: &str) -> (u16, Value) {
+    let body = json!({"kind": "binary", "judges": ["default"], "items": [
+        {"question": "q", "answer": "a", "prediction": "calibrate", "label": "correct"}
+    ]});
+    let r = client
+        .post(format!("{base}/v1/calibrate"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_verdict_cache_and_the_run_store_recover_from_a_full_disk_too() {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_answer("Verdict: 1")))
+        .mount(&provider)
+        .await;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut server = serve_process(port, data.path(), &provider, |cmd| {
+        // The log goes to a pipe, as to a collector: a file would be as full as the disk.
+        cmd.env("LLM_JUDGE__JUDGE__CACHE_ENTRIES", "1000")
+            .env("LLM_JUDGE__CACHE__DISK_MB", "8")
+            .stderr(std::process::Stdio::piped());
+        // A write past the limit then fails with EFBIG instead of killing the process.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    });
+    let log = {
+        use std::io::Read;
+        let mut stderr = server.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        })
+    };
+    poll("the server", 20, async || {
+        get_json(&client, &format!("{base}/healthz")).await
+    })
+    .await;
+    judge_once(&client, &base, "before").await;
+
+    // The disk is full: no file may be written past its start.
+    set_file_size_limit(server.id(), 0);
+    for i in 0..200 {
+        judge_once(&client, &base, &format!("while full {i}")).await;
+    }
+    // A run that cannot be kept is not answered as kept.
+    let (status, answer) = calibrate_and_keep(&client, &base).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "store_unavailable", "{answer}");
+    let not_ready: Value = poll("/readyz to report a store", 30, async || {
+        let r = client.get(format!("{base}/readyz")).send().await.ok()?;
+        (r.status() == 503).then_some(())?;
+        r.json().await.ok()
+    })
+    .await;
+    assert_eq!(not_ready["status"], "store_unavailable", "{not_ready}");
+
+    // Room again: every store reopens by itself, the service is ready, runs are kept.
+    set_file_size_limit(server.id(), libc::RLIM64_INFINITY);
+    let mut n = 0;
+    poll("/readyz to be ready again", 30, async || {
+        n += 1;
+        judge_once(&client, &base, &format!("after {n}")).await;
+        let r = client.get(format!("{base}/readyz")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let (status, answer) = calibrate_and_keep(&client, &base).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["stored"], true, "{answer}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // The failing writes were said about once a minute, not once an item.
+    let text = log.join().unwrap();
+    let warnings = text
+        .lines()
+        .filter(|l| l.contains("verdict cache on disk") && l.contains("WARN"))
+        .count();
+    assert!((1..=3).contains(&warnings), "{warnings} warnings:\n{text}");
+}

@@ -61,6 +61,11 @@ impl Judge {
     }
 
     /// The panels, by name.
+    /// `Ok` while the verdict cache's tiers can store answers; otherwise why not.
+    pub fn cache_health(&self) -> Result<(), String> {
+        self.cache.health()
+    }
+
     pub fn panels(&self) -> &BTreeMap<String, PanelSettings> {
         &self.panels
     }

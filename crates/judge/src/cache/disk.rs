@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use llm_judge_embedded::{Failed, Reopening, failed};
+use redb::{ReadableTable, TableDefinition};
 
 use super::tier::{CacheTier, CachedAnswer, Key};
 
@@ -33,7 +34,7 @@ type Write = (Key, Vec<u8>);
 
 /// The embedded tier.
 pub struct DiskCache {
-    db: Arc<Database>,
+    db: Arc<Reopening>,
     ttl_us: u64,
     writes: Mutex<Option<SyncSender<Write>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -66,17 +67,15 @@ impl DiskCache {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         let path = dir.join("cache.redb");
-        let db = Database::builder()
-            .set_cache_size(8 << 20)
-            .create(&path)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-        let txn = db.begin_write()?;
-        {
-            txn.open_table(ANSWERS)?;
-            txn.open_table(AGE)?;
-            txn.open_table(META)?;
-        }
-        txn.commit()?;
+        let db = Reopening::open("the verdict cache on disk", &path, 8 << 20, |db| {
+            let txn = db.begin_write().map_err(failed("begin"))?;
+            {
+                txn.open_table(ANSWERS).map_err(failed("open answers"))?;
+                txn.open_table(AGE).map_err(failed("open age"))?;
+                txn.open_table(META).map_err(failed("open meta"))?;
+            }
+            txn.commit().map_err(failed("commit"))
+        })?;
         let db = Arc::new(db);
         let (tx, rx) = std::sync::mpsc::sync_channel(10_000);
         let ttl_us = ttl.as_micros() as u64;
@@ -94,20 +93,21 @@ impl DiskCache {
         })
     }
 
-    fn read(&self, key: &Key) -> Result<Option<CachedAnswer>, redb::Error> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(ANSWERS)?;
-        let Some(v) = table.get(key)? else {
-            return Ok(None);
-        };
-        let bytes = v.value();
-        let Some((at, answer)) = bytes.split_first_chunk::<8>() else {
-            return Ok(None);
-        };
-        if u64::from_le_bytes(*at).saturating_add(self.ttl_us) <= now_us() {
-            return Ok(None);
-        }
-        Ok(CachedAnswer::decode(answer))
+    fn read(&self, key: &Key) -> Result<Option<CachedAnswer>, Failed> {
+        self.db.read(|txn| {
+            let table = txn.open_table(ANSWERS).map_err(failed("open answers"))?;
+            let Some(v) = table.get(key).map_err(failed("read"))? else {
+                return Ok(None);
+            };
+            let bytes = v.value();
+            let Some((at, answer)) = bytes.split_first_chunk::<8>() else {
+                return Ok(None);
+            };
+            if u64::from_le_bytes(*at).saturating_add(self.ttl_us) <= now_us() {
+                return Ok(None);
+            }
+            Ok(CachedAnswer::decode(answer))
+        })
     }
 
     /// Writes what is queued and stops the writer.
@@ -130,6 +130,10 @@ impl CacheTier for DiskCache {
         "disk"
     }
 
+    fn health(&self) -> Result<(), String> {
+        self.db.health()
+    }
+
     fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Option<CachedAnswer>> {
         let found = self.read(key).unwrap_or_else(|e| {
             tracing::debug!(error = %e, "verdict cache on disk: read failed");
@@ -150,7 +154,7 @@ impl CacheTier for DiskCache {
 }
 
 /// The writer: commits what arrived together, then removes what is too old or over the bound.
-fn write_loop(db: &Database, rx: &Receiver<Write>, max_bytes: u64, ttl_us: u64) {
+fn write_loop(db: &Reopening, rx: &Receiver<Write>, max_bytes: u64, ttl_us: u64) {
     let mut last_expiry = Instant::now();
     loop {
         let first = match rx.recv_timeout(Duration::from_secs(60)) {
@@ -172,19 +176,27 @@ fn write_loop(db: &Database, rx: &Receiver<Write>, max_bytes: u64, ttl_us: u64) 
         if expire {
             last_expiry = Instant::now();
         }
-        if let Err(e) = write_batch(db, &batch, max_bytes, ttl_us) {
-            tracing::warn!(error = %e, "verdict cache on disk: a write failed");
-        }
+        // A failure is the store's to report (once a minute) and to recover from: the answers
+        // of a failed batch are not kept, as a cache may drop what it cannot hold.
+        let _ = db.write(|txn| write_batch(txn, &batch, max_bytes, ttl_us));
     }
 }
 
 fn write_batch(
-    db: &Database,
+    txn: &redb::WriteTransaction,
+    batch: &[Write],
+    max_bytes: u64,
+    ttl_us: u64,
+) -> Result<(), Failed> {
+    put_all(txn, batch, max_bytes, ttl_us).map_err(failed("write answers"))
+}
+
+fn put_all(
+    txn: &redb::WriteTransaction,
     batch: &[Write],
     max_bytes: u64,
     ttl_us: u64,
 ) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
     {
         let mut answers = txn.open_table(ANSWERS)?;
         let mut age = txn.open_table(AGE)?;
@@ -222,7 +234,6 @@ fn write_batch(
         }
         meta.insert("bytes", bytes.saturating_sub(freed))?;
     }
-    txn.commit()?;
     Ok(())
 }
 

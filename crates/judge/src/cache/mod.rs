@@ -128,6 +128,11 @@ impl VerdictCache {
         memory.insert(key, Arc::new(value));
     }
 
+    /// `Ok` while every tier can store answers; otherwise why the first that cannot.
+    pub fn health(&self) -> Result<(), String> {
+        self.tiers.iter().try_for_each(|t| t.tier.health())
+    }
+
     /// Answers held in memory (after pending evictions are applied).
     pub fn memory_entries(&self) -> u64 {
         self.memory.as_ref().map_or(0, |m| {

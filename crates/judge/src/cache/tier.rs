@@ -46,4 +46,9 @@ pub trait CacheTier: Send + Sync + 'static {
     fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Option<CachedAnswer>>;
     /// Stores an answer; it may be written after the call returns.
     fn put(&self, key: Key, value: &CachedAnswer);
+    /// `Ok` while the tier can store answers; otherwise why not (for a readiness probe). A
+    /// tier whose outages are reported elsewhere (Redis) answers `Ok`.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }

@@ -7,7 +7,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use llm_judge_embedded::{Reopening, failed};
+use redb::{ReadableTable, TableDefinition};
 use serde_json::Value;
 
 /// Run id -> the run's report (JSON).
@@ -36,27 +37,28 @@ pub trait RunStore: Send + Sync {
     fn save(&self, run: &Value) -> Result<(), String>;
     /// Runs matching the query, newest first.
     fn list(&self, query: &RunQuery) -> Result<Vec<Value>, String>;
+    /// `Ok` while runs can be kept; otherwise why not (for a readiness probe).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
-/// Runs in an embedded database file.
+/// Runs in an embedded database file, reopened after an I/O error (a full disk).
 pub struct RedbRunStore {
-    db: Database,
+    db: Reopening,
 }
 
 impl RedbRunStore {
     /// Opens (or creates) `calibration.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Arc<RedbRunStore>, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let path = dir.join("calibration.redb");
-        let db = Database::builder()
-            // Runs are small and read rarely: a small page cache is plenty.
-            .set_cache_size(4 << 20)
-            .create(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let txn = db.begin_write().map_err(|e| e.to_string())?;
-        txn.open_table(RUNS).map_err(|e| e.to_string())?;
-        txn.commit().map_err(|e| e.to_string())?;
+        // Runs are small and read rarely: a small page cache is plenty.
+        let db = Reopening::open("the calibration run store", &path, 4 << 20, |db| {
+            let txn = db.begin_write().map_err(failed("begin"))?;
+            txn.open_table(RUNS).map_err(failed("open runs"))?;
+            txn.commit().map_err(failed("commit"))
+        })
+        .map_err(|e| e.to_string())?;
         Ok(Arc::new(RedbRunStore { db }))
     }
 }
@@ -68,43 +70,55 @@ impl RunStore for RedbRunStore {
             .ok_or("a run needs a run_id")?
             .to_string();
         let bytes = serde_json::to_vec(run).map_err(|e| e.to_string())?;
-        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
-        {
-            let mut t = txn.open_table(RUNS).map_err(|e| e.to_string())?;
-            t.insert(id.as_str(), bytes.as_slice())
-                .map_err(|e| e.to_string())?;
-        }
-        txn.commit().map_err(|e| e.to_string())
+        self.db
+            .write(|txn| {
+                let mut t = txn.open_table(RUNS).map_err(failed("open runs"))?;
+                t.insert(id.as_str(), bytes.as_slice())
+                    .map_err(failed("write run"))?;
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
     }
 
     fn list(&self, q: &RunQuery) -> Result<Vec<Value>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let t = txn.open_table(RUNS).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        for row in t.iter().map_err(|e| e.to_string())?.rev() {
-            if out.len() >= q.limit {
-                break;
-            }
-            let (_, v) = row.map_err(|e| e.to_string())?;
-            let Ok(run) = serde_json::from_slice::<Value>(v.value()) else {
-                continue;
-            };
-            if q.dataset.as_deref().is_some_and(|d| run["dataset"] != d) {
-                continue;
-            }
-            if q.owner.as_deref().is_some_and(|o| run[OWNER] != o) {
-                continue;
-            }
-            let mut run = run;
-            if let Some(fields) = run.as_object_mut() {
-                fields.remove(OWNER);
-            }
-            if let Some(run) = super::report::only_judge(run, q.judge.as_deref()) {
-                out.push(run);
-            }
-        }
-        Ok(out)
+        self.db
+            .read(|txn| {
+                let t = txn.open_table(RUNS).map_err(failed("open runs"))?;
+                let mut out = Vec::new();
+                for row in t.iter().map_err(failed("read runs"))?.rev() {
+                    if out.len() >= q.limit {
+                        break;
+                    }
+                    let (_, v) = row.map_err(failed("read run"))?;
+                    if let Some(run) = listed(v.value(), q) {
+                        out.push(run);
+                    }
+                }
+                Ok(out)
+            })
+            .map_err(|e| e.to_string())
     }
+
+    fn health(&self) -> Result<(), String> {
+        self.db.health()
+    }
+}
+
+/// A stored run as the query lists it (only its judge's figures, without its owner), or
+/// `None` when the query leaves it out.
+fn listed(bytes: &[u8], q: &RunQuery) -> Option<Value> {
+    let run = serde_json::from_slice::<Value>(bytes).ok()?;
+    if q.dataset.as_deref().is_some_and(|d| run["dataset"] != d) {
+        return None;
+    }
+    if q.owner.as_deref().is_some_and(|o| run[OWNER] != o) {
+        return None;
+    }
+    let mut run = run;
+    if let Some(fields) = run.as_object_mut() {
+        fields.remove(OWNER);
+    }
+    super::report::only_judge(run, q.judge.as_deref())
 }
 
 /// Unix milliseconds now.
