@@ -80,6 +80,7 @@ async fn resuming_a_job_does_not_hold_its_results_in_memory() {
             batch_submits: Vec::new(),
             client: None,
             owner: None,
+            upload_seen_ms: None,
         };
         let item = serde_json::json!({"question": "q", "answer": "4", "prediction": "4"});
         let items = vec![item; RESULTS as usize];

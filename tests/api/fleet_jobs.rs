@@ -480,3 +480,74 @@ async fn a_provider_batch_job_is_driven_by_one_replica_and_taken_over_when_it_di
     );
     assert_eq!(done["summary"]["budget"]["spent_tokens"], 300 * 309);
 }
+
+/// Starts an NDJSON upload with idempotency key `key` on `base` and leaves it arriving: the
+/// headers and one line are sent, the rest never is. The connection, to keep it open.
+async fn upload_left_arriving(base: &str, key: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let line = format!("{}\n", items(1)[0]);
+    let head = format!(
+        "POST /v1/jobs?idempotency_key={key} HTTP/1.1\r\nhost: {addr}\r\n\
+         content-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{line}\r\n",
+        line.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_with_its_replica_fails_and_frees_its_key() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let provider = openai_standin("Verdict: 1").await;
+    let mut fleet = Fleet::start(&redis, &provider).await;
+    let _left = upload_left_arriving(&fleet.bases[0], "cut-off").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stranded = loop {
+        let list = get_json(&fleet.client, &fleet.url(1, "/v1/jobs"))
+            .await
+            .unwrap();
+        if let Some(j) = list["jobs"].as_array().unwrap().first() {
+            break j["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the upload never showed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The replica receiving it dies mid-upload.
+    fleet.kill(0);
+    // The same key, to another replica: refused while the upload may still be arriving, then
+    // (its replica not heard of for `claim_idle`) a new job of its own.
+    let body = format!("{}\n", items(2)[0]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let fresh = loop {
+        let r = fleet
+            .client
+            .post(fleet.url(1, "/v1/jobs?idempotency_key=cut-off"))
+            .header("content-type", "application/x-ndjson")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        if status == 202 && v["created"] == true {
+            break v["id"].as_str().unwrap().to_string();
+        }
+        assert_eq!(status, 409, "{v}");
+        assert!(Instant::now() < deadline, "the key was never freed: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_ne!(fresh, stranded);
+    let old = fleet.job(2, &stranded).await;
+    assert_eq!(old["status"], "failed", "{old}");
+    assert!(
+        old["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broke off")),
+        "{old}"
+    );
+    fleet.wait_status(2, &fresh, "completed").await;
+}

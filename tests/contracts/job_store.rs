@@ -28,6 +28,7 @@ contract! {
         concurrent_updates_are_never_lost,
         an_idempotency_key_names_one_job_until_that_job_is_deleted,
         an_idempotency_key_is_its_owners_own,
+        an_upload_whose_replica_stopped_fails_and_frees_its_key,
         each_index_has_one_result_read_by_index_and_by_completion,
         deleting_a_job_removes_it_with_its_results_and_frees_its_key,
         jobs_are_listed_newest_first,
@@ -91,6 +92,7 @@ fn record(id: &str, status: JobStatus, total: u64, created_at_ms: u64) -> JobRec
         batch_submits: Vec::new(),
         client: None,
         owner: None,
+        upload_seen_ms: None,
     }
 }
 
@@ -375,6 +377,58 @@ async fn an_idempotency_key_is_its_owners_own(s: &Subject) {
         ("existing", "b".into())
     );
     assert_eq!(try_create(owned("f", "alice")).await, ("new", "f".into()));
+}
+
+async fn an_upload_whose_replica_stopped_fails_and_frees_its_key(s: &Subject) {
+    let store = &*s.store;
+    let upload = |id: &str, seen: u64| JobRecord {
+        upload_seen_ms: Some(seen),
+        ..keyed(id, JobStatus::Uploading, "k", None)
+    };
+    let try_create = async |r: JobRecord| created(store.create(r, raw_items(0)).await.unwrap());
+    assert_eq!(try_create(upload("a", 1_000)).await, ("new", "a".into()));
+    assert_eq!(
+        try_create(upload("b", 1_000)).await,
+        ("in progress", "a".into())
+    );
+    // Heard of since the cut-off: left as it is.
+    let kept = store.abandon_upload("a", 500, "gone".into()).await.unwrap();
+    assert_eq!(kept.unwrap().status, JobStatus::Uploading);
+    assert_eq!(
+        try_create(upload("b", 1_000)).await,
+        ("in progress", "a".into())
+    );
+    // Not heard of since: failed with the reason, and the key is free for a new upload.
+    let failed = store
+        .abandon_upload("a", 2_000, "the upload broke off".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("the upload broke off"));
+    assert!(failed.finished_at_ms.is_some());
+    let a = store.get("a").await.unwrap().unwrap();
+    assert_eq!(
+        a.status,
+        JobStatus::Failed,
+        "the failed upload stays listed"
+    );
+    assert_eq!(try_create(upload("b", 3_000)).await, ("new", "b".into()));
+    // A job that is not an upload is never abandoned; a missing one is None.
+    assert!(
+        store
+            .abandon_upload("nothing", u64::MAX, "x".into())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let queued = record("q", JobStatus::Queued, 0, 1);
+    create(store, queued, 0).await;
+    let still = store
+        .abandon_upload("q", u64::MAX, "x".into())
+        .await
+        .unwrap();
+    assert_eq!(still.unwrap().status, JobStatus::Queued);
 }
 
 async fn each_index_has_one_result_read_by_index_and_by_completion(s: &Subject) {

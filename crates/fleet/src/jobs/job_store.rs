@@ -14,7 +14,7 @@ use super::reply::{
 use super::scripts::{GROUP, UPLOAD_TTL_MS};
 use crate::settings::OnRedisError;
 use llm_judge_work::batch::Summary;
-use llm_judge_work::jobs::record::{Counts, JobRecord};
+use llm_judge_work::jobs::record::{Counts, JobRecord, JobStatus};
 use llm_judge_work::jobs::store::{Change, Created, Done, JobStore, StoreError, Stored, Take};
 
 impl JobStore for RedisJobs {
@@ -145,53 +145,25 @@ impl JobStore for RedisJobs {
         change: Change,
     ) -> BoxFuture<'_, Result<Option<JobRecord>, StoreError>> {
         let id = id.to_string();
-        Box::pin(async move {
-            // Read, change, write if unchanged meanwhile; again if another writer came first.
-            for _ in 0..1000 {
-                let Some((mut record, json)) = self.read(&id).await? else {
-                    return Ok(None);
-                };
-                if !change(&mut record) {
-                    return Ok(Some(record));
-                }
-                let counts = record.counts.take();
-                let new = serde_json::to_string(&record)
-                    .map_err(|e| StoreError::other(format!("encode job: {e}")))?;
-                record.counts = counts;
-                let scope = record.idempotency_scope();
-                let key = scope.as_deref();
-                let mut inv = self.scripts.update.prepare_invoke();
-                inv.key(self.job(&id))
-                    .key(self.redis.key("jobs:active"))
-                    .key(self.part(&id, "q"))
-                    .key(self.part(&id, "res"))
-                    .key(self.part(&id, "ord"))
-                    .key(self.idem(key))
-                    .arg(&json)
-                    .arg(&new)
-                    .arg(status_str(record.status))
-                    .arg(record.total)
-                    .arg(&id)
-                    .arg(now_ms())
-                    .arg(self.retention.as_millis().max(1) as u64)
-                    .arg(if key.is_some() { "1" } else { "0" });
-                let reply: String = self
-                    .redis
-                    .call_unchecked("job_update", |mut c| async move {
-                        inv.invoke_async(&mut c).await
-                    })
-                    .await
-                    .map_err(store_error("update job"))?;
-                match reply.as_str() {
-                    "ok" => return Ok(Some(record)),
-                    "gone" => return Ok(None),
-                    _ => continue,
-                }
+        Box::pin(async move { self.compare_and_set(&id, change, false).await })
+    }
+
+    fn abandon_upload<'a>(
+        &'a self,
+        id: &'a str,
+        stale_before_ms: u64,
+        reason: String,
+    ) -> BoxFuture<'a, Result<Option<JobRecord>, StoreError>> {
+        let change: Change = std::sync::Arc::new(move |r: &mut JobRecord| {
+            if !r.upload_is_stale(stale_before_ms) {
+                return false;
             }
-            Err(StoreError::transient(format!(
-                "update job {id}: too many concurrent writers"
-            )))
-        })
+            r.status = JobStatus::Failed;
+            r.error = Some(reason.clone());
+            r.finished_at_ms = Some(now_ms());
+            true
+        });
+        Box::pin(async move { self.compare_and_set(id, change, true).await })
     }
 
     fn take<'a>(

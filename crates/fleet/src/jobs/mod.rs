@@ -19,6 +19,7 @@
 //! embedded store hold across replicas: a cancel wins every race, a job is stored with its items
 //! before it is accepted, and an idempotency key names one job fleet-wide.
 
+mod cas;
 mod job_store;
 mod reply;
 mod results;

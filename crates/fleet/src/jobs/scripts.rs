@@ -49,7 +49,8 @@ return 1
 /// The compare-and-set of a job's record.
 /// KEYS: job, active, stream, results, order, idem (or any).
 /// ARGV: the record as read, the new record, its status, its total, the id, now (ms),
-/// the retention (ms) for a finished job, whether KEYS[6] is the job's idempotency key.
+/// the retention (ms) for a finished job, whether KEYS[6] is the job's idempotency key,
+/// whether to free that key now (an upload whose replica stopped).
 const UPDATE: &str = r#"
 local cur = redis.call('HGET', KEYS[1], 'record')
 if not cur then return 'gone' end
@@ -68,7 +69,9 @@ elseif st ~= 'uploading' then
   for i = 1, 5 do
     if i ~= 2 then redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
   end
-  if mine then redis.call('PEXPIRE', KEYS[6], ARGV[7]) end
+  if mine then
+    if ARGV[9] == '1' then redis.call('DEL', KEYS[6]) else redis.call('PEXPIRE', KEYS[6], ARGV[7]) end
+  end
 end
 return 'ok'
 "#;

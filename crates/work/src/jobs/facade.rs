@@ -46,7 +46,17 @@ impl Jobs {
             digest,
             options,
         );
-        let created = self.store.create(record, items).await?;
+        // Kept for a second try, should the key name an upload whose replica stopped.
+        let again = record
+            .idempotency_key
+            .is_some()
+            .then(|| (record.clone(), items.clone()));
+        let mut created = self.store.create(record, items).await?;
+        if let (Created::InProgress(existing), Some((record, items))) = (&created, again)
+            && self.free_stranded(existing).await?
+        {
+            created = self.store.create(record, items).await?;
+        }
         Ok(match created {
             Created::New(record) => {
                 self.spawn_runner(record.clone());
@@ -78,7 +88,12 @@ impl Jobs {
             None,
             options,
         );
-        let created = self.store.create(record, Vec::new()).await?;
+        let mut created = self.store.create(record.clone(), Vec::new()).await?;
+        if let Created::InProgress(existing) = &created
+            && self.free_stranded(existing).await?
+        {
+            created = self.store.create(record, Vec::new()).await?;
+        }
         Ok(match created {
             Created::New(record) => Begin::Upload(Box::new(Upload::new(self.clone(), record))),
             Created::Existing(record) | Created::Conflict(record) => Begin::Existing {
@@ -87,6 +102,28 @@ impl Jobs {
             },
             Created::InProgress(record) => Begin::Conflict(conflict(record, true)),
         })
+    }
+
+    /// An upload in progress whose replica has not been heard of for the store's `claim_idle`
+    /// (it stopped mid-upload): marked failed with the reason, and its idempotency key freed.
+    /// True when it was.
+    pub(super) async fn free_stranded(&self, upload: &JobRecord) -> Result<bool, StoreError> {
+        let Some(idle) = self.store.claim_idle() else {
+            return Ok(false);
+        };
+        let before = now_ms().saturating_sub(idle.as_millis() as u64);
+        if !upload.upload_is_stale(before) {
+            return Ok(false);
+        }
+        let abandoned = self
+            .store
+            .abandon_upload(&upload.id, before, STRANDED.to_string())
+            .await?;
+        let freed = abandoned.is_some_and(|r| r.status == JobStatus::Failed);
+        if freed {
+            tracing::warn!(job = %upload.id, "an upload whose replica stopped was marked failed; its idempotency key is free again");
+        }
+        Ok(freed)
     }
 
     /// A job, when `tenant` may see it (see [`JobRecord::visible_to`]); `None` otherwise, as
@@ -208,8 +245,13 @@ fn new_record(
         batch_submits: Vec::new(),
         client: options.client.clone(),
         owner: options.owner.clone(),
+        upload_seen_ms: (status == JobStatus::Uploading).then(now_ms),
     }
 }
+
+/// Why an upload whose replica stopped failed.
+const STRANDED: &str = "the upload broke off: the replica receiving it stopped before it ended; \
+                        send it again (its idempotency key is free)";
 
 fn new_id() -> String {
     format!("job_{:016x}", rand::random::<u64>())

@@ -92,6 +92,11 @@ impl Jobs {
         let now = now_ms();
         let mut n = 0;
         for job in self.store.list().await? {
+            if job.status == JobStatus::Uploading {
+                // In a fleet: an upload whose replica stopped is marked failed.
+                self.free_stranded(&job).await?;
+                continue;
+            }
             if job.status.is_finished()
                 && job
                     .finished_at_ms

@@ -204,6 +204,17 @@ pub trait JobStore: Send + Sync + 'static {
     /// Removes a job with its items and results, and releases its idempotency key.
     fn delete(&self, record: &JobRecord) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// An upload whose replica stopped: when job `id` is still uploading and was last heard of
+    /// before `stale_before_ms` ([`JobRecord::upload_is_stale`]), marks it failed with
+    /// `reason` and frees its idempotency key (a new upload may use it); the record as it is
+    /// stored then, or `None` when there is no such job.
+    fn abandon_upload<'a>(
+        &'a self,
+        id: &'a str,
+        stale_before_ms: u64,
+        reason: String,
+    ) -> BoxFuture<'a, Result<Option<JobRecord>, StoreError>>;
+
     /// `Ok` while the store takes writes; otherwise why not.
     fn check(&self) -> BoxFuture<'_, Result<(), String>>;
 

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::conflict::KeyConflict;
 use super::manager::Jobs;
-use super::record::{JobRecord, JobStatus};
-use super::store::{StoreError, change};
+use super::record::{JobRecord, JobStatus, now_ms};
+use super::store::{JobStore, StoreError, change};
 use super::view::JobView;
 
 /// What [`Jobs::begin_upload`] found.
@@ -34,17 +34,47 @@ pub struct Upload {
     next: u64,
     /// Neither finished nor abandoned yet.
     open: bool,
+    /// In a fleet: tells the other replicas, now and then, that the upload is still arriving.
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Upload {
     /// A new upload of the job `record` (stored with no items yet).
     pub(super) fn new(jobs: Arc<Jobs>, record: JobRecord) -> Upload {
+        let heartbeat = jobs
+            .store
+            .claim_idle()
+            .map(|idle| tokio::spawn(heartbeat(jobs.store.clone(), record.id.clone(), idle)));
         Upload {
             jobs,
             record,
             buffer: Vec::new(),
             next: 0,
             open: true,
+            heartbeat,
+        }
+    }
+}
+
+/// While an upload arrives: its record says so every third of `idle`, so that the other
+/// replicas of a fleet never take it for one whose replica stopped (and, when that replica does
+/// stop, find out within `idle`).
+async fn heartbeat(store: Arc<dyn JobStore>, id: String, idle: std::time::Duration) {
+    let mut every = tokio::time::interval(idle / 3);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let seen = change(|r| {
+            if r.status != JobStatus::Uploading {
+                return false;
+            }
+            r.upload_seen_ms = Some(now_ms());
+            true
+        });
+        match store.update(&id, seen).await {
+            Ok(Some(r)) if r.status == JobStatus::Uploading => {}
+            Ok(_) => return,
+            Err(e) => tracing::debug!(job = %id, error = %e, "an upload's heartbeat failed"),
         }
     }
 }
@@ -105,6 +135,9 @@ impl Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
         if !self.open {
             return;
         }

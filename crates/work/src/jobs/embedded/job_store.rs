@@ -153,6 +153,16 @@ impl JobStore for Embedded {
         self.run(move |s| s.delete(&record))
     }
 
+    fn abandon_upload<'a>(
+        &'a self,
+        id: &'a str,
+        stale_before_ms: u64,
+        reason: String,
+    ) -> BoxFuture<'a, Result<Option<JobRecord>, StoreError>> {
+        let id = id.to_string();
+        self.run(move |s| s.abandon_upload(&id, stale_before_ms, &reason))
+    }
+
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         let store = self.0.clone();
         Box::pin(async move {

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::Store;
 use super::tables::{ITEMS, JOBS, KEYS, ORDER, RESULTS, decode, err, read_record, write_record};
-use crate::jobs::record::JobRecord;
+use crate::jobs::record::{JobRecord, JobStatus, now_ms};
 use crate::jobs::store::{Created, StoreError};
 
 impl Store {
@@ -250,6 +250,42 @@ impl Store {
     }
 
     /// Removes a job with its items and results, and releases its idempotency key.
+    /// See [`crate::jobs::JobStore::abandon_upload`].
+    pub fn abandon_upload(
+        &self,
+        id: &str,
+        stale_before_ms: u64,
+        reason: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        self.write(|txn| {
+            let mut record = {
+                let jobs = txn.open_table(JOBS).map_err(err("open jobs"))?;
+                match jobs.get(id).map_err(err("read job"))? {
+                    Some(b) => read_record(b.value())?,
+                    None => return Ok(None),
+                }
+            };
+            if !record.upload_is_stale(stale_before_ms) {
+                return Ok(Some(record));
+            }
+            record.status = JobStatus::Failed;
+            record.error = Some(reason.to_string());
+            record.finished_at_ms = Some(now_ms());
+            write_record(txn, &record)?;
+            if let Some(key) = &record.idempotency_scope() {
+                let mut keys = txn.open_table(KEYS).map_err(err("open keys"))?;
+                let mine = keys
+                    .get(key.as_str())
+                    .map_err(err("read key"))?
+                    .is_some_and(|v| v.value() == id);
+                if mine {
+                    keys.remove(key.as_str()).map_err(err("remove key"))?;
+                }
+            }
+            Ok(Some(record))
+        })
+    }
+
     pub fn delete(&self, record: &JobRecord) -> Result<(), StoreError> {
         let id = record.id.as_str();
         self.write(|txn| {

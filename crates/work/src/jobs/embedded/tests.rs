@@ -30,6 +30,7 @@ fn record(id: &str, status: JobStatus, key: Option<&str>, digest: Option<&str>) 
         batch_submits: Vec::new(),
         client: None,
         owner: None,
+        upload_seen_ms: None,
     }
 }
 

@@ -112,6 +112,11 @@ pub struct JobRecord {
     /// that token's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// While the job's items are arriving (an NDJSON upload): when the replica receiving them
+    /// last said it still is (Unix ms). An upload not heard of for longer than the store's
+    /// `claim_idle` was cut off with its replica (see [`JobRecord::upload_is_stale`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_seen_ms: Option<u64>,
 }
 
 impl JobRecord {
@@ -119,6 +124,13 @@ impl JobRecord {
     /// or an admin token), else only the token that made it.
     pub fn visible_to(&self, tenant: Option<&str>) -> bool {
         tenant.is_none_or(|t| self.owner.as_deref() == Some(t))
+    }
+
+    /// Whether this is an upload whose replica has not been heard of since `before_ms`: its
+    /// items stopped arriving for good.
+    pub fn upload_is_stale(&self, before_ms: u64) -> bool {
+        self.status == JobStatus::Uploading
+            && self.upload_seen_ms.unwrap_or(self.created_at_ms) < before_ms
     }
 
     /// The key the store keeps the idempotency key under: scoped to the job's owner, so that
