@@ -6,7 +6,8 @@
 # Two stages: the Rust toolchain builds the binary; the runtime image is Debian slim with the
 # binary, the CA bundle and a non-root user, and no toolchain.
 
-# The toolchain: any Rust >= 1.85 (edition 2024). Pin it with --build-arg RUST_VERSION=1.88.
+# The toolchain: Rust 1.90 or newer (the workspace's rust-version: what the lockfile's crates need).
+# Pin it with --build-arg RUST_VERSION=1.90.
 ARG RUST_VERSION=1
 
 FROM rust:${RUST_VERSION}-bookworm AS builder

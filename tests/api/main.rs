@@ -39,5 +39,6 @@ mod serving;
 mod store_outages;
 mod streaming;
 mod tenants;
+mod toolchain;
 mod transport;
 mod verdict_cache;
