@@ -11,8 +11,11 @@
 //!   -> llm-judge-judge    templates, verdict parsing, the rules judge, the verdict cache, panels
 //!   -> llm-judge-pool     routes and fallback over per-provider tower stacks, cost
 //!   -> llm-judge-providers one wire format per module, the reqwest clients, provider batch APIs
-//!   -> llm-judge-chat, llm-judge-metrics   provider-neutral types; every metric's name
+//!   -> llm-judge-chat, llm-judge-embedded, llm-judge-metrics   provider-neutral types; a redb
+//!                         store that reopens after I/O errors; every metric's name
 //! ```
+//!
+//! One line per module of every crate: `docs/architecture.md`.
 //!
 //! This crate, top down (nothing imports a module above it):
 //! - [`cli`]: the command line (`serve`, `run`, `calibrate`, `openapi`).

@@ -55,7 +55,7 @@ impl IndexSet {
             .map(|w| w.count_ones() as usize)
             .sum();
         if let Some(w) = self.words.get(n / 64)
-            && n % 64 != 0
+            && !n.is_multiple_of(64)
         {
             count += (w & ((1u64 << (n % 64)) - 1)).count_ones() as usize;
         }

@@ -32,7 +32,7 @@ impl Respond for Standin {
                 .set_body_json(json!({"error":{"message":"bad request","type":"invalid_request_error","param":null,"code":null}}))
                 .set_delay(delay);
         }
-        let reply = if n % 2 == 0 {
+        let reply = if n.is_multiple_of(2) {
             "Verdict: 1"
         } else {
             "Verdict: 0"

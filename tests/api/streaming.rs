@@ -20,7 +20,7 @@ impl Respond for Reverse {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
         ResponseTemplate::new(200)
-            .set_body_json(openai_answer(if n % 2 == 0 {
+            .set_body_json(openai_answer(if n.is_multiple_of(2) {
                 "Verdict: 1"
             } else {
                 "Verdict: 0"

@@ -19,7 +19,11 @@ fn the_stated_minimum_rust_is_what_the_lockfile_needs() {
         .current_dir(root)
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
     let resolved: std::collections::HashSet<&str> = meta["resolve"]["nodes"]
         .as_array()
@@ -52,4 +56,62 @@ fn the_stated_minimum_rust_is_what_the_lockfile_needs() {
         let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
         assert!(text.contains(&said), "{file} does not say {said:?}");
     }
+}
+
+/// Every module file of the workspace (crates and the service), relative to the workspace root,
+/// with the `src/` directory it is listed under.
+fn module_files() -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "tests") {
+                    walk(&path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && path.file_name().is_some_and(|n| n != "tests.rs")
+            {
+                out.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut srcs = vec![root.join("src")];
+    for entry in std::fs::read_dir(root.join("crates")).unwrap() {
+        srcs.push(entry.unwrap().path().join("src"));
+    }
+    let mut modules = Vec::new();
+    for src in srcs {
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        let base = src.strip_prefix(root).unwrap().display().to_string();
+        for f in files {
+            let rel = f.strip_prefix(&src).unwrap().display().to_string();
+            modules.push((format!("{base}/"), rel));
+        }
+    }
+    modules
+}
+
+#[test]
+fn the_architecture_document_names_every_module() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/architecture.md"))
+        .expect("docs/architecture.md exists");
+    let mut missing = Vec::new();
+    for (base, rel) in module_files() {
+        // Each crate's list starts with a heading naming its `src/` directory.
+        let Some(start) = doc.find(&format!("(`{base}`)")) else {
+            missing.push(format!("{base} (no section)"));
+            continue;
+        };
+        let section = &doc[start..];
+        let section = &section[..section[1..].find("\n### ").map_or(section.len(), |i| i + 1)];
+        if !section.contains(&format!("\n- `{rel}`: ")) {
+            missing.push(format!("{base}{rel}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/architecture.md does not name: {missing:?}"
+    );
 }

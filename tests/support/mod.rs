@@ -512,7 +512,7 @@ impl Respond for Counting {
         let n: u64 = key.trim_start_matches("item-").parse().unwrap_or(0);
         *self.calls.lock().unwrap().entry(key).or_default() += 1;
         ResponseTemplate::new(200)
-            .set_body_json(openai_answer(if n % 4 == 0 {
+            .set_body_json(openai_answer(if n.is_multiple_of(4) {
                 "Verdict: 0"
             } else {
                 "Verdict: 1"

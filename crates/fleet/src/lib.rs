@@ -3,8 +3,8 @@
 //! spend ([`spend`]).
 //!
 //! Each is an implementation of a small trait of the layer it serves (`pool`'s `Limiter`,
-//! `judge`'s cache tier, `jobs`' store), wired in by `lib.rs`: those layers never import this
-//! one. Without Redis, nothing here is built and the single-node defaults serve as before.
+//! `judge`'s cache tier, `jobs`' store and spend ledger), wired in by the service's composition
+//! root: those layers never import this one. Without Redis, nothing here is built and the single-node defaults serve as before.
 //!
 //! Every Redis call goes through [`Redis::call`]: bounded by `redis.timeout_ms`, counted in
 //! `llm_judge_redis_errors_total{op}` when it fails, and reflected in `llm_judge_redis_up`. An

@@ -25,11 +25,12 @@ impl Judge {
         via: &Via,
     ) -> Result<Judgment, JudgeError> {
         let started = Instant::now();
-        if self.cfg.rules_precheck && !self.route_is_rules(route) {
-            if let Some(j) = self.precheck(item, started) {
-                self.record_verdict(JudgeKind::Binary, route, &j);
-                return Ok(j);
-            }
+        if self.cfg.rules_precheck
+            && !self.route_is_rules(route)
+            && let Some(j) = self.precheck(item, started)
+        {
+            self.record_verdict(JudgeKind::Binary, route, &j);
+            return Ok(j);
         }
         let rendered = render_binary(item, self.shape(route));
         let grading = GradingTask::Binary {
