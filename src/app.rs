@@ -83,6 +83,8 @@ fn build_jobs(
         janitor_interval: Duration::from_secs_f64(j.janitor_interval_s),
         commit_interval: Duration::from_millis(j.commit_interval_ms),
         cache_bytes: usize::try_from(j.cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        max_item_attempts: j.max_item_attempts,
+        max_wait: Duration::from_secs(j.max_wait_s),
     };
     Ok(match redis {
         // Jobs any replica serves.

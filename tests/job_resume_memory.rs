@@ -81,6 +81,7 @@ async fn resuming_a_job_does_not_hold_its_results_in_memory() {
             client: None,
             owner: None,
             upload_seen_ms: None,
+            max_wait_s: None,
         };
         let item = serde_json::json!({"question": "q", "answer": "4", "prediction": "4"});
         let items = vec![item; RESULTS as usize];
@@ -110,6 +111,8 @@ async fn resuming_a_job_does_not_hold_its_results_in_memory() {
             janitor_interval: Duration::from_secs(3600),
             commit_interval: Duration::from_millis(10),
             cache_bytes: CACHE,
+            max_item_attempts: 10,
+            max_wait: Duration::from_secs(3600),
         },
         judge,
     )

@@ -207,6 +207,7 @@ pub(crate) const ENDPOINTS: &[&str] = &[
     "/v1/jobs/{id}",
     "/v1/jobs/{id}/results",
     "/v1/jobs/{id}/events",
+    "/v1/jobs/{id}/retry",
     "/v1/providers",
     "/v1/chat/completions",
     "/v1/models",

@@ -64,6 +64,12 @@ pub struct BatchRequest {
     /// 86400 (the providers' own 24-hour window).
     #[schema(minimum = 1, maximum = 86400)]
     pub provider_batch_deadline_s: Option<u64>,
+    /// Jobs only: how long the job waits for its route's providers to answer again (an
+    /// outage, rate limits, timeouts) before it fails, in seconds; 1 to 2592000 (30 days),
+    /// default the `jobs.max_wait_s` setting (6 hours). While it waits, its items are not
+    /// failed: they are sent again once the route answers.
+    #[schema(minimum = 1, maximum = 2592000)]
+    pub max_wait_s: Option<u64>,
 }
 
 impl BatchRequest {
@@ -276,6 +282,7 @@ pub async fn batch(
             "provider_batch_deadline_s",
             req.provider_batch_deadline_s.is_some(),
         ),
+        ("max_wait_s", req.max_wait_s.is_some()),
     ]
     .iter()
     .find_map(|(f, set)| set.then_some(*f))
@@ -283,7 +290,7 @@ pub async fn batch(
         return Err(ApiError::UnsupportedField {
             field: field.to_string(),
             message: format!(
-                "{field} is taken by POST /v1/jobs: a provider batch may take hours, so it runs as a job"
+                "{field} is taken by POST /v1/jobs: a provider batch, or waiting out an outage, may take hours, so it runs as a job"
             ),
         });
     }

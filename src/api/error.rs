@@ -92,6 +92,8 @@ pub enum ApiError {
     IdempotencyConflict(String),
     /// The upload under this idempotency key is still arriving (field `idempotency_key`).
     IdempotencyInProgress(String),
+    /// The job is still running, or cannot be run again (field `id`).
+    JobNotFinished(String),
     /// An NDJSON upload with more items than `jobs.max_items` (field `body`).
     UploadTooManyItems(String),
     /// An NDJSON upload with a line over the limit (field `body`).
@@ -153,6 +155,7 @@ impl ApiError {
             Self::JobNotFound(_) => (S::NOT_FOUND, "job_not_found"),
             Self::IdempotencyConflict(_) => (S::CONFLICT, "idempotency_conflict"),
             Self::IdempotencyInProgress(_) => (S::CONFLICT, "idempotency_in_progress"),
+            Self::JobNotFinished(_) => (S::CONFLICT, "job_not_finished"),
             Self::UploadTooManyItems(_) => (S::PAYLOAD_TOO_LARGE, "too_many_items"),
             Self::LineTooLong(_) => (S::PAYLOAD_TOO_LARGE, "line_too_long"),
             Self::StoreUnavailable(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
@@ -203,7 +206,7 @@ impl ApiError {
             Self::UnsupportedEncoding(m) => (m, Some("content-encoding")),
             Self::OriginNotAllowed(m) => (m, Some("origin")),
             Self::TooManyItems(m) => (m, Some("items")),
-            Self::JobNotFound(m) => (m, Some("id")),
+            Self::JobNotFound(m) | Self::JobNotFinished(m) => (m, Some("id")),
             Self::IdempotencyConflict(m) | Self::IdempotencyInProgress(m) => {
                 (m, Some("idempotency_key"))
             }
@@ -271,6 +274,7 @@ impl From<JudgeError> for ApiError {
                 code,
                 message,
                 attempts,
+                ..
             } => ApiError::ProvidersFailed {
                 code,
                 message,

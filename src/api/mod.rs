@@ -62,6 +62,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::follow::get, jobs::follow::cancel))
         .routes(routes!(jobs::follow::results))
         .routes(routes!(jobs::follow::events))
+        .routes(routes!(jobs::retry::retry))
         .routes(routes!(compat::completions))
         .routes(routes!(compat::models))
         .routes(routes!(health::healthz))

@@ -21,7 +21,6 @@ use super::record::Record;
 use super::remote::{MAX_CHUNK, Pending, Remote};
 use super::report::Tally;
 use llm_judge_judge::{Judge, JudgeKind};
-use llm_judge_pool::Via;
 use llm_judge_work::batch::{self, BatchItem, Budget, BudgetReport};
 
 /// Item error messages shown on standard error before the rest are only counted.
@@ -115,6 +114,7 @@ pub struct Engine {
     /// `--max-cost-usd` / `--max-tokens`. Locally, every item is admitted under it; with a
     /// server, one chunk is sent at a time with what is left of it as the chunk's own budget.
     budget: Option<Arc<Budget>>,
+    patience: Arc<super::patience::Patience>,
 }
 
 impl Engine {
@@ -144,6 +144,7 @@ impl Engine {
             failure: None,
             pipe_closed: false,
             budget: None,
+            patience: Arc::default(),
         }
     }
 
@@ -319,6 +320,7 @@ impl Engine {
         if let Err(e) = self.sink.flush() {
             self.output_failed(&e);
         }
+        self.progress.set_waiting(self.patience.waiting());
         self.progress.tick();
     }
 
@@ -368,6 +370,7 @@ impl Engine {
             Msg::Item(p) => match &self.backend {
                 Backend::Local { judge, route, .. } => {
                     let (judge, route, kind) = (judge.clone(), route.clone(), self.kind);
+                    let patience = self.patience.clone();
                     let owner = vec![(p.index, p.line)];
                     let (index, line) = (p.index, p.line);
                     // Under a budget the item is read and admitted here, in input order (one
@@ -391,8 +394,7 @@ impl Engine {
                     let handle = self.tasks.spawn(async move {
                         let (item, reservation) = admitted
                             .unwrap_or_else(|value| (BatchItem::parse(kind, index, value), None));
-                        let entry =
-                            batch::judge_one(&judge, &route, index, item, &Via::Online).await;
+                        let entry = patience.judge(&judge, &route, index, item).await;
                         batch::settle(reservation, &entry);
                         let mut entry = entry.to_value();
                         entry["line"] = json!(line);

@@ -21,6 +21,8 @@ pub struct Progress {
     done: u64,
     total: Option<u64>,
     accuracy: Option<f64>,
+    /// Why items wait for their route, while some do.
+    waiting: Option<String>,
 }
 
 impl Progress {
@@ -41,6 +43,7 @@ impl Progress {
             done: 0,
             total: None,
             accuracy: None,
+            waiting: None,
         }
     }
 
@@ -66,7 +69,27 @@ impl Progress {
         self.accuracy = accuracy;
         if let Some(bar) = &self.bar {
             bar.inc(1);
-            bar.set_message(format!("accuracy {}", fmt_accuracy(accuracy)));
+            bar.set_message(self.message());
+        }
+    }
+
+    /// The bar's message: the accuracy so far, and why items wait, while some do.
+    fn message(&self) -> String {
+        let why = self
+            .waiting
+            .as_deref()
+            .map_or(String::new(), |w| format!("; {w}"));
+        format!("accuracy {}{why}", fmt_accuracy(self.accuracy))
+    }
+
+    /// Says (or stops saying) why items wait for their route.
+    pub fn set_waiting(&mut self, waiting: Option<String>) {
+        if self.waiting == waiting {
+            return;
+        }
+        self.waiting = waiting;
+        if let Some(bar) = &self.bar {
+            bar.set_message(self.message());
         }
     }
 
@@ -93,8 +116,12 @@ impl Progress {
             }
             _ => "?".to_string(),
         };
+        let waiting = self
+            .waiting
+            .as_ref()
+            .map_or(String::new(), |w| format!("; {w}"));
         format!(
-            "progress: {}/{total} items, {rate:.1}/s, accuracy {}, eta {eta}",
+            "progress: {}/{total} items, {rate:.1}/s, accuracy {}, eta {eta}{waiting}",
             self.done,
             fmt_accuracy(self.accuracy)
         )

@@ -28,8 +28,8 @@ use llm_judge_work::batch::{Budget, Limits};
 pub struct RunArgs {
     /// Items to judge: JSON Lines (.jsonl), gzip (.jsonl.gz, or any file starting with the gzip
     /// magic bytes) or CSV with a header (.csv, .csv.gz); `-` reads standard input.
-    #[arg(long, short)]
-    pub input: PathBuf,
+    #[arg(long, short, required_unless_present = "retry_errors")]
+    pub input: Option<PathBuf>,
     /// Results, one JSON line per item (default: standard output). An existing file is resumed:
     /// items with an `ok` entry are skipped, error entries are judged again.
     #[arg(long, short)]
@@ -85,6 +85,11 @@ pub struct RunArgs {
     /// an interrupted run started again finds its batches).
     #[arg(long)]
     pub provider_batch: bool,
+    /// With --server: send the errored items of the server's finished job JOB again (and any it
+    /// never judged), follow it until it ends, and write all its results (to --output, else
+    /// standard output) and its summary. Exit 0 when the job completes, 1 when it fails.
+    #[arg(long, value_name = "JOB", requires = "server", conflicts_with_all = ["input", "provider_batch"])]
+    pub retry_errors: Option<String>,
 }
 
 fn parse_usd(s: &str) -> Result<f64, String> {
@@ -102,6 +107,9 @@ pub enum FormatArg {
 
 /// Runs the command; every problem found before judging starts is exit code 2.
 pub async fn run(args: RunArgs) -> ExitCode {
+    if let Some(job) = &args.retry_errors {
+        return super::retry::run(&args, job).await;
+    }
     let signals = signals();
     let started = Instant::now();
     let prepared = match prepare(&args).await {
@@ -154,7 +162,7 @@ async fn prepare(args: &RunArgs) -> Result<Prepared, String> {
     let precount = if input.gzip {
         None
     } else {
-        Some((args.input.clone(), input.format))
+        Some((input.path.clone(), input.format))
     };
     let engine = Engine::new(
         backend,
@@ -175,6 +183,7 @@ async fn prepare(args: &RunArgs) -> Result<Prepared, String> {
 
 /// The opened input: how it is named to a person, its layout, whether it is gzip, its records.
 struct Input {
+    path: PathBuf,
     shown: String,
     format: Format,
     gzip: bool,
@@ -188,21 +197,25 @@ fn open_input(args: &RunArgs, kind: JudgeKind) -> Result<Input, String> {
         FormatArg::Jsonl => Format::Jsonl,
         FormatArg::Csv => Format::Csv,
     });
-    let shown = if args.input == Path::new("-") {
+    let Some(path) = args.input.clone() else {
+        return Err("--input is required".into());
+    };
+    let shown = if path == Path::new("-") {
         "standard input".to_string()
     } else {
-        args.input.display().to_string()
+        path.display().to_string()
     };
-    let opened = input::open(&args.input, format)
-        .map_err(|e| format!("cannot read the input {shown}: {e}"))?;
+    let opened =
+        input::open(&path, format).map_err(|e| format!("cannot read the input {shown}: {e}"))?;
     let (format, gzip) = (opened.format, opened.gzip);
     let records = opened.records(kind).map_err(|e| format!("{shown}: {e}"))?;
     if let Some(out) = &args.output
-        && same_file(out, &args.input)
+        && same_file(out, &path)
     {
         return Err("--output is the input file; choose another file for the results".into());
     }
     Ok(Input {
+        path,
         shown,
         format,
         gzip,

@@ -31,7 +31,7 @@ mod tests;
 pub use auth::AuthSettings;
 pub use cache::CacheSettings;
 pub use check::ConfigError;
-pub use jobs::JobsConfig;
+pub use jobs::{JobsConfig, MAX_WAIT_S};
 pub use llm_judge_chat::Secret;
 pub use llm_judge_fleet::settings::{OnRedisError, RedisSettings};
 pub use llm_judge_judge::settings::{

@@ -38,12 +38,12 @@ contract! {
 }
 
 /// A store under test, with what must live as long as it (its directory, its Redis).
-struct Subject {
-    store: Arc<dyn JobStore>,
+pub(crate) struct Subject {
+    pub(crate) store: Arc<dyn JobStore>,
     _keep: Box<dyn std::any::Any + Send + Sync>,
 }
 
-async fn open_embedded() -> Option<Subject> {
+pub(crate) async fn open_embedded() -> Option<Subject> {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 1 << 20).unwrap();
     Some(Subject {
@@ -55,7 +55,7 @@ async fn open_embedded() -> Option<Subject> {
 /// How long an item may go without a word from its runner in the Redis store.
 const CLAIM_IDLE: Duration = Duration::from_secs(1);
 
-async fn open_redis() -> Option<Subject> {
+pub(crate) async fn open_redis() -> Option<Subject> {
     let server = RedisServer::start().await?;
     let redis = crate::redis_handle(
         &server,
@@ -68,7 +68,7 @@ async fn open_redis() -> Option<Subject> {
     })
 }
 
-fn record(id: &str, status: JobStatus, total: u64, created_at_ms: u64) -> JobRecord {
+pub(crate) fn record(id: &str, status: JobStatus, total: u64, created_at_ms: u64) -> JobRecord {
     JobRecord {
         id: id.into(),
         status,
@@ -93,6 +93,7 @@ fn record(id: &str, status: JobStatus, total: u64, created_at_ms: u64) -> JobRec
         client: None,
         owner: None,
         upload_seen_ms: None,
+        max_wait_s: None,
     }
 }
 
@@ -109,7 +110,7 @@ fn item(i: u64) -> Value {
     json!({"question": "q", "answer": "a", "prediction": format!("p{i}")})
 }
 
-fn raw_items(n: u64) -> Vec<Box<RawValue>> {
+pub(crate) fn raw_items(n: u64) -> Vec<Box<RawValue>> {
     (0..n)
         .map(|i| serde_json::value::to_raw_value(&item(i)).unwrap())
         .collect()
@@ -126,7 +127,7 @@ fn created(c: Created) -> (&'static str, String) {
 }
 
 /// Stores a new job with `n` items.
-async fn create(store: &dyn JobStore, r: JobRecord, n: u64) {
+pub(crate) async fn create(store: &dyn JobStore, r: JobRecord, n: u64) {
     let id = r.id.clone();
     assert_eq!(
         created(store.create(r, raw_items(n)).await.unwrap()),
@@ -134,7 +135,7 @@ async fn create(store: &dyn JobStore, r: JobRecord, n: u64) {
     );
 }
 
-async fn set_status(store: &dyn JobStore, id: &str, status: JobStatus) -> JobRecord {
+pub(crate) async fn set_status(store: &dyn JobStore, id: &str, status: JobStatus) -> JobRecord {
     store
         .update(
             id,
@@ -150,7 +151,11 @@ async fn set_status(store: &dyn JobStore, id: &str, status: JobStatus) -> JobRec
 
 /// Takes, as one runner (its `cursor`), until the store hands out nothing more: the items
 /// taken, and what the last take said.
-async fn take_all(store: &dyn JobStore, id: &str, cursor: &mut u64) -> (Vec<WorkItem>, Take) {
+pub(crate) async fn take_all(
+    store: &dyn JobStore,
+    id: &str,
+    cursor: &mut u64,
+) -> (Vec<WorkItem>, Take) {
     let mut taken = Vec::new();
     loop {
         match store.take(id, cursor, 2).await.unwrap() {
@@ -163,15 +168,15 @@ async fn take_all(store: &dyn JobStore, id: &str, cursor: &mut u64) -> (Vec<Work
     }
 }
 
-fn indices(items: &[WorkItem]) -> Vec<u64> {
+pub(crate) fn indices(items: &[WorkItem]) -> Vec<u64> {
     let mut all: Vec<u64> = items.iter().map(|w| w.index).collect();
     all.sort_unstable();
     all
 }
 
 /// A finished item: its result entry, with the verdict `correct` for even indices.
-fn done(w: &WorkItem) -> Done {
-    let entry = if w.index % 2 == 0 {
+pub(crate) fn done(w: &WorkItem) -> Done {
+    let entry = if w.index.is_multiple_of(2) {
         json!({"index": w.index, "status": "ok", "verdict": "correct"})
     } else {
         json!({"index": w.index, "status": "ok", "verdict": "incorrect"})

@@ -78,8 +78,14 @@ pub struct Standin {
 impl Standin {
     /// Starts the stand-in with these flags (one worker thread) on a free loopback port.
     pub fn start(flags: &[&str]) -> Standin {
+        Standin::start_on(0, flags)
+    }
+
+    /// Starts the stand-in with these flags on loopback port `port` (0: a free one).
+    pub fn start_on(port: u16, flags: &[&str]) -> Standin {
+        let listen = format!("127.0.0.1:{port}");
         let mut child = Command::new(binary())
-            .args(["--listen", "127.0.0.1:0", "--threads", "1"])
+            .args(["--listen", listen.as_str(), "--threads", "1"])
             .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -103,6 +109,11 @@ impl Standin {
     /// The stand-in judging every item right ("Verdict: 1", 300 prompt and 9 completion
     /// tokens), with these flags besides.
     pub fn judging(flags: &[&str]) -> Standin {
+        Standin::judging_on(0, flags)
+    }
+
+    /// [`Standin::judging`] on loopback port `port`.
+    pub fn judging_on(port: u16, flags: &[&str]) -> Standin {
         let mut all = vec![
             "--text",
             "The candidate is right.\nVerdict: 1",
@@ -112,7 +123,7 @@ impl Standin {
             "9",
         ];
         all.extend_from_slice(flags);
-        Standin::start(&all)
+        Standin::start_on(port, &all)
     }
 
     /// Its `/stats`.

@@ -91,6 +91,10 @@ class _ProviderHandler(BaseHTTPRequestHandler):
             status = int(m.group(1))
             self._send(status, {"error": {"message": f"stand-in answers {status}", "type": "test", "code": str(status)}})
             return
+        refuse = re.search(r"REFUSE:(\w+)", text)
+        if refuse and not owner.released(refuse.group(1)):
+            self._send(400, {"error": {"message": "stand-in refuses this item until released", "type": "invalid_request_error"}})
+            return
         hold = re.search(r"HOLD:(\w+)", text)
         if hold:
             owner.event(hold.group(1)).wait(HOLD_LIMIT_S)

@@ -8,7 +8,7 @@ from typing import List, Tuple
 import pytest
 
 from conftest import ANTHROPIC_MODEL, DEFAULT_MODEL, OPENAI_KEY, Server
-from llm_judge_client import BatchItem, BinaryResult, Client, CompareResult, LLMJudgeError, ScoreResult
+from llm_judge_client import BatchItem, BinaryResult, Client, CompareResult, ConflictError, LLMJudgeError, ScoreResult
 
 
 @pytest.fixture
@@ -178,6 +178,31 @@ def test_job_cancel_and_progress_bar(server: Server, client: Client, tag: str, c
     assert job.status == "cancelled" and job.finished
     assert job.progress.done < 6
     assert f"job {sub.id}" in capsys.readouterr().err
+
+
+def test_retry_errors_sends_a_finished_jobs_errors_again(server: Server, client: Client, tag: str) -> None:
+    assert server.provider is not None
+    refused = f"{tag}r"
+    items = [{"question": f"r{i} {tag}", "answer": "1", "prediction": f"REFUSE:{refused}" if i == 0 else "1"} for i in range(3)]
+    items.append({"question": f"held {tag}", "answer": "1", "prediction": f"HOLD:{tag}"})
+    sub = client.submit_job(items, idempotency_key=f"retry-{tag}")
+    try:
+        # Still running (one item is held): a retry is refused.
+        with pytest.raises(ConflictError) as e:
+            client.retry_errors(sub.id)
+        assert e.value.code == "job_not_finished"
+    finally:
+        server.provider.release(tag)
+    job = client.wait(sub.id, timeout=60)
+    assert job.summary is not None and job.summary.errors == 1
+
+    server.provider.release(refused)  # the provider takes the item now
+    again = client.retry_errors(sub.id)
+    assert again.id == sub.id and again.status in ("queued", "running")
+    job = client.wait(sub.id, timeout=60)
+    assert job.status == "completed"
+    assert job.summary is not None and (job.summary.errors, job.summary.correct) == (0, 4)
+    assert [r.result for r in client.results(sub.id)] == [1, 1, 1, 1]
 
 
 def test_wait_times_out_while_the_job_runs(server: Server, client: Client, tag: str) -> None:

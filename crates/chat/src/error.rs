@@ -82,6 +82,23 @@ impl ProviderError {
         }
     }
 
+    /// Whether the provider cannot serve anyone now, for a while: a connection refused or broken,
+    /// a timeout, 408, 429 or a 5xx (whatever `x-should-retry` says: it speaks of this request
+    /// now, not of the provider's health). Not a request at fault (400, 413, 422, a content
+    /// filter, an unreadable answer) nor a configuration at fault (401, 403, 404, a bad
+    /// certificate, no credentials).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ProviderError::Status { status, .. } => matches!(status, 408 | 429) || *status >= 500,
+            ProviderError::Timeout | ProviderError::Connect(_) => true,
+            ProviderError::Tls(_)
+            | ProviderError::Decode(_)
+            | ProviderError::ContentFilter(_)
+            | ProviderError::NoCredentials
+            | ProviderError::Unsupported(_) => false,
+        }
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ProviderError::Status { retry_after, .. } => *retry_after,

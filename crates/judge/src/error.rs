@@ -11,6 +11,9 @@ pub enum JudgeError {
         code: &'static str,
         message: String,
         attempts: Vec<Attempt>,
+        /// Every step failed for a transient reason (see `RouteFailed::outage`): asked again
+        /// later, the route may answer.
+        outage: bool,
     },
 }
 
@@ -27,6 +30,7 @@ impl JudgeError {
                 f.last_error
             ),
             attempts: f.attempts,
+            outage: f.outage,
         }
     }
 }

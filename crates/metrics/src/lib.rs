@@ -33,6 +33,8 @@ pub const RATE_LIMIT_SHARED: &str = "llm_judge_rate_limit_shared";
 pub const RATE_LIMIT_USED: &str = "llm_judge_rate_limit_window_used";
 pub const RATE_LIMIT_LIMIT: &str = "llm_judge_rate_limit_window_limit";
 pub const JOB_ITEMS_CLAIMED: &str = "llm_judge_job_items_claimed_total";
+pub const JOBS_WAITING: &str = "llm_judge_jobs_waiting";
+pub const JOB_ITEMS_REQUEUED: &str = "llm_judge_job_items_requeued_total";
 pub const STREAMS: &str = "llm_judge_streams_total";
 pub const CONFIDENCE_FALLBACKS: &str = "llm_judge_confidence_fallbacks_total";
 
@@ -171,9 +173,22 @@ fn describe() {
         RATE_LIMIT_LIMIT,
         "By provider and unit (requests, tokens): the limit of the provider's window"
     );
+    describe_work();
+}
+
+/// The metrics of jobs, streams and confidences.
+fn describe_work() {
     describe_counter!(
         JOB_ITEMS_CLAIMED,
         "Job items taken over from a replica that stopped answering (shared jobs)"
+    );
+    describe_gauge!(
+        JOBS_WAITING,
+        "Jobs on this process waiting for their route's providers to answer again (an outage, a rate limit, timeouts): they send one item at a time until one gets through"
+    );
+    describe_counter!(
+        JOB_ITEMS_REQUEUED,
+        "Job items put back in their job's queue because their route could not be served (sent again once it can)"
     );
     describe_counter!(
         STREAMS,

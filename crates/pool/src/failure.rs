@@ -77,6 +77,18 @@ impl Failure<'_> {
         }
     }
 
+    /// Whether the failure says the provider cannot be reached or served now, for a while, and
+    /// not that this request is at fault or the configuration is wrong: the connection refused
+    /// or broken, a timeout, 429, a 5xx, the circuit open, no rate-limit permit in time. What a
+    /// job waits out instead of failing its items.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Failure::Provider(p) => p.is_transient(),
+            Failure::TimedOut | Failure::CircuitOpen | Failure::NoPermit => true,
+            Failure::Other(_) => false,
+        }
+    }
+
     /// Whether the failure says the provider is unwell (it counts towards opening its circuit).
     pub fn is_provider_fault(&self) -> bool {
         match self {

@@ -60,6 +60,7 @@ impl Pool {
                     provider_time: Duration::ZERO,
                     last_error: why,
                     client_error: true,
+                    outage: false,
                 });
             }
         };
@@ -69,6 +70,8 @@ impl Pool {
         let mut provider_time = Duration::ZERO;
         let mut last_error = format!("route {route:?} has no steps");
         let mut prev: Option<(&Step, &'static str)> = None;
+        // Whether every step so far failed for a transient reason (a skipped step did not).
+        let mut outage = true;
         for (i, step) in steps.iter().enumerate() {
             if let Some((from, reason)) = prev.take() {
                 metrics::counter!(m::FALLBACKS, "route" => label.to_string(), "from" => from.provider.clone(),
@@ -76,12 +79,14 @@ impl Pool {
                 .increment(1);
             }
             let Some(slot) = self.slots.get(&step.provider) else {
+                outage = false;
                 attempts.push(skipped(step, "provider is not configured"));
                 last_error = format!("provider {} is not configured", step.provider);
                 prev = Some((step, "not_configured"));
                 continue;
             };
             if !slot.has_credentials {
+                outage = false;
                 attempts.push(skipped(step, "no API key configured"));
                 last_error = format!("{} has no API key", step.provider);
                 prev = Some((step, "no_credentials"));
@@ -112,6 +117,7 @@ impl Pool {
                 }
                 Err(e) => match step_end(step, &classify(&e), trail.stopped()) {
                     StepEnd::Next(reason, msg) => {
+                        outage &= classify(&e).is_transient();
                         last_error = msg;
                         prev = Some((step, reason));
                     }
@@ -121,6 +127,7 @@ impl Pool {
                             provider_time,
                             last_error: msg,
                             client_error: true,
+                            outage: false,
                         });
                     }
                 },
@@ -131,6 +138,7 @@ impl Pool {
             provider_time,
             last_error,
             client_error: false,
+            outage: outage && !steps.is_empty(),
         })
     }
 }

@@ -47,4 +47,8 @@ pub struct RouteFailed {
     pub last_error: String,
     /// True when the last step ended on an error no other provider would avoid (e.g. 400).
     pub client_error: bool,
+    /// True when every step was tried and failed for a transient reason (unreachable, timed
+    /// out, 429, 5xx, circuit open, no permit in time): the route cannot be served now, and
+    /// later it may be. A job waits such failures out instead of failing its items.
+    pub outage: bool,
 }

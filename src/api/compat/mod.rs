@@ -252,6 +252,7 @@ fn failed(route: &str, e: JudgeError) -> Response {
             code,
             message,
             attempts,
+            ..
         } => (code, message, attempts),
     };
     let rate_limited = !attempts.is_empty()

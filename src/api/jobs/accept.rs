@@ -47,6 +47,21 @@ pub struct UploadParams {
     /// As in the JSON body: seconds after creation when what provider batches have not
     /// answered goes online (1 to 86400, default 86400).
     pub provider_batch_deadline_s: Option<u64>,
+    /// As in the JSON body: seconds the job waits for its route's providers to answer again
+    /// before it fails (1 to 2592000, default the `jobs.max_wait_s` setting).
+    pub max_wait_s: Option<u64>,
+}
+
+/// A job's own `max_wait_s`, checked (a 422 names the field).
+pub fn max_wait(v: Option<u64>) -> Result<Option<u64>, ApiError> {
+    use crate::config::MAX_WAIT_S;
+    match v {
+        Some(s) if !(1..=MAX_WAIT_S).contains(&s) => Err(ApiError::InvalidField {
+            field: "max_wait_s".into(),
+            message: format!("max_wait_s must be between 1 and {MAX_WAIT_S} seconds (30 days)"),
+        }),
+        v => Ok(v),
+    }
 }
 
 /// The longest `provider_batch_deadline_s`: the providers' own completion window.
@@ -111,6 +126,7 @@ pub fn job_options(
         budget,
         client: day.and_then(|(d, c)| d.name_of(c).map(str::to_string)),
         owner: caller.tenant.owner(),
+        max_wait_s: None,
     })
 }
 

@@ -21,7 +21,7 @@ use crate::api::tenant::Tenant;
 use llm_judge_work::jobs::{JobView, StoreError};
 
 /// The answer when no job has the id.
-fn no_such_job(id: &str) -> ApiError {
+pub(super) fn no_such_job(id: &str) -> ApiError {
     ApiError::JobNotFound(format!("no job {id:?} (it may have expired)"))
 }
 

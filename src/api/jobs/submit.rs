@@ -5,7 +5,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 
 use super::accept::{
-    JobAccepted, UploadParams, accepted, check_key, digest, job_options, key_conflict,
+    JobAccepted, UploadParams, accepted, check_key, digest, job_options, key_conflict, max_wait,
 };
 use super::upload::upload;
 use crate::api::batch::{BatchRequest, Checked, named_judge, prepare_values};
@@ -45,6 +45,7 @@ pub async fn create(
     let key = check_key(body.idempotency_key.clone())?;
     let budget = body.limits()?;
     let (provider_batch, deadline_s) = (body.provider_batch, body.provider_batch_deadline_s);
+    let max_wait_s = max_wait(body.max_wait_s)?;
     let Checked {
         route,
         kind,
@@ -52,7 +53,7 @@ pub async fn create(
         max_concurrent,
     } = prepare_values(&app, body)?;
     let judges = values.iter().filter_map(|v| named_judge(v.get())).collect();
-    let options = job_options(
+    let mut options = job_options(
         &app,
         &caller,
         &route,
@@ -61,6 +62,7 @@ pub async fn create(
         deadline_s,
         budget,
     )?;
+    options.max_wait_s = max_wait_s;
     // A key comes back with the digest of its request, to tell a retry from a different job.
     let key = key.map(|k| (k, digest(&bytes)));
     let (view, created) = app

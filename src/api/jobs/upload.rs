@@ -34,7 +34,7 @@ pub async fn upload(
     let budget = budget_limits(q.max_cost_usd, q.max_tokens)?;
     // The items are not read yet: a dollar budget needs prices along the job's route (items
     // naming judges of their own without prices are unpriced, as in a batch).
-    let options = job_options(
+    let mut options = job_options(
         &app,
         caller,
         &route,
@@ -43,6 +43,7 @@ pub async fn upload(
         q.provider_batch_deadline_s,
         budget,
     )?;
+    options.max_wait_s = super::accept::max_wait(q.max_wait_s)?;
     // With a key, the upload is digested as it arrives (with the settings it runs with).
     let hasher = key.is_some().then(|| {
         Sha256::new_with_prefix(format!(

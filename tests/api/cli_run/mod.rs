@@ -2,6 +2,7 @@
 //! temporary directory, with the rules judge, a stand-in OpenAI server, or a spawned service.
 
 mod inputs;
+mod outage;
 mod provider_batch;
 mod server;
 

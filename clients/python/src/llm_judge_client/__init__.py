@@ -15,6 +15,7 @@ from .client import BatchStream, Client
 from .errors import (
     AuthenticationError,
     BadRequestError,
+    ConflictError,
     ConnectionFailedError,
     LLMJudgeError,
     NotFoundError,
@@ -51,6 +52,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "ConflictError",
     "BatchItem",
     "BatchResult",
     "BatchStream",

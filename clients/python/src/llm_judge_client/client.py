@@ -365,6 +365,13 @@ class Client:
         """Cancels a job; its finished results stay readable."""
         return Job.from_dict(self._json(Call("DELETE", core.job_path(job_id))))
 
+    def retry_errors(self, job_id: str) -> Job:
+        """Sends a finished job's errored items (and any it never judged) again: the job is
+        queued and runs again; its other results stay. Raises ``ConflictError`` (409) while
+        the job is still running. Follow it with :meth:`wait`."""
+        data = self._json(Call("POST", core.job_path(job_id, "/retry")))
+        return Job.from_dict(data.get("job"))
+
     def wait(
         self,
         job_id: str,

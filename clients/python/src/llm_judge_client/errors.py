@@ -76,6 +76,10 @@ class BadRequestError(LLMJudgeError):
     """400, 413, 422: the request was refused as it is; ``field`` names the part at fault."""
 
 
+class ConflictError(BadRequestError):
+    """409: an idempotency key taken by another request, or a job not finished yet (retry)."""
+
+
 class RateLimitedError(LLMJudgeError):
     """429: too many requests, still refused after the client's retries."""
 
@@ -98,6 +102,7 @@ _BY_STATUS: Dict[int, Type[LLMJudgeError]] = {
     403: AuthenticationError,
     404: NotFoundError,
     405: BadRequestError,
+    409: ConflictError,
     413: BadRequestError,
     415: BadRequestError,
     422: BadRequestError,

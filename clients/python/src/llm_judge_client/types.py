@@ -326,10 +326,14 @@ class Progress:
     errors: int = 0
     items_per_second: float = 0.0
     eta_s: Optional[float] = None
+    #: Jobs: while the job waits for its route's providers to answer again, why and until
+    #: when (``reason``, ``providers``, ``since_ms``, ``next_try_ms``, ``items``); else None.
+    waiting: Optional[JSON] = None
 
     @classmethod
     def from_dict(cls, d: Any) -> "Progress":
         d = _obj(d)
+        w = d.get("waiting")
         return cls(
             done=int(d.get("done") or 0),
             total=int(d.get("total") or 0),
@@ -339,6 +343,7 @@ class Progress:
             errors=int(d.get("errors") or 0),
             items_per_second=float(d.get("items_per_second") or 0.0),
             eta_s=_opt_float(d.get("eta_s")),
+            waiting=dict(w) if isinstance(w, Mapping) else None,
         )
 
 

@@ -148,6 +148,15 @@ impl JobStore for RedisJobs {
         Box::pin(async move { self.compare_and_set(&id, change, false).await })
     }
 
+    fn retry_errors(
+        &self,
+        id: &str,
+        change: Change,
+    ) -> BoxFuture<'_, Result<Option<(JobRecord, u64)>, StoreError>> {
+        let id = id.to_string();
+        Box::pin(async move { self.retry(&id, change).await })
+    }
+
     fn abandon_upload<'a>(
         &'a self,
         id: &'a str,

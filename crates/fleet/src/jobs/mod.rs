@@ -23,6 +23,7 @@ mod cas;
 mod job_store;
 mod reply;
 mod results;
+mod retry;
 mod scripts;
 
 use std::sync::Arc;

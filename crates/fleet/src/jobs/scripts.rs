@@ -125,6 +125,7 @@ pub(super) struct Scripts {
     pub(super) take: redis::Script,
     pub(super) commit: redis::Script,
     pub(super) delete: redis::Script,
+    pub(super) retry: redis::Script,
 }
 
 impl Scripts {
@@ -136,6 +137,7 @@ impl Scripts {
             take: redis::Script::new(TAKE),
             commit: redis::Script::new(COMMIT),
             delete: redis::Script::new(DELETE),
+            retry: redis::Script::new(super::retry::RETRY),
         }
     }
 }

@@ -16,6 +16,17 @@ pub struct Entry {
     /// `{"index","status",...}`, as it goes into responses, streams and the job store.
     pub json: Box<RawValue>,
     pub tally: Tally,
+    /// Set when the item failed because its route cannot be served now (every step failed for
+    /// a transient reason): a job asks again later instead of keeping this error.
+    pub outage: Option<Outage>,
+}
+
+/// Why an item's route cannot be served now: what the last step said, and the providers its
+/// steps tried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outage {
+    pub reason: String,
+    pub providers: Vec<String>,
 }
 
 impl Entry {
@@ -25,6 +36,7 @@ impl Entry {
             index,
             json: serde_json::value::to_raw_value(v).expect("a JSON value serialises"),
             tally: Tally::of_value(v),
+            outage: None,
         }
     }
 
@@ -43,7 +55,12 @@ impl Entry {
             judgment,
         };
         match serde_json::value::to_raw_value(&ok) {
-            Ok(json) => Entry { index, json, tally },
+            Ok(json) => Entry {
+                index,
+                json,
+                tally,
+                outage: None,
+            },
             Err(e) => Entry::from_value(
                 index,
                 &error_entry(index, "internal_error", &e.to_string(), None, None),

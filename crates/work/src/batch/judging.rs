@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::entry::{Entry, binary_tally, compare_tally, error_entry, score_tally};
+use super::entry::{Entry, Outage, binary_tally, compare_tally, error_entry, score_tally};
 use super::item::BatchItem;
 use crate::budget::{Budget, Estimate, Reservation};
 use llm_judge_judge::{Judge, JudgeError};
 use llm_judge_pool::Via;
 
-/// Judges one item into its result entry; an item naming its own judge uses it.
 /// Judges one item of a batch into its entry; its calls travel as `via` says.
 pub async fn judge_one(
     judge: &Judge,
@@ -76,12 +75,29 @@ pub async fn judge_one(
             code,
             message,
             attempts,
-        }) => error(
-            code,
-            &message,
-            None,
-            Some(serde_json::to_value(attempts).unwrap_or_default()),
-        ),
+            outage,
+        }) => {
+            let providers = outage.then(|| {
+                let mut p: Vec<String> = Vec::new();
+                for a in &attempts {
+                    if !p.contains(&a.provider) {
+                        p.push(a.provider.clone());
+                    }
+                }
+                p
+            });
+            let mut entry = error(
+                code,
+                &message,
+                None,
+                Some(serde_json::to_value(attempts).unwrap_or_default()),
+            );
+            entry.outage = providers.map(|providers| Outage {
+                reason: message,
+                providers,
+            });
+            entry
+        }
     }
 }
 

@@ -13,10 +13,11 @@ mod task;
 
 pub use crate::budget::{Budget, BudgetReport, Limits};
 pub use answer::json;
-pub use entry::{Entry, error_entry};
+pub use entry::{Entry, Outage, error_entry};
 pub use item::BatchItem;
 pub use judging::{Admitted, admit, admit_when_room, estimate, judge_one, settle};
 pub use ndjson::stream;
 pub use summary::{
     Delivery, JudgeVote, PanelTally, Position, Progress, ProviderBatchProgress, Summary, Tally,
+    Waiting,
 };

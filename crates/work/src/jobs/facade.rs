@@ -246,11 +246,12 @@ fn new_record(
         client: options.client.clone(),
         owner: options.owner.clone(),
         upload_seen_ms: (status == JobStatus::Uploading).then(now_ms),
+        max_wait_s: options.max_wait_s,
     }
 }
 
 /// Why an upload whose replica stopped failed.
-const STRANDED: &str = "the upload broke off: the replica receiving it stopped before it ended; \
+pub(super) const STRANDED: &str = "the upload broke off: the replica receiving it stopped before it ended; \
                         send it again (its idempotency key is free)";
 
 fn new_id() -> String {

@@ -22,8 +22,13 @@ pub(super) struct Live {
     pub(super) summary: LiveSummary,
     /// The job's provider batches, when it makes them.
     pub(super) batches: LiveBatches,
+    /// Set while the job waits for its route's providers to answer again.
+    pub(super) waiting: LiveWaiting,
     pub(super) started: Instant,
 }
+
+/// What a job's progress says while the job waits for its route's providers.
+pub(super) type LiveWaiting = Arc<Mutex<Option<crate::batch::Waiting>>>;
 
 /// The job's provider batches, once its runner has started them.
 pub(super) type LiveBatches = Arc<Mutex<Option<Arc<Batches>>>>;

@@ -16,6 +16,12 @@ pub struct JobSettings {
     pub commit_interval: Duration,
     /// The store's page cache, in bytes.
     pub cache_bytes: usize,
+    /// How many times an item is sent while its route cannot be served before it ends as an
+    /// error.
+    pub max_item_attempts: u32,
+    /// How long a job waits for its route to be served again before it fails (unless the job
+    /// asks for its own).
+    pub max_wait: Duration,
 }
 
 /// How a job is run, besides its route and concurrency.
@@ -33,6 +39,9 @@ pub struct JobOptions {
     pub client: Option<String>,
     /// The tenant the job belongs to (see [`super::JobRecord::owner`]).
     pub owner: Option<String>,
+    /// How long the job waits for its route to be served again before it fails (default:
+    /// the `jobs.max_wait_s` setting).
+    pub max_wait_s: Option<u64>,
 }
 
 /// The default of `provider_batch_deadline_s`: the providers' own completion window.

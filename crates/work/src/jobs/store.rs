@@ -215,6 +215,17 @@ pub trait JobStore: Send + Sync + 'static {
         reason: String,
     ) -> BoxFuture<'a, Result<Option<JobRecord>, StoreError>>;
 
+    /// Sends a finished job's errored items again, in one step: removes their results (the
+    /// completion order of the results kept is renumbered, and `committed` counts them), applies
+    /// `change` to the record (queues the job again), and leaves every item without a result
+    /// to be taken again. Returns the record as stored and how many results were removed;
+    /// a job not finished is left as it is (its record says so); `None`: no such job.
+    fn retry_errors(
+        &self,
+        id: &str,
+        change: Change,
+    ) -> BoxFuture<'_, Result<Option<(JobRecord, u64)>, StoreError>>;
+
     /// `Ok` while the store takes writes; otherwise why not.
     fn check(&self) -> BoxFuture<'_, Result<(), String>>;
 
@@ -257,6 +268,16 @@ where
             }
         }
     }
+}
+
+/// Whether a stored result is an error entry (`{"index":N,"status":"error",...}`).
+pub fn is_error_result(bytes: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        status: Option<&'a str>,
+    }
+    serde_json::from_slice::<Head<'_>>(bytes).is_ok_and(|h| h.status == Some("error"))
 }
 
 /// A compare-and-set change from a closure.

@@ -50,6 +50,11 @@ impl Jobs {
                 .map(BatchRecord::progress)
                 .collect(),
         };
+        if !r.status.is_finished() {
+            progress.waiting = live
+                .get(&r.id)
+                .and_then(|l| l.waiting.lock().unwrap().clone());
+        }
         JobView {
             id: r.id.clone(),
             status: if live.contains_key(&r.id) && r.status == JobStatus::Queued {
@@ -87,6 +92,7 @@ fn fleet_progress(r: &JobRecord, c: &Counts) -> Progress {
         items_per_second: (rate * 10.0).round() / 10.0,
         eta_s: (rate > 0.0).then(|| (left / rate * 10.0).round() / 10.0),
         provider_batches: Vec::new(),
+        waiting: None,
     }
 }
 
@@ -106,5 +112,6 @@ fn finished_progress(r: &JobRecord) -> Progress {
             .unwrap_or(0.0),
         eta_s: None,
         provider_batches: Vec::new(),
+        waiting: None,
     }
 }

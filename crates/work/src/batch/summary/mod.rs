@@ -21,7 +21,7 @@ use llm_judge_chat::Usage;
 use llm_judge_judge::JudgeKind;
 use llm_judge_judge::stats::round6;
 pub use panel::{PanelJudgeSummary, PanelSummary};
-pub use progress::{Progress, ProviderBatchProgress};
+pub use progress::{Progress, ProviderBatchProgress, Waiting};
 pub use tally::{JudgeVote, PanelTally, Position, Tally, category};
 
 /// Totals over a batch.
@@ -259,6 +259,7 @@ impl Summary {
             items_per_second: (rate * 10.0).round() / 10.0,
             eta_s: (rate > 0.0).then(|| (left / rate * 10.0).round() / 10.0),
             provider_batches: Vec::new(),
+            waiting: None,
         }
     }
 }

@@ -19,6 +19,25 @@ pub struct Progress {
     /// Jobs with `provider_batch`: each provider batch the job made, as last polled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub provider_batches: Vec<ProviderBatchProgress>,
+    /// Jobs: present while the job waits for its route's providers to answer again (an
+    /// outage, a rate limit, timeouts); its items are not failed meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// A job waiting for its route's providers: why, which, since when and when it tries again.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
+pub struct Waiting {
+    /// What the last call said (`openai: connection refused`, `circuit open`, ...).
+    pub reason: String,
+    /// The providers the route's steps tried.
+    pub providers: Vec<String>,
+    /// When the wait began (Unix milliseconds).
+    pub since_ms: u64,
+    /// When one item is next sent to find out whether the route answers (Unix milliseconds).
+    pub next_try_ms: u64,
+    /// Items waiting to be sent again.
+    pub items: usize,
 }
 
 /// Where one of a job's provider batches is.

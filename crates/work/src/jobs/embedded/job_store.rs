@@ -59,6 +59,15 @@ impl JobStore for Embedded {
         self.run(|s| s.list())
     }
 
+    fn retry_errors(
+        &self,
+        id: &str,
+        change: Change,
+    ) -> BoxFuture<'_, Result<Option<(JobRecord, u64)>, StoreError>> {
+        let id = id.to_string();
+        self.run(move |s| s.retry_errors(&id, &change))
+    }
+
     fn update(
         &self,
         id: &str,

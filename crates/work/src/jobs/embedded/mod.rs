@@ -11,6 +11,7 @@
 
 mod job_store;
 mod ops;
+mod retry;
 mod tables;
 #[cfg(test)]
 mod tests;

@@ -31,6 +31,7 @@ fn record(id: &str, status: JobStatus, key: Option<&str>, digest: Option<&str>) 
         client: None,
         owner: None,
         upload_seen_ms: None,
+        max_wait_s: None,
     }
 }
 

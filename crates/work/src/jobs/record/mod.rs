@@ -117,6 +117,10 @@ pub struct JobRecord {
     /// `claim_idle` was cut off with its replica (see [`JobRecord::upload_is_stale`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_seen_ms: Option<u64>,
+    /// How long the job waits for its route to be served again before it fails, when the job
+    /// asked for its own (else the `jobs.max_wait_s` setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait_s: Option<u64>,
 }
 
 impl JobRecord {

@@ -40,13 +40,18 @@ impl Run<'_> {
             final_summary.budget = Some(b.report());
         }
         let summary = serde_json::to_value(&final_summary).ok();
+        let gave_up = flow.gave_up.take();
         let finish = change(move |r| {
             r.status = match r.status {
                 JobStatus::Cancelling => JobStatus::Cancelled,
                 JobStatus::Running if stopped => JobStatus::Cancelled,
+                JobStatus::Running if gave_up.is_some() => JobStatus::Failed,
                 JobStatus::Running => JobStatus::Completed,
                 _ => return false,
             };
+            if r.status == JobStatus::Failed {
+                r.error.clone_from(&gave_up);
+            }
             r.finished_at_ms = Some(now_ms());
             r.summary = summary.clone();
             true

@@ -12,6 +12,8 @@ use crate::jobs::store::{Done, INVALID_LINE, WorkItem};
 use llm_judge_judge::{Judge, JudgeKind};
 use llm_judge_pool::Via;
 
+use super::state::Ended;
+
 /// What the job's budget makes of an item.
 pub(super) enum Admission {
     /// Send it, with its reservation (`None` when it makes no call).
@@ -66,7 +68,8 @@ pub(super) fn admit(
     }
 }
 
-/// Judges one item into what is to be committed, settling its budget reservation.
+/// Judges one item into what is to be committed, settling its budget reservation. An item
+/// judged online whose route could not be served now comes back with the item, to be sent again.
 pub(super) fn judge_item(
     judge: &Arc<Judge>,
     route: &str,
@@ -74,12 +77,14 @@ pub(super) fn judge_item(
     w: WorkItem,
     reservation: Option<Reservation>,
     via: Via,
-) -> impl Future<Output = Done> + Send + 'static {
+) -> impl Future<Output = Ended> + Send + 'static {
     let judge = judge.clone();
     let route = route.to_string();
     async move {
         let index = w.index;
-        let entry = if let Some(msg) = w.item.get(INVALID_LINE).and_then(Value::as_str) {
+        // Kept to be sent again: only an item judged online waits out an outage.
+        let kept = matches!(via, Via::Online).then(|| w.item.clone());
+        let mut entry = if let Some(msg) = w.item.get(INVALID_LINE).and_then(Value::as_str) {
             let v = batch::error_entry(index as usize, "invalid_line", msg, None, None);
             batch::Entry::from_value(index as usize, &v)
         } else {
@@ -87,11 +92,26 @@ pub(super) fn judge_item(
             batch::judge_one(&judge, &route, index as usize, item, &via).await
         };
         batch::settle(reservation, &entry);
-        Done {
-            index,
-            ticket: w.ticket,
-            json: entry.json.get().as_bytes().to_vec(),
-            tally: entry.tally,
+        let again = match (entry.outage.take(), kept) {
+            (Some(outage), Some(item)) => Some((
+                WorkItem {
+                    index,
+                    item,
+                    ticket: w.ticket.clone(),
+                    claimed: false,
+                },
+                outage,
+            )),
+            _ => None,
+        };
+        Ended {
+            done: Done {
+                index,
+                ticket: w.ticket,
+                json: entry.json.get().as_bytes().to_vec(),
+                tally: entry.tally,
+            },
+            again,
         }
     }
 }

@@ -10,6 +10,7 @@
 mod commit;
 mod finish;
 mod item;
+mod pause;
 mod start;
 mod state;
 mod take;
@@ -20,11 +21,18 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::manager::{Jobs, Live, LiveBatches, LiveSummary};
+use super::manager::{Jobs, Live, LiveBatches, LiveSummary, LiveWaiting};
 use super::record::{JobRecord, JobStatus, now_ms};
 use super::store::{StoreError, change, retrying};
 use start::Spent;
 use state::{Flow, Run};
+
+/// What a runner shares with the job's views while it runs.
+struct LiveParts {
+    summary: LiveSummary,
+    batches: LiveBatches,
+    waiting: LiveWaiting,
+}
 
 impl Jobs {
     /// Starts this process's runner of a job, unless it has one already. The runner is
@@ -33,6 +41,7 @@ impl Jobs {
         let cancel = CancellationToken::new();
         let summary = Arc::new(Mutex::new(None));
         let batches: LiveBatches = Arc::new(Mutex::new(None));
+        let waiting: LiveWaiting = Arc::new(Mutex::new(None));
         {
             let mut live = self.live.lock().unwrap();
             if live.contains_key(&record.id) {
@@ -44,6 +53,7 @@ impl Jobs {
                     cancel: cancel.clone(),
                     summary: summary.clone(),
                     batches: batches.clone(),
+                    waiting: waiting.clone(),
                     started: Instant::now(),
                 },
             );
@@ -56,7 +66,12 @@ impl Jobs {
             .unwrap_or_else(tokio::runtime::Handle::current);
         runtime.spawn(async move {
             let id = record.id.clone();
-            if let Err(e) = me.run(record, cancel, summary, batches).await {
+            let live = LiveParts {
+                summary,
+                batches,
+                waiting,
+            };
+            if let Err(e) = me.run(record, cancel, live).await {
                 tracing::error!(job = %id, error = %e, "job failed");
                 let message = e.to_string();
                 let fail = change(move |r| {
@@ -81,9 +96,13 @@ impl Jobs {
         &self,
         record: JobRecord,
         cancel: CancellationToken,
-        summary: LiveSummary,
-        live_batches: LiveBatches,
+        live: LiveParts,
     ) -> Result<(), StoreError> {
+        let LiveParts {
+            summary,
+            batches: live_batches,
+            waiting,
+        } = live;
         let fleet = self.store.fleet();
         let started = Instant::now();
         // A single node counts what finished before (a resumed job), one stored result at a
@@ -128,6 +147,7 @@ impl Jobs {
             summary,
             budget,
             batches,
+            waiting,
             started,
         };
         let mut flow = Flow::new(&run, done_before as u64);

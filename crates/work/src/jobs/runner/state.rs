@@ -1,7 +1,7 @@
 //! What a job's runner works with once it has claimed the job ([`Run`]), and the items on their
 //! way from the store to their commit ([`Flow`]).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,8 +9,9 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::Outage;
 use crate::budget::{Budget, Reservation};
-use crate::jobs::manager::{Jobs, LiveSummary};
+use crate::jobs::manager::{Jobs, LiveSummary, LiveWaiting};
 use crate::jobs::provider_batch::Batches;
 use crate::jobs::record::JobRecord;
 use crate::jobs::store::{Done, WorkItem};
@@ -20,7 +21,15 @@ use crate::jobs::store::{Done, WorkItem};
 const FLEET_TICK: Duration = Duration::from_millis(250);
 
 /// One item being judged, into what is to be committed.
-pub(super) type ItemFuture = BoxFuture<'static, Done>;
+pub(super) type ItemFuture = BoxFuture<'static, Ended>;
+
+/// What judging an item came to.
+pub(super) struct Ended {
+    /// Its result (for an item to be sent again, the error it got this time).
+    pub(super) done: Done,
+    /// Set when the item's route could not be served now: the item, to be sent again.
+    pub(super) again: Option<(WorkItem, Outage)>,
+}
 
 /// A job this runner has claimed, and what it works with until it ends.
 pub(super) struct Run<'a> {
@@ -39,6 +48,8 @@ pub(super) struct Run<'a> {
     pub(super) budget: Option<Arc<Budget>>,
     /// The job's provider batches, when it makes them.
     pub(super) batches: Option<Arc<Batches>>,
+    /// While the job waits for its route's providers, what its progress says of it.
+    pub(super) waiting: LiveWaiting,
     pub(super) started: Instant,
 }
 
@@ -79,6 +90,14 @@ pub(super) struct Flow {
     pub(super) touched: Instant,
     /// Items taken over from a replica that stopped answering.
     pub(super) claimed_counter: metrics::Counter,
+    /// Set while the job waits for its route to be served again.
+    pub(super) pause: Option<super::pause::Pause>,
+    /// Items whose route could not be served, to be sent again once it can.
+    pub(super) again: VecDeque<WorkItem>,
+    /// How many times each item sent again was sent so far.
+    pub(super) attempts: HashMap<u64, u32>,
+    /// Why the job stopped waiting and failed, when it did.
+    pub(super) gave_up: Option<String>,
 }
 
 impl Flow {
@@ -117,6 +136,10 @@ impl Flow {
             touch_every,
             touched: Instant::now(),
             claimed_counter: metrics::counter!(llm_judge_metrics::JOB_ITEMS_CLAIMED),
+            pause: None,
+            again: VecDeque::new(),
+            attempts: HashMap::new(),
+            gave_up: None,
         }
     }
 
@@ -125,11 +148,13 @@ impl Flow {
         self.inflight.len() + if fleet { self.pending.len() } else { 0 }
     }
 
-    /// Whether nothing is being judged or waiting for a slot or for budget room.
+    /// Whether nothing is being judged or waiting for a slot, for budget room or to be sent
+    /// again.
     pub(super) fn is_idle(&self) -> bool {
         self.inflight.is_empty()
             && self.buffer.is_empty()
             && self.batched.is_empty()
             && self.deferred.is_empty()
+            && self.again.is_empty()
     }
 }

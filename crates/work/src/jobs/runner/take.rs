@@ -16,6 +16,7 @@ impl Run<'_> {
         self.place_deferred(flow);
         let busy = flow.busy(self.fleet);
         while flow.deferred.is_empty()
+            && flow.pause.is_none()
             && !flow.drained
             && !flow.waiting
             && (flow.buffer.is_empty() || self.batches.is_some())
@@ -90,7 +91,7 @@ impl Run<'_> {
     /// Admits a taken item under the job's budget and puts it where it waits: its provider
     /// batch, or the buffer. An item the budget refuses is a result at once; one that fits once
     /// items in flight settle is handed back, to wait for them.
-    fn place(&self, flow: &mut Flow, w: WorkItem) -> Option<WorkItem> {
+    pub(super) fn place(&self, flow: &mut Flow, w: WorkItem) -> Option<WorkItem> {
         let (kind, route) = (self.record.kind, self.record.route.as_str());
         let delivery = self
             .batches
@@ -136,9 +137,10 @@ impl Run<'_> {
         None
     }
 
-    /// Starts items waiting in the buffer while online slots are free.
+    /// Starts items waiting in the buffer while online slots are free (and the job is not
+    /// waiting for its route: then one item at a time goes, see [`Run::probe`]).
     pub(super) fn start_online(&self, flow: &mut Flow) {
-        while flow.busy(self.fleet) < flow.max_c {
+        while flow.pause.is_none() && flow.busy(self.fleet) < flow.max_c {
             let Some((w, reservation)) = flow.buffer.pop_front() else {
                 break;
             };

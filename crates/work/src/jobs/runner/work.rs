@@ -7,9 +7,9 @@ use std::time::Instant;
 use futures::StreamExt;
 
 use crate::jobs::record::JobStatus;
-use crate::jobs::store::{Done, StoreError};
+use crate::jobs::store::StoreError;
 
-use super::state::{Flow, Run};
+use super::state::{Ended, Flow, Run};
 
 /// Where the run loop goes next.
 enum Next {
@@ -25,14 +25,16 @@ enum Next {
 enum Event {
     /// The job was cancelled, or another replica drives it now.
     Stop,
-    /// An item finished.
-    Done(Box<Done>),
+    /// An item finished (or is to be sent again).
+    Done(Box<Ended>),
     /// The results waiting are due to be committed.
     Commit,
     /// A fleet's tick.
     Tick,
     /// Budget room may have come for an item waiting for it.
     Room,
+    /// The job waits for its route, and it is time to find out whether it answers again.
+    Probe,
 }
 
 impl Run<'_> {
@@ -48,6 +50,7 @@ impl Run<'_> {
                 break;
             }
             self.start_online(flow);
+            self.probe(flow);
             match self.when_idle(flow).await? {
                 Next::Stop => break,
                 Next::Again => continue,
@@ -55,10 +58,15 @@ impl Run<'_> {
             }
             match self.next_event(flow).await {
                 Event::Stop => break,
-                Event::Done(done) => self.collect(flow, *done).await?,
+                Event::Done(ended) => self.ended(flow, *ended).await?,
                 Event::Commit => self.flush(flow).await?,
                 Event::Tick => self.tick(flow).await,
-                Event::Room => {}
+                Event::Room | Event::Probe => {}
+            }
+            if let Some(why) = self.waited_too_long(flow) {
+                tracing::warn!(job = %self.record.id, reason = %why, "the job fails: it waited too long");
+                flow.gave_up = Some(why);
+                break;
             }
         }
         Ok(())
@@ -89,6 +97,12 @@ impl Run<'_> {
 
     /// Waits for the next thing to happen.
     async fn next_event(&self, flow: &mut Flow) -> Event {
+        // While the job waits for its route: when the next item goes to find out.
+        let probe_at = flow
+            .pause
+            .as_ref()
+            .filter(|p| p.probe.is_none())
+            .map(|p| p.next_try);
         let (inflight, batched) = (&mut flow.inflight, &mut flow.batched);
         tokio::select! {
             _ = self.cancel.cancelled() => Event::Stop,
@@ -102,6 +116,7 @@ impl Run<'_> {
             }, if !inflight.is_empty() || !batched.is_empty() => Event::Done(Box::new(done)),
             _ = tokio::time::sleep_until(flow.flush_at), if !flow.pending.is_empty() => Event::Commit,
             _ = flow.tick.tick(), if self.fleet => Event::Tick,
+            _ = tokio::time::sleep_until(probe_at.unwrap_or_else(tokio::time::Instant::now)), if probe_at.is_some() => Event::Probe,
             // An item waits for budget room: the budget says when some comes (or, should it
             // have come just before this wait began, the next look finds it).
             _ = Self::budget_room(self.budget.as_ref()), if !flow.deferred.is_empty() => Event::Room,
