@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::standin::Standin;
+use crate::support::standin::{Standin, down_at};
 use crate::support::*;
 
 const MODEL: &str = "gpt-4o-mini";
@@ -77,19 +77,6 @@ async fn results(app: &TestApp, id: &str) -> Vec<Value> {
     let (status, text) = app.get(&format!("/v1/jobs/{id}/results")).await;
     assert_eq!(status, 200);
     ndjson(&text)
-}
-
-/// A provider that is down: connections are accepted and closed at once, and counted.
-fn down_at(port: u16, attempts: Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
-    listener.set_nonblocking(true).unwrap();
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-    tokio::spawn(async move {
-        while let Ok((conn, _)) = listener.accept().await {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            drop(conn);
-        }
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

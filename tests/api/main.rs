@@ -23,6 +23,7 @@ mod faults;
 mod fleet_budget;
 mod fleet_jobs;
 mod fleet_limits;
+mod fleet_outage;
 mod job_outage;
 mod job_provider_batch;
 mod job_store_full;

@@ -143,3 +143,20 @@ impl Drop for Standin {
         let _ = self.child.wait();
     }
 }
+
+/// A provider that is down on `port` (where a stand-in was): connections are accepted and
+/// closed at once, and counted in `attempts`.
+pub fn down_at(
+    port: u16,
+    attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(conn);
+        }
+    })
+}
