@@ -68,6 +68,9 @@ TARGETS = {
     "fleet_cpu_ratio": 1.25,
     "fleet_bound_share": 0.95,
     "soak_rss_growth": 0.05,
+    # Peak RSS of one node through a long job: a provider-batch job of `job_items`, and a
+    # million-item online job.
+    "job_rss_mb": 300.0,
 }
 
 
@@ -91,6 +94,8 @@ class Plan:
             self.fleet_r, self.fleet_bound_n = 50, 50
             self.soak_rate, self.soak_s, self.soak_warm_s = 100, 3.0, 1.0
             self.pbatch_items, self.pbatch_delay_ms = 1000, 1000
+            self.pbatch_job_delay_ms = 1000
+            self.million_items = 5000
         else:
             self.mock_alone_n, self.mock_alone_c = 100_000, 50
             self.overhead_rates, self.overhead_s = [500, 2000, 5000], 10.0
@@ -106,6 +111,8 @@ class Plan:
             self.fleet_r, self.fleet_bound_n = 300, 1000
             self.soak_rate, self.soak_s, self.soak_warm_s = 1000, 600.0, 30.0
             self.pbatch_items, self.pbatch_delay_ms = 10_000, 10_000
+            self.pbatch_job_delay_ms = 5000
+            self.million_items = 1_000_000
         self.oha_connections = 32
 
 
@@ -196,6 +203,28 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def redis_memory(port: int) -> dict[str, int]:
+    """`INFO memory` of the Redis on `port`: used_memory and used_memory_peak, in bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"INFO memory\r\n")
+        data = b""
+        while b"\r\n" not in data:
+            data += c.recv(65536)
+        head, _, body = data.partition(b"\r\n")
+        size = int(head[1:])  # a bulk string: $<length>
+        while len(body) < size:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    out = {}
+    for line in body.decode().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("used_memory", "used_memory_peak"):
+            out[k] = int(v)
+    return out
 
 
 def proc_status_kb(pid: int, key: str) -> int:
@@ -761,8 +790,9 @@ default = ["mock:m"]
         self.results["memory"] = rows
 
     def long_job(self) -> None:
-        """A long job uploaded as NDJSON (streamed to disk), judged in the background while its
-        results are committed; RSS sampled every 50 ms from upload to the last result."""
+        """Long jobs uploaded as NDJSON (streamed to disk), judged in the background while their
+        results are committed; RSS sampled every 50 ms from upload to the last result. One goes
+        online; one goes through the stand-in's OpenAI Batch API (`provider_batch=true`)."""
         p = self.plan
         n = p.job_items
         log(f"memory: a job of {n} items uploaded as NDJSON, max_concurrent {p.job_c}, "
@@ -770,53 +800,175 @@ default = ["mock:m"]
         mock, mport = self.start_mock("--latency-ms", str(p.job_latency_ms))
         svc, sport = self.start_service(mport)
         try:
-            lines = self.work / "job.ndjson"
+            r = self.upload_job(svc, mock, sport, n, f"max_concurrent={p.job_c}")
+            r.update({"c": p.job_c, "latency_ms": p.job_latency_ms})
+            r.pop("view")
+            self.results["long_job"] = r
+        finally:
+            svc.stop()
+            mock.stop()
+        delay = p.pbatch_job_delay_ms
+        log(f"memory: a provider-batch job of {n} items uploaded as NDJSON, stand-in batch "
+            f"delay {delay} ms")
+        mock, mport = self.start_mock("--batch-delay-ms", str(delay))
+        svc, sport = self.start_service(
+            mport, env={"LLM_JUDGE__PROVIDERS__MOCK__BATCH_POLL_S": "0.5",
+                        "LLM_JUDGE__PROVIDERS__MOCK__BATCH_POLL_MAX_S": "2"})
+        try:
+            r = self.upload_job(svc, mock, sport, n,
+                                f"max_concurrent={p.job_c}&provider_batch=true")
+            view = r.pop("view")
+            stats = get_json(mport, "/stats")
+            r.update({"delay_ms": delay,
+                      "batches": len(view["progress"].get("provider_batches", [])),
+                      "delivery": view["summary"].get("delivery", {}),
+                      "online_calls": stats.get("calls")})
+            self.results["pbatch_long_job"] = r
+        finally:
+            svc.stop()
+            mock.stop()
+
+    def job_lines(self, n: int) -> Path:
+        """An NDJSON file of n binary items, each different (the verdict cache is off too)."""
+        lines = self.work / f"job-{n}.ndjson"
+        if not lines.exists():
             with lines.open("w") as f:
                 for i in range(n):
                     f.write(json.dumps({"question": f"What is {i} + {i + 25}?",
                                         "answer": str(2 * i + 25),
                                         "prediction": f"The answer is {2 * i + 25} (item {i}).",
                                         "options": {"cache": False}}) + "\n")
-            self.settle()
-            load = loadavg()
-            idle_kb = proc_status_kb(svc.pid, "VmRSS")
-            rss = RssSampler(svc.pid, 0.05)
-            cpu0 = cpu_seconds(svc.pid)
-            w = CpuWatch(svc.pid, mock.pid)
-            t0 = time.perf_counter()
-            with lines.open("rb") as f:
-                status, raw = http_request(
-                    sport, "POST", f"/v1/jobs?kind=binary&max_concurrent={p.job_c}", f,
-                    timeout=600, content_type="application/x-ndjson")
-            if status != 202:
-                raise RuntimeError(f"job upload -> {status}: {raw[:300]!r}")
-            uploaded = time.perf_counter() - t0
-            job = json.loads(raw)["id"]
-            deadline = time.time() + max(120.0, n / 500)
-            view = {}
-            while time.time() < deadline:
-                view = get_json(sport, f"/v1/jobs/{job}")
-                if view["status"] in ("completed", "cancelled", "failed"):
-                    break
-                time.sleep(0.2)
-            wall = time.perf_counter() - t0
-            watch = w.stop()
-            peak_kb = rss.stop()
-            if view.get("status") != "completed":
-                raise RuntimeError(f"job did not complete in time: {view}")
-            summary = view["summary"]
-            self.results["long_job"] = {
-                "n": n, "c": p.job_c, "latency_ms": p.job_latency_ms, "load": load,
-                "upload_s": uploaded, "wall_s": wall, "items_per_s": n / wall,
-                "ok": n - summary["errors"], "idle_rss_kb": idle_kb, "peak_rss_kb": peak_kb,
-                "vmhwm_kb": proc_status_kb(svc.pid, "VmHWM"),
-                "service_cpu_us_per_item": (cpu_seconds(svc.pid) - cpu0) / n * 1e6,
-                "upload_bytes": lines.stat().st_size, "cpu": watch,
-            }
-            log(f"  {n} items in {wall:.1f} s, peak RSS {peak_kb / 1024:.1f} MiB")
+        return lines
+
+    def million(self) -> None:
+        """A job of `million_items` uploaded as NDJSON and judged online on one node, then the
+        same job across three replicas on one Redis with one replica SIGKILLed at 40 % and
+        started again: items/s, peak RSS (and RSS at each quarter of the run), Redis memory,
+        and every index judged exactly once."""
+        p = self.plan
+        n, c = p.million_items, p.job_c
+        lines = self.job_lines(n)
+        query = f"kind=binary&max_concurrent={c}"
+        log(f"million: a job of {n} items on one node, max_concurrent {c}, mock latency "
+            f"{p.job_latency_ms} ms")
+        mock, mport = self.start_mock("--latency-ms", str(p.job_latency_ms))
+        out: dict = {"n": n, "c": c, "latency_ms": p.job_latency_ms}
+        try:
+            svc, sport = self.start_service(mport)
+            try:
+                self.settle()
+                out["single"] = self.watch_job([svc], sport, lines, query, None)
+                out["single"].pop("view")
+            finally:
+                svc.stop()
+            if not shutil.which("redis-server"):
+                out["fleet"] = {"skipped": "no redis-server on PATH"}
+            else:
+                log(f"million: the same job across three replicas on one Redis, one SIGKILLed "
+                    "at 40 % and started again")
+                redis, rport = self.start_redis()
+                fleet = self.start_fleet(mport, rport, {})
+                try:
+                    self.settle()
+                    before = redis_memory(rport)
+                    r = self.watch_job([proc for proc, _ in fleet], fleet[0][1], lines, query,
+                                       (fleet, mport, rport))
+                    r.pop("view")
+                    r["redis_used_before_mb"] = before["used_memory"] / 1e6
+                    after = redis_memory(rport)
+                    r["redis_peak_mb"] = after["used_memory_peak"] / 1e6
+                    r["redis_used_after_mb"] = after["used_memory"] / 1e6
+                    out["fleet"] = r
+                finally:
+                    for proc, _ in fleet:
+                        proc.stop()
+                    redis.stop()
         finally:
-            svc.stop()
             mock.stop()
+        self.results["million"] = out
+
+    def watch_job(self, procs: list["Proc"], port: int, lines: Path, query: str,
+                  kill: tuple | None) -> dict:
+        """Uploads `lines` as a job to `port` and polls it to the end, sampling every
+        process's RSS; with `kill` (the fleet, mock port, Redis port), SIGKILLs the second
+        replica at 40 % and starts it again on its data. Reads every result back at the end."""
+        n = sum(1 for _ in lines.open("rb"))
+        samplers = [RssSampler(proc.pid, 0.1) for proc in procs]
+        quarters: list[float] = []
+        t0 = time.perf_counter()
+        with lines.open("rb") as f:
+            status, raw = http_request(port, "POST", f"/v1/jobs?{query}", f, timeout=900,
+                                       content_type="application/x-ndjson")
+        if status != 202:
+            raise RuntimeError(f"job upload -> {status}: {raw[:300]!r}")
+        uploaded = time.perf_counter() - t0
+        job = json.loads(raw)["id"]
+        killed_at = None
+        deadline = time.time() + max(600.0, n / 300)
+        view: dict = {}
+        while time.time() < deadline:
+            view = get_json(port, f"/v1/jobs/{job}")
+            done = view.get("progress", {}).get("done", 0)
+            while len(quarters) < 4 and done >= n * (len(quarters) + 1) / 4:
+                quarters.append(sum(proc_status_kb(s.pid, "VmRSS") for s in samplers
+                                    if Path(f"/proc/{s.pid}").exists()) * 1024 / 1e6)
+            if kill and killed_at is None and done >= n * 0.4:
+                fleet, mport, rport = kill
+                victim, _ = fleet[1]
+                victim.p.kill()  # SIGKILL
+                victim.p.wait(timeout=10)
+                killed_at = done
+                log(f"  replica 2 SIGKILLed at {done} of {n} items")
+                data = self.work / f"data-restarted-{self.counter}"
+                fleet[1] = self.start_service(mport, env={
+                    "LLM_JUDGE__REDIS__URL": f"redis://127.0.0.1:{rport}/0",
+                    "LLM_JUDGE__REDIS__EXPECTED_REPLICAS": "3",
+                    "LLM_JUDGE_DATA_DIR": str(data)})
+                samplers.append(RssSampler(fleet[1][0].pid, 0.1))
+            if view["status"] in ("completed", "cancelled", "failed"):
+                break
+            time.sleep(0.2)
+        wall = time.perf_counter() - t0
+        peaks = [s.stop() * 1024 / 1e6 for s in samplers]
+        if view.get("status") != "completed":
+            raise RuntimeError(f"job did not complete in time: {view}")
+        seen = bytearray(n)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        try:
+            conn.request("GET", f"/v1/jobs/{job}/results")
+            resp = conn.getresponse()
+            for line in resp:
+                if line.strip():
+                    i = json.loads(line)["index"]
+                    seen[i] = min(seen[i] + 1, 255)
+        finally:
+            conn.close()
+        once = sum(1 for x in seen if x == 1)
+        summary = view["summary"]
+        log(f"  {n} items in {wall:.1f} s ({n / wall:.0f}/s), peak RSS "
+            + ", ".join(f"{x:.0f}" for x in peaks) + f" MB; {once} of {n} indices once")
+        return {"upload_s": uploaded, "wall_s": wall, "items_per_s": n / wall,
+                "ok": n - summary["errors"], "peak_rss_mb": peaks, "quarters_rss_mb": quarters,
+                "indices_once": once, "killed_at": killed_at, "view": view}
+
+    def upload_job(self, svc: "Proc", mock: "Proc", sport: int, n: int, query: str) -> dict:
+        """Uploads an n-item binary job as NDJSON with `query` and waits for it to complete:
+        wall time, RSS (sampled and VmHWM) and CPU."""
+        lines = self.job_lines(n)
+        self.settle()
+        load = loadavg()
+        idle_kb = proc_status_kb(svc.pid, "VmRSS")
+        cpu0 = cpu_seconds(svc.pid)
+        w = CpuWatch(svc.pid, mock.pid)
+        r = self.watch_job([svc], sport, lines, f"kind=binary&{query}", None)
+        r.update({
+            "n": n, "load": load, "idle_rss_kb": idle_kb, "cpu": w.stop(),
+            "peak_rss_kb": r["peak_rss_mb"][0] * 1e6 / 1024,
+            "vmhwm_kb": proc_status_kb(svc.pid, "VmHWM"),
+            "service_cpu_us_per_item": (cpu_seconds(svc.pid) - cpu0) / n * 1e6,
+            "upload_bytes": lines.stat().st_size,
+        })
+        return r
 
     # -- 5. fallback ----------------------------------------------------------------------
 
@@ -1556,6 +1708,61 @@ def render(res: dict, plan: Plan, command: str, oha_bin: str) -> tuple[str, list
                 f"{r['idle_rss_kb'] * 1024 / 1e6:.1f} | {r['peak_rss_kb'] * 1024 / 1e6:.1f} | "
                 f"{r['vmhwm_kb'] * 1024 / 1e6:.1f} | {r['service_cpu_us_per_item']:.1f} | "
                 f"{r['ok']} | {fmt_load(r['load'], r.get('cpu'))} |", ""]
+    if res.get("pbatch_long_job"):
+        r = res["pbatch_long_job"]
+        d = r.get("delivery", {})
+        mb = r["peak_rss_kb"] * 1024 / 1e6
+        verdicts.append((f"peak RSS of a {r['n']}-item provider-batch job ≤ "
+                         f"{T['job_rss_mb']:.0f} MB", f"{mb:.1f} MB",
+                         mb <= T["job_rss_mb"] and r["ok"] == r["n"]))
+        out += [f"The same {r['n']} items with `provider_batch=true`, through the stand-in's "
+                f"OpenAI Batch API (each batch ends {r['delay_ms'] / 1000:.0f} s after it is "
+                "made): while a batch runs, its items wait as records (index and ticket), not as "
+                "calls in flight, and are read from the job store again when it answers.", "",
+                "| items | wall s | items/s | batches | by batch / online | RSS idle MB | "
+                "peak RSS MB (sampled) | VmHWM MB | service CPU µs/item | items ok | load |",
+                "| " + " | ".join(["---"] * 11) + " |",
+                f"| {r['n']} | {r['wall_s']:.1f} | {r['items_per_s']:.0f} | {r['batches']} | "
+                f"{d.get('provider_batch', 0):,} / {d.get('online', 0):,} | "
+                f"{r['idle_rss_kb'] * 1024 / 1e6:.1f} | {r['peak_rss_kb'] * 1024 / 1e6:.1f} | "
+                f"{r['vmhwm_kb'] * 1024 / 1e6:.1f} | {r['service_cpu_us_per_item']:.1f} | "
+                f"{r['ok']} | {fmt_load(r['load'], r.get('cpu'))} |", ""]
+
+    if res.get("million"):
+        m = res["million"]
+        out += ["### A million items", "",
+                f"One job of {m['n']:,} binary items uploaded as NDJSON, `max_concurrent` "
+                f"{m['c']}, mock latency {m['latency_ms']} ms: on one node (the embedded job "
+                "store), then on three replicas sharing one Redis, the second replica SIGKILLed "
+                "once 40 % of the items were done and started again on a fresh data directory. "
+                "RSS sampled every 100 ms (per process); `RSS at each quarter` is the sum over the "
+                "processes when a quarter of the items were done. Every result was read back: "
+                "`indices once` counts the indices with exactly one result.", "",
+                "| run | upload s | wall s | items/s | peak RSS MB, per process | "
+                "RSS at each quarter MB | Redis used before / peak / after MB | items ok | "
+                "indices once |",
+                "| " + " | ".join(["---"] * 9) + " |"]
+        for name, key in (("one node", "single"), ("three replicas, one killed", "fleet")):
+            r = m.get(key)
+            if not r or r.get("skipped"):
+                continue
+            if key == "single":
+                mb = max(r["peak_rss_mb"])
+                verdicts.append((f"peak RSS of a {m['n']}-item job on one node ≤ "
+                                 f"{T['job_rss_mb']:.0f} MB", f"{mb:.1f} MB",
+                                 mb <= T["job_rss_mb"] and r["indices_once"] == m["n"]))
+            else:
+                verdicts.append((f"a {m['n']}-item job on three replicas, one SIGKILLed: every "
+                                 "index judged exactly once", f"{r['indices_once']:,} of "
+                                 f"{m['n']:,}", r["indices_once"] == m["n"]))
+            redis = (f"{r['redis_used_before_mb']:.1f} / {r['redis_peak_mb']:.1f} / "
+                     f"{r['redis_used_after_mb']:.1f}" if "redis_peak_mb" in r else "–")
+            out.append(
+                f"| {name} | {r['upload_s']:.1f} | {r['wall_s']:.1f} | {r['items_per_s']:.0f} | "
+                + ", ".join(f"{x:.0f}" for x in r["peak_rss_mb"]) + " | "
+                + ", ".join(f"{x:.0f}" for x in r["quarters_rss_mb"]) + f" | {redis} | "
+                f"{r['ok']:,} | {r['indices_once']:,} |")
+        out.append("")
 
     if "fallback" in res:
         out += ["## 5. Fallback past a refused primary", "",
@@ -1779,7 +1986,8 @@ def main() -> int:
                   file=sys.stderr)
             return 2
     only = set(args.only.split(",")) if args.only else \
-        {"mock", "overhead", "batch", "memory", "job", "fallback", "fleet", "soak", "cost"}
+        {"mock", "overhead", "batch", "memory", "job", "million", "fallback", "fleet", "soak",
+         "cost"}
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="llm-judge-bench-"))
     log(f"work dir {work} (logs and configs); load {loadavg()}")
@@ -1798,7 +2006,8 @@ def main() -> int:
         "quiet_s": quiet_s,
     })
     steps = [("mock", bench.mock_alone), ("overhead", bench.overhead), ("batch", bench.batch),
-             ("memory", bench.memory), ("job", bench.long_job), ("fallback", bench.fallback),
+             ("memory", bench.memory), ("job", bench.long_job), ("million", bench.million),
+             ("fallback", bench.fallback),
              ("fleet", bench.fleet), ("soak", bench.soak), ("cost", bench.cost)]
     bench.fastest_ms = res["speed_start_ms"]
     try:
@@ -1843,6 +2052,14 @@ def main() -> int:
     if plan.smoke:
         rows = [r for k in ("batch", "memory") for r in res.get(k, [])]
         rows += [res["long_job"]] if res.get("long_job") else []
+        if res.get("pbatch_long_job"):
+            rows.append(dict(res["pbatch_long_job"], proto="provider-batch job", c=0))
+        for key, r in (res.get("million") or {}).items():
+            if isinstance(r, dict) and "indices_once" in r:
+                rows.append(dict(r, proto=f"million {key}", c=0, n=res["million"]["n"]))
+                if r["indices_once"] != res["million"]["n"]:
+                    rows.append(dict(r, proto=f"million {key} (indices once)", c=0,
+                                     n=res["million"]["n"], ok=r["indices_once"]))
         fl = res.get("fleet") or {}
         rows += [dict(r, proto=f"fleet redis {r['mode']}", c=r["c"]) for r in fl.get("cpu", [])]
         if fl.get("bound"):
