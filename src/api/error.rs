@@ -280,6 +280,10 @@ impl From<JudgeError> for ApiError {
                 message,
                 attempts,
             },
+            // The API delivers every call online: nothing parks one.
+            JudgeError::Parked => {
+                ApiError::Internal("a call was kept for later on an online request".into())
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ macro_rules! contract {
 }
 
 mod cache_tier;
+mod job_items;
 mod job_retry;
 mod job_store;
 mod rate_limit;

@@ -1,4 +1,5 @@
-//! Why no judgment could be made: an unknown route, or a route none of whose steps answered.
+//! Why no judgment could be made: an unknown route, a route none of whose steps answered, or a
+//! call kept to be made later.
 
 use llm_judge_pool::{Attempt, RouteFailed};
 
@@ -15,10 +16,16 @@ pub enum JudgeError {
         /// later, the route may answer.
         outage: bool,
     },
+    /// No judgment yet: the call was kept to be made later (an item of a job's provider batch;
+    /// see `RouteFailed::parked`). Only a deliverer that parks calls gives this.
+    Parked,
 }
 
 impl JudgeError {
     pub(crate) fn from_route(route: &str, f: RouteFailed) -> Self {
+        if f.parked {
+            return JudgeError::Parked;
+        }
         JudgeError::Failed {
             code: if f.client_error {
                 "provider_rejected_request"

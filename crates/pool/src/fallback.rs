@@ -61,6 +61,7 @@ impl Pool {
                     last_error: why,
                     client_error: true,
                     outage: false,
+                    parked: false,
                 });
             }
         };
@@ -128,6 +129,7 @@ impl Pool {
                             last_error: msg,
                             client_error: true,
                             outage: false,
+                            parked: false,
                         });
                     }
                 },
@@ -139,6 +141,7 @@ impl Pool {
             last_error,
             client_error: false,
             outage: outage && !steps.is_empty(),
+            parked: false,
         })
     }
 }

@@ -51,4 +51,21 @@ pub struct RouteFailed {
     /// out, 429, 5xx, circuit open, no permit in time): the route cannot be served now, and
     /// later it may be. A job waits such failures out instead of failing its items.
     pub outage: bool,
+    /// True when no call was made yet: the deliverer kept the request to make later (an item
+    /// of a job's provider batch, answered when its batch is). Neither an answer nor an error.
+    pub parked: bool,
+}
+
+impl RouteFailed {
+    /// A call its deliverer kept to make later (see [`RouteFailed::parked`]).
+    pub fn parked() -> RouteFailed {
+        RouteFailed {
+            attempts: Vec::new(),
+            provider_time: Duration::ZERO,
+            last_error: "the call waits for its provider batch".into(),
+            client_error: false,
+            outage: false,
+            parked: true,
+        }
+    }
 }

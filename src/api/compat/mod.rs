@@ -254,6 +254,11 @@ fn failed(route: &str, e: JudgeError) -> Response {
             attempts,
             ..
         } => (code, message, attempts),
+        // The API delivers every call online: nothing parks one.
+        JudgeError::Parked => {
+            return ApiError::Internal("a call was kept for later on an online request".into())
+                .into_response();
+        }
     };
     let rate_limited = !attempts.is_empty()
         && attempts.iter().all(|a| {

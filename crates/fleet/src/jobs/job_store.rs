@@ -15,7 +15,9 @@ use super::scripts::{GROUP, UPLOAD_TTL_MS};
 use crate::settings::OnRedisError;
 use llm_judge_work::batch::Summary;
 use llm_judge_work::jobs::record::{Counts, JobRecord, JobStatus};
-use llm_judge_work::jobs::store::{Change, Created, Done, JobStore, StoreError, Stored, Take};
+use llm_judge_work::jobs::store::{
+    Change, Created, Done, JobStore, StoreError, Stored, Take, WorkItem,
+};
 
 impl JobStore for RedisJobs {
     fn fleet(&self) -> bool {
@@ -204,6 +206,32 @@ impl JobStore for RedisJobs {
                 Some("drained") => Take::Drained,
                 _ => Take::Stopped,
             })
+        })
+    }
+
+    fn items<'a>(
+        &'a self,
+        id: &'a str,
+        wanted: &'a [(u64, String)],
+    ) -> BoxFuture<'a, Result<Vec<WorkItem>, StoreError>> {
+        Box::pin(async move {
+            if wanted.is_empty() {
+                return Ok(Vec::new());
+            }
+            let key = self.part(id, "q");
+            let mut pipe = redis::pipe();
+            for (_, ticket) in wanted {
+                pipe.cmd("XRANGE").arg(&key).arg(ticket).arg(ticket);
+            }
+            let replies: Vec<R> = self
+                .redis
+                .call("job_items", |mut c| async move {
+                    pipe.query_async(&mut c).await
+                })
+                .await
+                .map_err(store_error("read items"))?;
+            let entries: Vec<R> = replies.iter().flat_map(array).cloned().collect();
+            Ok(work_items(&entries, false))
         })
     }
 

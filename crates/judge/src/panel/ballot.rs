@@ -109,6 +109,10 @@ impl<J: Ballot> Member<J> {
                         ("unknown_judge".to_string(), format!("no judge named {r:?}"))
                     }
                     JudgeError::Failed { code, message, .. } => (code.to_string(), message),
+                    JudgeError::Parked => (
+                        "not_called".to_string(),
+                        "the call waits to be made later".to_string(),
+                    ),
                 };
                 PanelVote {
                     cost_usd: None,

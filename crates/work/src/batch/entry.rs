@@ -19,6 +19,9 @@ pub struct Entry {
     /// Set when the item failed because its route cannot be served now (every step failed for
     /// a transient reason): a job asks again later instead of keeping this error.
     pub outage: Option<Outage>,
+    /// Set when the item has no result yet: its call was kept to be made later (a job's
+    /// provider batch). Such an entry is not a result and is never written.
+    pub parked: bool,
 }
 
 /// Why an item's route cannot be served now: what the last step said, and the providers its
@@ -37,6 +40,7 @@ impl Entry {
             json: serde_json::value::to_raw_value(v).expect("a JSON value serialises"),
             tally: Tally::of_value(v),
             outage: None,
+            parked: false,
         }
     }
 
@@ -60,6 +64,7 @@ impl Entry {
                 json,
                 tally,
                 outage: None,
+                parked: false,
             },
             Err(e) => Entry::from_value(
                 index,

@@ -65,6 +65,16 @@ pub async fn judge_one(
     };
     match outcome {
         Ok(entry) => entry,
+        Err(JudgeError::Parked) => {
+            let mut entry = error(
+                "parked",
+                "the call waits for its provider batch",
+                None,
+                None,
+            );
+            entry.parked = true;
+            entry
+        }
         Err(JudgeError::UnknownRoute(r)) => error(
             "unknown_judge",
             &format!("no judge named {r:?}"),

@@ -173,6 +173,16 @@ pub trait JobStore: Send + Sync + 'static {
         free: usize,
     ) -> BoxFuture<'a, Result<Take, StoreError>>;
 
+    /// Reads again items [`JobStore::take`] handed out (`wanted`: their index and ticket), as
+    /// stored, in no particular order; an item no longer stored is left out. A runner reads the
+    /// items of a provider batch again when the batch answers, instead of holding them while it
+    /// runs.
+    fn items<'a>(
+        &'a self,
+        id: &'a str,
+        wanted: &'a [(u64, String)],
+    ) -> BoxFuture<'a, Result<Vec<WorkItem>, StoreError>>;
+
     /// Tells the store that the runner still works on these items (so no one takes them over).
     fn touch<'a>(
         &'a self,

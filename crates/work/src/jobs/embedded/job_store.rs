@@ -104,6 +104,28 @@ impl JobStore for Embedded {
         })
     }
 
+    fn items<'a>(
+        &'a self,
+        id: &'a str,
+        wanted: &'a [(u64, String)],
+    ) -> BoxFuture<'a, Result<Vec<WorkItem>, StoreError>> {
+        let key = id.to_string();
+        let indices: Vec<u64> = wanted.iter().map(|(i, _)| *i).collect();
+        let read = self.run(move |s| s.stored_items(&key, &indices));
+        Box::pin(async move {
+            Ok(read
+                .await?
+                .into_iter()
+                .map(|(index, item)| WorkItem {
+                    index,
+                    item,
+                    ticket: String::new(),
+                    claimed: false,
+                })
+                .collect())
+        })
+    }
+
     fn touch<'a>(
         &'a self,
         _id: &'a str,

@@ -105,6 +105,23 @@ impl Store {
     }
 
     /// Up to `limit` items from index `from` on that have no result yet.
+    /// The items of job `id` at `indices`, as stored (those not stored are left out).
+    pub fn stored_items(&self, id: &str, indices: &[u64]) -> Result<Vec<(u64, Value)>, StoreError> {
+        self.read(|txn| {
+            let items = txn.open_table(ITEMS).map_err(err("open items"))?;
+            let mut out = Vec::with_capacity(indices.len());
+            for &index in indices {
+                if let Some(v) = items.get((id, index)).map_err(err("read item"))? {
+                    out.push((
+                        index,
+                        serde_json::from_slice(v.value()).unwrap_or(Value::Null),
+                    ));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     pub fn pending(
         &self,
         id: &str,

@@ -1,11 +1,11 @@
-//! One job's provider batches on this process: what they hold, the outcome each item waits
-//! for, and how they are stored with the job.
+//! One job's provider batches on this process: what they hold, the outcomes they gave back
+//! (until the job's runner picks them up), and how they are stored with the job.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::ProviderBatchProgress;
@@ -16,14 +16,7 @@ use llm_judge_judge::Judge;
 use llm_judge_providers::provider_batch::{Handle, ItemFailure, Outcome, Queued, Status};
 
 /// An item's outcome, with the id of the batch it came from.
-pub(super) type Mail = (Outcome, String);
-
-/// Where an item's outcome meets the item: the item waiting for it, or the outcome waiting
-/// for the item to ask.
-pub(super) enum Mailbox {
-    Waiting(oneshot::Sender<Mail>),
-    Ready(Mail),
-}
+pub type Mail = (Outcome, String);
 
 /// What the job's batches hold and owe, behind one lock.
 #[derive(Default)]
@@ -34,7 +27,8 @@ pub(super) struct State {
     pub(super) sealed: bool,
     /// Requests waiting to be submitted, by provider.
     pub(super) queued: BTreeMap<String, Vec<Queued>>,
-    pub(super) mail: HashMap<u64, Mailbox>,
+    /// Outcomes given back, by item index, for the runner to pick up.
+    pub(super) answered: VecDeque<(u64, Mail)>,
     /// Items in a batch already made: index -> the batch's place in `records`.
     pub(super) of_item: HashMap<u64, usize>,
     /// The job's batches, as stored.
@@ -69,6 +63,8 @@ pub struct Batches {
     pub(super) online: Arc<Semaphore>,
     pub(super) state: Mutex<State>,
     pub(super) changed: Notify,
+    /// Outcomes were given back, or a round was submitted (room to queue again).
+    pub(super) answers: Notify,
     /// Batches the job was making when its service stopped, to look for at the provider.
     pub(super) unfinished: Vec<SubmitMark>,
 }
@@ -103,6 +99,7 @@ impl Batches {
             online: Arc::new(Semaphore::new(record.max_concurrent.max(1))),
             state: Mutex::new(state),
             changed: Notify::new(),
+            answers: Notify::new(),
             unfinished: record.batch_submits.clone(),
         })
     }
@@ -175,32 +172,38 @@ impl Batches {
         }
     }
 
-    /// Hands item `index` its outcome (kept until the item asks for it).
+    /// Gives back item `index`'s outcome, for the runner to pick up.
     pub(super) fn post(&self, index: u64, outcome: Outcome, batch: String) {
-        let mut s = self.state.lock().unwrap();
-        match s.mail.remove(&index) {
-            Some(Mailbox::Waiting(tx)) => {
-                let _ = tx.send((outcome, batch));
-            }
-            _ => {
-                s.mail.insert(index, Mailbox::Ready((outcome, batch)));
-            }
-        }
+        self.state
+            .lock()
+            .unwrap()
+            .answered
+            .push_back((index, (outcome, batch)));
+        self.answers.notify_one();
     }
 
-    /// Where item `index`'s outcome will arrive.
-    pub(super) fn mailbox(&self, index: u64) -> oneshot::Receiver<Mail> {
-        let (tx, rx) = oneshot::channel();
+    /// At most `max` of the outcomes given back, oldest first.
+    pub fn answered(&self, max: usize) -> Vec<(u64, Mail)> {
         let mut s = self.state.lock().unwrap();
-        match s.mail.remove(&index) {
-            Some(Mailbox::Ready(mail)) => {
-                let _ = tx.send(mail);
-            }
-            _ => {
-                s.mail.insert(index, Mailbox::Waiting(tx));
-            }
-        }
-        rx
+        let n = max.min(s.answered.len());
+        s.answered.drain(..n).collect()
+    }
+
+    /// Whether items may queue more requests: fewer than two rounds wait to be submitted.
+    pub fn has_room(&self) -> bool {
+        let s = self.state.lock().unwrap();
+        s.queued.values().map(Vec::len).sum::<usize>() < 2 * super::submit::ROUND
+    }
+
+    /// Whether outcomes wait to be picked up.
+    pub fn has_answers(&self) -> bool {
+        !self.state.lock().unwrap().answered.is_empty()
+    }
+
+    /// Resolves once outcomes were given back, or a round was submitted, since the last call
+    /// (at once if that happened and nobody waited).
+    pub async fn answers(&self) {
+        self.answers.notified().await;
     }
 
     /// An item handed a delivery finished without queueing a request.

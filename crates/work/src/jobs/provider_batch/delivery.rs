@@ -1,11 +1,12 @@
 //! How an item's call goes as part of its job's provider batch: which items may, the request
-//! queued for the batch, and the online call when the batch does not answer it.
+//! queued for the batch (the item then waits as a record, not as a call in flight), and the
+//! answer when the batch gives it back (or the online call when it does not).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use super::batches::{Batches, Mail};
 use crate::jobs::record::ATTEMPT;
@@ -79,15 +80,9 @@ impl Batches {
         self.judge.pool().first_step(&route)
     }
 
-    /// Queues item `index`'s request (or finds the batch made before that holds it) and
-    /// returns where its outcome arrives.
-    fn enqueue(
-        self: &Arc<Self>,
-        provider: &str,
-        index: u64,
-        chat: Arc<ChatRequest>,
-    ) -> oneshot::Receiver<Mail> {
-        let rx = self.mailbox(index);
+    /// Queues item `index`'s request, or finds the batch made before that holds it (and
+    /// polls it).
+    fn enqueue(self: &Arc<Self>, provider: &str, index: u64, chat: ChatRequest) {
         let resumed = {
             let mut s = self.state.lock().unwrap();
             s.outstanding = s.outstanding.saturating_sub(1);
@@ -99,7 +94,7 @@ impl Batches {
                         .or_default()
                         .push(Queued {
                             id: CustomId::new(index, ATTEMPT),
-                            chat,
+                            chat: Arc::new(chat),
                         });
                     None
                 }
@@ -109,7 +104,17 @@ impl Batches {
             Some(n) => self.ensure_polling(n),
             None => self.changed.notify_one(),
         }
-        rx
+    }
+
+    /// The delivery of an item whose batch gave back its outcome `mail`, `waited` after the
+    /// item was queued: judged again from its stored item, the call it makes is answered with
+    /// the batch's answer, or (the batch did not answer it) made online.
+    pub fn answer(self: &Arc<Self>, mail: Mail, waited: Duration) -> Arc<dyn Deliver> {
+        Arc::new(Answer {
+            batches: self.clone(),
+            mail: Mutex::new(Some(mail)),
+            waited,
+        })
     }
 }
 
@@ -119,8 +124,8 @@ enum Use {
     Queued,
 }
 
-/// How one item's call is delivered: its first call through the job's provider batch (an item
-/// asks once), any other online.
+/// How one item's first call is delivered: queued for the job's provider batch, with no answer
+/// now (the item is judged again when its batch answers; see [`Answer`]).
 struct ItemDelivery {
     batches: Arc<Batches>,
     index: u64,
@@ -157,19 +162,36 @@ impl Deliver for ItemDelivery {
                 }
                 return pool.complete(route, req).await;
             };
-            // One copy of the request, shared by the queue and (should the batch not answer
-            // it) the online call.
-            let chat = Arc::new(ChatRequest {
-                model: step.model.clone(),
+            let chat = ChatRequest {
+                model: step.model,
                 ..req
-            });
-            let started = tokio::time::Instant::now();
-            let rx = self
-                .batches
-                .enqueue(&self.provider, self.index, chat.clone());
-            let (outcome, batch) = rx
-                .await
-                .unwrap_or_else(|_| (Err(ItemFailure::Missing), String::new()));
+            };
+            self.batches.enqueue(&self.provider, self.index, chat);
+            Err(RouteFailed::parked())
+        })
+    }
+}
+
+/// How the call of an item whose batch gave back its outcome is delivered: that answer, or
+/// (the batch did not answer it) online, at most the job's concurrency at once.
+struct Answer {
+    batches: Arc<Batches>,
+    mail: Mutex<Option<Mail>>,
+    waited: Duration,
+}
+
+impl Deliver for Answer {
+    fn deliver<'a>(
+        &'a self,
+        pool: &'a Pool,
+        route: &'a str,
+        req: ChatRequest,
+    ) -> BoxFuture<'a, Result<Delivered, RouteFailed>> {
+        Box::pin(async move {
+            let mail = self.mail.lock().unwrap().take();
+            let (Some((outcome, batch)), Some(step)) = (mail, pool.first_step(route)) else {
+                return pool.complete(route, req).await;
+            };
             let failure = match outcome {
                 Ok(completion) => {
                     return Ok(pool.batch_delivered(
@@ -177,7 +199,7 @@ impl Deliver for ItemDelivery {
                         &step.model,
                         completion,
                         &batch,
-                        started.elapsed(),
+                        self.waited,
                     ));
                 }
                 Err(f) => f,
@@ -191,10 +213,9 @@ impl Deliver for ItemDelivery {
                     _ => None,
                 },
                 error: Some(failure.to_string()),
-                latency_ms: (started.elapsed().as_secs_f64() * 1000.0).round(),
+                latency_ms: (self.waited.as_secs_f64() * 1000.0).round(),
             };
             let _permit = self.batches.online.acquire().await;
-            let req = Arc::try_unwrap(chat).unwrap_or_else(|shared| (*shared).clone());
             match pool.complete(route, req).await {
                 Ok(mut d) => {
                     d.attempts.insert(0, noted);

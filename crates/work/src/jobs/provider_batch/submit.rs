@@ -9,8 +9,9 @@ use super::batches::Batches;
 use crate::jobs::record::{BatchRecord, SubmitMark, now_ms};
 use llm_judge_providers::provider_batch::{Api, ItemFailure, Queued};
 
-/// Requests that make a round submitted before every item has been taken.
-const ROUND: usize = 50_000;
+/// Requests that make a round submitted before every item has been taken: what waits to be
+/// submitted is at most about twice this many requests (taking items pauses beyond that).
+pub(super) const ROUND: usize = 4_000;
 
 impl Batches {
     /// Before any item is taken: finds the batches the job was making when its service
@@ -63,16 +64,16 @@ impl Batches {
         }
     }
 
-    /// Submits what the job's items queue, in rounds: each once every item taken has queued
-    /// its request or finished (and none is left to take, or a round would fill a batch).
-    /// Runs until the job's runner stops.
+    /// Submits what the job's items queue, in rounds: once [`ROUND`] requests are queued, and
+    /// the last once every item taken has queued its request or finished and none is left to
+    /// take. Runs until the job's runner stops.
     pub async fn drive(self: Arc<Self>) {
         loop {
             let round = {
                 let mut s = self.state.lock().unwrap();
                 let queued: usize = s.queued.values().map(Vec::len).sum();
                 let late = tokio::time::Instant::now() >= self.deadline;
-                let ready = s.outstanding == 0 && (s.sealed || queued >= ROUND);
+                let ready = queued >= ROUND || (s.outstanding == 0 && s.sealed);
                 if queued > 0 && (ready || late) {
                     Some((std::mem::take(&mut s.queued), late))
                 } else {
@@ -84,6 +85,8 @@ impl Batches {
                     for (provider, requests) in queued {
                         self.submit(&provider, requests).await;
                     }
+                    // Room to queue again: the runner may take items again.
+                    self.answers.notify_one();
                 }
                 Some((queued, true)) => {
                     // Past the deadline: no new batch; these go online.

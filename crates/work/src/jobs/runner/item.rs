@@ -91,6 +91,19 @@ pub(super) fn judge_item(
             let item = BatchItem::parse(kind, index as usize, w.item);
             batch::judge_one(&judge, &route, index as usize, item, &via).await
         };
+        if entry.parked {
+            // No result yet: the call waits in a provider batch, and the reservation with it.
+            return Ended {
+                done: Done {
+                    index,
+                    ticket: w.ticket,
+                    json: Vec::new(),
+                    tally: entry.tally,
+                },
+                again: None,
+                parked: Some(reservation),
+            };
+        }
         batch::settle(reservation, &entry);
         let again = match (entry.outage.take(), kept) {
             (Some(outage), Some(item)) => Some((
@@ -112,6 +125,7 @@ pub(super) fn judge_item(
                 tally: entry.tally,
             },
             again,
+            parked: None,
         }
     }
 }

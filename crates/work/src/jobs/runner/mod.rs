@@ -7,6 +7,7 @@
 //! cancel that comes first wins the claim. A store that fails with an I/O error is waited out:
 //! results not committed yet stay in memory until it works again.
 
+mod answers;
 mod commit;
 mod finish;
 mod item;

@@ -55,7 +55,14 @@ impl Run<'_> {
     /// What judging an item came to: a result to count and commit, or (its route could not
     /// be served) an item to send again once the route answers.
     pub(super) async fn ended(&self, flow: &mut Flow, ended: Ended) -> Result<(), StoreError> {
-        let Ended { done, again } = ended;
+        let Ended {
+            done,
+            again,
+            parked,
+        } = ended;
+        if let Some(reservation) = parked {
+            return self.parked(flow, done, reservation);
+        }
         let was_probe = flow
             .pause
             .as_mut()

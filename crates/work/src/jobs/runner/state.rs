@@ -29,7 +29,24 @@ pub(super) struct Ended {
     pub(super) done: Done,
     /// Set when the item's route could not be served now: the item, to be sent again.
     pub(super) again: Option<(WorkItem, Outage)>,
+    /// Set when the item has no result yet: its call waits in a provider batch (`done` holds
+    /// its index and ticket only), and its budget reservation with it.
+    pub(super) parked: Option<Option<Reservation>>,
 }
+
+/// An item whose call waits in one of the job's provider batches: all the runner keeps of it
+/// until the batch gives back its outcome (the item itself is read from the store again then).
+pub(super) struct Parked {
+    pub(super) ticket: String,
+    pub(super) reservation: Option<Reservation>,
+    /// When its call was queued.
+    pub(super) since: tokio::time::Instant,
+}
+
+/// At most this many items of provider batches are judged at once (queueing their calls, or
+/// reading their batch's answers): items are taken from the store as these finish, so that a
+/// job of a million items never holds more than this many in memory.
+pub(super) const BATCHED_AT_ONCE: usize = 1024;
 
 /// A job this runner has claimed, and what it works with until it ends.
 pub(super) struct Run<'a> {
@@ -68,8 +85,16 @@ pub(super) struct Flow {
     pub(super) deferred: VecDeque<WorkItem>,
     /// Items judged online: each holds a slot.
     pub(super) inflight: FuturesUnordered<ItemFuture>,
-    /// Items whose call goes as a provider batch: they hold no slot while they wait.
+    /// Items of provider batches being judged (their call queued, or answered by their batch):
+    /// they hold no slot, and are at most [`BATCHED_AT_ONCE`].
     pub(super) batched: FuturesUnordered<ItemFuture>,
+    /// Items whose call waits in a provider batch, by index.
+    pub(super) parked: HashMap<u64, Parked>,
+    /// Outcomes a batch gave back for items not parked yet (after a restart, a batch found
+    /// again may answer before all its items have been taken).
+    pub(super) early: HashMap<u64, crate::jobs::provider_batch::Mail>,
+    /// Outcomes of parked items, to be judged as room comes.
+    pub(super) ready: VecDeque<(u64, crate::jobs::provider_batch::Mail)>,
     /// The tickets of items taken and not committed yet (touched, so that nobody takes them
     /// over meanwhile).
     pub(super) unacked: HashSet<String>,
@@ -126,6 +151,9 @@ impl Flow {
             deferred: VecDeque::new(),
             inflight: FuturesUnordered::new(),
             batched: FuturesUnordered::new(),
+            parked: HashMap::new(),
+            early: HashMap::new(),
+            ready: VecDeque::new(),
             unacked: HashSet::new(),
             pending: Vec::new(),
             committed,
@@ -156,5 +184,7 @@ impl Flow {
             && self.batched.is_empty()
             && self.deferred.is_empty()
             && self.again.is_empty()
+            && self.parked.is_empty()
+            && self.ready.is_empty()
     }
 }

@@ -5,13 +5,13 @@ use crate::jobs::store::{RETRY_INTERVAL, StoreError, Take, WorkItem};
 use llm_judge_pool::Via;
 
 use super::item::{Admission, admit, judge_item};
-use super::state::{Flow, Run};
+use super::state::{BATCHED_AT_ONCE, Flow, Run};
 
 impl Run<'_> {
     /// Takes items while slots are free. Items that go as provider batches hold no slot:
-    /// taking goes on past them. A provider-batch job takes every item at once (its online ones
-    /// wait in the buffer), so that its batches are submitted without waiting for the online
-    /// items.
+    /// taking goes on past them (while fewer than [`BATCHED_AT_ONCE`] of them are being judged;
+    /// each then waits as a record). A provider-batch job takes every item (its online ones wait
+    /// in the buffer), so that its batches are submitted without waiting for the online items.
     pub(super) async fn take_items(&self, flow: &mut Flow) -> Result<(), StoreError> {
         self.place_deferred(flow);
         let busy = flow.busy(self.fleet);
@@ -20,6 +20,8 @@ impl Run<'_> {
             && !flow.drained
             && !flow.waiting
             && (flow.buffer.is_empty() || self.batches.is_some())
+            && flow.batched.len() < BATCHED_AT_ONCE
+            && self.batches.as_ref().is_none_or(|b| b.has_room())
             && busy < flow.max_c
         {
             match self.take(&mut flow.cursor, flow.max_c - busy).await? {
@@ -66,16 +68,20 @@ impl Run<'_> {
         let mut waited = false;
         loop {
             match self.jobs.store.take(id, cursor, free).await {
-                Err(e) if e.is_transient() => {
-                    if !waited {
-                        tracing::warn!(job = id, error = %e, "the job waits for the store to work again");
-                        waited = true;
-                    }
-                    tokio::time::sleep(RETRY_INTERVAL).await;
-                }
+                Err(e) if e.is_transient() => self.wait_for_store(&e, &mut waited).await,
                 result => return result,
             }
         }
+    }
+
+    /// After the store failed with an I/O error: waits a while before the next try, saying
+    /// once (`waited`) that the job waits.
+    pub(super) async fn wait_for_store(&self, e: &StoreError, waited: &mut bool) {
+        if !*waited {
+            tracing::warn!(job = %self.record.id, error = %e, "the job waits for the store to work again");
+            *waited = true;
+        }
+        tokio::time::sleep(RETRY_INTERVAL).await;
     }
 
     /// Places the items that waited for budget room, in order, while they fit.

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use crate::jobs::record::JobStatus;
 use crate::jobs::store::StoreError;
 
-use super::state::{Ended, Flow, Run};
+use super::state::{BATCHED_AT_ONCE, Ended, Flow, Run};
 
 /// Where the run loop goes next.
 enum Next {
@@ -35,6 +35,8 @@ enum Event {
     Room,
     /// The job waits for its route, and it is time to find out whether it answers again.
     Probe,
+    /// A provider batch gave back outcomes.
+    Answers,
 }
 
 impl Run<'_> {
@@ -46,6 +48,7 @@ impl Run<'_> {
                 break;
             }
             self.take_items(flow).await?;
+            self.take_answers(flow).await?;
             if self.cancel.is_cancelled() {
                 break;
             }
@@ -61,7 +64,7 @@ impl Run<'_> {
                 Event::Done(ended) => self.ended(flow, *ended).await?,
                 Event::Commit => self.flush(flow).await?,
                 Event::Tick => self.tick(flow).await,
-                Event::Room | Event::Probe => {}
+                Event::Room | Event::Probe | Event::Answers => {}
             }
             if let Some(why) = self.waited_too_long(flow) {
                 tracing::warn!(job = %self.record.id, reason = %why, "the job fails: it waited too long");
@@ -103,6 +106,8 @@ impl Run<'_> {
             .as_ref()
             .filter(|p| p.probe.is_none())
             .map(|p| p.next_try);
+        // Outcomes to pick up, or room to queue requests again.
+        let answers_room = self.batches.is_some() && flow.batched.len() < BATCHED_AT_ONCE;
         let (inflight, batched) = (&mut flow.inflight, &mut flow.batched);
         tokio::select! {
             _ = self.cancel.cancelled() => Event::Stop,
@@ -120,6 +125,7 @@ impl Run<'_> {
             // An item waits for budget room: the budget says when some comes (or, should it
             // have come just before this wait began, the next look finds it).
             _ = Self::budget_room(self.budget.as_ref()), if !flow.deferred.is_empty() => Event::Room,
+            _ = async { if let Some(b) = &self.batches { b.answers().await } }, if answers_room => Event::Answers,
         }
     }
 
