@@ -24,12 +24,13 @@ pub struct CalibrateRequest {
     #[serde(default = "binary_kind")]
     pub kind: JudgeKind,
     /// Routes or panels to measure (1 to 16), each judging every item.
+    #[schema(min_items = 1, max_items = 16, example = json!(["default"]))]
     pub judges: Vec<String>,
     /// Items with the fields of the kind's single endpoint plus `label` (binary: `correct` or
     /// `incorrect`; score: a number on the item's scale; compare: `a`, `b` or `tie`), and
     /// optionally `id` (echoed in per-item results) and `group` (the figures are also given per
     /// group). An item that fails validation is listed in `invalid_items` and left out.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<Object>, min_items = 1)]
     pub items: Vec<Value>,
     /// Judge calls at once (default from the configuration).
     #[schema(minimum = 1)]

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod budget;
 pub mod calibrate;
 pub mod compat;
+mod docs;
 pub mod error;
 pub mod error_docs;
 pub mod extract;
@@ -95,6 +96,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 ),
         ),
     );
+    docs::job_fields_apart(&mut doc);
+    docs::calibration_forms(&mut doc);
     doc
 }
 

@@ -1,8 +1,7 @@
 """Hooks that let schemathesis reach the judge, not only the validator in front of it.
 
 `scripts/test` loads this module (SCHEMATHESIS_HOOKS) for its schemathesis run against a service
-judging with the built-in `rules` judge (route `default`), with a route `mock` to the stand-in
-provider for the chat endpoint. Left alone, almost every generated batch, job, calibrate
+whose routes `default` and `mock` go to the stand-in provider (`rules` is the rules judge). Left alone, almost every generated batch, job, calibrate
 and chat body is refused with a 422 (an item of no kind, an unknown judge), and every job id is
 unknown (404), so the run would mostly test the validators. Here, three generated cases in four
 of those operations are made valid (keeping generated text where the schema allows any text):

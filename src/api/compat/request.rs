@@ -23,6 +23,14 @@ use llm_judge_chat::{ChatRequest, ImageRef, Message, Part, ResponseFormat, Role,
 /// A chat completion request, as OpenAI's API takes it.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "model": "default",
+    "messages": [
+        {"role": "system", "content": "Grade the answer: reply with Verdict: 1 (correct) or Verdict: 0."},
+        {"role": "user", "content": "Question: 2 + 2? Reference: 4. Answer: four."}
+    ],
+    "temperature": 0
+}))]
 pub struct ChatCompletionRequest {
     /// A configured route (`default`, `fb`, ... as `GET /v1/models` lists them) or an ad-hoc
     /// route of configured providers, `provider:model[,provider:model...]` (a bare provider
@@ -112,6 +120,7 @@ pub struct ChatCompletionRequest {
 pub struct ChatMessage {
     pub role: ChatRole,
     /// Text, or a list of text and image parts (text only for system and developer messages).
+    #[schema(value_type = MessageContent)]
     pub content: Option<MessageContent>,
     /// Accepted and not passed on.
     pub name: Option<String>,
