@@ -341,6 +341,14 @@ async fn remote(
     Ok(answer)
 }
 
+/// `  (95% low to high)` for an interval, nothing where there is none.
+fn interval(v: &Value) -> String {
+    match (v[0].as_f64(), v[1].as_f64()) {
+        (Some(lo), Some(hi)) => format!("  (95% {lo:.4} to {hi:.4})"),
+        _ => String::new(),
+    }
+}
+
 fn num(v: &Value, digits: usize) -> String {
     v.as_f64()
         .map_or("n/a".to_string(), |x| format!("{x:.digits$}"))
@@ -418,9 +426,23 @@ fn judge_figures(j: &Value) -> String {
             j["errors"]
         ),
     );
-    rows.line("accuracy", num(&j["accuracy"], 4));
+    rows.line(
+        "accuracy",
+        format!(
+            "{}{}",
+            num(&j["accuracy"], 4),
+            interval(&j["accuracy_interval"])
+        ),
+    );
     if j.get("cohen_kappa").is_some() || j.get("confusion").is_some() {
-        rows.line("kappa", format!("{}  (Cohen's)", num(&j["cohen_kappa"], 4)));
+        rows.line(
+            "kappa",
+            format!(
+                "{}{}  (Cohen's)",
+                num(&j["cohen_kappa"], 4),
+                interval(&j["cohen_kappa_interval"])
+            ),
+        );
     }
     if j.get("base_rate").is_some() {
         rates(&mut rows, j);

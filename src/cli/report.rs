@@ -167,7 +167,12 @@ impl RunSummary {
         row(
             "accuracy",
             match s.accuracy {
-                Some(a) => format!("{a:.4}  ({} of {graded} graded)", s.correct),
+                Some(a) => {
+                    let within = s.accuracy_interval.map_or(String::new(), |[lo, hi]| {
+                        format!("; 95% interval {lo:.4} to {hi:.4}")
+                    });
+                    format!("{a:.4}  ({} of {graded} graded{within})", s.correct)
+                }
                 None => "n/a  (nothing graded correct or incorrect)".to_string(),
             },
         );
@@ -266,7 +271,10 @@ mod tests {
         let table = r.table();
         assert!(table.contains("unscored   1  (refusal 1)"), "{table}");
         assert!(table.contains("errors     1  (invalid_line 1)"), "{table}");
-        assert!(table.contains("0.6667  (2 of 3 graded)"), "{table}");
+        assert!(
+            table.contains("0.6667  (2 of 3 graded; 95% interval 0.2077 to 0.9385)"),
+            "{table}"
+        );
         assert!(table.contains("cost       n/a"), "{table}");
         assert!(
             table.contains("tokens     40 prompt, 8 completion"),

@@ -436,10 +436,16 @@ fn finish(args: &RunArgs, outcome: Outcome, started: Instant) -> ExitCode {
                 return ExitCode::from(EXIT_FAIL_UNDER);
             }
             Some(a) if a < min => {
-                eprintln!("llm-judge run: fail: accuracy {a:.4} is below --fail-under {min}");
+                let within = within(summary.summary.accuracy_interval);
+                eprintln!(
+                    "llm-judge run: fail: accuracy {a:.4}{within} is below --fail-under {min}"
+                );
                 return ExitCode::from(EXIT_FAIL_UNDER);
             }
-            Some(a) => eprintln!("llm-judge run: ok: accuracy {a:.4} meets --fail-under {min}"),
+            Some(a) => {
+                let within = within(summary.summary.accuracy_interval);
+                eprintln!("llm-judge run: ok: accuracy {a:.4}{within} meets --fail-under {min}");
+            }
         }
     }
     code
@@ -467,4 +473,11 @@ pub fn signals() -> watch::Receiver<Option<u8>> {
         std::process::exit(i32::from(code));
     });
     rx
+}
+
+/// ` (95% interval low to high)` for an accuracy's interval.
+fn within(interval: Option<[f64; 2]>) -> String {
+    interval.map_or(String::new(), |[lo, hi]| {
+        format!(" (95% interval {lo:.4} to {hi:.4})")
+    })
 }

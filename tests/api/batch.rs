@@ -99,6 +99,16 @@ async fn results_come_back_in_input_order_and_a_failing_item_does_not_sink_the_b
     assert_eq!(s["errors"], 2);
     assert_eq!(s["unscored"], 0);
     assert!((s["accuracy"].as_f64().unwrap() - 3.0 / 8.0).abs() < 1e-9);
+    // Its 95% Wilson interval (statsmodels: proportion_confint(3, 8, method="wilson")).
+    let interval = s["accuracy_interval"].as_array().expect("an interval");
+    assert!(
+        (interval[0].as_f64().unwrap() - 0.136_844).abs() < 1e-5,
+        "{interval:?}"
+    );
+    assert!(
+        (interval[1].as_f64().unwrap() - 0.694_256).abs() < 1e-5,
+        "{interval:?}"
+    );
     assert_eq!(s["usage"]["prompt_tokens"], 8 * 120);
     assert!(s["items_per_second"].as_f64().unwrap() > 0.0);
 }

@@ -72,6 +72,10 @@ async fn calibrate_reports_agreement_and_keeps_the_run() {
         ((1.0 / 6.0) * 1e6_f64).round() / 1e6
     );
     assert_eq!(rules["groups"]["math"]["accuracy"], 1.0, "{rules}");
+    let math = rules["groups"]["math"]["accuracy_interval"]
+        .as_array()
+        .unwrap();
+    assert!(math[0].as_f64() < Some(1.0) && math[1] == 1.0, "{math:?}");
     assert_eq!(rules["groups"]["math"]["items"], 3);
     assert_eq!(rules["groups"]["fact"]["accuracy"], 0.5);
     // The panel of two rules judges agrees with itself perfectly.

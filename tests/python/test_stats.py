@@ -30,7 +30,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
+from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
+from statsmodels.stats.proportion import proportion_confint
 
 REPO = Path(__file__).resolve().parents[2]
 TOL = 1e-5
@@ -164,6 +166,27 @@ def test_cohen_kappa_confusion_and_accuracy_match_scikit_learn(provider: str) ->
     cm = confusion_matrix(labels, preds, labels=[1, 0]).tolist()
     assert ja["confusion"]["matrix"] == cm
     assert close(ja["accuracy"], float(np.mean(np.array(labels) == np.array(preds))))
+
+
+@pytest.mark.parametrize("seed,n", [(3, 12), (7, 60), (19, 200)])
+def test_accuracy_and_kappa_intervals_match_statsmodels(provider: str, seed: int, n: int) -> None:
+    items = binary_items(random.Random(seed), n)
+    report = calibrate(provider, "binary", strip(items), ["ja", "jd"])
+    for name in ("ja", "jd"):
+        j = judge(report, name)
+        graded = [(1 if i["label"] == "correct" else 0, int(i["_votes"][name]))
+                  for i in items if i["_votes"][name] != "U"]
+        agreed = sum(1 for lab, pred in graded if lab == pred)
+        lo, hi = proportion_confint(agreed, len(graded), alpha=0.05, method="wilson")
+        assert close(j["accuracy_interval"][0], float(lo)) and close(j["accuracy_interval"][1], float(hi)), \
+            (name, j["accuracy_interval"], lo, hi)
+        # The kappa's interval from its large-sample standard error, cut to -1 to 1.
+        table = confusion_matrix([g[0] for g in graded], [g[1] for g in graded], labels=[1, 0])
+        res = sm_cohens_kappa(table)
+        low, upp = max(-1.0, float(res["kappa_low"])), min(1.0, float(res["kappa_upp"]))
+        assert close(j["cohen_kappa_interval"][0], low) and close(j["cohen_kappa_interval"][1], upp), \
+            (name, j["cohen_kappa_interval"], low, upp)
+        assert j["cohen_kappa_interval"][0] <= j["cohen_kappa"] <= j["cohen_kappa_interval"][1]
 
 
 def test_fleiss_kappa_matches_statsmodels(provider: str) -> None:

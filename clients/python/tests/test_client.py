@@ -69,6 +69,9 @@ def test_batch_parallel_arrays_in_input_order(client: Client, tag: str) -> None:
     s = res.summary
     assert (s.total, s.correct, s.incorrect, s.unscored, s.errors) == (4, 2, 1, 1, 0)
     assert s.accuracy == pytest.approx(2 / 3)
+    assert s.accuracy_interval is not None
+    low, high = s.accuracy_interval
+    assert low < 2 / 3 < high
     assert s.usage.prompt_tokens == 40
 
 

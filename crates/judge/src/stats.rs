@@ -1,5 +1,6 @@
 //! Agreement statistics: Cohen's and Fleiss' kappa, confusion matrices, Pearson and Spearman
-//! correlation, mean absolute error, and a running correlation for streamed summaries.
+//! correlation, mean absolute error, a running correlation for streamed summaries, and 95%
+//! intervals (Wilson's for a proportion, the large-sample one for Cohen's kappa).
 //!
 //! Each figure is `None` where it is undefined (no data, one class only, a constant series),
 //! never a number made up to fill the gap: scikit-learn and SciPy give NaN in the same places.
@@ -39,6 +40,54 @@ pub fn cohen_kappa(pairs: &[(usize, usize)], k: usize) -> Option<f64> {
         return None;
     }
     Some((observed - expected) / (1.0 - expected))
+}
+
+/// The two-sided 95% quantile of the standard normal distribution.
+const Z95: f64 = 1.959_963_984_540_054;
+
+/// The 95% Wilson score interval of a proportion: `successes` out of `n` (`None` when `n` is 0).
+/// Unlike the normal approximation it stays within 0 and 1 and is honest for small `n` and for
+/// proportions near 0 or 1 (statsmodels' `proportion_confint(method="wilson")`).
+pub fn wilson(successes: usize, n: usize) -> Option<[f64; 2]> {
+    if n == 0 {
+        return None;
+    }
+    let (n, z2) = (n as f64, Z95 * Z95);
+    let p = successes as f64 / n;
+    let denom = 1.0 + z2 / n;
+    let centre = (p + z2 / (2.0 * n)) / denom;
+    let half = Z95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
+    Some([(centre - half).max(0.0), (centre + half).min(1.0)])
+}
+
+/// The 95% interval of Cohen's kappa of `(label, prediction)` pairs over `k` categories, from its
+/// large-sample standard error (Fleiss, Cohen and Everitt, 1969; statsmodels' `cohens_kappa`),
+/// cut to the range of kappa, -1 to 1. `None` where kappa is undefined.
+pub fn cohen_kappa_interval(pairs: &[(usize, usize)], k: usize) -> Option<[f64; 2]> {
+    let kappa = cohen_kappa(pairs, k)?;
+    let n = pairs.len() as f64;
+    let m = confusion(pairs, k);
+    let p = |i: usize, j: usize| m[i][j] as f64 / n;
+    let row: Vec<f64> = (0..k).map(|i| (0..k).map(|j| p(i, j)).sum()).collect();
+    let col: Vec<f64> = (0..k).map(|j| (0..k).map(|i| p(i, j)).sum()).collect();
+    let expected: f64 = (0..k).map(|i| row[i] * col[i]).sum();
+    let a: f64 = (0..k)
+        .map(|i| p(i, i) * (1.0 - (row[i] + col[i]) * (1.0 - kappa)).powi(2))
+        .sum();
+    let b: f64 = (0..k)
+        .flat_map(|i| (0..k).filter(move |&j| j != i).map(move |j| (i, j)))
+        .map(|(i, j)| p(i, j) * (col[i] + row[j]).powi(2))
+        .sum::<f64>()
+        * (1.0 - kappa).powi(2);
+    let c = (kappa - expected * (1.0 - kappa)).powi(2);
+    let variance = ((a + b - c) / (1.0 - expected).powi(2) / n).max(0.0);
+    let half = Z95 * variance.sqrt();
+    Some([(kappa - half).max(-1.0), (kappa + half).min(1.0)])
+}
+
+/// Rounds an interval's ends like [`round6`].
+pub fn round6_pair(v: [f64; 2]) -> [f64; 2] {
+    [round6(v[0]), round6(v[1])]
 }
 
 /// Fleiss' kappa of items rated by several raters: `counts[i][j]` is how many raters put item `i`
@@ -212,6 +261,36 @@ mod tests {
 
     fn close(a: Option<f64>, b: f64) -> bool {
         a.is_some_and(|a| (a - b).abs() < 1e-9)
+    }
+
+    #[test]
+    fn wilson_intervals_match_the_textbook_values() {
+        // 8 of 10: 0.4902 to 0.9433 (Wilson 1927; as statsmodels gives it).
+        let [lo, hi] = wilson(8, 10).unwrap();
+        assert!(
+            (lo - 0.490_162).abs() < 1e-5 && (hi - 0.943_318).abs() < 1e-5,
+            "{lo} {hi}"
+        );
+        // All or nothing still gives an interval inside 0 and 1.
+        let [lo, hi] = wilson(0, 5).unwrap();
+        assert!(lo == 0.0 && hi > 0.4 && hi < 0.5, "{lo} {hi}");
+        let [lo, hi] = wilson(5, 5).unwrap();
+        assert!(hi == 1.0 && lo > 0.5 && lo < 0.6, "{lo} {hi}");
+        assert_eq!(wilson(0, 0), None);
+    }
+
+    #[test]
+    fn a_kappa_interval_holds_the_kappa_and_narrows_with_more_pairs() {
+        let few: Vec<(usize, usize)> = (0..20)
+            .map(|i| (i % 2, if i % 5 == 0 { 1 - i % 2 } else { i % 2 }))
+            .collect();
+        let many: Vec<(usize, usize)> = few.iter().cycle().take(200).copied().collect();
+        let k = cohen_kappa(&few, 2).unwrap();
+        let [lo, hi] = cohen_kappa_interval(&few, 2).unwrap();
+        assert!(lo < k && k < hi, "{lo} {k} {hi}");
+        let [lo2, hi2] = cohen_kappa_interval(&many, 2).unwrap();
+        assert!(hi2 - lo2 < (hi - lo) / 2.0, "{lo2} {hi2} against {lo} {hi}");
+        assert_eq!(cohen_kappa_interval(&[(0, 0), (0, 0)], 2), None);
     }
 
     #[test]

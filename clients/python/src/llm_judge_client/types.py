@@ -7,7 +7,7 @@ still reachable (``result.raw["new_field"]``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from typing import Literal, TypedDict
 
@@ -260,9 +260,17 @@ class Wins:
     tie: int = 0
 
 
+def _interval(v: Any) -> Optional[Tuple[float, float]]:
+    """An interval ``[low, high]`` as sent, or None."""
+    if isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+        return (float(v[0]), float(v[1]))
+    return None
+
+
 @dataclass(frozen=True)
 class Summary:
-    """Totals over a batch or job. ``accuracy`` is correct / (correct + incorrect)."""
+    """Totals over a batch or job. ``accuracy`` is correct / (correct + incorrect), and
+    ``accuracy_interval`` its 95% Wilson interval ``(low, high)``."""
 
     total: int
     correct: int
@@ -277,6 +285,7 @@ class Summary:
     items_per_second: float
     mean_score: Optional[float] = None
     wins: Optional[Wins] = None
+    accuracy_interval: Optional[Tuple[float, float]] = None
     raw: JSON = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -299,6 +308,7 @@ class Summary:
             wins=Wins(int(w.get("a", 0)), int(w.get("b", 0)), int(w.get("tie", 0)))
             if isinstance(w, Mapping)
             else None,
+            accuracy_interval=_interval(d.get("accuracy_interval")),
             raw=d,
         )
 
@@ -472,7 +482,9 @@ class JudgeAgreement(TypedDict, total=False):
     errors: int
     unscored_rate: Optional[float]
     accuracy: Optional[float]
+    accuracy_interval: Optional[List[float]]
     cohen_kappa: Optional[float]
+    cohen_kappa_interval: Optional[List[float]]
     base_rate: Optional[float]
     predicted_rate: Optional[float]
     precision: Optional[float]

@@ -47,7 +47,9 @@ pub(super) fn figures(
         errors,
         unscored_rate: rate(unscored, n),
         accuracy: rate(agreed, graded.len()),
+        accuracy_interval: stats::wilson(agreed, graded.len()).map(stats::round6_pair),
         cohen_kappa: None,
+        cohen_kappa_interval: None,
         base_rate: None,
         predicted_rate: None,
         precision: None,
@@ -85,6 +87,7 @@ fn category_figures(
     let pairs = category_pairs(graded);
     let matrix = stats::confusion(&pairs, k);
     f.cohen_kappa = Some(stats::cohen_kappa(&pairs, k).map(round6));
+    f.cohen_kappa_interval = Some(stats::cohen_kappa_interval(&pairs, k).map(stats::round6_pair));
     f.confusion = Some(Confusion {
         labels: if kind == JudgeKind::Binary {
             BINARY.to_vec()
@@ -142,6 +145,8 @@ fn group_figures(
         }
     }
     for e in groups.values_mut() {
+        let agreed = e.accuracy.unwrap_or(0.0) as usize;
+        e.accuracy_interval = stats::wilson(agreed, e.graded).map(stats::round6_pair);
         e.accuracy = e.accuracy.map(|a| round6(a / e.graded as f64));
     }
     groups

@@ -72,6 +72,7 @@ fn member_figures(
         graded: graded.len(),
         absent,
         accuracy: rate(agreed, graded.len()),
+        accuracy_interval: stats::wilson(agreed, graded.len()).map(stats::round6_pair),
         cohen_kappa: (kind != JudgeKind::Score)
             .then(|| stats::cohen_kappa(&pairs, k).map(round6))
             .flatten(),

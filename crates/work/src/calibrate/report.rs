@@ -28,6 +28,8 @@ pub struct GroupFigures {
     pub graded: usize,
     pub unscored: usize,
     pub accuracy: Option<f64>,
+    /// The accuracy's 95% Wilson interval, `[low, high]`.
+    pub accuracy_interval: Option<[f64; 2]>,
 }
 
 /// Pairwise position bias of one judge.
@@ -48,6 +50,8 @@ pub struct MemberFigures {
     /// Items it gave no verdict on (unscored, failed, or not asked under escalation).
     pub absent: usize,
     pub accuracy: Option<f64>,
+    /// The accuracy's 95% Wilson interval, `[low, high]`.
+    pub accuracy_interval: Option<[f64; 2]>,
     /// Binary and pairwise (null when undefined).
     pub cohen_kappa: Option<f64>,
     /// Scores.
@@ -78,12 +82,21 @@ pub struct JudgeFigures {
     pub unscored_rate: Option<f64>,
     /// Share of graded items where the verdict equals the label (scores: exactly).
     pub accuracy: Option<f64>,
+    /// The accuracy's 95% Wilson interval, `[low, high]`: how far the measured agreement may be
+    /// from the judge's agreement on items like these.
+    pub accuracy_interval: Option<[f64; 2]>,
     /// Binary and pairwise: Cohen's kappa of the verdicts against the labels, over graded items
     /// (1 perfect, 0 no better than chance given both sides' base rates); null when undefined
     /// (one class only on both sides, or nothing graded).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<f64>)]
     pub cohen_kappa: Option<Option<f64>>,
+    /// Binary and pairwise: the kappa's 95% interval, `[low, high]`, from its large-sample
+    /// standard error (Fleiss, Cohen and Everitt 1969, as statsmodels' `cohens_kappa` gives it),
+    /// cut to -1 to 1; null where kappa is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<f64>>)]
+    pub cohen_kappa_interval: Option<Option<[f64; 2]>>,
     /// Binary: the share of graded items labelled correct.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<f64>)]

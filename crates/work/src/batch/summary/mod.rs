@@ -19,7 +19,7 @@ use crate::budget::BudgetReport;
 pub use bias::{LengthBias, PositionBias};
 use llm_judge_chat::Usage;
 use llm_judge_judge::JudgeKind;
-use llm_judge_judge::stats::round6;
+use llm_judge_judge::stats::{self, round6};
 pub use panel::{PanelJudgeSummary, PanelSummary};
 pub use progress::{Progress, ProviderBatchProgress, Waiting};
 pub use tally::{JudgeVote, PanelTally, Position, Tally, category};
@@ -35,6 +35,10 @@ pub struct Summary {
     pub errors: usize,
     /// correct / (correct + incorrect); null when nothing was scored.
     pub accuracy: Option<f64>,
+    /// The accuracy's 95% Wilson interval, `[low, high]`: how far the judged accuracy may be
+    /// from the judge's long-run rate on items like these (not the judge's own error; null when
+    /// nothing was scored).
+    pub accuracy_interval: Option<[f64; 2]>,
     /// Score judgments: the mean score of scored items.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean_score: Option<f64>,
@@ -106,6 +110,7 @@ impl Summary {
             unscored: 0,
             errors: 0,
             accuracy: None,
+            accuracy_interval: None,
             mean_score: None,
             wins: (kind == JudgeKind::Compare).then(Wins::default),
             position_bias: (kind == JudgeKind::Compare).then(PositionBias::default),
@@ -204,6 +209,7 @@ impl Summary {
     pub fn finish(&mut self, elapsed: Duration) {
         let scored = self.correct + self.incorrect;
         self.accuracy = (scored > 0).then(|| self.correct as f64 / scored as f64);
+        self.accuracy_interval = stats::wilson(self.correct, scored).map(stats::round6_pair);
         if self.kind == Some(JudgeKind::Score) && self.scored > 0 {
             self.mean_score = Some(self.score_sum / self.scored as f64);
         }

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::bias::PositionBias;
 use super::tally::PanelTally;
 use llm_judge_judge::JudgeKind;
-use llm_judge_judge::stats::{Fleiss, round6};
+use llm_judge_judge::stats::{self, Fleiss, round6};
 
 /// One judge of a panel over a batch.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -24,6 +24,8 @@ pub struct PanelJudgeSummary {
     pub not_called: usize,
     /// correct / (correct + incorrect), as the batch's own accuracy; null when it graded none.
     pub accuracy: Option<f64>,
+    /// The accuracy's 95% Wilson interval, `[low, high]`.
+    pub accuracy_interval: Option<[f64; 2]>,
     /// Of the items where both this judge and the panel gave a verdict, the share where they
     /// gave the same one.
     pub agreement_with_panel: Option<f64>,
@@ -70,6 +72,7 @@ impl PanelSummary {
                     errors: 0,
                     not_called: 0,
                     accuracy: None,
+                    accuracy_interval: None,
                     agreement_with_panel: None,
                     mean_score: None,
                     position_bias: (kind == Some(JudgeKind::Compare)).then(PositionBias::default),
@@ -112,6 +115,7 @@ impl PanelSummary {
         for j in &mut self.judges {
             let graded = j.correct + j.incorrect;
             j.accuracy = (graded > 0).then(|| round6(j.correct as f64 / graded as f64));
+            j.accuracy_interval = stats::wilson(j.correct, graded).map(stats::round6_pair);
             j.agreement_with_panel =
                 (j.compared > 0).then(|| round6(j.agreed as f64 / j.compared as f64));
             j.mean_score = (j.scores > 0).then(|| round6(j.score_sum / j.scores as f64));
