@@ -176,6 +176,9 @@ impl RunSummary {
                 None => "n/a  (nothing graded correct or incorrect)".to_string(),
             },
         );
+        if let Some(c) = &s.corrected_accuracy {
+            row("corrected", corrected_row(c));
+        }
         if let Some(m) = s.mean_score {
             row("mean score", format!("{m:.3}"));
         }
@@ -242,6 +245,20 @@ fn budget_row(b: &BudgetReport) -> String {
         )
     } else {
         format!("{}: {spent} spent", limits.join(", "))
+    }
+}
+
+/// The label-corrected accuracy, as one line of the table.
+fn corrected_row(c: &llm_judge_work::batch::CorrectedAccuracy) -> String {
+    let used = format!("{} labels, {} unlabelled, ppi++", c.labels, c.unlabelled);
+    match (c.estimate, c.interval) {
+        (Some(e), Some([lo, hi])) => {
+            let more = c.labels_for_half_width.map_or(String::new(), |n| {
+                format!("; about {n} labels for plus or minus 2 points")
+            });
+            format!("{e:.4}  (95% interval {lo:.4} to {hi:.4}; {used}{more})")
+        }
+        _ => format!("n/a  ({used}: two labelled items with a verdict are needed)"),
     }
 }
 

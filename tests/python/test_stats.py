@@ -8,6 +8,9 @@ process against it, and compares the report with the reference libraries' figure
 from the scripted verdicts. Cases include ties in ranks, unscored items, one class only and a
 judge that never gives a verdict.
 
+The label-corrected accuracy of a binary run (items with a person's ``label`` on some of them) is
+checked against ``ppi_py`` (PyPI ``ppi-python``) the same way.
+
 The binary is ``LLM_JUDGE_BIN``, else cargo's ``target/debug/llm-judge``.
 """
 
@@ -24,7 +27,7 @@ import threading
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -33,6 +36,7 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix
 from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
+from ppi_py import ppi_mean_ci, ppi_mean_pointestimate
 
 REPO = Path(__file__).resolve().parents[2]
 TOL = 1e-5
@@ -90,16 +94,23 @@ def provider() -> Iterator[str]:
 JUDGES = ["ja", "jb", "jc", "jd", "mute"]
 
 
+def write_inputs(d: str, provider: str, items: List[Dict[str, Any]], judge_extra: str = "") -> Tuple[Path, Path]:
+    """A configuration with a route per scripted judge (and the panel ``trio``) and the items as
+    JSON Lines, in ``d``."""
+    config = Path(d, "config.toml")
+    routes = "\n".join(f'{j} = ["stand:{j}"]' for j in JUDGES)
+    config.write_text(
+        f'[judge]\ncache_entries = 0\n{judge_extra}[providers.stand]\nkind = "openai"\nbase_url = "{provider}"\n'
+        f'max_attempts = 1\n[routes]\n{routes}\n[panels.trio]\njudges = ["jb", "jc", "jd"]\n'
+    )
+    inp = Path(d, "items.jsonl")
+    inp.write_text("".join(json.dumps(i) + "\n" for i in items))
+    return config, inp
+
+
 def calibrate(provider: str, kind: str, items: List[Dict[str, Any]], judges: List[str]) -> Dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
-        config = Path(d, "config.toml")
-        routes = "\n".join(f'{j} = ["stand:{j}"]' for j in JUDGES)
-        config.write_text(
-            f'[judge]\ncache_entries = 0\n[providers.stand]\nkind = "openai"\nbase_url = "{provider}"\n'
-            f'max_attempts = 1\n[routes]\n{routes}\n[panels.trio]\njudges = ["jb", "jc", "jd"]\n'
-        )
-        inp = Path(d, "items.jsonl")
-        inp.write_text("".join(json.dumps(i) + "\n" for i in items))
+        config, inp = write_inputs(d, provider, items)
         out = Path(d, "report.json")
         args = [str(binary()), "calibrate", "--config", str(config), "--input", str(inp), "--kind", kind,
                 "--output", str(out)]
@@ -187,6 +198,44 @@ def test_accuracy_and_kappa_intervals_match_statsmodels(provider: str, seed: int
         assert close(j["cohen_kappa_interval"][0], low) and close(j["cohen_kappa_interval"][1], upp), \
             (name, j["cohen_kappa_interval"], low, upp)
         assert j["cohen_kappa_interval"][0] <= j["cohen_kappa"] <= j["cohen_kappa_interval"][1]
+
+
+def run_summary(provider: str, items: List[Dict[str, Any]], judge_name: str) -> Dict[str, Any]:
+    """``llm-judge run`` over binary items with judge ``judge_name``: its summary JSON."""
+    with tempfile.TemporaryDirectory() as d:
+        config, inp = write_inputs(d, provider, items, "rules_precheck = false\n")
+        out, summary = Path(d, "out.jsonl"), Path(d, "summary.json")
+        args = [str(binary()), "run", "--config", str(config), "--input", str(inp), "--output", str(out),
+                "--judge", judge_name, "--summary-json", str(summary)]
+        done = subprocess.run(args, env={"PATH": os.environ.get("PATH", "")}, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        report: Dict[str, Any] = json.loads(summary.read_text())
+        return report
+
+
+@pytest.mark.parametrize("seed,n,labelled", [(2, 60, 0.5), (13, 300, 0.1), (29, 200, 0.3)])
+def test_corrected_accuracy_matches_ppi_py(provider: str, seed: int, n: int, labelled: float) -> None:
+    rng = random.Random(seed)
+    items = binary_items(rng, n)
+    for it in items:
+        if rng.random() >= labelled:
+            del it["label"]
+    summary = run_summary(provider, strip(items), "ja")
+    s = summary.get("summary", summary)
+    c = s["corrected_accuracy"]
+    with_verdict = [i for i in items if i["_votes"]["ja"] != "U"]
+    lab = [i for i in with_verdict if "label" in i]
+    unl = [i for i in with_verdict if "label" not in i]
+    y = np.array([1.0 if i["label"] == "correct" else 0.0 for i in lab])
+    yhat = np.array([float(i["_votes"]["ja"]) for i in lab])
+    yhat_u = np.array([float(i["_votes"]["ja"]) for i in unl])
+    assert c["labels"] == len(lab) and c["unlabelled"] == len(unl) and c["method"] == "ppi++"
+    assert c["labels_left_out"] == sum(1 for i in items if "label" in i and i["_votes"]["ja"] == "U")
+    point = float(np.asarray(ppi_mean_pointestimate(y, yhat, yhat_u)).ravel()[0])
+    lo, hi = (float(np.asarray(x).ravel()[0]) for x in ppi_mean_ci(y, yhat, yhat_u, alpha=0.05))
+    assert close(c["estimate"], point), (c, point)
+    assert close(c["interval"][0], max(0.0, lo)) and close(c["interval"][1], min(1.0, hi)), (c, lo, hi)
 
 
 def test_fleiss_kappa_matches_statsmodels(provider: str) -> None:

@@ -1,7 +1,7 @@
 //! The items a judge grades, as clients send them, and their validation (each problem names the
 //! field at fault).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::prompts::{self, OutputFormat};
@@ -80,6 +80,18 @@ pub struct BinaryItem {
     pub prompt: Option<String>,
     #[serde(default)]
     pub options: Options,
+    /// Batches, jobs and `llm-judge run`: a person's label of the prediction. With labels on
+    /// some items, the summary has `corrected_accuracy`; the item's result echoes it. The
+    /// single endpoint ignores it.
+    pub label: Option<HumanLabel>,
+}
+
+/// A person's label of a binary item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HumanLabel {
+    Correct,
+    Incorrect,
 }
 
 /// A scale item: how good is the prediction, from `min` to `max`?

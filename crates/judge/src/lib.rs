@@ -29,7 +29,7 @@ mod verdict;
 
 pub use confidence::ConfidenceSource;
 pub use error::JudgeError;
-pub use items::{BinaryItem, CompareItem, FieldError, Options, ScoreItem};
+pub use items::{BinaryItem, CompareItem, FieldError, HumanLabel, Options, ScoreItem};
 pub use judge::Judge;
 pub use judgment::{CompareJudgment, Judgment, PanelReport, PanelVote, ScoreJudgment};
 pub use verdict::{JudgeKind, Verdict};

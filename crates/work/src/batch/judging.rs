@@ -8,8 +8,17 @@ use serde_json::Value;
 use super::entry::{Entry, Outage, binary_tally, compare_tally, error_entry, score_tally};
 use super::item::BatchItem;
 use crate::budget::{Budget, Estimate, Reservation};
-use llm_judge_judge::{Judge, JudgeError};
+use llm_judge_judge::{HumanLabel, Judge, JudgeError};
 use llm_judge_pool::Via;
+
+/// A binary judgment with the person's label its item carried, echoed in its result.
+#[derive(serde::Serialize)]
+struct Labelled<'a, J> {
+    #[serde(flatten)]
+    judgment: &'a J,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<HumanLabel>,
+}
 
 /// Judges one item of a batch into its entry; its calls travel as `via` says.
 pub async fn judge_one(
@@ -50,10 +59,15 @@ pub async fn judge_one(
         BatchItem::Unread(..) => {
             return error("internal_error", "the item was not read", None, None);
         }
-        BatchItem::Binary(i) => judge
-            .binary(route, &i, via)
-            .await
-            .map(|j| Entry::ok(index, &j, binary_tally(&j))),
+        BatchItem::Binary(i) => judge.binary(route, &i, via).await.map(|j| {
+            let mut tally = binary_tally(&j);
+            tally.label = i.label.map(|l| l == HumanLabel::Correct);
+            let labelled = Labelled {
+                judgment: &j,
+                label: i.label,
+            };
+            Entry::ok(index, &labelled, tally)
+        }),
         BatchItem::Score(i) => judge
             .score(route, &i, via)
             .await

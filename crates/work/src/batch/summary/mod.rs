@@ -4,6 +4,7 @@
 //! and the judges' agreement (Fleiss' kappa).
 
 mod bias;
+mod corrected;
 mod panel;
 mod progress;
 mod tally;
@@ -17,6 +18,7 @@ use utoipa::ToSchema;
 
 use crate::budget::BudgetReport;
 pub use bias::{LengthBias, PositionBias};
+pub use corrected::CorrectedAccuracy;
 use llm_judge_chat::Usage;
 use llm_judge_judge::JudgeKind;
 use llm_judge_judge::stats::{self, round6};
@@ -39,6 +41,10 @@ pub struct Summary {
     /// from the judge's long-run rate on items like these (not the judge's own error; null when
     /// nothing was scored).
     pub accuracy_interval: Option<[f64; 2]>,
+    /// Binary batches with a person's `label` on some items: the accuracy corrected by the
+    /// labels (prediction-powered inference), with its interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrected_accuracy: Option<CorrectedAccuracy>,
     /// Score judgments: the mean score of scored items.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean_score: Option<f64>,
@@ -68,6 +74,8 @@ pub struct Summary {
     /// many did not (online calls, verdict-cache hits, the rules judge); errors are in neither.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    #[serde(skip)]
+    ppi: corrected::Ppi,
     #[serde(skip)]
     by_provider_batch: usize,
     #[serde(skip)]
@@ -111,6 +119,8 @@ impl Summary {
             errors: 0,
             accuracy: None,
             accuracy_interval: None,
+            corrected_accuracy: None,
+            ppi: corrected::Ppi::default(),
             mean_score: None,
             wins: (kind == JudgeKind::Compare).then(Wins::default),
             position_bias: (kind == JudgeKind::Compare).then(PositionBias::default),
@@ -150,6 +160,11 @@ impl Summary {
             Some("incorrect") => self.incorrect += 1,
             Some("unscored") => self.unscored += 1,
             _ => self.scored_without_verdict += 1,
+        }
+        match (t.verdict, t.label) {
+            (Some(v @ ("correct" | "incorrect")), label) => self.ppi.add(label, v == "correct"),
+            (Some("unscored"), Some(_)) => self.ppi.left_out(),
+            _ => {}
         }
         if let Some(s) = t.score {
             self.score_sum += s;
@@ -210,6 +225,7 @@ impl Summary {
         let scored = self.correct + self.incorrect;
         self.accuracy = (scored > 0).then(|| self.correct as f64 / scored as f64);
         self.accuracy_interval = stats::wilson(self.correct, scored).map(stats::round6_pair);
+        self.corrected_accuracy = self.ppi.finish();
         if self.kind == Some(JudgeKind::Score) && self.scored > 0 {
             self.mean_score = Some(self.score_sum / self.scored as f64);
         }

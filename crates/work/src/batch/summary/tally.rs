@@ -32,6 +32,8 @@ pub struct Tally {
     pub provider_batch: bool,
     /// An error entry a budget made (the item was not sent).
     pub budget_exhausted: bool,
+    /// Binary: the person's label the item carried (true: correct).
+    pub label: Option<bool>,
 }
 
 /// The position a pairwise answer preferred.
@@ -165,6 +167,11 @@ impl Tally {
             panel,
             provider_batch: entry["provider_batch"].is_string(),
             budget_exhausted: false,
+            label: match entry["label"].as_str() {
+                Some("correct") => Some(true),
+                Some("incorrect") => Some(false),
+                _ => None,
+            },
         }
     }
 }
