@@ -3,6 +3,7 @@
 //! and Anthropic wire, prompts that fence adversarial predictions, and bias figures in summaries.
 
 mod bias;
+mod by_judge;
 mod corrected;
 mod panels;
 mod verdicts;

@@ -122,6 +122,10 @@ fn tally(j: &Judgment) -> Tally {
         usage: j.usage,
         cost_usd: j.cost_usd,
         cached: j.cached,
+        judge: panel
+            .is_none()
+            .then(|| format!("{}:{}", j.provider, j.model)),
+        fallback: j.fallback,
         panel,
         provider_batch: j.provider_batch.is_some(),
         ..Tally::default()

@@ -18,6 +18,6 @@ pub use item::BatchItem;
 pub use judging::{Admitted, admit, admit_when_room, estimate, judge_one, settle};
 pub use ndjson::stream;
 pub use summary::{
-    CorrectedAccuracy, Delivery, JudgeVote, PanelTally, Position, Progress, ProviderBatchProgress,
-    Summary, Tally, Waiting,
+    CorrectedAccuracy, Delivery, JudgeCounts, JudgeVote, PanelTally, Position, Progress,
+    ProviderBatchProgress, Summary, Tally, Waiting,
 };

@@ -45,6 +45,10 @@ pub struct Summary {
     /// labels (prediction-powered inference), with its interval.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub corrected_accuracy: Option<CorrectedAccuracy>,
+    /// The verdicts split by the judge (`provider:model`) that gave them, so that a route that
+    /// fell back says which model its verdicts came from (panels' verdicts are under `panels`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_judge: BTreeMap<String, JudgeCounts>,
     /// Score judgments: the mean score of scored items.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean_score: Option<f64>,
@@ -92,6 +96,22 @@ pub struct Summary {
     scored_without_verdict: usize,
 }
 
+/// One judge's share of a batch's verdicts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+pub struct JudgeCounts {
+    pub correct: usize,
+    pub incorrect: usize,
+    pub unscored: usize,
+    /// Scores and pairwise winners.
+    pub other: usize,
+    /// Of these verdicts, those it gave as a fallback (a step after the route's first).
+    pub fallback: usize,
+    /// correct / (correct + incorrect) of its verdicts.
+    pub accuracy: Option<f64>,
+    /// Its 95% Wilson interval.
+    pub accuracy_interval: Option<[f64; 2]>,
+}
+
 /// How a job's answered items were delivered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Delivery {
@@ -120,6 +140,7 @@ impl Summary {
             accuracy: None,
             accuracy_interval: None,
             corrected_accuracy: None,
+            by_judge: BTreeMap::new(),
             ppi: corrected::Ppi::default(),
             mean_score: None,
             wins: (kind == JudgeKind::Compare).then(Wins::default),
@@ -160,6 +181,16 @@ impl Summary {
             Some("incorrect") => self.incorrect += 1,
             Some("unscored") => self.unscored += 1,
             _ => self.scored_without_verdict += 1,
+        }
+        if let Some(j) = &t.judge {
+            let c = self.by_judge.entry(j.clone()).or_default();
+            match t.verdict {
+                Some("correct") => c.correct += 1,
+                Some("incorrect") => c.incorrect += 1,
+                Some("unscored") => c.unscored += 1,
+                _ => c.other += 1,
+            }
+            c.fallback += usize::from(t.fallback);
         }
         match (t.verdict, t.label) {
             (Some(v @ ("correct" | "incorrect")), label) => self.ppi.add(label, v == "correct"),
@@ -226,6 +257,11 @@ impl Summary {
         self.accuracy = (scored > 0).then(|| self.correct as f64 / scored as f64);
         self.accuracy_interval = stats::wilson(self.correct, scored).map(stats::round6_pair);
         self.corrected_accuracy = self.ppi.finish();
+        for c in self.by_judge.values_mut() {
+            let graded = c.correct + c.incorrect;
+            c.accuracy = (graded > 0).then(|| round6(c.correct as f64 / graded as f64));
+            c.accuracy_interval = stats::wilson(c.correct, graded).map(stats::round6_pair);
+        }
         if self.kind == Some(JudgeKind::Score) && self.scored > 0 {
             self.mean_score = Some(self.score_sum / self.scored as f64);
         }

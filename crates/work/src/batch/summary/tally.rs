@@ -34,6 +34,10 @@ pub struct Tally {
     pub budget_exhausted: bool,
     /// Binary: the person's label the item carried (true: correct).
     pub label: Option<bool>,
+    /// The judge that gave the verdict, `provider:model` (not for panels).
+    pub judge: Option<String>,
+    /// The verdict came from a step after the route's first (a fallback).
+    pub fallback: bool,
 }
 
 /// The position a pairwise answer preferred.
@@ -167,6 +171,11 @@ impl Tally {
             panel,
             provider_batch: entry["provider_batch"].is_string(),
             budget_exhausted: false,
+            judge: match (entry["provider"].as_str(), entry["model"].as_str()) {
+                (Some(p), Some(m)) if entry["panel"].is_null() => Some(format!("{p}:{m}")),
+                _ => None,
+            },
+            fallback: entry["fallback"] == true,
             label: match entry["label"].as_str() {
                 Some("correct") => Some(true),
                 Some("incorrect") => Some(false),
