@@ -124,6 +124,12 @@ impl Judge {
         self.recorder.verdict(kind, self.route_label(route), j);
     }
 
+    /// Counts a pairwise item whose two orders chose different winners, in
+    /// `llm_judge_position_flips_total`.
+    pub(crate) fn record_position_flip(&self, route: &str) {
+        self.recorder.position_flip(self.route_label(route));
+    }
+
     /// Counts a verdict whose route asks for log probabilities but got none to read, in
     /// `llm_judge_confidence_fallbacks_total`.
     pub(crate) fn confidence_fallback(&self, route: &str, why: Missing) {

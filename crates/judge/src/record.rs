@@ -37,12 +37,28 @@ impl Recorder {
             .record(d.as_secs_f64());
     }
 
-    /// Counts a judgment's verdict under the route's label, and its unscored reason.
+    /// Counts a judgment's verdict under the route's label, its unscored reason, the reader of
+    /// its verdict, whether a fallback step gave it, and a panel's agreement on it.
     pub(crate) fn verdict(&self, kind: JudgeKind, label: &str, j: &Judgment) {
         self.verdicts.increment(kind, label, j.verdict);
         if let Some(r) = j.unscored_reason {
             metrics::counter!(m::UNSCORED, "reason" => r).increment(1);
         }
+        if let Some(p) = j.parser {
+            metrics::counter!(m::VERDICT_PARSERS, "route" => label.to_string(), "parser" => p)
+                .increment(1);
+        }
+        if j.fallback {
+            metrics::counter!(m::FALLBACK_VERDICTS, "route" => label.to_string()).increment(1);
+        }
+        if let Some(a) = j.panel.as_ref().and_then(|p| p.agreement) {
+            metrics::histogram!(m::PANEL_AGREEMENT, "panel" => label.to_string()).record(a);
+        }
+    }
+
+    /// Counts a pairwise item whose two orders chose different winners.
+    pub(crate) fn position_flip(&self, label: &str) {
+        metrics::counter!(m::POSITION_FLIPS, "route" => label.to_string()).increment(1);
     }
 
     /// Counts a verdict whose route asks for log probabilities but got none to read, in

@@ -37,6 +37,10 @@ pub const JOBS_WAITING: &str = "llm_judge_jobs_waiting";
 pub const JOB_ITEMS_REQUEUED: &str = "llm_judge_job_items_requeued_total";
 pub const STREAMS: &str = "llm_judge_streams_total";
 pub const CONFIDENCE_FALLBACKS: &str = "llm_judge_confidence_fallbacks_total";
+pub const POSITION_FLIPS: &str = "llm_judge_position_flips_total";
+pub const FALLBACK_VERDICTS: &str = "llm_judge_fallback_verdicts_total";
+pub const VERDICT_PARSERS: &str = "llm_judge_verdict_parsers_total";
+pub const PANEL_AGREEMENT: &str = "llm_judge_panel_agreement";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -45,6 +49,8 @@ const OVERHEAD_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
 ];
 const WAIT_BUCKETS: &[f64] = &[0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// A panel's agreement on an item: the share of its judges that voted with the decision.
+const AGREEMENT_BUCKETS: &[f64] = &[0.34, 0.5, 0.6, 0.67, 0.75, 0.8, 0.9, 0.99, 1.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -65,6 +71,12 @@ pub fn install() -> PrometheusHandle {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(RATE_LIMIT_WAIT.into()), WAIT_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(PANEL_AGREEMENT.into()),
+                        AGREEMENT_BUCKETS,
+                    )
                 })
                 .expect("bucket lists are not empty")
                 .build_recorder();
@@ -193,6 +205,22 @@ fn describe_work() {
     describe_counter!(
         STREAMS,
         "Streamed answers that ended, by provider and outcome (complete, failed: the provider's stream broke or reported an error after its first piece, abandoned: the client went away)"
+    );
+    describe_counter!(
+        POSITION_FLIPS,
+        "Pairwise items asked in both orders whose two answers chose different winners, by route (position bias)"
+    );
+    describe_counter!(
+        FALLBACK_VERDICTS,
+        "Verdicts given by a step after the route's first (another judge than the route names first), by route"
+    );
+    describe_counter!(
+        VERDICT_PARSERS,
+        "Verdicts read, by route and the reader that read them (json, a verdict line, a last verdict word, ...)"
+    );
+    describe_histogram!(
+        PANEL_AGREEMENT,
+        "Per item a panel judged: the share of its judges that voted with its decision, by panel"
     );
     describe_counter!(
         CONFIDENCE_FALLBACKS,

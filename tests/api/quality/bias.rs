@@ -82,6 +82,14 @@ lengthy = ["p:long-likes"]
     assert_eq!(body["results"][0]["consistent"], false);
     assert_eq!(body["results"][0]["confidence"], 0.5);
     assert_eq!(body["results"][0]["confidence_source"], "swap");
+    // And /metrics counts the flips of the route.
+    let metrics = app.get("/metrics").await.1;
+    let flips = metric(
+        &metrics,
+        "llm_judge_position_flips_total",
+        "route=\"first\"",
+    );
+    assert_eq!(flips, 4.0, "{metrics}");
     // A judge that scores by length: the score follows the length exactly.
     let items: Vec<Value> = [15, 35, 55, 75]
         .iter()

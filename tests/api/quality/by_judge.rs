@@ -42,4 +42,15 @@ default = ["down:gpt-4o", "up:gpt-4o-mini"]
     );
     assert_eq!(up["accuracy"], 1.0);
     assert!(by_judge.get("down:gpt-4o").is_none(), "{by_judge}");
+    // /metrics counts the verdicts a fallback step gave, and how each was read.
+    let metrics = app.get("/metrics").await.1;
+    let route = "route=\"default\"";
+    assert_eq!(
+        metric(&metrics, "llm_judge_fallback_verdicts_total", route),
+        20.0
+    );
+    assert_eq!(
+        metric(&metrics, "llm_judge_verdict_parsers_total", route),
+        20.0
+    );
 }

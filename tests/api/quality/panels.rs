@@ -197,6 +197,21 @@ judges = ["a", "b", "c"]
     let expected = (2.0 / 3.0 - 41.0 / 81.0) / (1.0 - 41.0 / 81.0);
     let kappa = trio["fleiss_kappa"].as_f64().unwrap();
     assert!((kappa - expected).abs() < 1e-5, "{kappa} vs {expected}");
+    // /metrics has the panel's agreement on each of the six items: three unanimous (1), three
+    // two-to-one (2/3, under the 0.67 bucket's bound).
+    let metrics = app.get("/metrics").await.1;
+    let panel = "panel=\"trio\"";
+    assert_eq!(
+        metric(&metrics, "llm_judge_panel_agreement_count", panel),
+        6.0,
+        "{metrics}"
+    );
+    let two_thirds = "panel=\"trio\",le=\"0.67\"";
+    assert_eq!(
+        metric(&metrics, "llm_judge_panel_agreement_bucket", two_thirds),
+        3.0,
+        "{metrics}"
+    );
     // A batch item may name the panel itself, and so may a job.
     let (_, body) = app
         .post(

@@ -63,6 +63,9 @@ impl Judge {
         if let Some((asked2, parsed2, _)) = b {
             positions.push(position(&parsed2));
             (winner, consistent) = reconcile(&parsed1, parsed2);
+            if consistent == Some(false) {
+                self.record_position_flip(route);
+            }
             if let Some(c) = consistent {
                 reading.confidence = Some(if c { 1.0 } else { 0.5 });
                 reading.source = ConfidenceSource::Swap;
