@@ -12,6 +12,7 @@ pub(super) const DEFAULTS: &str = r#"
 default_route = "default"
 rules_precheck = false
 temperature = 0.0
+seed = 0
 max_tokens = 512
 cache_entries = 100000
 "#;

@@ -30,7 +30,7 @@ impl<'de> Deserialize<'de> for RawRoute {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(
                     "a list of \"provider:model\" steps, or a table with `steps` and optionally \
-                     `structured` and `confidence`",
+                     `structured`, `confidence` and `seed`",
                 )
             }
 
@@ -63,10 +63,11 @@ impl<'de> Deserialize<'de> for RawRoute {
                         "steps" => route.steps = map.next_value::<RouteSpec>()?.0,
                         "structured" => route.options.structured = map.next_value()?,
                         "confidence" => route.options.confidence = map.next_value()?,
+                        "seed" => route.options.seed = Some(map.next_value()?),
                         other => {
                             return Err(serde::de::Error::unknown_field(
                                 other,
-                                &["steps", "structured", "confidence"],
+                                &["steps", "structured", "confidence", "seed"],
                             ));
                         }
                     }

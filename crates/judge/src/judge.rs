@@ -81,6 +81,11 @@ impl Judge {
         }
     }
 
+    /// The sampling seed a route's calls are sent with.
+    pub(crate) fn seed(&self, route: &str) -> i64 {
+        self.options(route).seed.unwrap_or(self.cfg.seed)
+    }
+
     fn options(&self, route: &str) -> RouteOptions {
         self.route_options.get(route).copied().unwrap_or_default()
     }

@@ -10,6 +10,9 @@ pub struct JudgeSettings {
     /// Ask the deterministic rules judge first; call a model only when it is unsure.
     pub rules_precheck: bool,
     pub temperature: f32,
+    /// The sampling seed sent to providers that take one (OpenAI, Azure, Together, Cohere,
+    /// Gemini), for answers as repeatable as the provider makes them; a route may set its own.
+    pub seed: i64,
     pub max_tokens: u32,
     /// Verdicts kept in the in-memory cache (0 turns the cache off).
     pub cache_entries: usize,
@@ -32,6 +35,8 @@ pub struct RouteOptions {
     /// Ask for a JSON verdict with a fixed schema, where the provider can enforce one.
     pub structured: bool,
     pub confidence: ConfidenceMode,
+    /// The route's own sampling seed (instead of `judge.seed`).
+    pub seed: Option<i64>,
 }
 
 /// How a panel turns its judges' verdicts into one.

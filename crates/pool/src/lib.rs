@@ -41,7 +41,7 @@ mod streaming;
 
 pub use delivery::{Deliver, Via};
 pub use outcome::{Attempt, Delivered, RouteFailed};
-pub use pool::{Pool, Step, local_limiter};
+pub use pool::{Pool, Sends, Step, local_limiter};
 pub use slot::ProviderSlot;
 pub use status::ProviderStatus;
 pub use streaming::{Pricing, StreamDelivered};

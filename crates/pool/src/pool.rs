@@ -171,6 +171,29 @@ impl Pool {
     }
 
     /// The first step of `route`: where a provider batch of its calls goes.
+    /// Of a request's decoding, what `provider` sends for `model`: its temperature (reasoning
+    /// models on the OpenAI wire take none) and its seed (Anthropic's API takes none); `None`
+    /// for the rules judge (and a provider not configured), which is sent no decoding.
+    pub fn sends(&self, provider: &str, model: &str) -> Option<Sends> {
+        use llm_judge_providers::ProviderKind as K;
+        let slot = self.slots.get(provider)?;
+        Some(match slot.kind {
+            K::Openai | K::Azure | K::Together => Sends {
+                temperature: !llm_judge_providers::openai::is_reasoning_model(model),
+                seed: true,
+            },
+            K::Cohere | K::Gemini => Sends {
+                temperature: true,
+                seed: true,
+            },
+            K::Anthropic => Sends {
+                temperature: true,
+                seed: false,
+            },
+            K::Rules => return None,
+        })
+    }
+
     pub fn first_step(&self, route: &str) -> Option<Step> {
         self.steps(route).ok()?.first().cloned()
     }
@@ -192,4 +215,11 @@ pub fn local_limiter(p: &ProviderSettings) -> LocalLimiter {
             )
         },
     )
+}
+
+/// What a provider sends of a request's decoding ([`Pool::sends`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sends {
+    pub temperature: bool,
+    pub seed: bool,
 }

@@ -5,6 +5,7 @@
 mod bias;
 mod by_judge;
 mod corrected;
+mod decoding;
 mod panels;
 mod verdicts;
 

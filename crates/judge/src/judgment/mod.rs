@@ -60,6 +60,23 @@ pub struct Judgment {
     /// price); absent for an online answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_batch: Option<String>,
+    /// What the provider that answered was sent of the decoding; absent when no provider was
+    /// called (the verdict cache, the rules judge, a panel: see its judges).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoding: Option<Decoding>,
+}
+
+/// The decoding a provider was sent: what makes its answer repeatable, or not.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Decoding {
+    /// Null when the model takes none (reasoning models); see `note`.
+    pub temperature: Option<f32>,
+    pub max_tokens: u32,
+    /// The sampling seed; null for a provider that takes none (Anthropic).
+    pub seed: Option<i64>,
+    /// Said when the decoding is not what the route asks for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
 }
 
 /// A scale judgment.

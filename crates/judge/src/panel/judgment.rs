@@ -73,6 +73,7 @@ pub(super) fn panel_judgment<J: Ballot>(
             judges,
         })),
         provider_batch: None,
+        decoding: None,
     };
     (outcome, judgment)
 }

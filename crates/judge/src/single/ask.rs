@@ -7,6 +7,7 @@ use crate::cache::{CachedAnswer, Key, VerdictCache};
 use crate::error::JudgeError;
 use crate::items::Options;
 use crate::judge::Judge;
+use crate::judgment::Decoding;
 use crate::parse;
 use crate::prompts::Rendered;
 use llm_judge_chat::{
@@ -35,6 +36,8 @@ pub(super) struct Asked {
     pub(super) logprobs: Option<Vec<TokenLogprob>>,
     /// The provider batch that answered.
     pub(super) provider_batch: Option<String>,
+    /// What the answering provider was sent of the decoding (none for a cached answer).
+    pub(super) decoding: Option<Decoding>,
 }
 
 /// What one call asks a route: the rendered prompt, the item's images and options, and the raw
@@ -66,11 +69,12 @@ impl Asked {
             cache_key: None,
             logprobs: hit.logprobs,
             provider_batch: None,
+            decoding: None,
         }
     }
 
     /// An answer a provider gave, to be kept under `cache_key` if it reads as a verdict.
-    fn delivered(d: Delivered, cache_key: Option<Key>) -> Asked {
+    fn delivered(d: Delivered, cache_key: Option<Key>, decoding: Option<Decoding>) -> Asked {
         Asked {
             text: d.completion.text,
             refusal: d.completion.refusal,
@@ -86,6 +90,7 @@ impl Asked {
             cache_key,
             logprobs: d.completion.logprobs,
             provider_batch: d.provider_batch,
+            decoding,
         }
     }
 }
@@ -103,7 +108,8 @@ impl Judge {
         let max_tokens = q.options.max_tokens.unwrap_or(self.cfg.max_tokens);
         let cacheable =
             q.options.cache.unwrap_or(true) && temperature == 0.0 && self.cache.enabled();
-        let cache_key = cacheable.then(|| cache_key(route, &q, max_tokens));
+        let seed = self.seed(route);
+        let cache_key = cacheable.then(|| cache_key(route, &q, max_tokens, seed));
         let hit = match &cache_key {
             Some(k) => self.cache.get(k).await,
             None => None,
@@ -111,13 +117,24 @@ impl Judge {
         if let Some(hit) = hit {
             return Ok(Asked::from_cache(hit));
         }
-        let req = self.request(route, q, temperature, max_tokens);
+        let mut req = self.request(route, q, temperature, max_tokens);
+        req.seed = Some(seed);
         let d = self
             .pool
             .send(route, req, via)
             .await
             .map_err(|f| JudgeError::from_route(route, f))?;
-        Ok(Asked::delivered(d, cache_key))
+        let decoding = self
+            .pool
+            .sends(&d.provider, &d.model)
+            .map(|sends| Decoding {
+                temperature: sends.temperature.then_some(temperature),
+                max_tokens,
+                seed: sends.seed.then_some(seed),
+                note: (!sends.temperature)
+                    .then_some("a reasoning model: it takes no temperature, so its answers vary"),
+            });
+        Ok(Asked::delivered(d, cache_key, decoding))
     }
 
     /// The chat request for a question: the prompt with the item's images, the decoding
@@ -166,7 +183,7 @@ impl Judge {
 }
 
 /// The verdict cache key of a question: everything that can change the answer kept.
-fn cache_key(route: &str, q: &Question<'_>, max_tokens: u32) -> Key {
+fn cache_key(route: &str, q: &Question<'_>, max_tokens: u32, seed: i64) -> Key {
     let rendered = q.rendered;
     let mut parts: Vec<&str> = vec![
         route,
@@ -177,6 +194,8 @@ fn cache_key(route: &str, q: &Question<'_>, max_tokens: u32) -> Key {
     ];
     let mt = max_tokens.to_string();
     parts.push(&mt);
+    let sd = seed.to_string();
+    parts.push(&sd);
     // What the provider is asked besides the prompt changes the answer kept.
     parts.push(rendered.schema.map_or("", |(name, _)| name));
     parts.push(if q.logprobs { "logprobs" } else { "" });

@@ -128,6 +128,7 @@ impl Judge {
             parser: Some("json"),
             panel: None,
             provider_batch: None,
+            decoding: None,
         })
     }
 }

@@ -93,6 +93,7 @@ impl Judge {
             cost_usd: asked.cost_usd,
             latency_ms: (total.as_secs_f64() * 1_000_000.0).round() / 1000.0,
             cached: asked.cached,
+            decoding: asked.decoding,
             template_version: r.version,
             confidence: r.confidence.map(crate::stats::round6),
             confidence_source: r.source,
