@@ -42,7 +42,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASE = ROOT / "target" / "release"
+# Where cargo put the release binaries: CARGO_TARGET_DIR when set (as `cargo build` honours it),
+# else the workspace's target/.
+RELEASE = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target").resolve() / "release"
 SERVICE_BIN = RELEASE / "llm-judge"
 MOCK_BIN = RELEASE / "llm-judge-mock"
 COST_TABLE_BIN = RELEASE / "examples" / "cost_table"
