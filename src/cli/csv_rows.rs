@@ -24,6 +24,7 @@ pub fn fields(kind: JudgeKind) -> (&'static [&'static str], &'static [&'static s
                 "options",
                 "judge",
                 "output_format",
+                "label",
             ],
             &["question", "answer", "prediction"],
         ),
@@ -316,6 +317,14 @@ mod tests {
         let e = check_columns(&cols(&["question", "answer"]), JudgeKind::Binary).unwrap_err();
         assert!(e.contains("prediction"), "{e}");
         assert!(check_columns(&cols(&["question", "prediction", "min"]), JudgeKind::Score).is_ok());
+        // A person's label goes with binary items only.
+        let labelled = cols(&["question", "answer", "prediction", "label"]);
+        assert!(check_columns(&labelled, JudgeKind::Binary).is_ok());
+        let e = check_columns(
+            &cols(&["question", "prediction", "label"]),
+            JudgeKind::Score,
+        );
+        assert!(e.unwrap_err().contains("\"label\""));
     }
 
     #[test]
