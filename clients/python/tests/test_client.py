@@ -89,6 +89,20 @@ def test_batch_items_with_a_bad_item_is_an_error_entry(client: Client, tag: str)
     assert res.summary.errors == 1
 
 
+def test_labels_give_a_corrected_accuracy_and_verdicts_name_their_judge(client: Client, tag: str) -> None:
+    items = [
+        {"question": f"q{i} {tag}", "answer": "4", "prediction": "4" if i % 2 else "WRONG 5", "judge": "rules"}
+        for i in range(6)
+    ]
+    for it in items[:4]:
+        it["label"] = "correct" if it["prediction"] == "4" else "incorrect"
+    res = client.batch(items)
+    c = res.summary.corrected_accuracy
+    assert c is not None and c["labels"] == 4 and c["unlabelled"] == 2 and c["method"] == "ppi++"
+    assert c["estimate"] == pytest.approx(0.5)
+    assert res.summary.by_judge["rules:rules"]["correct"] == 3
+
+
 def test_batch_score_and_compare_kinds(client: Client, tag: str) -> None:
     s = client.batch([{"question": f"q {tag}", "prediction": "fine"}], kind="score")
     assert isinstance(s.results[0].judgment, ScoreResult) and s.summary.mean_score == 8.0

@@ -270,7 +270,10 @@ def _interval(v: Any) -> Optional[Tuple[float, float]]:
 @dataclass(frozen=True)
 class Summary:
     """Totals over a batch or job. ``accuracy`` is correct / (correct + incorrect), and
-    ``accuracy_interval`` its 95% Wilson interval ``(low, high)``."""
+    ``accuracy_interval`` its 95% Wilson interval ``(low, high)``. With a person's ``label`` on
+    some binary items, ``corrected_accuracy`` has the accuracy corrected by the labels
+    (``estimate``, ``interval``, ``labels``, ...); ``by_judge`` splits the verdicts by the
+    ``provider:model`` that gave them."""
 
     total: int
     correct: int
@@ -286,6 +289,8 @@ class Summary:
     mean_score: Optional[float] = None
     wins: Optional[Wins] = None
     accuracy_interval: Optional[Tuple[float, float]] = None
+    corrected_accuracy: Optional[Dict[str, Any]] = None
+    by_judge: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     raw: JSON = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -309,6 +314,8 @@ class Summary:
             if isinstance(w, Mapping)
             else None,
             accuracy_interval=_interval(d.get("accuracy_interval")),
+            corrected_accuracy=dict(d["corrected_accuracy"]) if isinstance(d.get("corrected_accuracy"), Mapping) else None,
+            by_judge={str(k): dict(v) for k, v in _obj(d.get("by_judge")).items() if isinstance(v, Mapping)},
             raw=d,
         )
 
